@@ -1,0 +1,1 @@
+"""Upstream adapters: one module per wire protocol, all behind `providers.base.Provider`."""
