@@ -121,6 +121,9 @@ class Provider(Protocol):
     """One deployment's adapter. Built once at start (one pooled client each), closed at shutdown."""
 
     deployment: Deployment
+    # True when the upstream speaks legacy /v1/completions itself; otherwise the gateway turns an
+    # Endpoint.TEXT request into a chat request and the answer back into a text_completion.
+    native_text: bool
 
     async def complete(self, call: UpstreamCall) -> UpstreamResponse:
         """Endpoint.CHAT or Endpoint.TEXT, non-streamed."""
