@@ -1,0 +1,64 @@
+"""What the engine is told (EngineConfig) and what it learns from the weights (ModelConfig)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(slots=True)
+class ModelConfig:
+    architecture: str  # "llama" or "qwen2"; both are the same graph, qwen2 adds q/k/v biases
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rms_norm_eps: float
+    rope_theta: float
+    max_position: int
+    tie_embeddings: bool
+    attention_bias: bool
+    rope_scaling: dict[str, Any] | None = None
+
+    def weight_bytes(self, itemsize: int) -> int:
+        """Bytes one decode step reads from the weights: every matrix once, the embedding only as lm_head."""
+        h, i, hd = self.hidden_size, self.intermediate_size, self.head_dim
+        per_layer = h * (self.num_heads + 2 * self.num_kv_heads) * hd + self.num_heads * hd * h + 3 * h * i
+        return (self.num_layers * per_layer + self.vocab_size * h) * itemsize
+
+
+@dataclass(slots=True)
+class EngineConfig:
+    device: str = "auto"  # "auto" picks cuda when available
+    dtype: str = "auto"  # auto: bfloat16 on cuda, float32 on cpu (AVX2 has no fast bf16 matmul)
+    kv_cache_bytes: int = 512 * 1024**2
+    block_size: int = 16
+    max_num_seqs: int = 64
+    max_num_batched_tokens: int = 1024  # per step; longer prompts are prefilled in chunks
+    max_model_len: int = 4096
+    enable_prefix_caching: bool = True
+    enforce_eager: bool = False  # cuda only: skip CUDA-graph capture
+    cuda_graph_max_batch: int = 64
+    num_threads: int = 0  # torch intra-op threads on cpu; 0 keeps torch's default
+    seed: int = 0
+    served_model_name: str = ""
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None) -> EngineConfig:
+        """Builds from a loose dict (deployment options, CLI flags); unknown keys are an error, not noise."""
+        options = dict(options or {})
+        known = {f.name for f in fields(cls)}
+        if "kv_cache_mb" in options:
+            options["kv_cache_bytes"] = int(float(options.pop("kv_cache_mb")) * 1024**2)
+        if "max_batch" in options:
+            options["max_num_seqs"] = options.pop("max_batch")
+        unknown = set(options) - known
+        if unknown:
+            raise ValueError(f"unknown local engine options: {sorted(unknown)}")
+        cfg = cls(**{k: v for k, v in options.items() if v is not None})
+        if cfg.block_size <= 0 or cfg.max_num_seqs <= 0 or cfg.max_num_batched_tokens <= 0:
+            raise ValueError("block_size, max_num_seqs and max_num_batched_tokens must be positive")
+        return cfg

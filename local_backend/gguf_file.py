@@ -1,0 +1,88 @@
+"""A lean GGUF reader: gguf-py's GGUFReader builds a numpy view per vocabulary string (seconds for a
+49k vocabulary); this walks the header once with struct and leaves dequantisation to gguf-py."""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf.quants import dequantize
+
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+
+@dataclass(slots=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]  # numpy order (rows first), the reverse of GGUF's dims
+    qtype: GGMLQuantizationType
+    offset: int
+    n_bytes: int
+
+
+class GGUFFile:
+    def __init__(self, path: str | Path) -> None:
+        with open(path, "rb") as f:
+            self._buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self._pos = 0
+        if self._buf[:4] != b"GGUF":
+            raise ValueError(f"{path} is not a GGUF file")
+        self._pos = 4
+        version, n_tensors, n_kv = self._read("<I"), self._read("<Q"), self._read("<Q")
+        if version < 2:
+            raise ValueError(f"GGUF version {version} is too old")
+        self.metadata: dict[str, Any] = {}
+        for _ in range(n_kv):
+            key = self._string()
+            self.metadata[key] = self._value(self._read("<I"))
+        infos = []
+        for _ in range(n_tensors):
+            name = self._string()
+            dims = [self._read("<Q") for _ in range(self._read("<I"))]
+            qtype = GGMLQuantizationType(self._read("<I"))
+            offset = self._read("<Q")
+            infos.append((name, tuple(reversed(dims)), qtype, offset))
+        align = int(self.metadata.get("general.alignment", 32))
+        start = (self._pos + align - 1) // align * align
+        self.tensors: list[TensorInfo] = []
+        for name, shape, qtype, offset in infos:
+            block, size = GGML_QUANT_SIZES[qtype]
+            n_bytes = int(np.prod(shape)) // block * size
+            self.tensors.append(TensorInfo(name, shape, qtype, start + offset, n_bytes))
+
+    def _read(self, fmt: str) -> Any:
+        (value,) = struct.unpack_from(fmt, self._buf, self._pos)
+        self._pos += struct.calcsize(fmt)
+        return value
+
+    def _string(self) -> str:
+        n = self._read("<Q")
+        raw = self._buf[self._pos : self._pos + n]
+        self._pos += n
+        return raw.decode("utf-8", errors="replace")
+
+    def _value(self, vtype: int) -> Any:
+        if vtype == _STRING:
+            return self._string()
+        if vtype == _ARRAY:
+            item_type, count = self._read("<I"), self._read("<Q")
+            if item_type in _SCALARS and item_type != 7:
+                fmt = _SCALARS[item_type]
+                values = np.frombuffer(self._buf, dtype=np.dtype(fmt), count=count, offset=self._pos)
+                self._pos += values.nbytes
+                return values.tolist()
+            return [self._value(item_type) for _ in range(count)]
+        return self._read(_SCALARS[vtype])
+
+    def load(self, info: TensorInfo) -> np.ndarray:
+        """The tensor dequantised to float32, in numpy order."""
+        raw = np.frombuffer(self._buf, dtype=np.uint8, count=info.n_bytes, offset=info.offset)
+        rows = int(np.prod(info.shape[:-1]))
+        data = dequantize(raw.reshape(rows, -1), info.qtype).reshape(info.shape)
+        return data.astype(np.float32, copy=False)

