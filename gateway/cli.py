@@ -1,0 +1,103 @@
+"""`switchyard`: the command line. The entry point builds Settings once and passes it down."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.config import ConfigError
+from gateway.offline import prepare_offline_env
+from gateway.settings import Settings
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app, resolve_config
+
+    overrides = {
+        k: v
+        for k, v in {
+            "config": args.config,
+            "host": args.host,
+            "port": args.port,
+            "workers": args.workers,
+            "log_level": args.log_level,
+        }.items()
+        if v is not None
+    }
+    settings = Settings(**overrides)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = resolve_config(settings, os.environ)
+    except ConfigError as exc:
+        print(f"switchyard: {exc}", file=sys.stderr)
+        return 2
+    if settings.master_key is None and config.master_key is None and not _is_loopback(settings.host):
+        print(
+            f"switchyard: refusing to listen on {settings.host} without a master key; "
+            "set SWITCHYARD_MASTER_KEY or bind 127.0.0.1",
+            file=sys.stderr,
+        )
+        return 2
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": settings.log_level,
+        "access_log": args.access_log,
+        "timeout_graceful_shutdown": 30,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings, config), **common)
+    else:
+        # Each worker process builds its own app from the same environment.
+        if settings.config is not None:
+            os.environ["SWITCHYARD_CONFIG"] = str(settings.config)
+        uvicorn.run("gateway.app:app_from_env", factory=True, workers=settings.workers, **common)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchyard", description="An OpenAI- and Anthropic-compatible LLM gateway."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the gateway")
+    p.add_argument(
+        "--config", type=Path, help="YAML config (default: $SWITCHYARD_CONFIG, else embedded defaults)"
+    )
+    p.add_argument("--host", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 4000)")
+    p.add_argument("--workers", type=int, help="worker processes (default 1)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--access-log", action="store_true", help="log every request line")
+    p.set_defaults(func=serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    prepare_offline_env()
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

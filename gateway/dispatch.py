@@ -1,0 +1,126 @@
+"""Which deployment serves a call, and what happens when it fails.
+
+For each candidate name in order, each of its deployments (rotated, cooled-down ones last): one
+attempt plus `retries` more on retryable failures (connect error, 429, 5xx) with exponential backoff
+(honouring Retry-After up to the cap). A timeout or an auth/not-found answer moves straight on to the
+next deployment; any other 4xx is the client's own error and ends the call. A deployment failing
+`cooldown_failures` calls in a row sits out `cooldown_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from gateway.settings import Settings
+from providers.base import Provider, UpstreamError
+from providers.deployment import Deployment
+
+log = logging.getLogger("switchyard.dispatch")
+T = TypeVar("T")
+
+# Statuses that say "this deployment cannot serve it" rather than "this request is wrong".
+_MOVE_ON = {401, 403, 404, 408}
+
+
+@dataclass(slots=True)
+class _Health:
+    failures: int = 0
+    cooldown_until: float = 0.0
+
+
+@dataclass(slots=True)
+class Served(Generic[T]):
+    result: T
+    deployment: Deployment
+    attempts: int
+    # How many deployments failed before this one answered.
+    fallbacks: int
+    errors: list[str] = field(default_factory=list)
+
+
+class Dispatcher:
+    def __init__(self, providers: dict[str, Provider], deployments: list[Deployment], settings: Settings):
+        self.providers = providers
+        self._by_name: dict[str, list[Deployment]] = {}
+        for dep in deployments:
+            self._by_name.setdefault(dep.name, []).append(dep)
+        self._health = {dep.id: _Health() for dep in deployments}
+        self._turn: dict[str, int] = dict.fromkeys(self._by_name, 0)
+        self._settings = settings
+
+    def deployments(self, name: str) -> list[Deployment]:
+        return self._by_name.get(name, [])
+
+    def healthy(self, dep: Deployment) -> bool:
+        return self._health[dep.id].cooldown_until <= time.monotonic()
+
+    def _order(self, name: str) -> list[Deployment]:
+        deps = self._by_name.get(name, [])
+        if len(deps) > 1:
+            turn = self._turn[name]
+            self._turn[name] = (turn + 1) % len(deps)
+            deps = deps[turn:] + deps[:turn]
+            now = time.monotonic()
+            deps = sorted(deps, key=lambda d: self._health[d.id].cooldown_until > now)
+        return deps
+
+    def _failed(self, dep: Deployment) -> None:
+        health = self._health[dep.id]
+        health.failures += 1
+        if health.failures >= self._settings.cooldown_failures:
+            health.cooldown_until = time.monotonic() + self._settings.cooldown_s
+            health.failures = 0
+            log.warning("deployment %s cooling down for %.0fs", dep.id, self._settings.cooldown_s)
+
+    def _succeeded(self, dep: Deployment) -> None:
+        health = self._health[dep.id]
+        if health.failures:
+            health.failures = 0
+
+    def _backoff(self, attempt: int, exc: UpstreamError) -> float:
+        s = self._settings
+        delay = min(s.retry_backoff_max_s, s.retry_backoff_s * (2**attempt))
+        delay *= 0.5 + random.random() / 2
+        if exc.retry_after is not None:
+            delay = max(delay, min(exc.retry_after, s.retry_backoff_max_s))
+        return delay
+
+    async def run(self, names: list[str], invoke: Callable[[Provider], Awaitable[T]]) -> Served[T]:
+        """Call `invoke` on deployments until one succeeds; raise the last error otherwise."""
+        last: UpstreamError | None = None
+        errors: list[str] = []
+        attempts = 0
+        for name in names:
+            for dep in self._order(name):
+                provider = self.providers[dep.id]
+                if not self.healthy(dep) and last is None and self._has_healthy(names):
+                    continue
+                for retry in range(self._settings.retries + 1):
+                    attempts += 1
+                    try:
+                        result = await invoke(provider)
+                    except UpstreamError as exc:
+                        last = exc
+                        errors.append(f"{dep.id}:{exc.status}")
+                        if not exc.retryable and exc.status not in _MOVE_ON:
+                            raise
+                        self._failed(dep)
+                        if exc.status in _MOVE_ON or exc.status == 504:
+                            break
+                        if retry < self._settings.retries:
+                            await asyncio.sleep(self._backoff(retry, exc))
+                        continue
+                    self._succeeded(dep)
+                    return Served(result, dep, attempts, len({e.split(":")[0] for e in errors}), errors)
+        if last is None:
+            raise UpstreamError(503, "no deployment is available for this model", retryable=True)
+        raise last
+
+    def _has_healthy(self, names: list[str]) -> bool:
+        return any(self.healthy(d) for n in names for d in self._by_name.get(n, ()))

@@ -1,0 +1,218 @@
+"""Anthropic's Messages API in front of any deployment: native bytes when the deployment is Anthropic,
+translated to and from the OpenAI shape otherwise."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from gateway.errors import bad_request
+from gateway.outcome import Outcome
+from gateway.proxy import SSE_HEADERS, ClientGone, Proxy, new_request_id, open_stream
+from gateway.streaming import close_quietly
+from gateway.usage import StreamCounter, prompt_tokens
+from gateway.validate import model_of, stream_flag
+from providers.anthropic_translate import (
+    TranslationError,
+    anthropic_request_to_openai,
+    openai_response_to_anthropic,
+)
+from providers.anthropic_translate_stream import OpenAIStreamToAnthropic, sse_event
+from providers.base import Chunk, Endpoint, Provider, UpstreamCall, UpstreamError, UpstreamResponse, Usage
+
+
+def _native(provider: Provider) -> bool:
+    return hasattr(provider, "messages_stream")
+
+
+def _check(body: dict[str, Any]) -> None:
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        raise bad_request("messages: must be a non-empty array", param="messages")
+    max_tokens = body.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise bad_request("max_tokens: a positive integer is required", param="max_tokens")
+
+
+async def messages(proxy: Proxy, request: Request, body: dict[str, Any]) -> Response:
+    model = model_of(body)
+    _check(body)
+    outcome = Outcome(new_request_id(), model, "messages")
+    stream = stream_flag(body)
+    names = proxy.resolve(request, model, body, outcome)
+    try:
+        as_openai = anthropic_request_to_openai(body)
+    except TranslationError as exc:
+        raise bad_request(exc.message, param=exc.param) from None
+    try:
+        if stream:
+            return await _stream(proxy, request, body, as_openai, names, outcome)
+        return await _complete(proxy, request, body, as_openai, names, outcome)
+    except UpstreamError as exc:
+        return proxy.fail(outcome, exc, anthropic=True)
+    except ClientGone:
+        outcome.status = 499
+        outcome.error_type = "client_disconnected"
+        proxy.finish(outcome)
+        return Response(status_code=499)
+
+
+async def _complete(
+    proxy: Proxy,
+    request: Request,
+    body: dict[str, Any],
+    as_openai: dict[str, Any],
+    names: list[str],
+    outcome: Outcome,
+) -> Response:
+    async def invoke(provider: Provider) -> tuple[bool, UpstreamResponse]:
+        if _native(provider):
+            return True, await provider.messages({**body, "model": provider.deployment.model})  # type: ignore[attr-defined]
+        call = UpstreamCall({**as_openai, "model": provider.deployment.model}, Endpoint.CHAT)
+        return False, await provider.complete(call)
+
+    served = await proxy.dispatch(request, names, invoke, outcome)
+    native, resp = served.result
+    usage = resp.usage
+    payload = resp.body if native else orjson.dumps(openai_response_to_anthropic(resp.data, body["model"]))
+    if usage is None:
+        outcome.usage_counted = True
+        usage = Usage(prompt_tokens(as_openai), _count_anthropic(orjson.loads(payload)))
+    proxy.settle(outcome, usage)
+    proxy.finish(outcome)
+    return Response(payload, media_type="application/json", headers=outcome.headers())
+
+
+def _count_anthropic(message: dict[str, Any]) -> int:
+    counter = StreamCounter()
+    for block in message.get("content") or ():
+        if block.get("type") == "text":
+            counter.parts.append(block.get("text", ""))
+        elif block.get("type") == "tool_use":
+            counter.parts.append(block.get("name", "") + orjson.dumps(block.get("input", {})).decode())
+    return counter.tokens()
+
+
+async def _stream(
+    proxy: Proxy,
+    request: Request,
+    body: dict[str, Any],
+    as_openai: dict[str, Any],
+    names: list[str],
+    outcome: Outcome,
+) -> Response:
+    async def invoke(provider: Provider) -> tuple[bool, tuple[Chunk, AsyncIterator[Chunk]]]:
+        model = provider.deployment.model
+        if _native(provider):
+            return True, await open_stream(provider.messages_stream({**body, "model": model}))  # type: ignore[attr-defined]
+        upstream = {**as_openai, "model": model, "stream": True, "stream_options": {"include_usage": True}}
+        return False, await open_stream(provider.stream(UpstreamCall(upstream, Endpoint.CHAT)))
+
+    served = await proxy.dispatch(request, names, invoke, outcome)
+    outcome.streamed = True
+    outcome.ttft_s = time.perf_counter() - outcome.started
+    native, (first, rest) = served.result
+    relay = _relay_native if native else _relay_translated
+    events = relay(first, rest, outcome, as_openai, body["model"], proxy.finish)
+    return StreamingResponse(
+        events, media_type="text/event-stream", headers={**SSE_HEADERS, **outcome.headers(cost_pending=True)}
+    )
+
+
+def _error_event(exc: UpstreamError) -> bytes:
+    kind = "overloaded_error" if exc.status in (529, 503) else "api_error"
+    return sse_event("error", {"type": "error", "error": {"type": kind, "message": exc.message}})
+
+
+async def _relay_native(
+    first: Chunk,
+    rest: AsyncIterator[Chunk],
+    outcome: Outcome,
+    as_openai: dict[str, Any],
+    model: str,
+    finish: Callable[[Outcome], None],
+) -> AsyncIterator[bytes]:
+    counter = StreamCounter()
+    prompt: int | None = None
+    cached = 0
+    completion: int | None = None
+    chunk: Chunk | None = first
+    try:
+        while chunk is not None:
+            data = chunk.data
+            kind = data.get("type")
+            if kind == "message_start":
+                u = (data.get("message") or {}).get("usage") or {}
+                cached = int(u.get("cache_read_input_tokens") or 0)
+                prompt = (
+                    int(u.get("input_tokens") or 0) + cached + int(u.get("cache_creation_input_tokens") or 0)
+                )
+            elif kind == "message_delta" and (data.get("usage") or {}).get("output_tokens") is not None:
+                completion = int(data["usage"]["output_tokens"])
+            elif kind == "content_block_delta":
+                delta = data.get("delta") or {}
+                counter.parts.append(delta.get("text") or delta.get("partial_json") or "")
+            yield chunk.raw
+            chunk = await anext(rest, None)
+    except UpstreamError as exc:
+        outcome.status = exc.status
+        outcome.error_type = exc.type
+        yield _error_event(exc)
+    finally:
+        if prompt is None or completion is None:
+            outcome.usage_counted = True
+        outcome.usage = Usage(
+            prompt if prompt is not None else prompt_tokens(as_openai),
+            completion if completion is not None else counter.tokens(),
+            cached,
+        )
+        outcome.latency_s = time.perf_counter() - outcome.started
+        await close_quietly(rest)
+        finish(outcome)
+
+
+async def _relay_translated(
+    first: Chunk,
+    rest: AsyncIterator[Chunk],
+    outcome: Outcome,
+    as_openai: dict[str, Any],
+    model: str,
+    finish: Callable[[Outcome], None],
+) -> AsyncIterator[bytes]:
+    converter = OpenAIStreamToAnthropic(model)
+    counter = StreamCounter()
+    usage: Usage | None = None
+    chunk: Chunk | None = first
+    try:
+        while chunk is not None:
+            if chunk.data.get("usage"):
+                usage = Usage.from_openai(chunk.data["usage"])
+            counter.observe(chunk.data)
+            for event in converter.feed(chunk.data):
+                yield event
+            chunk = await anext(rest, None)
+        if usage is None:
+            usage = Usage(prompt_tokens(as_openai), counter.tokens())
+            outcome.usage_counted = True
+            converter.usage = {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+            }
+        for event in converter.finish():
+            yield event
+    except UpstreamError as exc:
+        outcome.status = exc.status
+        outcome.error_type = exc.type
+        yield _error_event(exc)
+    finally:
+        if usage is None:
+            usage = Usage(prompt_tokens(as_openai), counter.tokens())
+            outcome.usage_counted = True
+        outcome.usage = usage
+        outcome.latency_s = time.perf_counter() - outcome.started
+        await close_quietly(rest)
+        finish(outcome)

@@ -1,0 +1,45 @@
+"""What one request came to: drives the x-switchyard-* headers, metrics and (later) the spend record."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from gateway.pricing import format_usd
+from providers.base import Usage
+from providers.deployment import Deployment
+
+
+@dataclass(slots=True)
+class Outcome:
+    request_id: str
+    requested_model: str
+    endpoint: str
+    started: float = field(default_factory=time.perf_counter)
+    route: str | None = None
+    route_explain: str = "direct"
+    difficulty: float | None = None
+    deployment: Deployment | None = None
+    status: int = 200
+    error_type: str | None = None
+    usage: Usage | None = None
+    usage_counted: bool = False
+    cost: Decimal | None = None
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    streamed: bool = False
+    fallbacks: int = 0
+
+    def explain(self) -> str:
+        text = self.route_explain
+        if self.fallbacks:
+            text += f"; fallbacks={self.fallbacks}"
+        return text
+
+    def headers(self, *, cost_pending: bool = False) -> dict[str, str]:
+        h = {"x-switchyard-request-id": self.request_id, "x-switchyard-route": self.explain()}
+        if self.deployment is not None:
+            h["x-switchyard-model"] = self.deployment.id
+            h["x-switchyard-cost-usd"] = "pending" if cost_pending else format_usd(self.cost)
+        return h

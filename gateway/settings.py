@@ -1,0 +1,46 @@
+"""The one Settings object: built at the entry point from the environment and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SWITCHYARD_", env_file=".env", extra="ignore")
+
+    config: Path | None = None
+    database_url: str = "sqlite+aiosqlite:///./switchyard.db"
+    redis_url: str | None = None
+    master_key: SecretStr | None = None
+
+    host: str = "127.0.0.1"
+    port: int = 4000
+    workers: int = Field(default=1, ge=1)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # Attempts per deployment beyond the first, on connect errors, 429 and 5xx.
+    retries: int = Field(default=2, ge=0)
+    retry_backoff_s: float = Field(default=0.05, ge=0)
+    retry_backoff_max_s: float = Field(default=2.0, ge=0)
+    # A deployment failing this many calls in a row sits out `cooldown_s` seconds.
+    cooldown_failures: int = Field(default=3, ge=1)
+    cooldown_s: float = Field(default=30.0, ge=0)
+
+    # Provider keys for the embedded defaults (no config file), under their usual names.
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SWITCHYARD_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SWITCHYARD_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY")
+    )
+    gemini_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SWITCHYARD_GEMINI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    )
+    # Serve the bundled local model in the embedded defaults when its engine is installed.
+    local_model: bool = True

@@ -1,0 +1,88 @@
+"""Relaying an upstream stream to the client as it arrives, metering it on the way."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+
+from gateway.outcome import Outcome
+from gateway.usage import StreamCounter, prompt_tokens
+from providers.base import Chunk, UpstreamError, Usage
+
+DONE = b"data: [DONE]\n\n"
+
+
+def _error_event(exc: UpstreamError) -> bytes:
+    return b"data: " + orjson.dumps(exc.to_openai()) + b"\n\n"
+
+
+async def relay_openai(
+    first: Chunk,
+    rest: AsyncIterator[Chunk],
+    outcome: Outcome,
+    body: dict[str, Any],
+    *,
+    include_usage: bool,
+    convert: Callable[[dict[str, Any]], dict[str, Any]] | None,
+    finish: Callable[[Outcome], None],
+) -> AsyncIterator[bytes]:
+    """OpenAI SSE out. The gateway always asks upstream for usage; the client sees the usage chunk only
+    when it asked for it (stream_options.include_usage). A stream that ends without usage is counted."""
+    counter = StreamCounter()
+    usage: Usage | None = None
+    last: dict[str, Any] = first.data
+    chunk: Chunk | None = first
+    try:
+        while chunk is not None:
+            data = chunk.data
+            last = data
+            raw_usage = data.get("usage")
+            if raw_usage:
+                usage = Usage.from_openai(raw_usage)
+            counter.observe(data)
+            if not raw_usage or data.get("choices") or include_usage:
+                yield chunk.raw if convert is None else Chunk.from_data(convert(data)).raw
+            chunk = await anext(rest, None)
+        if usage is None:
+            usage = Usage(prompt_tokens(body), counter.tokens())
+            outcome.usage_counted = True
+            if include_usage:
+                synthetic = {
+                    "id": last.get("id", ""),
+                    "object": last.get("object", "chat.completion.chunk"),
+                    "created": last.get("created", 0),
+                    "model": last.get("model", ""),
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": usage.prompt_tokens,
+                        "completion_tokens": usage.completion_tokens,
+                        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+                    },
+                }
+                yield Chunk.from_data(convert(synthetic) if convert else synthetic).raw
+        yield DONE
+    except UpstreamError as exc:
+        outcome.status = exc.status
+        outcome.error_type = exc.type
+        yield _error_event(exc)
+    finally:
+        if usage is None:
+            # Client went away or the upstream broke: bill what was streamed.
+            usage = Usage(prompt_tokens(body), counter.tokens())
+            outcome.usage_counted = True
+        outcome.usage = usage
+        outcome.latency_s = time.perf_counter() - outcome.started
+        await close_quietly(rest)
+        finish(outcome)
+
+
+async def close_quietly(it: AsyncIterator[Any]) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        # Closing a broken upstream must not mask the real outcome.
+        with contextlib.suppress(Exception):
+            await aclose()

@@ -1,0 +1,80 @@
+"""Token counts when the upstream gives none: tiktoken over what was sent and what came back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from routing.tokens import count_tokens
+
+# Per-message framing overhead of OpenAI's chat format.
+_PER_MESSAGE = 3
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        total = 3
+        for m in messages:
+            if not isinstance(m, dict):
+                continue
+            total += _PER_MESSAGE + count_tokens(_text_of(m.get("content")))
+            for call in m.get("tool_calls") or []:
+                fn = call.get("function") or {} if isinstance(call, dict) else {}
+                total += count_tokens(str(fn.get("name", "")) + str(fn.get("arguments", "")))
+        if isinstance(body.get("system"), str | list):  # Anthropic's top-level system prompt
+            total += count_tokens(_text_of(body["system"]))
+        return total
+    for field in ("prompt", "input"):
+        value = body.get(field)
+        if isinstance(value, str):
+            return count_tokens(value)
+        if isinstance(value, list):
+            return sum(
+                count_tokens(v) if isinstance(v, str) else len(v) if isinstance(v, list) else 1 for v in value
+            )
+    return 0
+
+
+class StreamCounter:
+    """Accumulates streamed text so a stream without a usage chunk is still billed."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def observe(self, chunk: dict[str, Any]) -> None:
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta")
+            if delta is None:  # legacy text_completion chunk
+                text = choice.get("text")
+                if text:
+                    self.parts.append(text)
+                continue
+            if delta.get("content"):
+                self.parts.append(delta["content"])
+            for call in delta.get("tool_calls") or ():
+                fn = call.get("function") or {}
+                self.parts.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
+
+    def tokens(self) -> int:
+        return count_tokens("".join(self.parts))
+
+
+def completion_tokens(data: dict[str, Any]) -> int:
+    counter = StreamCounter()
+    for choice in data.get("choices") or ():
+        msg = choice.get("message")
+        if msg is None:
+            counter.parts.append(str(choice.get("text") or ""))
+            continue
+        counter.observe({"choices": [{"delta": msg}]})
+    return counter.tokens()

@@ -1,0 +1,122 @@
+"""Any upstream that speaks OpenAI's HTTP API: OpenAI, Azure OpenAI, Groq, Together, vLLM, OpenRouter...
+
+Bytes pass through: the request body is encoded once, the response body is handed to the client as
+received and parsed once (for usage), stream events are re-framed without re-encoding their JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+
+from providers.base import (
+    Chunk,
+    Endpoint,
+    UpstreamCall,
+    UpstreamError,
+    UpstreamResponse,
+    http_error,
+    midstream_error,
+    parse_retry_after,
+)
+from providers.deployment import Deployment
+from providers.http import HttpClient
+from providers.sse import sse_events
+
+_PATHS = {Endpoint.CHAT: "/chat/completions", Endpoint.TEXT: "/completions", Endpoint.EMBED: "/embeddings"}
+
+
+class OpenAICompatibleProvider:
+    native_text = True
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        headers = {"content-type": "application/json"}
+        if deployment.provider == "azure":
+            base = (deployment.api_base or "").rstrip("/")
+            version = deployment.api_version or "2024-10-21"
+            prefix = f"{base}/openai/deployments/{deployment.model}"
+            self._urls = {ep: f"{prefix}{path}?api-version={version}" for ep, path in _PATHS.items()}
+            if deployment.api_key:
+                headers["api-key"] = deployment.api_key
+        else:
+            base = (deployment.api_base or "https://api.openai.com/v1").rstrip("/")
+            self._urls = {ep: base + path for ep, path in _PATHS.items()}
+            if deployment.api_key:
+                headers["authorization"] = f"Bearer {deployment.api_key}"
+        headers.update(deployment.headers)
+        self._http = HttpClient(
+            timeout=deployment.timeout,
+            connect_timeout=deployment.connect_timeout,
+            headers=headers,
+            # Proxies from the environment would also catch loopback upstreams; opt in per deployment.
+            trust_env=bool(deployment.options.get("trust_env", False)),
+        )
+
+    async def complete(self, call: UpstreamCall) -> UpstreamResponse:
+        resp = await self._http.post(self._urls[call.endpoint], orjson.dumps(call.body), call.headers or None)
+        if resp.status >= 400:
+            raise _error_from(resp.status, resp.headers, resp.body)
+        return _parse_body(resp.body)
+
+    async def embed(self, call: UpstreamCall) -> UpstreamResponse:
+        return await self.complete(call)
+
+    async def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:
+        url = self._urls[call.endpoint]
+        async with self._http.stream(url, orjson.dumps(call.body), call.headers or None) as resp:
+            if resp.status >= 400:
+                raise _error_from(resp.status, resp.headers, await resp.read())
+            started = False
+            async for _event, data in sse_events(resp.pieces()):
+                if data == b"[DONE]":
+                    return
+                try:
+                    parsed = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise midstream_error("upstream sent a malformed event") from None
+                if "error" in parsed and "choices" not in parsed:
+                    raise _error_payload(parsed, 502 if started else 500)
+                started = True
+                yield Chunk(raw=b"data: " + data + b"\n\n", data=parsed)
+            if not started:
+                raise midstream_error("upstream closed the stream before sending anything")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _parse_body(body: bytes) -> UpstreamResponse:
+    try:
+        return UpstreamResponse.from_bytes(body)
+    except (orjson.JSONDecodeError, AttributeError):
+        raise UpstreamError(502, "upstream returned a body that is not JSON", retryable=True) from None
+
+
+def _error_payload(payload: dict[str, Any], status: int) -> UpstreamError:
+    err = payload.get("error")
+    if isinstance(err, dict):
+        exc = http_error(status, str(err.get("message") or "upstream error"), code=_str(err.get("code")))
+        exc.param = _str(err.get("param"))
+        return exc
+    return http_error(status, str(err or "upstream error"))
+
+
+def _error_from(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        payload = None
+    if isinstance(payload, dict) and "error" in payload:
+        exc = _error_payload(payload, status)
+    else:
+        text = body[:500].decode("utf-8", "replace").strip() or "no body"
+        exc = http_error(status, f"upstream returned {status}: {text}")
+    exc.retry_after = parse_retry_after(headers.get("retry-after"))
+    return exc
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
