@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -26,9 +27,15 @@ from gateway.settings import Settings
 log = logging.getLogger("switchyard")
 
 
+DEFAULT_CONFIG_FILE = Path("switchyard.yaml")
+
+
 def resolve_config(settings: Settings, env: Mapping[str, str]) -> GatewayConfig:
+    """--config / SWITCHYARD_CONFIG, else ./switchyard.yaml when present, else the embedded defaults."""
     if settings.config is not None:
         return load_config(settings.config, env)
+    if DEFAULT_CONFIG_FILE.is_file():
+        return load_config(DEFAULT_CONFIG_FILE, env)
     return default_config(settings)
 
 

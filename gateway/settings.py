@@ -10,7 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SWITCHYARD_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SWITCHYARD_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     config: Path | None = None
     database_url: str = "sqlite+aiosqlite:///./switchyard.db"

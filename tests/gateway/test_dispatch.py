@@ -1,0 +1,103 @@
+"""The dispatch policy on stand-in adapters (the HTTP behaviour is covered end to end in tests/e2e)."""
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway.dispatch import Dispatcher
+from gateway.settings import Settings
+from providers.base import Chunk, UpstreamCall, UpstreamError, UpstreamResponse, http_error
+from providers.deployment import Deployment
+
+
+class Scripted:
+    """Answers from a script of outcomes: an exception to raise, or a string to return."""
+
+    native_text = True
+
+    def __init__(self, deployment: Deployment, script: list[object]) -> None:
+        self.deployment = deployment
+        self.script = script
+        self.calls = 0
+
+    async def complete(self, call: UpstreamCall) -> UpstreamResponse:
+        step = self.script[min(self.calls, len(self.script) - 1)]
+        self.calls += 1
+        if isinstance(step, Exception):
+            raise step
+        return UpstreamResponse.from_data({"answer": step})
+
+    async def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    async def embed(self, call: UpstreamCall) -> UpstreamResponse:
+        return await self.complete(call)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def make(specs: list[tuple[str, list[object]]], **settings: object) -> tuple[Dispatcher, list[Scripted]]:
+    deps = []
+    for i, (name, _) in enumerate(specs):
+        deps.append(Deployment(name=name, model=f"m{i}", id=f"{name}#{i}"))
+    providers = [Scripted(d, script) for d, (_, script) in zip(deps, specs, strict=True)]
+    s = Settings(_env_file=None, retry_backoff_s=0.0, **settings)
+    return Dispatcher({p.deployment.id: p for p in providers}, deps, s), providers
+
+
+async def call(provider: Scripted) -> UpstreamResponse:
+    return await provider.complete(UpstreamCall({}))
+
+
+async def test_retry_then_success() -> None:
+    d, (p,) = make([("a", [http_error(500, "boom"), "ok"])])
+    served = await d.run(["a"], call)
+    assert served.result.data == {"answer": "ok"} and served.attempts == 2 and p.calls == 2
+    assert served.fallbacks == 1  # the deployment that answered had failed once
+
+
+async def test_client_error_is_not_retried() -> None:
+    d, (p,) = make([("a", [http_error(400, "bad"), "ok"])])
+    with pytest.raises(UpstreamError) as err:
+        await d.run(["a"], call)
+    assert err.value.status == 400 and p.calls == 1
+
+
+async def test_falls_back_to_same_name_then_next_candidate() -> None:
+    down = UpstreamError(502, "refused", retryable=True)
+    d, (a1, a2, b) = make([("a", [down]), ("a", [down]), ("b", ["from b"])], retries=1)
+    served = await d.run(["a", "b"], call)
+    assert served.result.data == {"answer": "from b"}
+    assert served.deployment.name == "b" and served.fallbacks == 2
+    assert a1.calls == 2 and a2.calls == 2 and b.calls == 1
+
+
+async def test_auth_error_moves_on_without_retry() -> None:
+    d, (a, _b) = make([("a", [http_error(401, "bad key")]), ("b", ["ok"])])
+    served = await d.run(["a", "b"], call)
+    assert served.deployment.name == "b" and a.calls == 1
+
+
+async def test_cooldown_skips_failing_deployment() -> None:
+    down = UpstreamError(502, "refused", retryable=True)
+    d, (a, _b) = make([("a", [down]), ("b", ["ok"])], retries=0, cooldown_failures=2, cooldown_s=60)
+    for _ in range(2):
+        await d.run(["a", "b"], call)
+    assert a.calls == 2
+    await d.run(["a", "b"], call)
+    assert a.calls == 2, "a cooled-down deployment is skipped while a healthy one exists"
+
+
+async def test_all_failing_raises_last_error() -> None:
+    d, _ = make([("a", [http_error(429, "slow down", retry_after=0)])], retries=1)
+    with pytest.raises(UpstreamError) as err:
+        await d.run(["a"], call)
+    assert err.value.status == 429
+
+
+async def test_round_robin_between_same_name() -> None:
+    d, (_a1, _a2) = make([("a", ["1"]), ("a", ["2"])])
+    answers = [(await d.run(["a"], call)).result.data["answer"] for _ in range(4)]
+    assert sorted(answers) == ["1", "1", "2", "2"]
