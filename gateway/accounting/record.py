@@ -1,0 +1,49 @@
+"""The request record: one row of the request log, built from a request's Outcome."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    request_id: str
+    ts: datetime  # UTC, when the request arrived
+    team_id: str | None
+    key_id: str | None  # the API key's id, never the key or its hash
+    requested_model: str
+    route: str | None
+    deployment: str | None  # deployment id that answered (or last tried)
+    provider: str | None
+    tier: str | None
+    difficulty: float | None
+    status: int
+    error_type: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    # Exact USD; None only when no price is known for the deployment (tokens are still recorded).
+    cost_usd: Decimal | None
+    latency_ms: float
+    ttft_ms: float | None
+    streamed: bool
+    fallbacks: int
+    # True when the upstream gave no usage and the tokens were counted by the gateway.
+    tokens_estimated: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON types (for the spill file): Decimal as string, datetime as ISO 8601."""
+        out = asdict(self)
+        out["ts"] = self.ts.isoformat()
+        out["cost_usd"] = None if self.cost_usd is None else str(self.cost_usd)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RequestRecord:
+        data = dict(data)
+        data["ts"] = datetime.fromisoformat(data["ts"]).astimezone(UTC)
+        data["cost_usd"] = None if data.get("cost_usd") is None else Decimal(data["cost_usd"])
+        return cls(**data)
