@@ -1,0 +1,506 @@
+"""Fake Anthropic Messages API (`POST /v1/messages`, streamed and not) for tests.
+
+Honours the fault convention in `tests.fakes` (fail-400/401/429/500, flaky-N-*, hang, die-midstream)
+and its deterministic answers ("Hello from anthropic!"; a call of the first tool, or of the tool named
+by tool_choice, with {"city": "Paris"}; "The tool said: ..."). Anthropic-specific behaviour on top:
+  - requests are validated the way the real API does (x-api-key or Authorization: Bearer,
+    anthropic-version, max_tokens,
+    unknown top-level fields, alternating roles starting with user, tool_result right after its
+    tool_use and first in its turn, non-empty text, image sources, tools and tool_choice), answering 400
+    with Anthropic's error body, so translation bugs fail loudly;
+  - JSON mode is prompted on Anthropic, so a system prompt mentioning "valid JSON" (or an
+    `output_config.format`) gets '{"ok": true}';
+  - stop_sequences found in the answer cut it there (stop_reason stop_sequence); max_tokens below 3
+    truncates it (stop_reason max_tokens);
+  - model ids starting with "cached" report cache_read_input_tokens 10 and cache_creation_input_tokens 5;
+  - model id "overloaded-midstream" answers 200 and then sends `event: error` (overloaded_error) right
+    after message_start, as Anthropic does under load; "overloaded-late" sends it after some content.
+
+`create_app().state.requests` records every request received: {"headers": {...}, "body": {...}}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+TEXT_PIECES = ["Hello", " from", " anthropic!"]
+TOOL_JSON_PIECES = ["", '{"city": ', '"Paris"}']
+
+_KNOWN_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "metadata",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "service_tier",
+        "container",
+        "mcp_servers",
+        "output_config",
+        "cache_control",
+        "context_management",
+        "inference_geo",
+    }
+)
+_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+_FLAKY = re.compile(r"^flaky-(\d+)-")
+
+
+class InvalidRequest(Exception):
+    pass
+
+
+def create_app() -> Starlette:
+    app = Starlette(routes=[Route("/v1/messages", _messages, methods=["POST"])])
+    app.state.requests = []
+    app.state.calls = {}  # model id -> calls seen, for flaky-N-*
+    return app
+
+
+def error_response(status: int, kind: str, message: str, request_id: str = "req_fake") -> Response:
+    body = {"type": "error", "error": {"type": kind, "message": message}, "request_id": request_id}
+    headers = {"request-id": request_id}
+    if status == 429:
+        headers["retry-after"] = "0"
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+
+
+async def _messages(request: Request) -> Response:
+    raw = await request.body()
+    request_id = "req_" + hashlib.sha1(raw).hexdigest()[:24]
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    state = request.app.state
+    state.requests.append({"headers": dict(request.headers), "body": body})
+    # Newer official SDKs send the API key as "Authorization: Bearer"; the API takes either.
+    bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not request.headers.get("x-api-key") and not bearer:
+        return error_response(401, "authentication_error", "x-api-key header is required", request_id)
+    if not request.headers.get("anthropic-version"):
+        return error_response(
+            400, "invalid_request_error", "anthropic-version: header is required", request_id
+        )
+    if not isinstance(body, dict):
+        return error_response(400, "invalid_request_error", "request body must be a JSON object", request_id)
+
+    model = str(body.get("model") or "")
+    state.calls[model] = state.calls.get(model, 0) + 1
+    fault = _fault(model, state.calls[model], request_id)
+    if fault is not None:
+        return fault
+    if model == "hang":
+        await asyncio.sleep(60)
+    try:
+        validate(body)
+    except InvalidRequest as exc:
+        return error_response(400, "invalid_request_error", str(exc), request_id)
+
+    answer = _answer(body, request_id)
+    headers = {"request-id": request_id}
+    if not body.get("stream"):
+        return Response(orjson.dumps(_message(answer)), headers=headers, media_type="application/json")
+    if model == "die-midstream":
+        return _DyingStream(_events(answer, die=True), headers)
+    return StreamingResponse(_stream(answer, model), headers=headers, media_type="text/event-stream")
+
+
+def _fault(model: str, calls: int, request_id: str) -> Response | None:
+    if model == "fail-400":
+        return error_response(400, "invalid_request_error", "fake: bad request", request_id)
+    if model == "fail-401":
+        return error_response(401, "authentication_error", "fake: invalid x-api-key", request_id)
+    if model == "fail-429":
+        return error_response(429, "rate_limit_error", "fake: rate limited", request_id)
+    if model == "fail-500":
+        return error_response(500, "api_error", "fake: internal server error", request_id)
+    flaky = _FLAKY.match(model)
+    if flaky and calls <= int(flaky.group(1)):
+        return error_response(500, "api_error", f"fake: flaky failure {calls}", request_id)
+    return None
+
+
+# ---------------------------------------------------------------------------------------- answers
+
+
+def _text_of(content: Any) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    texts = []
+    for block in content or []:
+        if block.get("type") == "text":
+            texts.append(block.get("text") or "")
+        elif block.get("type") == "tool_result":
+            texts += _text_of(block.get("content"))
+    return texts
+
+
+def _answer(body: dict[str, Any], request_id: str) -> dict[str, Any]:
+    model = str(body["model"])
+    system = body.get("system") or ""
+    texts = _text_of(system)
+    tool_results: list[str] = []
+    for message in body["messages"]:
+        texts += _text_of(message["content"])
+        if isinstance(message["content"], list):
+            for block in message["content"]:
+                if block.get("type") == "tool_result":
+                    tool_results.append(" ".join(_text_of(block.get("content"))))
+    words = max(1, sum(len(t.split()) for t in texts))
+    usage = {"input_tokens": words, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    if model.startswith("cached"):
+        usage.update(cache_creation_input_tokens=5, cache_read_input_tokens=10)
+    answer: dict[str, Any] = {
+        "id": "msg_" + request_id.removeprefix("req_"),
+        "model": model,
+        "usage": usage,
+        "stop_sequence": None,
+    }
+    tools = body.get("tools") or []
+    choice = body.get("tool_choice") or {"type": "auto"}
+    if tools and choice.get("type") != "none" and not tool_results:
+        name = choice.get("name") if choice.get("type") == "tool" else tools[0]["name"]
+        answer.update(
+            kind="tool_use", tool={"id": "toolu_" + request_id[4:28], "name": name}, stop_reason="tool_use"
+        )
+        return answer
+
+    system_text = " ".join(_text_of(system))
+    if tool_results:
+        pieces = ["The tool said: ", tool_results[-1]]
+    elif "valid json" in system_text.lower() or (body.get("output_config") or {}).get("format"):
+        pieces = ['{"ok": ', "true", "}"]
+    else:
+        pieces = list(TEXT_PIECES)
+    stop_reason = "end_turn"
+    if body["max_tokens"] < len(pieces):
+        pieces, stop_reason = pieces[: body["max_tokens"]], "max_tokens"
+    full = "".join(pieces)
+    for stop in body.get("stop_sequences") or []:
+        if stop in full:
+            full = full[: full.index(stop)]
+            pieces, stop_reason = _split3(full), "stop_sequence"
+            answer["stop_sequence"] = stop
+            break
+    answer.update(kind="text", pieces=pieces, stop_reason=stop_reason)
+    return answer
+
+
+def _split3(text: str) -> list[str]:
+    third = max(1, len(text) // 3)
+    return [p for p in (text[:third], text[third : 2 * third], text[2 * third :]) if p] or [""]
+
+
+def _message(answer: dict[str, Any]) -> dict[str, Any]:
+    if answer["kind"] == "tool_use":
+        content = [{"type": "tool_use", **answer["tool"], "input": {"city": "Paris"}}]
+    else:
+        content = [{"type": "text", "text": "".join(answer["pieces"])}]
+    return {
+        "id": answer["id"],
+        "type": "message",
+        "role": "assistant",
+        "model": answer["model"],
+        "content": content,
+        "stop_reason": answer["stop_reason"],
+        "stop_sequence": answer["stop_sequence"],
+        "usage": {**answer["usage"], "output_tokens": 3},
+    }
+
+
+# ---------------------------------------------------------------------------------------- streams
+
+
+def _sse(name: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+_PING = b'event: ping\ndata: {"type": "ping"}\n\n'  # byte for byte what Anthropic sends
+
+
+def _events(answer: dict[str, Any], *, die: bool = False, overloaded: str | None = None) -> list[bytes]:
+    start = {
+        "id": answer["id"],
+        "type": "message",
+        "role": "assistant",
+        "model": answer["model"],
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {**answer["usage"], "output_tokens": 1},
+    }
+    events = [_sse("message_start", {"type": "message_start", "message": start})]
+    overload = _sse(
+        "error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    )
+    if overloaded == "early":
+        return [*events, overload]
+    if answer["kind"] == "tool_use":
+        block = {"type": "tool_use", **answer["tool"], "input": {}}
+        deltas = [{"type": "input_json_delta", "partial_json": p} for p in TOOL_JSON_PIECES]
+    else:
+        block = {"type": "text", "text": ""}
+        deltas = [{"type": "text_delta", "text": p} for p in answer["pieces"]]
+    events.append(
+        _sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
+    )
+    events.append(_PING)
+    for delta in deltas[:2] if die or overloaded else deltas:
+        events.append(
+            _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+        )
+    if die:
+        return events
+    if overloaded:
+        return [*events, overload]
+    events.append(_sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    final = {"stop_reason": answer["stop_reason"], "stop_sequence": answer["stop_sequence"]}
+    events.append(
+        _sse("message_delta", {"type": "message_delta", "delta": final, "usage": {"output_tokens": 3}})
+    )
+    events.append(_sse("message_stop", {"type": "message_stop"}))
+    return events
+
+
+async def _stream(answer: dict[str, Any], model: str) -> AsyncIterator[bytes]:
+    overloaded = {"overloaded-midstream": "early", "overloaded-late": "late"}.get(model)
+    for event in _events(answer, overloaded=overloaded):
+        yield event
+        await asyncio.sleep(0)
+
+
+class _DyingStream(Response):
+    """Sends some events, then returns without finishing the chunked body: uvicorn then closes the
+    connection, which the client sees as a truncated response (a dropped upstream)."""
+
+    def __init__(self, events: list[bytes], headers: dict[str, str]) -> None:
+        super().__init__(None, 200, headers=headers, media_type="text/event-stream")
+        # Without a length, uvicorn frames the body as chunked, so stopping early truncates it.
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+        self._events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        for event in self._events:
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+            await asyncio.sleep(0.01)
+
+
+# ---------------------------------------------------------------------------------------- validation
+
+
+def validate(body: dict[str, Any]) -> None:
+    """Raise InvalidRequest with an Anthropic-like message for what the real API rejects."""
+    for key in body:
+        if key not in _KNOWN_FIELDS:
+            raise InvalidRequest(f"{key}: Extra inputs are not permitted")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise InvalidRequest("model: Field required")
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:
+        raise InvalidRequest("max_tokens: Field required")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise InvalidRequest("max_tokens: Input should be a valid integer greater than or equal to 1")
+    for key in ("temperature", "top_p"):
+        value = body.get(key)
+        if value is not None and not (isinstance(value, int | float) and 0 <= value <= 1):
+            raise InvalidRequest(f"{key}: Input should be less than or equal to 1")
+    stops = body.get("stop_sequences")
+    if stops is not None and not (isinstance(stops, list) and all(isinstance(s, str) for s in stops)):
+        raise InvalidRequest("stop_sequences: Input should be a valid list of strings")
+    metadata = body.get("metadata")
+    if metadata is not None and (not isinstance(metadata, dict) or set(metadata) - {"user_id"}):
+        raise InvalidRequest("metadata: Extra inputs are not permitted")
+    _validate_system(body.get("system"))
+    tool_names = _validate_tools(body.get("tools"), body.get("tool_choice"))
+    _validate_messages(body.get("messages"), tool_names)
+
+
+def _validate_system(system: Any) -> None:
+    if system is None or isinstance(system, str):
+        return
+    if not isinstance(system, list):
+        raise InvalidRequest("system: Input should be a valid string or list of text blocks")
+    for i, block in enumerate(system):
+        if not isinstance(block, dict) or block.get("type") != "text" or not block.get("text"):
+            raise InvalidRequest(f"system.{i}: system blocks must be non-empty text blocks")
+
+
+def _validate_tools(tools: Any, choice: Any) -> set[str]:
+    names: set[str] = set()
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise InvalidRequest("tools: Input should be a valid list")
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict) or not isinstance(tool.get("name"), str) or not tool["name"]:
+                raise InvalidRequest(f"tools.{i}.name: Field required")
+            if set(tool) - {"name", "description", "input_schema", "cache_control", "type"}:
+                raise InvalidRequest(f"tools.{i}: Extra inputs are not permitted")
+            schema = tool.get("input_schema")
+            if not isinstance(schema, dict) or schema.get("type") != "object":
+                raise InvalidRequest(f"tools.{i}.input_schema: input_schema must be a JSON Schema object")
+            if tool["name"] in names:
+                raise InvalidRequest("tools: Tool names must be unique.")
+            names.add(tool["name"])
+    if choice is not None:
+        if not tools:
+            raise InvalidRequest("tool_choice: tool_choice may only be specified while providing tools.")
+        kind = choice.get("type") if isinstance(choice, dict) else None
+        if kind not in ("auto", "any", "tool", "none"):
+            raise InvalidRequest("tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'")
+        if kind == "tool" and choice.get("name") not in names:
+            raise InvalidRequest(f"tool_choice.name: tool {choice.get('name')!r} not found in tools")
+        if set(choice) - {"type", "name", "disable_parallel_tool_use"}:
+            raise InvalidRequest("tool_choice: Extra inputs are not permitted")
+    return names
+
+
+def _validate_messages(messages: Any, tool_names: set[str]) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages: at least one message is required")
+    previous_role: str | None = None
+    pending_tool_uses: list[str] = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or set(message) - {"role", "content"}:
+            raise InvalidRequest(f"messages.{i}: Extra inputs are not permitted")
+        role = message.get("role")
+        if role not in ("user", "assistant"):
+            raise InvalidRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        if previous_role is None and role != "user":
+            raise InvalidRequest('messages: first message must use the "user" role')
+        if role == previous_role:
+            raise InvalidRequest(
+                f'messages: roles must alternate between "user" and "assistant", '
+                f'but found multiple "{role}" roles in a row'
+            )
+        content = message.get("content")
+        is_last = i == len(messages) - 1
+        if isinstance(content, str):
+            if not content and not (role == "assistant" and is_last):
+                raise InvalidRequest(f"messages.{i}: all messages must have non-empty content")
+            blocks: list[Any] = []
+        elif isinstance(content, list) and content:
+            blocks = content
+        else:
+            raise InvalidRequest(f"messages.{i}: all messages must have non-empty content")
+
+        results = [
+            b.get("tool_use_id") for b in blocks if isinstance(b, dict) and b.get("type") == "tool_result"
+        ]
+        missing = [t for t in pending_tool_uses if t not in results]
+        if missing:
+            raise InvalidRequest(
+                f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+                f"{', '.join(missing)}. Each `tool_use` block must have a corresponding `tool_result` block "
+                "in the next message."
+            )
+        seen_other = False
+        for j, block in enumerate(blocks):
+            where = f"messages.{i}.content.{j}"
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind == "tool_result":
+                if role != "user":
+                    raise InvalidRequest(f"{where}: tool_result blocks are only allowed in user messages")
+                if seen_other:
+                    raise InvalidRequest(f"{where}: tool_result blocks must come before any other content")
+                if block.get("tool_use_id") not in pending_tool_uses:
+                    raise InvalidRequest(
+                        f"{where}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                        f"{block.get('tool_use_id')}. Each `tool_result` block must have a corresponding "
+                        "`tool_use` block in the previous message."
+                    )
+                _validate_tool_result_content(block.get("content"), where)
+                continue
+            seen_other = True
+            _validate_block(block, kind, role, where, tool_names)
+        pending_tool_uses = [
+            b["id"]
+            for b in blocks
+            if role == "assistant" and isinstance(b, dict) and b.get("type") == "tool_use"
+        ]
+        previous_role = role
+
+
+def _validate_block(block: Any, kind: str | None, role: str, where: str, tool_names: set[str]) -> None:
+    if kind == "text":
+        if not isinstance(block.get("text"), str) or not block["text"]:
+            raise InvalidRequest(f"{where}: text content blocks must be non-empty")
+    elif kind == "image":
+        _validate_image(block.get("source"), where)
+    elif kind == "document":
+        source = block.get("source") or {}
+        if source.get("type") not in ("base64", "text", "url") or not (
+            source.get("data") or source.get("url")
+        ):
+            raise InvalidRequest(f"{where}.source: invalid document source")
+    elif kind == "tool_use":
+        if role != "assistant":
+            raise InvalidRequest(f"{where}: tool_use blocks are only allowed in assistant messages")
+        if not isinstance(block.get("id"), str) or not block["id"]:
+            raise InvalidRequest(f"{where}.id: Field required")
+        if not isinstance(block.get("name"), str) or not block["name"]:
+            raise InvalidRequest(f"{where}.name: Field required")
+        if not isinstance(block.get("input"), dict):
+            raise InvalidRequest(f"{where}.input: Input should be a valid dictionary")
+    elif kind in ("thinking", "redacted_thinking"):
+        if role != "assistant":
+            raise InvalidRequest(f"{where}: thinking blocks are only allowed in assistant messages")
+    else:
+        raise InvalidRequest(f"{where}.type: unknown content block type {kind!r}")
+
+
+def _validate_tool_result_content(content: Any, where: str) -> None:
+    if content is None or isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise InvalidRequest(f"{where}.content: Input should be a valid string or list")
+    for k, inner in enumerate(content):
+        kind = inner.get("type") if isinstance(inner, dict) else None
+        if kind == "text":
+            if not inner.get("text"):
+                raise InvalidRequest(f"{where}.content.{k}: text content blocks must be non-empty")
+        elif kind == "image":
+            _validate_image(inner.get("source"), f"{where}.content.{k}")
+        else:
+            raise InvalidRequest(f"{where}.content.{k}.type: tool_result content must be text or image")
+
+
+def _validate_image(source: Any, where: str) -> None:
+    if not isinstance(source, dict):
+        raise InvalidRequest(f"{where}.source: Field required")
+    if source.get("type") == "base64":
+        if source.get("media_type") not in _IMAGE_TYPES:
+            raise InvalidRequest(f"{where}.source.media_type: Input should be one of {sorted(_IMAGE_TYPES)}")
+        try:
+            base64.b64decode(str(source.get("data") or ""), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidRequest(f"{where}.source.data: invalid base64 data") from exc
+        if not source.get("data"):
+            raise InvalidRequest(f"{where}.source.data: Field required")
+    elif source.get("type") == "url":
+        if not str(source.get("url") or "").startswith(("http://", "https://")):
+            raise InvalidRequest(f"{where}.source.url: must be an http(s) URL")
+    else:
+        raise InvalidRequest(f"{where}.source.type: Input should be 'base64' or 'url'")
