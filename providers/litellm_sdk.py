@@ -149,8 +149,12 @@ class LitellmProvider:
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
+        # Process-wide litellm settings, harmless to repeat: the gateway is litellm's only user here.
         # litellm prints a "Give Feedback / Get Help" banner on every exception unless told not to.
         litellm.suppress_debug_info = True
+        # The openai and azure embedding paths do `max_retries or litellm.DEFAULT_MAX_RETRIES`, turning
+        # the max_retries=0 passed below into 2 retries inside the openai client.
+        litellm.DEFAULT_MAX_RETRIES = 0
 
     def _kwargs(self, call: UpstreamCall) -> dict[str, Any]:
         d = self.deployment

@@ -164,6 +164,15 @@ async def test_faults(
     assert (err.value.status, err.value.retryable) == (status, retryable)
 
 
+async def test_embeddings_make_one_attempt(fake: ServerThread) -> None:
+    p = make(fake.url, model="fail-500")
+    before = len(fake.app.state.requests)
+    with pytest.raises(UpstreamError) as err:
+        await p.embed(UpstreamCall(body={"model": "x", "input": "a"}, endpoint=Endpoint.EMBED))
+    assert err.value.status == 500 and err.value.retryable
+    assert len(fake.app.state.requests) == before + 1
+
+
 async def test_upstream_message_is_kept(fake: ServerThread) -> None:
     with pytest.raises(UpstreamError) as err:
         await make(fake.url, model="fail-400").complete(chat())
