@@ -45,8 +45,8 @@ class ServerThread:
         return self
 
     def stop(self) -> None:
+        # A graceful exit lets the lifespan finish; open streams are cut after timeout_graceful_shutdown.
         self._server.should_exit = True
-        self._server.force_exit = True
         self._thread.join(timeout=5)
 
     def __enter__(self) -> ServerThread:
