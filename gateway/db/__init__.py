@@ -1,0 +1,1 @@
+"""The database: schema (models), engines (engine) and migrations (migrate)."""

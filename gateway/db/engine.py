@@ -1,0 +1,87 @@
+"""Async engines for PostgreSQL (asyncpg) and SQLite (aiosqlite), and session factories."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+_SUPPORTED = ("postgresql+asyncpg", "sqlite+aiosqlite")
+
+
+def make_engine(
+    url: str,
+    *,
+    pool_size: int | None = None,
+    connect_timeout: float = 10.0,
+    command_timeout: float = 60.0,
+    echo: bool = False,
+) -> AsyncEngine:
+    """An AsyncEngine for `postgresql+asyncpg://...` or `sqlite+aiosqlite://...`.
+
+    Timeouts bound how long a write can hang on an unreachable server, so the spend writer notices
+    an outage and spills instead of waiting forever.
+    """
+    parsed = make_url(url)
+    if parsed.drivername not in _SUPPORTED:
+        raise ValueError(
+            f"unsupported database URL scheme {parsed.drivername!r}: use one of "
+            + ", ".join(f"{s}://" for s in _SUPPORTED)
+        )
+    kwargs: dict[str, Any] = {"echo": echo}
+    if parsed.drivername == "postgresql+asyncpg":
+        engine = create_async_engine(
+            parsed,
+            pool_size=pool_size or 10,
+            max_overflow=10,
+            pool_timeout=connect_timeout,
+            # Connections die with a server restart; a stale one costs a failed request otherwise.
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            connect_args={"timeout": connect_timeout, "command_timeout": command_timeout},
+            **kwargs,
+        )
+        return engine
+
+    memory = parsed.database in (None, "", ":memory:") or "mode=memory" in str(parsed)
+    if memory:
+        # Every connection to :memory: would be a new empty database: share one.
+        engine = create_async_engine(
+            parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}, **kwargs
+        )
+    else:
+        engine = create_async_engine(
+            parsed,
+            pool_size=pool_size or 5,
+            max_overflow=5,
+            connect_args={"timeout": connect_timeout},
+            **kwargs,
+        )
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas(memory, connect_timeout))
+    return engine
+
+
+def _sqlite_pragmas(memory: bool, busy_timeout_s: float) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            # WAL: readers (admin, auth) never block the spend writer, nor it them.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit (no lazy refresh in async code)."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"

@@ -1,0 +1,88 @@
+"""Schema migrations, run from code: `switchyard migrate`, and the server's start-up check.
+
+The Alembic scripts live inside the package (gateway/db/migrations) so that an installed gateway
+finds them wherever it runs; migrations/alembic.ini points the alembic CLI at the same folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.db.engine import make_engine
+
+SCRIPT_LOCATION = Path(__file__).resolve().with_name("migrations")
+
+
+class SchemaNotCurrentError(RuntimeError):
+    """The database is not at the schema this gateway needs."""
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SCRIPT_LOCATION))
+    return cfg
+
+
+def head_revision() -> str:
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    if len(heads) != 1:
+        raise RuntimeError(f"migrations have {len(heads)} heads, expected one: {heads}")
+    return heads[0]
+
+
+async def upgrade(url: str, revision: str = "head") -> None:
+    """Apply every migration up to `revision` (alembic upgrade head) on the database at `url`."""
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await conn.run_sync(_upgrade_sync, revision)
+            await conn.commit()
+    finally:
+        await engine.dispose()
+
+
+def _upgrade_sync(conn: Connection, revision: str) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, revision)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at; None when it was never migrated."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+
+
+async def is_current(engine: AsyncEngine) -> bool:
+    """True when the database is at the newest migration."""
+    return await current_revision(engine) == head_revision()
+
+
+async def ensure_schema(url: str) -> None:
+    """Start-up check: migrate an embedded SQLite database; refuse an out-of-date PostgreSQL one.
+
+    PostgreSQL is shared and its upgrades are an operator's decision (several gateway processes
+    starting at once must not race to migrate), so it is only checked.
+    """
+    if make_url(url).get_backend_name() == "sqlite":
+        await upgrade(url)
+        return
+    engine = make_engine(url)
+    try:
+        current = await current_revision(engine)
+    finally:
+        await engine.dispose()
+    head = head_revision()
+    if current != head:
+        shown = make_url(url).render_as_string(hide_password=True)
+        state = "has no schema" if current is None else f"is at revision {current}"
+        raise SchemaNotCurrentError(
+            f"database {shown} {state}, this gateway needs revision {head}: run `switchyard migrate` first"
+        )

@@ -1,0 +1,185 @@
+"""The database schema: teams, API keys, the request log, daily spend aggregates and the audit log.
+
+Every table reads and writes identically on PostgreSQL and SQLite (see gateway.db.types).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from gateway.db.types import JSONType, Money, UTCDateTime, utcnow
+
+BUDGET_PERIODS = ("daily", "weekly", "monthly", "total")
+_PERIOD_CHECK = "budget_period IS NULL OR budget_period IN ('daily', 'weekly', 'monthly', 'total')"
+
+# Named constraints so later migrations can drop or alter them by name on both dialects.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# CURRENT_TIMESTAMP is UTC and valid on both dialects (now() is not a SQLite function).
+_NOW = text("CURRENT_TIMESTAMP")
+# SQLite only autoincrements INTEGER PRIMARY KEY, not BIGINT.
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Team(Base):
+    __tablename__ = "teams"
+    __table_args__ = (
+        CheckConstraint(_PERIOD_CHECK, name="budget_period"),
+        # Unique among live teams only, so a soft-deleted team's name can be reused.
+        Index(
+            "uq_teams_name_live",
+            "name",
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+            sqlite_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    budget_usd: Mapped[Decimal | None] = mapped_column(Money())
+    budget_period: Mapped[str | None] = mapped_column(String(16))
+    # Start of the current budget period, for periods that do not follow the calendar.
+    budget_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tpm: Mapped[int | None] = mapped_column(Integer)
+    routing: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, server_default=_NOW)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=utcnow, onupdate=utcnow, server_default=_NOW
+    )
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint(_PERIOD_CHECK, name="budget_period"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    # sha256 hex of the whole key; the key itself is shown once at creation and never stored.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(200))
+    team_id: Mapped[str] = mapped_column(String(32), ForeignKey("teams.id"), index=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tpm: Mapped[int | None] = mapped_column(Integer)
+    budget_usd: Mapped[Decimal | None] = mapped_column(Money())
+    budget_period: Mapped[str | None] = mapped_column(String(16))
+    budget_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, server_default=_NOW)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=utcnow, onupdate=utcnow, server_default=_NOW
+    )
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RequestLog(Base):
+    """One row per request (gateway.accounting.record.RequestRecord).
+
+    team_id and key_id carry no foreign keys on purpose: the log is history and must accept every
+    record, even for a key or team that was removed since; a rejected row would stall its batch.
+    """
+
+    __tablename__ = "request_log"
+    __table_args__ = (
+        Index("ix_request_log_team_id_ts", "team_id", "ts"),
+        Index("ix_request_log_key_id_ts", "key_id", "ts"),
+        Index("ix_request_log_ts", "ts"),
+    )
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    requested_model: Mapped[str] = mapped_column(Text)
+    route: Mapped[str | None] = mapped_column(Text)
+    deployment: Mapped[str | None] = mapped_column(Text)
+    provider: Mapped[str | None] = mapped_column(Text)
+    tier: Mapped[str | None] = mapped_column(String(32))
+    difficulty: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[int] = mapped_column(Integer)
+    error_type: Mapped[str | None] = mapped_column(Text)
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    cached_tokens: Mapped[int] = mapped_column(Integer)
+    # None when no price is known for the deployment; the tokens are still recorded.
+    cost_usd: Mapped[Decimal | None] = mapped_column(Money())
+    latency_ms: Mapped[float] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    streamed: Mapped[bool] = mapped_column(Boolean)
+    fallbacks: Mapped[int] = mapped_column(Integer)
+    tokens_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+
+
+class DailySpend(Base):
+    """Per-day totals, kept up to date by the spend writer in the same transaction as the log rows.
+
+    Absent team, key and tier are stored as '' rather than NULL so that the natural key can be the
+    primary key and the ON CONFLICT target on both PostgreSQL and SQLite.
+    """
+
+    __tablename__ = "daily_spend"
+    __table_args__ = (
+        Index("ix_daily_spend_team_id_day", "team_id", "day"),
+        Index("ix_daily_spend_key_id_day", "key_id", "day"),
+    )
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The deployment that answered, else the requested model.
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    tier: Mapped[str] = mapped_column(String(32), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0), server_default="0")
+    errors: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
