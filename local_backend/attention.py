@@ -77,26 +77,29 @@ def paged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: 
     if meta.use_flash:
         return _flash(q, k_cache, v_cache, meta, scale).reshape(n_tok, n_head * dim)
     out = q.new_empty(n_tok, n_head, dim)
-    nd = meta.num_decode
+    nd, group = meta.num_decode, n_head // n_kv
     if nd:
-        kd = k_flat[meta.decode_slots].transpose(1, 2)  # [Bd, Hkv, L, D]
-        vd = v_flat[meta.decode_slots].transpose(1, 2)
-        qd = q[:nd].unsqueeze(2)  # [Bd, H, 1, D]
-        od = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=meta.decode_mask, scale=scale,
-                                            enable_gqa=n_head != n_kv)
-        out[:nd] = od.squeeze(2)
+        # index_select, not k_flat[2-D index]: the latter takes milliseconds on CPU. One query per row,
+        # so GQA is a reshape of q ([Bd, kv_heads, group, D]) instead of repeating keys; SDPA's own
+        # enable_gqa with a mask is just as slow on CPU.
+        flat = meta.decode_slots.reshape(-1)
+        kd = k_flat.index_select(0, flat).view(nd, -1, n_kv, dim).transpose(1, 2)
+        vd = v_flat.index_select(0, flat).view(nd, -1, n_kv, dim).transpose(1, 2)
+        qd = q[:nd].reshape(nd, n_kv, group, dim)
+        od = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=meta.decode_mask, scale=scale)
+        out[:nd] = od.reshape(nd, n_head, dim)
     for span in meta.prefills:
         qs, qe = span.q_start, span.q_end
         qp = q[qs:qe].transpose(0, 1)  # [H, n, D]
         if span.slots is None:
             kp, vp = k[qs:qe].transpose(0, 1), v[qs:qe].transpose(0, 1)
             op = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, scale=scale,
-                                                enable_gqa=n_head != n_kv)
+                                                enable_gqa=group > 1)
         else:
-            kp, vp = k_flat[span.slots].transpose(0, 1), v_flat[span.slots].transpose(0, 1)
+            kp = k_flat.index_select(0, span.slots).transpose(0, 1).repeat_interleave(group, 0)
+            vp = v_flat.index_select(0, span.slots).transpose(0, 1).repeat_interleave(group, 0)
             mask = _causal_mask(qe - qs, span.start_pos, kp.shape[1], q.device)
-            op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=mask, scale=scale,
-                                                enable_gqa=n_head != n_kv)
+            op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=mask, scale=scale)
         out[qs:qe] = op.transpose(0, 1)
     return out.view(n_tok, n_head * dim)
 

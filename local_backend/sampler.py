@@ -1,0 +1,93 @@
+"""Next-token choice for a batch, each row with its own parameters.
+
+Sampling uses the exponential-race form (argmax of p / E with E ~ Exp(1)), which equals drawing from p;
+a seeded request draws its noise from its own generator, so its tokens do not depend on its batch-mates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from local_backend.sequence import Sequence
+
+
+@dataclass(slots=True)
+class TokenLogprobs:
+    logprob: float
+    top: list[tuple[int, float]]
+
+
+def apply_penalties(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
+    """OpenAI presence/frequency penalties over generated tokens; HF repetition penalty over all tokens."""
+    for row, seq in enumerate(seqs):
+        p = seq.params
+        if not p.has_penalties:
+            continue
+        vocab = logits.shape[1]
+        if p.presence_penalty or p.frequency_penalty:
+            out = torch.tensor(seq.output_ids, dtype=torch.long, device=logits.device)
+            counts = torch.bincount(out, minlength=vocab)[:vocab].to(logits.dtype)
+            logits[row] -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0).to(logits.dtype)
+        if p.repetition_penalty != 1.0:
+            seen = torch.tensor(sorted(set(seq.token_ids)), dtype=torch.long, device=logits.device)
+            vals = logits[row, seen]
+            logits[row, seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
+    return logits
+
+
+def _filter(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
+    """Temperature, top-k, top-p and min-p, row by row parameters, applied to the whole batch at once."""
+    dev = logits.device
+    temp = torch.tensor([max(s.params.temperature, 1e-5) for s in seqs], device=dev).unsqueeze(1)
+    logits = logits / temp
+    top_k = [s.params.top_k for s in seqs]
+    if any(k > 0 for k in top_k):
+        k = torch.tensor([k if k > 0 else logits.shape[1] for k in top_k], device=dev)
+        kth = torch.sort(logits, dim=1, descending=True).values.gather(1, (k - 1).unsqueeze(1))
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    top_p = [s.params.top_p for s in seqs]
+    if any(p < 1.0 for p in top_p):
+        sorted_logits, order = torch.sort(logits, dim=1, descending=True)
+        cum = sorted_logits.softmax(1).cumsum(1)
+        # Drop a token once the mass before it already reaches top_p; the top token always stays.
+        drop = (cum - sorted_logits.softmax(1)) >= torch.tensor(top_p, device=dev).unsqueeze(1)
+        logits = logits.masked_fill(torch.zeros_like(drop).scatter(1, order, drop), float("-inf"))
+    min_p = [s.params.min_p for s in seqs]
+    if any(p > 0 for p in min_p):
+        probs = logits.softmax(1)
+        floor = torch.tensor(min_p, device=dev).unsqueeze(1) * probs.max(1, keepdim=True).values
+        logits = logits.masked_fill(probs < floor, float("-inf"))
+    return logits
+
+
+def sample(logits: torch.Tensor, seqs: list[Sequence]) -> tuple[list[int], list[TokenLogprobs | None]]:
+    """logits [B, V] float32 for the rows that sample this step, in `seqs` order."""
+    logits = apply_penalties(logits, seqs)
+    chosen = logits.argmax(1)
+    random_rows = [i for i, s in enumerate(seqs) if not s.params.greedy]
+    if random_rows:
+        rows = torch.tensor(random_rows, device=logits.device)
+        probs = _filter(logits[rows], [seqs[i] for i in random_rows]).softmax(1)
+        noise = torch.empty_like(probs)
+        for j, i in enumerate(random_rows):
+            seq = seqs[i]
+            if seq.params.seed is not None and seq.generator is None:
+                seq.generator = torch.Generator(device=logits.device).manual_seed(seq.params.seed)
+            noise[j].exponential_(generator=seq.generator)
+        chosen[rows] = (probs / noise).argmax(1)
+    token_ids = chosen.tolist()
+    infos: list[TokenLogprobs | None] = [None] * len(seqs)
+    want = [i for i, s in enumerate(seqs) if s.params.logprobs]
+    if want:
+        rows = torch.tensor(want, device=logits.device)
+        logp = logits[rows].log_softmax(1)
+        picked = logp.gather(1, chosen[rows].unsqueeze(1)).squeeze(1).tolist()
+        k = max(seqs[i].params.top_logprobs for i in want)
+        top_v, top_i = logp.topk(max(k, 1), dim=1)
+        top_v, top_i = top_v.tolist(), top_i.tolist()
+        for j, i in enumerate(want):
+            n = seqs[i].params.top_logprobs
+            infos[i] = TokenLogprobs(picked[j], list(zip(top_i[j][:n], top_v[j][:n], strict=True)))
+    return token_ids, infos
