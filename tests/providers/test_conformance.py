@@ -116,15 +116,7 @@ def adapter(request: pytest.FixtureRequest) -> Adapter:
 # as non-strict xfails so the suite stays green meanwhile; delete an entry once its adapter is fixed
 # (an XPASS in the report says it is).
 # Keys are test names with their parameters, e.g. "test_closed_port_stream[litellm]".
-_LITELLM_EMBED_RETRIES = (
-    "litellm embed makes 3 upstream requests: litellm/llms/openai/openai.py does "
-    "`max_retries = max_retries or litellm.DEFAULT_MAX_RETRIES`, so the adapter's max_retries=0 "
-    "becomes 2 retries inside the openai client"
-)
-KNOWN_FAILURES: dict[str, str] = {
-    "test_one_attempt_per_call[litellm-fail-500-embed]": _LITELLM_EMBED_RETRIES,
-    "test_one_attempt_per_call[litellm-fail-429-embed]": _LITELLM_EMBED_RETRIES,
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 @pytest.fixture(autouse=True)
