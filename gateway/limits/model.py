@@ -1,0 +1,219 @@
+"""The limiter's data: what to check (specs), what came back (Admission) and what to settle (Ticket)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Literal, Protocol
+
+from gateway.limits.money import Period, nano_to_usd, period_start
+
+Reason = Literal["rpm", "tpm", "budget", "unavailable"]
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSpec:
+    """Requests and tokens per minute for one subject: `key:<id>`, `team:<id>` or `dep:<deployment>`."""
+
+    subject: str
+    rpm: int | None = None
+    tpm: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSpec:
+    """A spend ceiling for one subject over one period.
+
+    `seed_usd` is the durable spend the database knows for this period; when given, the limiter
+    initialises its running total from it on first sight (same as `seed_budget`, but inside the
+    acquire round trip, and again after Redis lost its data).
+    """
+
+    subject: str
+    limit_usd: Decimal
+    period: Period
+    period_start: str
+    seed_usd: Decimal | None = None
+
+    @classmethod
+    def current(
+        cls,
+        subject: str,
+        limit_usd: Decimal,
+        period: Period,
+        now: datetime | None = None,
+        seed_usd: Decimal | None = None,
+    ) -> BudgetSpec:
+        start = period_start(period, now or datetime.now(UTC))
+        return cls(subject, limit_usd, period, start, seed_usd)
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """What `settle` needs to undo the estimate and the reservation of one admitted request."""
+
+    member: str
+    request_id: str
+    est_tokens: int
+    reserve_nano: int
+    window_subjects: tuple[str, ...]
+    budgets: tuple[BudgetSpec, ...]
+    # Which limiter issued it, so a failover wrapper settles where it acquired.
+    origin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    """One subject's window as the check saw it (after this request, when admitted)."""
+
+    spec: LimitSpec
+    requests: int
+    tokens: int
+    reset_s: float
+
+
+@dataclass(slots=True)
+class Admission:
+    allowed: bool
+    reason: Reason | None = None
+    subject: str | None = None
+    # Seconds until a retry can pass; math.inf when it never will (a limit below one request).
+    retry_after: float = 0.0
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens: float | None = None
+    # For the error message of the limit that failed: its ceiling and what was already in use.
+    limit: int | Decimal | None = None
+    used: int | Decimal | None = None
+    requested: int | Decimal | None = None
+    ticket: Ticket | None = field(default=None, repr=False)
+
+    def headers(self) -> dict[str, str]:
+        h: dict[str, str] = {}
+        if self.limit_requests is not None:
+            h["x-ratelimit-limit-requests"] = str(self.limit_requests)
+            h["x-ratelimit-remaining-requests"] = str(max(self.remaining_requests or 0, 0))
+            h["x-ratelimit-reset-requests"] = format_duration(self.reset_requests or 0.0)
+        if self.limit_tokens is not None:
+            h["x-ratelimit-limit-tokens"] = str(self.limit_tokens)
+            h["x-ratelimit-remaining-tokens"] = str(max(self.remaining_tokens or 0, 0))
+            h["x-ratelimit-reset-tokens"] = format_duration(self.reset_tokens or 0.0)
+        if not self.allowed and math.isfinite(self.retry_after):
+            # The OpenAI SDKs read retry-after-ms first; plain clients get whole seconds, rounded up.
+            h["retry-after"] = str(max(1, math.ceil(self.retry_after)))
+            h["retry-after-ms"] = str(max(1, math.ceil(self.retry_after * 1000)))
+        return h
+
+
+class Limiter(Protocol):
+    async def acquire(
+        self,
+        limits: Sequence[LimitSpec],
+        budgets: Sequence[BudgetSpec],
+        est_tokens: int,
+        reserve_usd: Decimal,
+        request_id: str,
+    ) -> Admission: ...
+
+    async def settle(self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None) -> None: ...
+
+    async def seed_budget(self, subject: str, period_start: str, spent_usd: Decimal) -> None: ...
+
+    async def spent(self, subject: str, period_start: str) -> Decimal: ...
+
+    async def aclose(self) -> None: ...
+
+
+def format_duration(seconds: float) -> str:
+    """OpenAI's reset format: `20ms`, `1.5s`, `6m0s`."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        return f"{max(1, round(seconds * 1000))}ms"
+    if seconds < 60:
+        return f"{seconds:.3g}s" if seconds < 10 else f"{round(seconds)}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes}m{secs}s"
+
+
+def _pick(states: Sequence[WindowState], attr: str) -> WindowState | None:
+    """The key-level window with the least room left; any subject's when no key-level one has it."""
+    candidates = [s for s in states if getattr(s.spec, attr) is not None]
+    keyed = [s for s in candidates if s.spec.subject.startswith("key:")]
+    pool = keyed or candidates
+    if not pool:
+        return None
+    if attr == "rpm":
+        return min(pool, key=lambda s: (s.spec.rpm or 0) - s.requests)
+    return min(pool, key=lambda s: (s.spec.tpm or 0) - s.tokens)
+
+
+def fill_headers(adm: Admission, states: Sequence[WindowState], failed: WindowState | None) -> Admission:
+    """Copy the header figures onto `adm`: the failing window's for its dimension, else the tightest."""
+    req = failed if failed is not None and adm.reason == "rpm" else _pick(states, "rpm")
+    tok = failed if failed is not None and adm.reason == "tpm" else _pick(states, "tpm")
+    if req is not None and req.spec.rpm is not None:
+        adm.limit_requests = req.spec.rpm
+        adm.remaining_requests = req.spec.rpm - req.requests
+        adm.reset_requests = req.reset_s
+    if tok is not None and tok.spec.tpm is not None:
+        adm.limit_tokens = tok.spec.tpm
+        adm.remaining_tokens = tok.spec.tpm - tok.tokens
+        adm.reset_tokens = tok.reset_s
+    return adm
+
+
+def admission_from(
+    limits: Sequence[LimitSpec],
+    budgets: Sequence[BudgetSpec],
+    status: int,
+    index: int,
+    retry_s: float,
+    windows: Sequence[tuple[int, int, float]],
+    budget_use: Sequence[tuple[int, int]],
+    est_tokens: int,
+    reserve_nano: int,
+    ticket: Ticket | None,
+) -> Admission:
+    """Both limiters' raw answer -> Admission. `status`: 0 admitted, 1 rpm, 2 tpm, 3 budget;
+    `index` is 1-based into limits or budgets; `retry_s` < 0 means never."""
+    states = [
+        WindowState(spec, req, tok, reset) for spec, (req, tok, reset) in zip(limits, windows, strict=True)
+    ]
+    if status == 0:
+        return fill_headers(Admission(True, ticket=ticket), states, None)
+    retry = math.inf if retry_s < 0 else retry_s
+    if status in (1, 2):
+        spec, state = limits[index - 1], states[index - 1]
+        rpm = status == 1
+        adm = Admission(
+            False,
+            "rpm" if rpm else "tpm",
+            spec.subject,
+            retry,
+            limit=spec.rpm if rpm else spec.tpm,
+            used=state.requests if rpm else state.tokens,
+            requested=1 if rpm else est_tokens,
+        )
+        return fill_headers(adm, states, state)
+    budget = budgets[index - 1]
+    spent, held = budget_use[index - 1]
+    adm = Admission(
+        False,
+        "budget",
+        budget.subject,
+        retry,
+        limit=budget.limit_usd,
+        used=nano_to_usd(spent + held),
+        requested=nano_to_usd(reserve_nano),
+    )
+    return fill_headers(adm, states, None)

@@ -1,0 +1,181 @@
+"""The shared limiter: one EVALSHA in on the way in, one on the way out, whatever the number of subjects."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import secrets
+from collections.abc import Sequence
+from decimal import Decimal
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+
+from gateway.limits.model import Admission, BudgetSpec, LimitSpec, Ticket, admission_from
+from gateway.limits.money import (
+    nano_to_usd,
+    period_end,
+    period_expire_at,
+    usd_to_nano,
+    usd_to_nano_up,
+)
+from gateway.limits.scripts import ACQUIRE, SETTLE
+
+
+def _sha(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()
+
+
+def redis_client(url: str, timeout_s: float = 0.1) -> Redis:
+    """A client that gives up fast: a dead Redis must cost a request milliseconds, not seconds.
+
+    One immediate reconnect on a connection error heals a pooled socket that a Redis restart broke;
+    timeouts are not retried, since a slow Redis is better answered by the failover's fallback.
+    """
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        health_check_interval=0,
+        decode_responses=False,
+    )
+
+
+class RedisLimiter:
+    origin = "redis"
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = "sy:",
+        window_s: float = 60.0,
+        reservation_ttl_s: float = 600.0,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self._window_ms = round(window_s * 1000)
+        # Long enough for the slowest stream; a reservation outliving it is released early, never leaked.
+        self._ttl_ms = round(reservation_ttl_s * 1000)
+        self._nonce = secrets.token_hex(5)
+        self._seq = itertools.count()
+        self._acquire_sha = _sha(ACQUIRE)
+        self._settle_sha = _sha(SETTLE)
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout_s: float = 0.1, **kwargs: object) -> RedisLimiter:
+        return cls(redis_client(url, timeout_s), **kwargs)  # type: ignore[arg-type]
+
+    async def load_scripts(self) -> None:
+        """Preload both scripts at startup so the request path only ever sends EVALSHA."""
+        self._acquire_sha = await self.client.script_load(ACQUIRE)
+        self._settle_sha = await self.client.script_load(SETTLE)
+
+    async def _eval(self, sha: str, script: str, keys: list[str], args: list[object]) -> object:
+        try:
+            return await self.client.evalsha(sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # Redis restarted or was flushed since load_scripts: reload once, carry on.
+            await self.client.script_load(script)
+            return await self.client.evalsha(sha, len(keys), *keys, *args)
+
+    def _budget_keys(self, subject: str, start: str) -> tuple[str, str]:
+        return f"{self.prefix}b:{subject}:{start}", f"{self.prefix}r:{subject}:{start}"
+
+    async def acquire(
+        self,
+        limits: Sequence[LimitSpec],
+        budgets: Sequence[BudgetSpec],
+        est_tokens: int,
+        reserve_usd: Decimal,
+        request_id: str,
+    ) -> Admission:
+        if not limits and not budgets:
+            return Admission(True)
+        member = f"{self._nonce}.{next(self._seq)}"
+        reserve_nano = usd_to_nano_up(reserve_usd) if reserve_usd > 0 else 0
+        p = self.prefix
+        keys: list[str] = []
+        args: list[object] = [member, est_tokens, reserve_nano, self._ttl_ms, self._window_ms, len(limits)]
+        for spec in limits:
+            keys.append(f"{p}w:{spec.subject}")
+            keys.append(f"{p}t:{spec.subject}")
+            args.append(-1 if spec.rpm is None else spec.rpm)
+            args.append(-1 if spec.tpm is None else spec.tpm)
+        args.append(len(budgets))
+        for b in budgets:
+            keys.extend(self._budget_keys(b.subject, b.period_start))
+            end = period_end(b.period_start)
+            args.append(usd_to_nano(b.limit_usd))
+            args.append(0 if end is None else int(end.timestamp()))
+            args.append(period_expire_at(b.period_start))
+            args.append("" if b.seed_usd is None else usd_to_nano(b.seed_usd))
+        res = await self._eval(self._acquire_sha, ACQUIRE, keys, args)
+        assert isinstance(res, list)
+        status, index, retry_ms = int(res[0]), int(res[1]), int(res[2])
+        n = len(limits)
+        windows = [(int(res[4 + 3 * i]), int(res[5 + 3 * i]), int(res[6 + 3 * i]) / 1000) for i in range(n)]
+        base = 4 + 3 * n
+        use = [(int(res[base + 2 * j]), int(res[base + 2 * j + 1])) for j in range(len(budgets))]
+        ticket = None
+        if status == 0:
+            ticket = Ticket(
+                member,
+                request_id,
+                est_tokens,
+                reserve_nano,
+                tuple(s.subject for s in limits),
+                tuple(budgets),
+                self.origin,
+            )
+        retry_s = -1.0 if retry_ms < 0 else retry_ms / 1000
+        return admission_from(
+            limits, budgets, status, index, retry_s, windows, use, est_tokens, reserve_nano, ticket
+        )
+
+    async def settle(self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None) -> None:
+        delta = actual_tokens - ticket.est_tokens
+        windows = ticket.window_subjects if delta else ()
+        if not windows and not ticket.budgets:
+            return
+        keys = [f"{self.prefix}t:{s}" for s in windows]
+        args: list[object] = [
+            ticket.member,
+            delta,
+            len(windows),
+            len(ticket.budgets),
+            "" if actual_cost_usd is None else usd_to_nano(actual_cost_usd),
+            ticket.reserve_nano,
+        ]
+        for b in ticket.budgets:
+            keys.extend(self._budget_keys(b.subject, b.period_start))
+            args.append(period_expire_at(b.period_start))
+            args.append("" if b.seed_usd is None else usd_to_nano(b.seed_usd))
+        await self._eval(self._settle_sha, SETTLE, keys, args)
+
+    async def seed_budget(self, subject: str, period_start: str, spent_usd: Decimal) -> None:
+        key, _ = self._budget_keys(subject, period_start)
+        expire_at = period_expire_at(period_start)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hsetnx(key, "spent", usd_to_nano(spent_usd))
+            if expire_at:
+                pipe.expireat(key, expire_at)
+            await pipe.execute()
+
+    async def spent(self, subject: str, period_start: str) -> Decimal:
+        key, _ = self._budget_keys(subject, period_start)
+        raw = await self.client.hget(key, "spent")
+        return nano_to_usd(int(raw)) if raw is not None else Decimal(0)
+
+    async def held(self, subject: str, period_start: str) -> Decimal:
+        """Outstanding reservations (including any that expired but no request has dropped yet)."""
+        key, _ = self._budget_keys(subject, period_start)
+        raw = await self.client.hget(key, "held")
+        return nano_to_usd(int(raw)) if raw is not None else Decimal(0)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

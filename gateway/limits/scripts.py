@@ -1,0 +1,200 @@
+"""The two Lua scripts: ACQUIRE (check everything, then record everything) and SETTLE.
+
+Per window subject (rpm/tpm), two keys, both expiring one window after their last write:
+  <prefix>w:<subject>   ZSET   member -> admission time (ms, Redis server clock)
+  <prefix>t:<subject>   HASH   member -> tokens charged; `_sum` -> total of the members
+Per budget subject and period, two keys, expiring a day after the period ends (never for `total`):
+  <prefix>b:<subject>:<period_start>   HASH   `spent` -> settled nano-dollars; `held` -> total of
+                                              outstanding reservations; member -> its reservation
+  <prefix>r:<subject>:<period_start>   ZSET   member -> reservation expiry (ms), so a reservation of a
+                                              gateway that died mid-request is dropped, not leaked
+
+Members are limiter-generated (`<random>.<counter>`), never a client-chosen request id: a client
+reusing one id must not collapse its requests into one window entry.
+
+Times come from Redis' TIME so every replica sees the same clock. Scripts are effect-replicated
+(Redis >= 5 default, the only mode in 7), so calling TIME before writing is allowed.
+
+Numbers passed back into commands go through string.format('%d'): Lua's default number-to-string
+conversion would print large integers in exponent form, which HINCRBY rejects.
+"""
+
+from __future__ import annotations
+
+_DROP = """
+local function drop(zkey, hkey, sumfield, maxscore)
+  while true do
+    local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', maxscore, 'LIMIT', 0, 500)
+    if #old == 0 then return end
+    local amounts = redis.call('HMGET', hkey, unpack(old))
+    local total = 0
+    for i = 1, #amounts do total = total + (tonumber(amounts[i]) or 0) end
+    redis.call('ZREM', zkey, unpack(old))
+    redis.call('HDEL', hkey, unpack(old))
+    if total ~= 0 then redis.call('HINCRBY', hkey, sumfield, string.format('%d', -total)) end
+    if #old < 500 then return end
+  end
+end
+"""
+
+# KEYS: per window subject: window zset, token hash; then per budget: budget hash, reservation zset.
+# ARGV: member, est_tokens, reserve_nano, reservation_ttl_ms, window_ms, n_windows,
+#       (rpm, tpm) per window (-1 = no limit), n_budgets,
+#       (limit_nano, period_end_s, expire_at_s, seed_nano or '') per budget.
+# Returns {status, index, retry_ms, now_ms, (requests, tokens, reset_ms) per window,
+#          (spent, held) per budget}; status 0 = admitted, 1 = rpm, 2 = tpm, 3 = budget;
+#          retry_ms -1 = never.
+ACQUIRE = (
+    _DROP
+    + """
+local member = ARGV[1]
+local est = tonumber(ARGV[2])
+local reserve = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[4])
+local window = tonumber(ARGV[5])
+local nw = tonumber(ARGV[6])
+local bbase = 7 + 2 * nw
+local nb = tonumber(ARGV[bbase])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local status, index, retry = 0, 0, 0
+local out = {}
+
+local function expiry_of(zkey, rank)
+  local e = redis.call('ZRANGE', zkey, rank, rank, 'WITHSCORES')
+  if #e == 0 then return 0 end
+  return tonumber(e[2]) + window - now
+end
+
+for i = 1, nw do
+  local zk, hk = KEYS[2 * i - 1], KEYS[2 * i]
+  local rpm, tpm = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+  drop(zk, hk, '_sum', now - window)
+  local count = redis.call('ZCARD', zk)
+  local used = tonumber(redis.call('HGET', hk, '_sum') or '0') or 0
+  if count == 0 and used ~= 0 then
+    -- The two keys disagree (one was evicted under memory pressure): start the window afresh.
+    redis.call('DEL', hk)
+    used = 0
+  end
+  local reset = 0
+  if count > 0 then reset = expiry_of(zk, 0) end
+  if status == 0 and rpm >= 0 and count + 1 > rpm then
+    status, index = 1, i
+    if rpm == 0 then retry = -1 else retry = expiry_of(zk, count - rpm) end
+    reset = retry
+  elseif status == 0 and tpm >= 0 and used + est > tpm then
+    status, index = 2, i
+    if est > tpm then
+      retry = -1
+    else
+      -- Oldest first: the entry whose expiry frees enough tokens for this request. Bounded, so a
+      -- flood of denials stays cheap; past the bound the answer is a lower bound (retry, re-told).
+      local need, freed = used + est - tpm, 0
+      local entries = redis.call('ZRANGE', zk, 0, 127, 'WITHSCORES')
+      local ids = {}
+      for k = 1, #entries, 2 do ids[#ids + 1] = entries[k] end
+      local toks = redis.call('HMGET', hk, unpack(ids))
+      for k = 1, #ids do
+        retry = tonumber(entries[2 * k]) + window - now
+        freed = freed + (tonumber(toks[k]) or 0)
+        if freed >= need then break end
+      end
+    end
+    reset = retry
+  end
+  out[#out + 1] = count
+  out[#out + 1] = used
+  out[#out + 1] = reset
+end
+
+for j = 1, nb do
+  local bk, rk = KEYS[2 * nw + 2 * j - 1], KEYS[2 * nw + 2 * j]
+  local a = bbase + 4 * (j - 1)
+  local limit, period_end, seed = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 4]
+  drop(rk, bk, 'held', now)
+  if seed ~= '' then redis.call('HSETNX', bk, 'spent', seed) end
+  local v = redis.call('HMGET', bk, 'spent', 'held')
+  local spent, held = tonumber(v[1]) or 0, tonumber(v[2]) or 0
+  if status == 0 and spent + held + reserve > limit then
+    status, index = 3, j
+    if spent + reserve <= limit then
+      -- Only in-flight reservations block it; they settle within a request's time.
+      retry = 1000
+    elseif period_end > 0 and reserve <= limit then
+      retry = period_end * 1000 - now
+    else
+      retry = -1
+    end
+  end
+  out[#out + 1] = spent
+  out[#out + 1] = held
+end
+
+if status == 0 then
+  local wexp = window + 1000
+  for i = 1, nw do
+    local zk, hk = KEYS[2 * i - 1], KEYS[2 * i]
+    redis.call('ZADD', zk, now, member)
+    redis.call('HSET', hk, member, ARGV[2])
+    if est ~= 0 then redis.call('HINCRBY', hk, '_sum', ARGV[2]) end
+    redis.call('PEXPIRE', zk, wexp)
+    redis.call('PEXPIRE', hk, wexp)
+    if out[3 * i - 2] == 0 then out[3 * i] = window end
+    out[3 * i - 2] = out[3 * i - 2] + 1
+    out[3 * i - 1] = out[3 * i - 1] + est
+  end
+  if reserve > 0 then
+    for j = 1, nb do
+      local bk, rk = KEYS[2 * nw + 2 * j - 1], KEYS[2 * nw + 2 * j]
+      local expire_at = tonumber(ARGV[bbase + 4 * (j - 1) + 3])
+      redis.call('HSET', bk, member, ARGV[3])
+      redis.call('HINCRBY', bk, 'held', ARGV[3])
+      redis.call('ZADD', rk, now + ttl, member)
+      if expire_at > 0 then
+        redis.call('EXPIREAT', bk, expire_at)
+        redis.call('EXPIREAT', rk, expire_at)
+      end
+    end
+  end
+end
+
+local res = {status, index, retry, now}
+for k = 1, #out do res[#res + 1] = out[k] end
+return res
+"""
+)
+
+# KEYS: per window subject: token hash; then per budget: budget hash, reservation zset.
+# ARGV: member, token_delta, n_windows, n_budgets, actual_nano ('' = unknown: charge the
+#       reservation), reserve_nano, then (expire_at_s, seed_nano or '') per budget.
+SETTLE = """
+local member = ARGV[1]
+local delta = tonumber(ARGV[2])
+local nw, nb = tonumber(ARGV[3]), tonumber(ARGV[4])
+local actual = ARGV[5]
+for i = 1, nw do
+  -- An entry already out of the window needs no correction: it no longer counts.
+  if delta ~= 0 and redis.call('HEXISTS', KEYS[i], member) == 1 then
+    redis.call('HINCRBY', KEYS[i], member, ARGV[2])
+    redis.call('HINCRBY', KEYS[i], '_sum', ARGV[2])
+  end
+end
+for j = 1, nb do
+  local bk, rk = KEYS[nw + 2 * j - 1], KEYS[nw + 2 * j]
+  local expire_at, seed = tonumber(ARGV[5 + 2 * j]), ARGV[6 + 2 * j]
+  local held = redis.call('HGET', bk, member)
+  if held then
+    redis.call('HDEL', bk, member)
+    redis.call('HINCRBY', bk, 'held', string.format('%d', -tonumber(held)))
+    redis.call('ZREM', rk, member)
+  end
+  local charge = actual
+  if charge == '' then charge = ARGV[6] end
+  if seed ~= '' then redis.call('HSETNX', bk, 'spent', seed) end
+  if tonumber(charge) ~= 0 then redis.call('HINCRBY', bk, 'spent', charge) end
+  if expire_at > 0 then redis.call('EXPIREAT', bk, expire_at) end
+end
+return 0
+"""

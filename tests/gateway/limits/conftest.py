@@ -1,0 +1,55 @@
+"""Fixtures: a real local Redis under a random key prefix (deleted afterwards), and both limiters."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+import redis
+
+from gateway.limits import Limiter, MemoryLimiter, RedisLimiter
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping()
+    except redis.RedisError:
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    return REDIS_URL
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    p = f"sytest:{secrets.token_hex(6)}:"
+    yield p
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{p}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+LimiterFactory = Callable[..., Limiter]
+
+
+@pytest.fixture(params=["redis", "memory"])
+async def make_limiter(request: pytest.FixtureRequest) -> AsyncIterator[LimiterFactory]:
+    """Builds limiters of the parametrised kind; Redis ones share the test's prefix."""
+    made: list[Limiter] = []
+    p = request.getfixturevalue("prefix") if request.param == "redis" else ""
+
+    def make(**kwargs: float) -> Limiter:
+        if request.param == "memory":
+            lim: Limiter = MemoryLimiter(**kwargs)
+        else:
+            lim = RedisLimiter.from_url(REDIS_URL, timeout_s=1.0, prefix=p, **kwargs)
+        made.append(lim)
+        return lim
+
+    yield make
+    for lim in made:
+        await lim.aclose()
