@@ -13,7 +13,7 @@ from local_backend.sampler import TokenLogprobs
 from local_backend.scheduler import Scheduler
 from local_backend.sequence import SamplingParams, Sequence, SeqStatus
 from local_backend.tokenizer import load_tokenizer
-from local_backend.weights import load_checkpoint
+from local_backend.weights import Checkpoint, load_checkpoint
 
 
 @dataclass(slots=True)
@@ -42,10 +42,11 @@ class Completion:
 
 
 class LLMEngine:
-    def __init__(self, model: str, config: EngineConfig | None = None) -> None:
+    def __init__(self, model: str | Checkpoint, config: EngineConfig | None = None) -> None:
+        """model: a name or path to load, or a Checkpoint already loaded (engines may share one)."""
         self.config = config or EngineConfig()
         started = time.perf_counter()
-        checkpoint = load_checkpoint(model)
+        checkpoint = load_checkpoint(model) if isinstance(model, str) else model
         self.model_name = checkpoint.name
         self.model_config = checkpoint.config
         self.checkpoint_bytes = checkpoint.quant_bytes
@@ -64,6 +65,9 @@ class LLMEngine:
     @property
     def has_work(self) -> bool:
         return self.scheduler.has_work
+
+    def live_requests(self) -> list[str]:
+        return list(self._seqs)
 
     def add_request(self, request_id: str, prompt_ids: list[int], params: SamplingParams) -> None:
         if request_id in self._seqs:
