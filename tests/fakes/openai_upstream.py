@@ -280,7 +280,7 @@ class _Fake:
             raise ApiError(400, "you must provide a model parameter", param=None, code=None)
         return model
 
-    async def _fault(self, model: str) -> str | None:
+    async def _fault(self, model: str, request: Request) -> str | None:
         """Raise the fault the model id asks for; return "die" for die-midstream, else None."""
         if model == "fail-400":
             raise ApiError(400, "Fake upstream: bad request (fail-400).", param=None, code="fake_fail_400")
@@ -305,13 +305,23 @@ class _Fake:
                     500, f"Fake upstream: flaky failure {seen + 1} of {match.group(1)}.", type="server_error"
                 )
         if model == "hang":
-            try:
-                await asyncio.sleep(self.hang_seconds)
-            except asyncio.CancelledError:  # server shutting down: end quietly, nobody is listening
-                raise ApiError(503, "Fake upstream shutting down.", type="server_error") from None
+            await self._hang(request)
         if model == "die-midstream":
             return "die"
         return None
+
+    async def _hang(self, request: Request) -> None:
+        """Never answer (for `hang_seconds`). Gives up as soon as the client hangs up, so a timed-out
+        call leaves no task behind to hold up the server's shutdown; the client sees the same thing."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.hang_seconds
+        try:
+            while loop.time() < deadline:
+                if await request.is_disconnected():
+                    raise ApiError(499, "Client closed the request.", type="server_error")
+                await asyncio.sleep(0.05)
+        except asyncio.CancelledError:  # server shutting down: end quietly, nobody is listening
+            raise ApiError(503, "Fake upstream shutting down.", type="server_error") from None
 
     @staticmethod
     async def _dying_body(prefix: bytes) -> AsyncIterator[bytes]:
@@ -543,7 +553,7 @@ class _Fake:
             top = _int_param(body, "top_logprobs", 0, 20, 0)
             include_usage = _stream_usage(body)
             max_tokens = _max_tokens(body)
-            fault = await self._fault(model)
+            fault = await self._fault(model, request)
         except ApiError as e:
             return e.response()
 
@@ -665,7 +675,7 @@ class _Fake:
             top = _int_param(body, "logprobs", 0, 5, 0) if body.get("logprobs") is not None else None
             include_usage = _stream_usage(body)
             max_tokens = _max_tokens(body)
-            fault = await self._fault(model)
+            fault = await self._fault(model, request)
         except ApiError as e:
             return e.response()
 
@@ -769,7 +779,7 @@ class _Fake:
                     param="encoding_format",
                     code="invalid_value",
                 )
-            fault = await self._fault(model)
+            fault = await self._fault(model, request)
         except ApiError as e:
             return e.response()
         data = []
