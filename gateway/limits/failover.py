@@ -125,6 +125,14 @@ class FailoverLimiter:
                 raise
             return await self.fallback.spent(subject, period_start)
 
+    async def held(self, subject: str, period_start: str) -> Decimal:
+        try:
+            return await self.primary.held(subject, period_start)
+        except UNAVAILABLE:
+            if self.fallback is None:
+                raise
+            return await self.fallback.held(subject, period_start)
+
     async def aclose(self) -> None:
         await self.primary.aclose()
         if self.fallback is not None:

@@ -14,7 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from gateway.limits.model import Admission, BudgetSpec, LimitSpec, Ticket, admission_from
+from gateway.limits.model import (
+    Admission,
+    BudgetSpec,
+    LimitSpec,
+    Ticket,
+    active_limits,
+    admission_from,
+)
 from gateway.limits.money import (
     nano_to_usd,
     period_end,
@@ -119,6 +126,7 @@ class MemoryLimiter:
         reserve_usd: Decimal,
         request_id: str,
     ) -> Admission:
+        limits = active_limits(limits)
         if not limits and not budgets:
             return Admission(True)
         now = self._clock()

@@ -127,7 +127,17 @@ class Limiter(Protocol):
 
     async def spent(self, subject: str, period_start: str) -> Decimal: ...
 
+    async def held(self, subject: str, period_start: str) -> Decimal: ...
+
     async def aclose(self) -> None: ...
+
+
+def active_limits(limits: Sequence[LimitSpec]) -> Sequence[LimitSpec]:
+    """Specs with neither rpm nor tpm are dropped: recording traffic nobody limits is pure cost, and a
+    deployment's window would be the hottest key of all."""
+    if all(s.rpm is not None or s.tpm is not None for s in limits):
+        return limits
+    return [s for s in limits if s.rpm is not None or s.tpm is not None]
 
 
 def format_duration(seconds: float) -> str:

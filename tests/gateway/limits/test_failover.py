@@ -1,0 +1,154 @@
+"""Redis unreachable: fail-open serves from the process's own limiter, fail-closed refuses (503)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from decimal import Decimal
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+
+from gateway.limits import (
+    BudgetSpec,
+    FailoverLimiter,
+    LimitSpec,
+    MemoryLimiter,
+    RedisLimiter,
+    create_limiter,
+    denial_error,
+)
+from gateway.limits.model import Admission, Ticket
+
+ZERO = Decimal(0)
+LIMITS = [LimitSpec("key:k", rpm=3)]
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A port nothing listens on: connections are refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+async def test_no_url_is_in_process() -> None:
+    lim = await create_limiter(None, "open")
+    assert isinstance(lim, MemoryLimiter)
+    with pytest.raises(ValueError):
+        await create_limiter(None, "sideways")
+
+
+async def test_fail_open_uses_local_limits_and_says_so_once(
+    dead_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    lim = await create_limiter(dead_url, "open")
+    assert isinstance(lim, FailoverLimiter)
+    caplog.clear()
+    t0 = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="switchyard.limits"):
+        res = [await lim.acquire(LIMITS, [], 0, ZERO, f"r{i}") for i in range(50)]
+    elapsed = time.perf_counter() - t0
+    # Still limited, per process, while Redis is away.
+    assert [a.allowed for a in res[:4]] == [True, True, True, False]
+    assert res[3].reason == "rpm"
+    assert lim.outages == 1 and lim.fallback_acquires == 50 and lim.degraded
+    warnings = [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "switchyard_limiter_degraded 1" in lim.metrics_lines()
+    assert elapsed < 1.0, f"a dead Redis stalled 50 requests for {elapsed:.2f}s"
+    # Tickets from the fallback settle into the fallback.
+    assert res[0].ticket is not None and res[0].ticket.origin == "memory"
+    await lim.settle(res[0].ticket, 10, ZERO)
+    assert lim.settle_errors == 0
+    await lim.aclose()
+
+
+async def test_fail_closed_refuses_with_503(dead_url: str) -> None:
+    lim = await create_limiter(dead_url, "closed")
+    t0 = time.perf_counter()
+    adm = await lim.acquire(LIMITS, [], 0, ZERO, "r")
+    assert time.perf_counter() - t0 < 0.5
+    assert not adm.allowed and adm.reason == "unavailable"
+    d = denial_error(adm)
+    assert d.status == 503 and "retry-after" in d.headers
+    assert isinstance(lim, FailoverLimiter) and lim.unavailable_denials == 1
+    await lim.aclose()
+
+
+class _Flaky(MemoryLimiter):
+    """A primary that can be switched off, counting how often it is tried."""
+
+    origin = "redis"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.calls = 0
+
+    async def acquire(self, *args: object, **kwargs: object) -> Admission:
+        self.calls += 1
+        if self.down:
+            raise RedisConnectionError("connection refused")
+        return await super().acquire(*args, **kwargs)  # type: ignore[arg-type]
+
+    async def settle(self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None) -> None:
+        if self.down:
+            raise RedisConnectionError("connection refused")
+        await super().settle(ticket, actual_tokens, actual_cost_usd)
+
+
+async def test_outage_probing_and_recovery(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    primary = _Flaky()
+    lim = FailoverLimiter(primary, MemoryLimiter(), "open", probe_interval_s=1.0, clock=lambda: now[0])
+    ok = await lim.acquire(LIMITS, [], 0, ZERO, "a")
+    assert ok.ticket is not None and ok.ticket.origin == "redis"
+    primary.down = True
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="switchyard.limits"):
+        for _ in range(10):
+            assert (
+                await lim.acquire([], [BudgetSpec("team:t", Decimal(1), "total", "total")], 0, ZERO, "b")
+            ).allowed
+        # Within the probe interval Redis is not tried again.
+        assert primary.calls == 2
+        await lim.settle(ok.ticket, 0, ZERO)  # lost, counted, not raised
+        assert lim.settle_errors == 1
+        now[0] = 1.5
+        primary.down = False
+        back = await lim.acquire(LIMITS, [], 0, ZERO, "c")
+    assert back.ticket is not None and back.ticket.origin == "redis"
+    assert not lim.degraded and lim.outages == 1
+    msgs = [r.getMessage() for r in caplog.records]
+    assert sum("unavailable" in m for m in msgs) == 1 and sum("is back" in m for m in msgs) == 1
+
+
+async def test_noscript_reloads_once(redis_url: str, prefix: str) -> None:
+    lim = RedisLimiter.from_url(redis_url, prefix=prefix)
+    real = lim.client.evalsha
+    loads: list[str] = []
+    raised = [False]
+
+    async def evalsha(*args: object) -> object:
+        if not raised[0]:
+            raised[0] = True
+            raise NoScriptError("NOSCRIPT No matching script")
+        return await real(*args)
+
+    real_load = lim.client.script_load
+
+    async def script_load(script: str) -> str:
+        loads.append(script)
+        return await real_load(script)
+
+    lim.client.evalsha = evalsha  # type: ignore[method-assign]
+    lim.client.script_load = script_load  # type: ignore[method-assign]
+    assert (await lim.acquire(LIMITS, [], 0, ZERO, "r")).allowed
+    assert len(loads) == 1
+    assert (await lim.acquire(LIMITS, [], 0, ZERO, "r")).allowed
+    assert len(loads) == 1
+    await lim.aclose()

@@ -1,0 +1,68 @@
+"""The acceptance tests: two OS processes, each its own event loop and connection, one Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+async def _run_pair(mode: str, redis_url: str, prefix: str, per_process: int) -> list[dict]:
+    start_at = time.time() + 1.0
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.gateway.limits._worker",
+            mode,
+            redis_url,
+            prefix,
+            str(per_process),
+            f"{start_at:.3f}",
+            str(seed),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for seed in (1, 2)
+    ]
+    outs = []
+    for p in procs:
+        stdout, stderr = await asyncio.wait_for(p.communicate(), 30)
+        assert p.returncode == 0, stderr.decode()
+        outs.append(json.loads(stdout.decode().strip().splitlines()[-1]))
+    return outs
+
+
+async def test_rpm_60_across_two_processes(redis_url: str, prefix: str) -> None:
+    outs = await _run_pair("rpm", redis_url, prefix, 100)
+    allowed = [o["allowed"] for o in outs]
+    assert sum(allowed) == 60, allowed
+    client = redis.Redis.from_url(redis_url)
+    assert client.zcard(f"{prefix}w:key:k60") == 60
+    assert int(client.hget(f"{prefix}t:key:k60", "_sum")) == 600
+    client.close()
+
+
+async def test_budget_1usd_across_two_processes(redis_url: str, prefix: str) -> None:
+    outs = await _run_pair("budget", redis_url, prefix, 25)
+    charged = [Decimal(c) for o in outs for c in o["charged"]]
+    total = sum(charged, Decimal(0))
+    # Reservations hold the worst case, so the ceiling holds exactly, not just within one request.
+    assert total <= Decimal("1.00") + Decimal("0.10")
+    assert total <= Decimal("1.00")
+    assert total > Decimal("0.90"), total  # what is left is less than one worst case
+    assert all(o["charged"] for o in outs), "both processes were admitted"
+    client = redis.Redis.from_url(redis_url)
+    h = client.hgetall(f"{prefix}b:team:b1:total")
+    assert Decimal(int(h[b"spent"])) / 10**9 == total
+    assert int(h[b"held"]) == 0
+    assert client.zcard(f"{prefix}r:team:b1:total") == 0
+    client.close()
