@@ -76,6 +76,7 @@ class RedisLimiter:
         self._seq = itertools.count()
         self._acquire_sha = _sha(ACQUIRE)
         self._settle_sha = _sha(SETTLE)
+        self._periods: dict[str, tuple[int, int]] = {}
 
     @classmethod
     def from_url(cls, url: str, *, timeout_s: float = 0.1, **kwargs: object) -> RedisLimiter:
@@ -93,6 +94,16 @@ class RedisLimiter:
             # Redis restarted or was flushed since load_scripts: reload once, carry on.
             await self.client.script_load(script)
             return await self.client.evalsha(sha, len(keys), *keys, *args)
+
+    def _period(self, start: str) -> tuple[int, int]:
+        """(period end, key expiry) in unix seconds, 0 for never; parsed once per period, not per call."""
+        hit = self._periods.get(start)
+        if hit is None:
+            if len(self._periods) > 256:
+                self._periods.clear()
+            end = period_end(start)
+            hit = self._periods[start] = (0 if end is None else int(end.timestamp()), period_expire_at(start))
+        return hit
 
     def _budget_keys(self, subject: str, start: str) -> tuple[str, str]:
         return f"{self.prefix}b:{subject}:{start}", f"{self.prefix}r:{subject}:{start}"
@@ -121,10 +132,10 @@ class RedisLimiter:
         args.append(len(budgets))
         for b in budgets:
             keys.extend(self._budget_keys(b.subject, b.period_start))
-            end = period_end(b.period_start)
+            end_s, expire_at = self._period(b.period_start)
             args.append(usd_to_nano(b.limit_usd))
-            args.append(0 if end is None else int(end.timestamp()))
-            args.append(period_expire_at(b.period_start))
+            args.append(end_s)
+            args.append(expire_at)
             args.append("" if b.seed_usd is None else usd_to_nano(b.seed_usd))
         res = await self._eval(self._acquire_sha, ACQUIRE, keys, args)
         assert isinstance(res, list)
@@ -165,7 +176,7 @@ class RedisLimiter:
         ]
         for b in ticket.budgets:
             keys.extend(self._budget_keys(b.subject, b.period_start))
-            args.append(period_expire_at(b.period_start))
+            args.append(self._period(b.period_start)[1])
             args.append("" if b.seed_usd is None else usd_to_nano(b.seed_usd))
         await self._eval(self._settle_sha, SETTLE, keys, args)
 

@@ -114,7 +114,10 @@ for j = 1, nb do
   local a = bbase + 4 * (j - 1)
   local limit, period_end, seed = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 4]
   drop(rk, bk, 'held', now)
-  if seed ~= '' then redis.call('HSETNX', bk, 'spent', seed) end
+  if seed ~= '' and redis.call('HSETNX', bk, 'spent', seed) == 1 then
+    local expire_at = tonumber(ARGV[a + 3])
+    if expire_at > 0 then redis.call('EXPIREAT', bk, expire_at) end
+  end
   local v = redis.call('HMGET', bk, 'spent', 'held')
   local spent, held = tonumber(v[1]) or 0, tonumber(v[2]) or 0
   if status == 0 and spent + held + reserve > limit then
