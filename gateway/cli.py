@@ -12,7 +12,9 @@ from pathlib import Path
 
 from gateway.config import ConfigError
 from gateway.offline import prepare_offline_env
+from gateway.route_cli import add_route_commands
 from gateway.settings import Settings
+from local_backend.cli import add_local_commands
 
 
 def _is_loopback(host: str) -> bool:
@@ -90,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--access-log", action="store_true", help="log every request line")
     p.set_defaults(func=serve)
+    add_route_commands(sub)
+    add_local_commands(sub)
     return parser
 
 
