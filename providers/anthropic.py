@@ -1,6 +1,7 @@
 """Native Anthropic Messages API adapter.
 
-OpenAI-shaped calls are translated (`providers.anthropic_translate`) to `POST /v1/messages` and back.
+OpenAI-shaped calls are translated (`providers.anthropic_translate_upstream`) to `POST /v1/messages`
+and back.
 `messages` / `messages_stream` are the untranslated passthrough the gateway's `/v1/messages` uses when
 the deployment is Anthropic: the upstream's bytes reach the client unchanged.
 
@@ -13,22 +14,19 @@ gateway can still retry or fall back.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 
-from providers.anthropic_translate import (
+from providers.anthropic_sse import SSEDecoder, SSEEvent
+from providers.anthropic_translate import TranslationError
+from providers.anthropic_translate_stream import (
     ANTHROPIC_ERROR_STATUS,
     AnthropicStreamToOpenAI,
-    TranslationError,
-    anthropic_response_to_openai,
     anthropic_usage_to_openai,
-    openai_request_to_anthropic,
 )
+from providers.anthropic_translate_upstream import anthropic_response_to_openai, openai_request_to_anthropic
 from providers.base import (
     Chunk,
     Endpoint,
@@ -36,13 +34,12 @@ from providers.base import (
     UpstreamError,
     UpstreamResponse,
     Usage,
-    connect_error,
     http_error,
     midstream_error,
     parse_retry_after,
-    timeout_error,
 )
 from providers.deployment import Deployment
+from providers.http import HttpClient
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_API_BASE = "https://api.anthropic.com"
@@ -63,65 +60,6 @@ _NEVER_FORWARD = frozenset(
 
 # Stream events that carry no content: held back until content arrives (see module docstring).
 _PREAMBLE_EVENTS = frozenset({"message_start", "ping", "content_block_start"})
-
-_EOL = re.compile(rb"\r\n|\r|\n")
-
-
-@dataclass(slots=True)
-class SSEEvent:
-    raw: bytes  # the event's exact bytes, through its terminating blank line
-    event: str | None
-    data: bytes
-
-
-class SSEDecoder:
-    """Incremental server-sent-events parser: events may be split across reads at any byte, and lines
-    may end in \\n, \\r\\n or \\r. Keeps each event's exact bytes for passthrough."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._pos = 0  # start of the first line not yet parsed
-        self._event: str | None = None
-        self._data: list[bytes] = []
-
-    def feed(self, piece: bytes) -> list[SSEEvent]:
-        self._buf += piece
-        events: list[SSEEvent] = []
-        while True:
-            match = _EOL.search(self._buf, self._pos)
-            if match is None:
-                break
-            if match.group() == b"\r" and match.end() == len(self._buf):
-                break  # may be the first half of a \r\n split across reads
-            line = bytes(self._buf[self._pos : match.start()])
-            self._pos = match.end()
-            if line:
-                self._field(line)
-                continue
-            if self._data:
-                raw = bytes(self._buf[: self._pos])
-                events.append(SSEEvent(raw=raw, event=self._event, data=b"\n".join(self._data)))
-            del self._buf[: self._pos]
-            self._pos = 0
-            self._event, self._data = None, []
-        return events
-
-    def flush(self) -> list[SSEEvent]:
-        """At end of stream: an unterminated last event still counts (lenient where the spec drops it)."""
-        if not self._buf.strip():
-            return []
-        return self.feed(b"\n\n")
-
-    def _field(self, line: bytes) -> None:
-        if line.startswith(b":"):
-            return  # comment
-        name, _, value = line.partition(b":")
-        if value.startswith(b" "):
-            value = value[1:]
-        if name == b"event":
-            self._event = value.decode("utf-8", "replace")
-        elif name == b"data":
-            self._data.append(value)
 
 
 def usage_from_anthropic(usage: Mapping[str, Any] | None) -> Usage | None:
@@ -161,26 +99,28 @@ class AnthropicProvider:
 
     native_text = False
 
-    def __init__(self, deployment: Deployment, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
         base = (deployment.api_base or DEFAULT_API_BASE).rstrip("/").removesuffix("/v1")
         self._url = f"{base}/v1/messages"
+        # Deployment headers and the key win over anything a client forwards (`_headers`); the defaults
+        # given to the HttpClient below do not, so a client may still pick its own anthropic-version.
         self._fixed_headers: dict[str, str] = dict(deployment.headers)
         if deployment.api_key:
             self._fixed_headers["x-api-key"] = deployment.api_key
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(deployment.timeout, connect=deployment.connect_timeout),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        self._http = HttpClient(
+            timeout=deployment.timeout,
+            connect_timeout=deployment.connect_timeout,
             headers={"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION},
-            transport=transport,  # tests only: an in-process transport in place of the network
+            # Proxies from the environment would also catch loopback upstreams; opt in per deployment.
+            trust_env=bool(deployment.options.get("trust_env", False)),
         )
 
     # ------------------------------------------------------------------ Provider protocol
 
     async def complete(self, call: UpstreamCall) -> UpstreamResponse:
         payload = self._chat_payload(call, stream=False)
-        response = await self._post(payload, call.headers)
-        data = _parse_json(response.content)
+        data = _parse_json(await self._post(payload, call.headers))
         model = str(call.body.get("model") or self.deployment.model)
         return UpstreamResponse.from_data(anthropic_response_to_openai(data, model))
 
@@ -197,7 +137,7 @@ class AnthropicProvider:
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._http.aclose()
 
     # ------------------------------------------------------------------ native /v1/messages passthrough
 
@@ -206,11 +146,9 @@ class AnthropicProvider:
     ) -> UpstreamResponse:
         """An Anthropic request (model already replaced) sent as is; the answer's bytes are untouched."""
         payload = {k: v for k, v in body.items() if k != "stream"}
-        response = await self._post(payload, headers or {})
-        data = _parse_json(response.content)
-        return UpstreamResponse(
-            body=response.content, data=data, usage=usage_from_anthropic(data.get("usage"))
-        )
+        body_bytes = await self._post(payload, headers or {})
+        data = _parse_json(body_bytes)
+        return UpstreamResponse(body=body_bytes, data=data, usage=usage_from_anthropic(data.get("usage")))
 
     async def messages_stream(
         self, body: dict[str, Any], headers: Mapping[str, str] | None = None
@@ -249,29 +187,17 @@ class AnthropicProvider:
         merged.update({k.lower(): v for k, v in self._fixed_headers.items()})
         return merged
 
-    async def _post(self, payload: dict[str, Any], headers: Mapping[str, str]) -> httpx.Response:
-        try:
-            response = await self._client.post(
-                self._url, content=orjson.dumps(payload), headers=self._headers(headers)
-            )
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, started=False) from exc
-        if response.status_code >= 400:
-            raise _status_error(response.status_code, response.content, response.headers)
-        return response
+    async def _post(self, payload: dict[str, Any], headers: Mapping[str, str]) -> bytes:
+        response = await self._http.post(self._url, orjson.dumps(payload), self._headers(headers))
+        if response.status >= 400:
+            raise _status_error(response.status, response.body, response.headers)
+        return response.body
 
     async def _events(
         self, payload: dict[str, Any], headers: Mapping[str, str]
     ) -> AsyncIterator[tuple[bytes, dict[str, Any]]]:
         """The upstream stream as (exact event bytes, parsed data), opened lazily so that every failure
         before the first content is raised from the first `__anext__`."""
-        request = self._client.build_request(
-            "POST", self._url, content=orjson.dumps(payload), headers=self._headers(headers)
-        )
-        try:
-            response = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, started=False) from exc
         started = False
         complete = False
         held: list[tuple[bytes, dict[str, Any]]] = []
@@ -298,16 +224,22 @@ class AnthropicProvider:
             return ready, None
 
         decoder = SSEDecoder()
-        try:
-            if response.status_code >= 400:
-                raise _status_error(response.status_code, await response.aread(), response.headers)
-            async for piece in response.aiter_bytes():
-                ready, failure = accept(decoder.feed(piece))
-                for item in ready:
-                    started = True
-                    yield item
-                if failure is not None:
-                    raise failure
+        async with self._http.stream(self._url, orjson.dumps(payload), self._headers(headers)) as response:
+            if response.status >= 400:
+                raise _status_error(response.status, await response.read(), response.headers)
+            try:
+                async for piece in response.pieces():
+                    ready, failure = accept(decoder.feed(piece))
+                    for item in ready:
+                        started = True
+                        yield item
+                    if failure is not None:
+                        raise failure
+            except UpstreamError as exc:
+                # A stall once content went out is a broken stream like any other, not a 504 answer.
+                if started and exc.type == "timeout_error":
+                    raise midstream_error(exc.message) from None
+                raise
             ready, failure = accept(decoder.flush())
             for item in ready:
                 started = True
@@ -316,10 +248,6 @@ class AnthropicProvider:
                 raise failure
             if not complete:
                 raise midstream_error("upstream closed the stream before message_stop")
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, started=started) from exc
-        finally:
-            await response.aclose()
 
 
 def _parse_json(body: bytes) -> dict[str, Any]:
@@ -341,7 +269,7 @@ def _parse_event(sse: SSEEvent, *, started: bool) -> dict[str, Any]:
     return event if isinstance(event, dict) else {}
 
 
-def _status_error(status: int, body: bytes, headers: httpx.Headers) -> UpstreamError:
+def _status_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
     kind: str | None = None
     message = ""
     try:
@@ -366,17 +294,3 @@ def _stream_event_error(event: Mapping[str, Any], *, started: bool) -> UpstreamE
         exc.code = kind
         return exc
     return http_error(ANTHROPIC_ERROR_STATUS.get(kind, 500), message, code=kind)
-
-
-def _transport_error(exc: httpx.HTTPError, *, started: bool) -> UpstreamError:
-    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if started:
-        return midstream_error(detail)
-    if isinstance(exc, httpx.TimeoutException):
-        return timeout_error(f"upstream timed out ({detail})")
-    if isinstance(exc, httpx.ConnectError):
-        return connect_error(detail)
-    # e.g. the connection dropped before a complete response: nothing reached the client, retry is safe.
-    return UpstreamError(
-        502, f"upstream connection failed: {detail}", type="api_connection_error", retryable=True
-    )

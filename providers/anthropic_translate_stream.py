@@ -1,7 +1,7 @@
 """Streamed OpenAI <-> Anthropic translation, plus the stop-reason and usage mappings both directions share.
 
-Pure: no I/O. `providers.anthropic_translate` re-exports everything public here, so callers import from
-there. This module depends on nothing else in the package so that the split creates no import cycle.
+Pure: no I/O. Both request/response modules (`providers.anthropic_translate`,
+`providers.anthropic_translate_upstream`) import from here, so this one depends on neither.
 
 Usage semantics differ and must not be double-counted: Anthropic's `input_tokens` EXCLUDES cache reads
 and cache writes (total input = input + cache_read + cache_creation), while OpenAI's `prompt_tokens`

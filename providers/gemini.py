@@ -1,33 +1,30 @@
 """Google Gemini over its native REST API (generateContent / streamGenerateContent / batchEmbedContents).
 
-The google SDK is not used: one pooled httpx client per deployment keeps the hot path lean, and the
-translation to and from the OpenAI shape lives in `providers.gemini_translate` (pure, tested alone).
+The google SDK is not used: the shared pooled `HttpClient` keeps the hot path lean, and the translation
+to and from the OpenAI shape lives in pure modules tested alone: `providers.gemini_request`,
+`providers.gemini_response`, `providers.gemini_embeddings` (with `gemini_schema`, `gemini_tool_ids`
+and `gemini_errors` beside them).
 
 `deployment.options` understood here: `generation_config` (merged into generationConfig, e.g.
 `{"thinkingConfig": {"thinkingBudget": 0}}`), `safety_settings` (Gemini's safetySettings list),
-`task_type` (embeddings taskType), `trust_env` (let httpx read proxy settings from the environment).
+`task_type` (embeddings taskType), `trust_env` (let the client read proxy settings from the environment).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx
 import orjson
 
-from providers import gemini_translate as gt
-from providers.base import (
-    Chunk,
-    Endpoint,
-    UpstreamCall,
-    UpstreamError,
-    UpstreamResponse,
-    connect_error,
-    midstream_error,
-    timeout_error,
-)
+from providers.base import Chunk, Endpoint, UpstreamCall, UpstreamError, UpstreamResponse, midstream_error
 from providers.deployment import Deployment
+from providers.gemini_embeddings import build_embed_request, build_embed_response, embed_inputs
+from providers.gemini_errors import bad_request, error_from_body
+from providers.gemini_request import build_request
+from providers.gemini_response import StreamState, build_response
+from providers.http import HttpClient
+from providers.sse import sse_events
 from routing.tokens import count_tokens
 
 DEFAULT_API_BASE = "https://generativelanguage.googleapis.com"
@@ -48,10 +45,10 @@ class GeminiProvider:
         headers = {"content-type": "application/json", **deployment.headers}
         if deployment.api_key:
             headers["x-goog-api-key"] = deployment.api_key
-        self._client = httpx.AsyncClient(
+        self._http = HttpClient(
+            timeout=deployment.timeout,
+            connect_timeout=deployment.connect_timeout,
             headers=headers,
-            timeout=httpx.Timeout(deployment.timeout, connect=deployment.connect_timeout),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
             # Proxies from the environment would also catch loopback upstreams; opt in per deployment.
             trust_env=bool(deployment.options.get("trust_env", False)),
         )
@@ -62,22 +59,12 @@ class GeminiProvider:
     def _model(self, call: UpstreamCall) -> str:
         return str(call.body.get("model") or self.deployment.model).removeprefix("models/")
 
-    async def _post(self, url: str, payload: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    async def _post(self, url: str, payload: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
+        response = await self._http.post(url, orjson.dumps(payload), headers or None)
+        if response.status >= 400:
+            raise error_from_body(response.status, response.body, response.headers.get("retry-after"))
         try:
-            response = await self._client.post(url, content=orjson.dumps(payload), headers=headers)
-        except httpx.TimeoutException as exc:
-            raise timeout_error(f"gemini timed out: {type(exc).__name__}") from exc
-        except httpx.ConnectError as exc:
-            raise connect_error(str(exc) or type(exc).__name__) from exc
-        except httpx.TransportError as exc:
-            # The connection broke while the (non-streamed) answer was being read.
-            raise connect_error(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 400:
-            raise gt.error_from_body(
-                response.status_code, response.content, response.headers.get("retry-after")
-            )
-        try:
-            data = orjson.loads(response.content)
+            data = orjson.loads(response.body)
         except orjson.JSONDecodeError as exc:
             raise UpstreamError(502, "gemini returned invalid JSON", retryable=True) from exc
         if not isinstance(data, dict):
@@ -88,14 +75,14 @@ class GeminiProvider:
     def _check_chat(call: UpstreamCall) -> None:
         if call.endpoint is not Endpoint.CHAT:
             # native_text is False, so the gateway converts legacy completions to chat before calling.
-            raise gt.bad_request(f"the gemini adapter serves chat, not {call.endpoint.value}")
+            raise bad_request(f"the gemini adapter serves chat, not {call.endpoint.value}")
 
     async def complete(self, call: UpstreamCall) -> UpstreamResponse:
         self._check_chat(call)
         model = self._model(call)
-        payload = gt.build_request(call.body, self.deployment.options)
+        payload = build_request(call.body, self.deployment.options)
         data = await self._post(self._url(model, "generateContent"), payload, call.headers)
-        return UpstreamResponse.from_data(gt.build_response(data, model))
+        return UpstreamResponse.from_data(build_response(data, model))
 
     def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:
         return self._stream(call)
@@ -105,72 +92,54 @@ class GeminiProvider:
         # first chunk surfaces there with its own status and stays retryable by the gateway.
         self._check_chat(call)
         model = self._model(call)
-        payload = gt.build_request(call.body, self.deployment.options)
-        url = self._url(model, "streamGenerateContent")
-        state = gt.StreamState(model=model)
+        payload = build_request(call.body, self.deployment.options)
+        url = self._url(model, "streamGenerateContent") + "?alt=sse"
+        state = StreamState(model=model)
         started = False
-        try:
-            async with self._client.stream(
-                "POST", url, params={"alt": "sse"}, content=orjson.dumps(payload), headers=call.headers
-            ) as response:
-                if response.status_code >= 400:
-                    body = await response.aread()
-                    raise gt.error_from_body(response.status_code, body, response.headers.get("retry-after"))
-                async for event in _sse_events(response):
-                    if isinstance(event.get("error"), dict):
-                        status = int(event["error"].get("code") or 500)
-                        raise gt.error_from_body(status, orjson.dumps(event))
-                    for data in state.feed(event):
+        async with self._http.stream(url, orjson.dumps(payload), call.headers or None) as response:
+            if response.status >= 400:
+                body = await response.read()
+                raise error_from_body(response.status, body, response.headers.get("retry-after"))
+            try:
+                async for _name, data in sse_events(response.pieces()):
+                    if not data.strip() or data.strip() == b"[DONE]":
+                        continue
+                    for chunk in state.feed(_parse_event(data, started=started)):
                         started = True
-                        yield Chunk.from_data(data)
-        except UpstreamError as exc:
-            if started:
-                raise midstream_error(exc.message) from exc
-            raise
-        except httpx.TimeoutException as exc:
-            if started:
-                raise midstream_error(f"timed out: {type(exc).__name__}") from exc
-            raise timeout_error(f"gemini timed out: {type(exc).__name__}") from exc
-        except httpx.ConnectError as exc:
-            raise connect_error(str(exc) or type(exc).__name__) from exc
-        except httpx.TransportError as exc:
-            if started:
-                raise midstream_error(f"{type(exc).__name__}: {exc}") from exc
-            raise connect_error(f"{type(exc).__name__}: {exc}") from exc
-        except orjson.JSONDecodeError as exc:
-            if started:
-                raise midstream_error("gemini sent an invalid stream event") from exc
-            raise UpstreamError(502, "gemini sent an invalid stream event", retryable=True) from exc
-        for data in state.close():
-            yield Chunk.from_data(data)
+                        yield Chunk.from_data(chunk)
+            except UpstreamError as exc:
+                # A stall once chunks went out is a broken stream like any other, not a 504 answer.
+                if started and exc.type == "timeout_error":
+                    raise midstream_error(exc.message) from None
+                raise
+        for chunk in state.close():
+            yield Chunk.from_data(chunk)
 
     async def embed(self, call: UpstreamCall) -> UpstreamResponse:
         model = self._model(call)
-        texts = gt.embed_inputs(call.body)
-        payload = gt.build_embed_request(texts, model, call.body, self.deployment.options)
+        texts = embed_inputs(call.body)
+        payload = build_embed_request(texts, model, call.body, self.deployment.options)
         data = await self._post(self._url(model, "batchEmbedContents"), payload, call.headers)
         # Gemini reports no token counts for embeddings; the local count keeps accounting honest.
         tokens = sum(count_tokens(t) for t in texts)
         return UpstreamResponse.from_data(
-            gt.build_embed_response(data, model, tokens, call.body.get("encoding_format"))
+            build_embed_response(data, model, tokens, call.body.get("encoding_format"))
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._http.aclose()
 
 
-async def _sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """The JSON payloads of a `text/event-stream` body (events end with a blank line; Gemini uses CRLF)."""
-    lines: list[str] = []
-    async for line in response.aiter_lines():
-        if line:
-            if line.startswith("data:"):
-                lines.append(line[5:].removeprefix(" "))
-            continue
-        if lines:
-            payload = "\n".join(lines)
-            lines = []
-            if payload.strip() and payload.strip() != "[DONE]":
-                yield orjson.loads(payload)
-    if lines and "".join(lines).strip():
-        yield orjson.loads("\n".join(lines))
+def _parse_event(data: bytes, *, started: bool) -> dict[str, Any]:
+    """One SSE event's JSON; Gemini may end a 200 stream with an error document instead of a candidate."""
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        detail = "gemini sent an invalid stream event"
+        raise (midstream_error(detail) if started else UpstreamError(502, detail, retryable=True)) from None
+    if not isinstance(event, dict):
+        event = {}
+    if isinstance(event.get("error"), dict):
+        exc = error_from_body(int(event["error"].get("code") or 500), data)
+        raise midstream_error(exc.message) if started else exc
+    return event

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -9,15 +10,19 @@ import anthropic
 import httpx
 import orjson
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
 
 from providers.anthropic import (
     ANTHROPIC_VERSION,
     AnthropicProvider,
     AnthropicStreamUsage,
-    SSEDecoder,
     usage_from_anthropic,
 )
-from providers.anthropic_translate import anthropic_error_body
+from providers.anthropic_sse import SSEDecoder
+from providers.anthropic_translate_stream import anthropic_error_body
 from providers.base import Chunk, Endpoint, UpstreamCall, UpstreamError, Usage
 from providers.deployment import Deployment
 from tests.fakes.anthropic_upstream import create_app
@@ -422,18 +427,36 @@ def test_sse_decoder_split_reads_and_line_endings() -> None:
         assert events[1].raw == b'event: ping\r\ndata: {"type": "ping"}\r\n\r\n'
 
 
-def scripted(*pieces: bytes) -> AnthropicProvider:
-    """A provider whose upstream answers 200 with exactly these stream pieces (one read each)."""
+@pytest.fixture(scope="module")
+def script_server() -> Iterator[ServerThread]:
+    """An upstream that answers 200 with exactly the pieces in `app.state.pieces` (see `scripted`)."""
 
-    async def body() -> AsyncIterator[bytes]:
-        for piece in pieces:
-            yield piece
+    async def messages(request: Request) -> StreamingResponse:
+        pieces: tuple[bytes, ...] = request.app.state.pieces
+        stall: float = request.app.state.stall
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})
+        async def body() -> AsyncIterator[bytes]:
+            for piece in pieces:
+                yield piece
+                # A pause between writes so the pieces tend to arrive as separate reads.
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(stall)
 
-    deployment = Deployment(name="c", provider="anthropic", model="m", api_key="k")
-    return AnthropicProvider(deployment, transport=httpx.MockTransport(handler))
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    app = Starlette(routes=[Route("/v1/messages", messages, methods=["POST"])])
+    with ServerThread(app) as srv:
+        yield srv
+
+
+def scripted(
+    server: ServerThread, *pieces: bytes, stall: float = 0.0, timeout: float = 5.0
+) -> AnthropicProvider:
+    """A provider whose upstream answers 200 with exactly these stream pieces, then goes silent for
+    `stall` seconds before it ends the stream."""
+    server.app.state.pieces = pieces
+    server.app.state.stall = stall
+    return make(server.url, name="c", model="m", api_key="k", headers={}, timeout=timeout)
 
 
 def crlf_event(name: str, data: dict[str, Any], end: bytes = b"\r\n\r\n") -> bytes:
@@ -460,17 +483,19 @@ END = crlf_event(
 ) + crlf_event("message_stop", {"type": "message_stop"}, end=b"")  # no final blank line: still accepted
 
 
-async def test_stream_parsing_is_robust_to_read_boundaries() -> None:
+async def test_stream_parsing_is_robust_to_read_boundaries(script_server: ServerThread) -> None:
     whole = START + BLOCK + DELTA + END
-    p = scripted(*(whole[i : i + 5] for i in range(0, len(whole), 5)))
+    p = scripted(script_server, *(whole[i : i + 5] for i in range(0, len(whole), 5)))
     data = [c.data for c in await collect(p.stream(chat(stream=True)))]
     await p.aclose()
     assert [d["choices"][0]["delta"].get("content") for d in data[:-1]] == ["", "Hi", None]
     assert data[-1]["usage"]["prompt_tokens"] == 2
 
 
-async def test_error_after_content_in_the_same_read_yields_the_content_first() -> None:
-    p = scripted(START + BLOCK + DELTA + OVERLOADED)
+async def test_error_after_content_in_the_same_read_yields_the_content_first(
+    script_server: ServerThread,
+) -> None:
+    p = scripted(script_server, START + BLOCK + DELTA + OVERLOADED)
     received: list[Chunk] = []
     with pytest.raises(UpstreamError) as info:
         async for chunk in p.stream(chat(stream=True)):
@@ -488,12 +513,24 @@ async def test_error_after_content_in_the_same_read_yields_the_content_first() -
         ((START, BLOCK, OVERLOADED), 529),
     ],
 )
-async def test_broken_streams(pieces: tuple[bytes, ...], status: int) -> None:
-    p = scripted(*pieces)
+async def test_broken_streams(script_server: ServerThread, pieces: tuple[bytes, ...], status: int) -> None:
+    p = scripted(script_server, *pieces)
     with pytest.raises(UpstreamError) as info:
         await collect(p.stream(chat(stream=True)))
     await p.aclose()
     assert info.value.status == status and info.value.retryable
+
+
+async def test_stall_after_content_is_midstream_not_a_timeout_answer(script_server: ServerThread) -> None:
+    p = scripted(script_server, START + BLOCK + DELTA, stall=2.0, timeout=0.3)
+    received: list[Chunk] = []
+    with pytest.raises(UpstreamError) as info:
+        async for chunk in p.stream(chat(stream=True)):
+            received.append(chunk)
+    await p.aclose()
+    assert [c.data["choices"][0]["delta"].get("content") for c in received] == ["", "Hi"]
+    assert (info.value.status, info.value.retryable) == (502, True)
+    assert "interrupted" in info.value.message
 
 
 def test_anthropic_error_body() -> None:

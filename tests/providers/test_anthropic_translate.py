@@ -14,14 +14,15 @@ from anthropic.types import Message, RawMessageStreamEvent
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from providers.anthropic_translate import (
-    DEFAULT_MAX_TOKENS,
-    AnthropicStreamToOpenAI,
-    OpenAIStreamToAnthropic,
     TranslationError,
     anthropic_request_to_openai,
+    openai_response_to_anthropic,
+)
+from providers.anthropic_translate_stream import AnthropicStreamToOpenAI, OpenAIStreamToAnthropic
+from providers.anthropic_translate_upstream import (
+    DEFAULT_MAX_TOKENS,
     anthropic_response_to_openai,
     openai_request_to_anthropic,
-    openai_response_to_anthropic,
 )
 from tests.fakes.anthropic_upstream import InvalidRequest, validate
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import struct
 from collections.abc import AsyncIterator, Iterator
@@ -11,10 +12,15 @@ import httpx
 import orjson
 import pytest
 
-from providers import gemini_translate as gt
+from providers import gemini_response
 from providers.base import Chunk, Endpoint, UpstreamCall, UpstreamError
 from providers.deployment import Deployment
 from providers.gemini import GeminiProvider, api_root
+from providers.gemini_embeddings import build_embed_request, build_embed_response, embed_inputs
+from providers.gemini_errors import error_from_body
+from providers.gemini_request import build_request
+from providers.gemini_response import StreamState, build_response
+from providers.gemini_tool_ids import THOUGHT_SIGNATURE_SEP, new_call_id
 from routing.tokens import count_tokens
 from tests.fakes import gemini_upstream
 from tests.fakes.server import ServerThread, closed_port
@@ -51,7 +57,7 @@ def user(text: str) -> dict[str, Any]:
 
 
 def test_system_and_developer_become_system_instruction_and_roles_map() -> None:
-    req = gt.build_request(
+    req = build_request(
         {
             "messages": [
                 {"role": "system", "content": "Be brief."},
@@ -74,7 +80,7 @@ def test_system_and_developer_become_system_instruction_and_roles_map() -> None:
 
 def test_images_data_url_to_inline_data_and_remote_url_to_file_data() -> None:
     png = base64.b64encode(b"\x89PNG fake").decode()
-    req = gt.build_request(
+    req = build_request(
         {
             "messages": [
                 {
@@ -97,12 +103,12 @@ def test_images_data_url_to_inline_data_and_remote_url_to_file_data() -> None:
 
 def test_only_system_messages_is_a_400() -> None:
     with pytest.raises(UpstreamError) as err:
-        gt.build_request({"messages": [{"role": "system", "content": "x"}]})
+        build_request({"messages": [{"role": "system", "content": "x"}]})
     assert err.value.status == 400 and not err.value.retryable
 
 
 def test_tool_call_round_trip_to_function_call_and_response() -> None:
-    signed = gt.new_call_id("c2lnbmF0dXJl")
+    signed = new_call_id("c2lnbmF0dXJl")
     messages = [
         user("weather and time?"),
         {
@@ -121,7 +127,7 @@ def test_tool_call_round_trip_to_function_call_and_response() -> None:
         {"role": "tool", "tool_call_id": "call_2", "content": '{"time": "noon"}'},
         user("thanks"),
     ]
-    contents = gt.build_request({"messages": messages})["contents"]
+    contents = build_request({"messages": messages})["contents"]
     assert contents[1] == {
         "role": "model",
         "parts": [
@@ -146,7 +152,7 @@ def test_tool_call_round_trip_to_function_call_and_response() -> None:
 
 def test_tool_result_without_its_call_is_a_400() -> None:
     with pytest.raises(UpstreamError) as err:
-        gt.build_request({"messages": [user("x"), {"role": "tool", "tool_call_id": "nope", "content": "1"}]})
+        build_request({"messages": [user("x"), {"role": "tool", "tool_call_id": "nope", "content": "1"}]})
     assert err.value.status == 400
 
 
@@ -168,7 +174,7 @@ def test_tools_schema_is_cleaned_for_gemini() -> None:
         },
         "required": ["unit"],
     }
-    req = gt.build_request(
+    req = build_request(
         {
             "messages": [user("x")],
             "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}],
@@ -190,7 +196,7 @@ def test_tools_schema_is_cleaned_for_gemini() -> None:
         "required": ["unit"],
     }
     # Parameterless functions carry no schema (Gemini rejects an OBJECT with no properties).
-    bare = gt.build_request(
+    bare = build_request(
         {
             "messages": [user("x")],
             "tools": [{"type": "function", "function": {"name": "ping", "parameters": {}}}],
@@ -218,15 +224,13 @@ def test_tools_schema_is_cleaned_for_gemini() -> None:
     ],
 )
 def test_tool_choice(choice: Any, config: dict[str, Any], declared: list[str]) -> None:
-    req = gt.build_request(
-        {"messages": [user("x")], "tools": [WEATHER_TOOL, TIME_TOOL], "tool_choice": choice}
-    )
+    req = build_request({"messages": [user("x")], "tools": [WEATHER_TOOL, TIME_TOOL], "tool_choice": choice})
     assert req["toolConfig"] == {"functionCallingConfig": config}
     assert [d["name"] for d in req["tools"][0]["functionDeclarations"]] == declared
 
 
 def test_generation_config_mapping() -> None:
-    req = gt.build_request(
+    req = build_request(
         {
             "messages": [user("x")],
             "temperature": 0.2,
@@ -276,7 +280,7 @@ def test_json_schema_response_format() -> None:
             },
         },
     }
-    config = gt.build_request({"messages": [user("x")], "response_format": fmt})["generationConfig"]
+    config = build_request({"messages": [user("x")], "response_format": fmt})["generationConfig"]
     assert config == {
         "responseMimeType": "application/json",
         "responseSchema": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]},
@@ -303,11 +307,11 @@ def test_json_schema_response_format() -> None:
     ],
 )
 def test_finish_reasons(native: str, has_calls: bool, expected: str) -> None:
-    assert gt.finish_reason(native, has_calls) == expected
+    assert gemini_response.finish_reason(native, has_calls) == expected
 
 
 def test_usage_counts_thoughts_as_completion_and_reports_cache() -> None:
-    usage = gt.usage(
+    usage = gemini_response.usage(
         {
             "promptTokenCount": 100,
             "candidatesTokenCount": 20,
@@ -323,7 +327,7 @@ def test_usage_counts_thoughts_as_completion_and_reports_cache() -> None:
         "prompt_tokens_details": {"cached_tokens": 64},
         "completion_tokens_details": {"reasoning_tokens": 30},
     }
-    assert gt.usage(None) is None
+    assert gemini_response.usage(None) is None
 
 
 def test_response_candidates_tool_calls_and_thoughts() -> None:
@@ -355,14 +359,14 @@ def test_response_candidates_tool_calls_and_thoughts() -> None:
         "modelVersion": "gemini-2.5-flash-001",
         "responseId": "abc",
     }
-    out = gt.build_response(data, "gemini-2.5-flash")
+    out = build_response(data, "gemini-2.5-flash")
     assert out["id"] == "chatcmpl-abc" and out["object"] == "chat.completion"
     assert out["model"] == "gemini-2.5-flash-001"
     first, second = out["choices"]
     assert first["message"]["content"] == "Checking the weather."
     assert first["message"]["reasoning_content"] == "Let me think."
     (call,) = first["message"]["tool_calls"]
-    assert call["id"].startswith("call_") and call["id"].endswith(gt.THOUGHT_SIGNATURE_SEP + "sig")
+    assert call["id"].startswith("call_") and call["id"].endswith(THOUGHT_SIGNATURE_SEP + "sig")
     assert call["type"] == "function"
     assert call["function"] == {"name": "get_weather", "arguments": '{"city":"Paris"}'}
     assert first["finish_reason"] == "tool_calls"
@@ -381,13 +385,13 @@ def test_tool_only_answer_has_null_content() -> None:
             {"content": {"parts": [{"functionCall": {"name": "f", "args": {}}}]}, "finishReason": "STOP"}
         ]
     }
-    message = gt.build_response(data, "m")["choices"][0]["message"]
+    message = build_response(data, "m")["choices"][0]["message"]
     assert message["content"] is None and message["tool_calls"][0]["function"]["arguments"] == "{}"
 
 
 def test_blocked_prompt_is_a_content_filter_answer() -> None:
     data = {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 3}}
-    out = gt.build_response(data, "m")
+    out = build_response(data, "m")
     assert out["choices"] == [
         {
             "index": 0,
@@ -396,7 +400,7 @@ def test_blocked_prompt_is_a_content_filter_answer() -> None:
             "logprobs": None,
         }
     ]
-    state = gt.StreamState(model="m")
+    state = StreamState(model="m")
     chunks = state.feed(data) + state.close()
     assert chunks[0]["choices"][0]["finish_reason"] == "content_filter"
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["prompt_tokens"] == 3
@@ -409,7 +413,7 @@ def test_logprobs_conversion() -> None:
             {"candidates": [{"token": "Hi", "logProbability": -0.1}, {"token": "Yo", "logProbability": -2.0}]}
         ],
     }
-    assert gt.logprobs(result) == {
+    assert gemini_response.logprobs(result) == {
         "content": [
             {
                 "token": "Hi",
@@ -425,7 +429,7 @@ def test_logprobs_conversion() -> None:
 
 
 def test_stream_state_text_tool_calls_finish_and_usage() -> None:
-    state = gt.StreamState(model="gemini-x")
+    state = StreamState(model="gemini-x")
     events = [
         {
             "candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}]}}],
@@ -464,7 +468,7 @@ def test_stream_state_text_tool_calls_finish_and_usage() -> None:
 
 
 def test_stream_without_finish_reason_is_closed_with_stop() -> None:
-    state = gt.StreamState(model="m")
+    state = StreamState(model="m")
     chunks = state.feed({"candidates": [{"content": {"parts": [{"text": "x"}]}}]}) + state.close()
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"  # no usage seen: no usage chunk
 
@@ -480,7 +484,7 @@ def test_google_error_body_mapping() -> None:
             }
         }
     )
-    err = gt.error_from_body(429, body)
+    err = error_from_body(429, body)
     assert (err.status, err.message, err.code, err.retryable, err.retry_after) == (
         429,
         "Quota exceeded",
@@ -488,23 +492,23 @@ def test_google_error_body_mapping() -> None:
         True,
         17.0,
     )
-    assert gt.error_from_body(429, body, "3").retry_after == 3.0  # the header wins
-    plain = gt.error_from_body(502, b"<html>Bad Gateway</html>")
+    assert error_from_body(429, body, "3").retry_after == 3.0  # the header wins
+    plain = error_from_body(502, b"<html>Bad Gateway</html>")
     assert plain.status == 502 and plain.retryable and "Bad Gateway" in plain.message
-    bad = gt.error_from_body(
+    bad = error_from_body(
         400, orjson.dumps([{"error": {"code": 400, "message": "nope", "status": "INVALID_ARGUMENT"}}])
     )
     assert (bad.message, bad.retryable, bad.type) == ("nope", False, "invalid_request_error")
 
 
 def test_embedding_inputs_and_base64() -> None:
-    assert gt.embed_inputs({"input": "one"}) == ["one"]
-    assert gt.embed_inputs({"input": ["a", "b"]}) == ["a", "b"]
+    assert embed_inputs({"input": "one"}) == ["one"]
+    assert embed_inputs({"input": ["a", "b"]}) == ["a", "b"]
     for bad in ([1, 2, 3], [[1, 2]], [], None):
         with pytest.raises(UpstreamError) as err:
-            gt.embed_inputs({"input": bad})
+            embed_inputs({"input": bad})
         assert err.value.status == 400 and err.value.param == "input"
-    req = gt.build_embed_request(
+    req = build_embed_request(
         ["a"], "text-embedding-004", {"dimensions": 4}, {"task_type": "RETRIEVAL_QUERY"}
     )
     assert req == {
@@ -517,7 +521,7 @@ def test_embedding_inputs_and_base64() -> None:
             }
         ]
     }
-    out = gt.build_embed_response({"embeddings": [{"values": [0.5, -1.0]}]}, "m", 1, "base64")
+    out = build_embed_response({"embeddings": [{"values": [0.5, -1.0]}]}, "m", 1, "base64")
     assert struct.unpack("<2f", base64.b64decode(out["data"][0]["embedding"])) == (0.5, -1.0)
 
 
@@ -827,6 +831,31 @@ async def test_stream_error_event_after_start_is_midstream() -> None:
         finally:
             await p.aclose()
     assert len(got) == 1 and err.value.status == 502 and "Internal error" in err.value.message
+
+
+async def test_stall_after_start_is_midstream_not_a_timeout_answer() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        event = {"candidates": [{"content": {"role": "model", "parts": [{"text": "Hi"}]}}]}
+        body = b"data: " + orjson.dumps(event) + b"\r\n\r\n"
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        await asyncio.sleep(1)
+        await send({"type": "http.response.body", "body": b""})
+
+    with ServerThread(app) as server:
+        p = GeminiProvider(make_deployment(server.url, timeout=0.3))
+        try:
+            got: list[Chunk] = []
+            with pytest.raises(UpstreamError) as err:
+                async for chunk in p.stream(stream_call()):
+                    got.append(chunk)
+        finally:
+            await p.aclose()
+    assert len(got) == 1 and (err.value.status, err.value.retryable) == (502, True)
+    assert "interrupted" in err.value.message
 
 
 async def test_fake_validates_like_the_real_api(gemini_fake: ServerThread) -> None:
