@@ -36,13 +36,14 @@ def _sha(script: str) -> str:
     return hashlib.sha1(script.encode()).hexdigest()
 
 
-def redis_client(url: str, timeout_s: float = 0.1, max_connections: int = 128) -> Redis:
+def redis_client(url: str, timeout_s: float = 0.1, max_connections: int = 32) -> Redis:
     """A client that gives up fast: a dead Redis must cost a request milliseconds, not seconds.
 
     One immediate reconnect on a connection error heals a pooled socket that a Redis restart broke;
     timeouts are not retried, since a slow Redis is better answered by the failover's fallback.
     The pool blocks rather than fails when every connection is busy: a traffic spike must queue for
-    a connection (each is held ~0.1 ms), not read as a Redis outage.
+    a connection (each is held ~0.1 ms), not read as a Redis outage. A few dozen connections carry
+    tens of thousands of calls a second; more only means more sockets to open at once in a spike.
     """
     pool = BlockingConnectionPool.from_url(
         url,
@@ -79,8 +80,10 @@ class RedisLimiter:
         self._periods: dict[str, tuple[int, int]] = {}
 
     @classmethod
-    def from_url(cls, url: str, *, timeout_s: float = 0.1, **kwargs: object) -> RedisLimiter:
-        return cls(redis_client(url, timeout_s), **kwargs)  # type: ignore[arg-type]
+    def from_url(
+        cls, url: str, *, timeout_s: float = 0.1, max_connections: int = 32, **kwargs: object
+    ) -> RedisLimiter:
+        return cls(redis_client(url, timeout_s, max_connections), **kwargs)  # type: ignore[arg-type]
 
     async def load_scripts(self) -> None:
         """Preload both scripts at startup so the request path only ever sends EVALSHA."""

@@ -1,7 +1,7 @@
 """One "gateway replica" for the two-process tests: its own event loop and Redis connection.
 
-Usage: python -m tests.gateway.limits._worker MODE REDIS_URL PREFIX N START_AT SEED
-Prints one JSON line with what this process was admitted and charged.
+Usage: python -m tests.gateway.limits._worker MODE REDIS_URL PREFIX N SEED
+Prints `ready`, waits for a line on stdin, then one JSON line with what it was admitted and charged.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import asyncio
 import json
 import random
 import sys
-import time
 from decimal import Decimal
 
 from gateway.limits import BudgetSpec, LimitSpec, RedisLimiter
@@ -48,12 +47,12 @@ async def budget(lim: RedisLimiter, n: int, rng: random.Random) -> dict[str, obj
 
 
 async def main() -> None:
-    mode, url, prefix, n, start_at, seed = sys.argv[1:7]
+    mode, url, prefix, n, seed = sys.argv[1:6]
     lim = RedisLimiter.from_url(url, timeout_s=2.0, prefix=prefix)
     await lim.load_scripts()
-    await lim.client.ping()
-    # Both processes start together, so their requests really interleave.
-    await asyncio.sleep(max(0.0, float(start_at) - time.time()))
+    # Both processes start on the parent's word, so their requests really interleave.
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
     if mode == "rpm":
         out = await rpm(lim, int(n))
     else:

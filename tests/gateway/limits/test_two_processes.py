@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,7 +14,6 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 async def _run_pair(mode: str, redis_url: str, prefix: str, per_process: int) -> list[dict]:
-    start_at = time.time() + 1.0
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable,
@@ -25,20 +23,30 @@ async def _run_pair(mode: str, redis_url: str, prefix: str, per_process: int) ->
             redis_url,
             prefix,
             str(per_process),
-            f"{start_at:.3f}",
             str(seed),
             cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         for seed in (1, 2)
     ]
-    outs = []
-    for p in procs:
-        stdout, stderr = await asyncio.wait_for(p.communicate(), 30)
-        assert p.returncode == 0, stderr.decode()
-        outs.append(json.loads(stdout.decode().strip().splitlines()[-1]))
-    return outs
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            line = await asyncio.wait_for(p.stdout.readline(), 30)
+            assert line.strip() == b"ready", line
+        outs = []
+        results = await asyncio.wait_for(asyncio.gather(*(p.communicate(b"go\n") for p in procs)), 30)
+        for p, (stdout, stderr) in zip(procs, results, strict=True):
+            assert p.returncode == 0, stderr.decode()
+            outs.append(json.loads(stdout.decode().strip().splitlines()[-1]))
+        return outs
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                p.kill()
+                await p.wait()
 
 
 async def test_rpm_60_across_two_processes(redis_url: str, prefix: str) -> None:
