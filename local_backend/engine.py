@@ -60,6 +60,7 @@ class LLMEngine:
         self.max_model_len = min(self.config.max_model_len, self.model_config.max_position)
         self._seqs: dict[str, Sequence] = {}
         self._detok: dict[str, IncrementalDetokenizer] = {}
+        self.num_preemptions = 0
         self.load_seconds = time.perf_counter() - started
 
     @property
@@ -92,6 +93,7 @@ class LLMEngine:
         batch = self.scheduler.schedule()
         if batch is None:
             return []
+        self.num_preemptions += len(batch.preempted)
         sampled, logprobs = self.runner.run(batch)
         outputs = []
         for seq in self.scheduler.postprocess(batch, sampled):

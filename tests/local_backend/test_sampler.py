@@ -1,0 +1,69 @@
+import torch
+
+from local_backend.sampler import sample
+from local_backend.sequence import SamplingParams, Sequence
+
+
+def seqs(*params: SamplingParams) -> list[Sequence]:
+    return [Sequence(f"s{i}", [1, 2, 3], p) for i, p in enumerate(params)]
+
+
+def logits(rows: int = 1, vocab: int = 50, seed: int = 0) -> torch.Tensor:
+    return torch.randn(rows, vocab, generator=torch.Generator().manual_seed(seed)) * 3
+
+
+def test_greedy_is_argmax() -> None:
+    x = logits(3)
+    tokens, _ = sample(x.clone(), seqs(*[SamplingParams(temperature=0)] * 3))
+    assert tokens == x.argmax(1).tolist()
+
+
+def test_seeded_sampling_is_reproducible_and_independent_of_batch_mates() -> None:
+    x = logits(1) / 6  # flat enough that twenty draws differ
+    alone = [sample(x.clone(), s)[0][0] for s in [seqs(SamplingParams(seed=42))] for _ in range(20)]
+    again = [sample(x.clone(), s)[0][0] for s in [seqs(SamplingParams(seed=42))] for _ in range(20)]
+    assert alone == again and len(set(alone)) > 1
+    mates = seqs(SamplingParams(seed=42), SamplingParams(temperature=0.7), SamplingParams(seed=7))
+    batched = [sample(torch.cat([x, logits(2, seed=1)]), mates)[0][0] for _ in range(20)]
+    assert batched == alone
+
+
+def test_top_k_one_and_tiny_top_p_are_greedy() -> None:
+    x = logits(2)
+    assert sample(x.clone(), seqs(SamplingParams(top_k=1, seed=1), SamplingParams(top_p=1e-6, seed=2)))[0] == \
+        x.argmax(1).tolist()
+
+
+def test_min_p_and_top_k_restrict_the_support() -> None:
+    x = logits(1)
+    top3 = set(x[0].topk(3).indices.tolist())
+    drawn = {sample(x.clone(), seqs(SamplingParams(top_k=3, temperature=2.0)))[0][0] for _ in range(200)}
+    assert drawn <= top3 and len(drawn) > 1
+    probs = x[0].softmax(0)
+    allowed = set((probs >= 0.5 * probs.max()).nonzero().flatten().tolist())
+    drawn = {sample(x.clone(), seqs(SamplingParams(min_p=0.5)))[0][0] for _ in range(100)}
+    assert drawn <= allowed
+
+
+def test_penalties_push_repeated_tokens_down() -> None:
+    x = torch.zeros(1, 10)
+    x[0, 3] = 1.0
+    x[0, 5] = 0.9
+    s = Sequence("a", [1], SamplingParams(temperature=0, frequency_penalty=1.0))
+    s.append(3)
+    assert sample(x.clone(), [s])[0] == [5]
+    s = Sequence("b", [3], SamplingParams(temperature=0, repetition_penalty=1.5))
+    assert sample(x.clone(), [s])[0] == [5]  # 1.0 / 1.5 < 0.9; the prompt counts for this one
+    s = Sequence("c", [3], SamplingParams(temperature=0, presence_penalty=2.0))
+    assert sample(x.clone(), [s])[0] == [3]  # presence/frequency look at generated tokens only
+
+
+def test_logprobs_are_log_softmax_and_top_is_sorted() -> None:
+    x = logits(1)
+    _, infos = sample(x.clone(), seqs(SamplingParams(temperature=0, logprobs=True, top_logprobs=3)))
+    ref = x[0].log_softmax(0)
+    info = infos[0]
+    assert info is not None
+    assert abs(info.logprob - ref.max().item()) < 1e-5
+    assert [t for t, _ in info.top] == ref.topk(3).indices.tolist()
+    assert all(abs(v - ref[t].item()) < 1e-5 for t, v in info.top)
