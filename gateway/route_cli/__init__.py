@@ -1,0 +1,154 @@
+"""`switchyard route train | eval | score | bench`: the router's offline tooling.
+
+`add_route_commands(subparsers)` registers a `route` command on the main CLI's subparsers; each
+handler is stored as `func` and returns an exit code. Train and eval need the `dev` extra
+(scikit-learn, matplotlib); score and bench need only the runtime (numpy, tiktoken).
+Until the main CLI wires it in: `python -m gateway.route_cli ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from routing.artifact import DEFAULT_PATH
+
+_REPO = Path(__file__).resolve().parents[2]
+DEFAULT_DATA = _REPO.parent / "shared" / "data" / "routing"
+DEFAULT_PLOT = _REPO / "bench-results" / "route-eval.png"
+
+
+def _load(data: Path) -> tuple[list, list]:
+    from gateway.route_cli.data import load_all
+    from gateway.route_cli.train import featurize
+
+    if not data.is_dir():
+        raise SystemExit(f"route: no training data at {data} (pass --data)")
+    sets = load_all(data)
+    return sets, [featurize(s.prompts) for s in sets]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from gateway.route_cli.train import TrainConfig, train_artifact
+    from routing.artifact import save
+
+    started = time.monotonic()
+    sets, matrices = _load(args.data)
+    meta = {"datasets": {s.name: len(s.prompts) for s in sets}}
+    artifact = train_artifact(sets, matrices, TrainConfig(), meta)
+    save(artifact, args.out)
+    size = args.out.stat().st_size
+    print(
+        f"trained on {artifact.meta['prompts']} prompts from {len(sets)} files in "
+        f"{time.monotonic() - started:.0f}s; wrote {args.out} ({size / 1024:.0f} KiB)"
+    )
+    print(
+        "tier curves (success = sigmoid(a - b * score)): "
+        + ", ".join(
+            f"{t}: a={a:.2f} b={b:.2f}"
+            for t, a, b in zip(
+                ("local", "small", "medium", "large"), artifact.tier_a, artifact.tier_b, strict=True
+            )
+        )
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from gateway.route_cli.baselines import LiteLLMComplexity
+    from gateway.route_cli.evaluate import format_table, run_folds, target_check
+    from gateway.route_cli.plot import write_plot
+    from gateway.route_cli.train import TrainConfig
+
+    sets, matrices = _load(args.data)
+    litellm = LiteLLMComplexity()
+    litellm_scores = [litellm.scores(s.prompts) for s in sets]
+    results = run_folds(sets, matrices, litellm_scores, TrainConfig())
+    print("Routing folds (leave one dataset out; APGR higher is better, CPT lower is better):\n")
+    print(format_table(results, routing_folds=True))
+    print("\nSame-size pairs (RouterDC seven 7B models; reported apart, see `route eval --help`):\n")
+    print(format_table(results, routing_folds=False))
+    print()
+    for line in target_check(results):
+        print(line)
+    write_plot(results, args.plot)
+    print(f"\nplot: {args.plot}")
+    if args.json:
+        rows = [
+            {
+                "fold": r.name,
+                "routing_fold": r.routing_fold,
+                "n": r.n,
+                "weak": r.weak,
+                "strong": r.strong,
+                **{
+                    f"{m}_{k}": getattr(v, k)
+                    for m, v in r.metrics.items()
+                    for k in ("apgr", "cpt50", "cpt80")
+                },
+            }
+            for r in results
+        ]
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from gateway.route_cli.score import run_score
+
+    if args.output:
+        with args.output.open("wb") as out:
+            count = run_score(args.input, out, args.config, args.artifact)
+        print(f"scored {count} requests -> {args.output}", file=sys.stderr)
+    else:
+        run_score(args.input, sys.stdout.buffer, args.config, args.artifact)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from gateway.route_cli.bench import run_bench
+    from routing.policy import Router
+
+    result = run_bench(Router.load(args.artifact), iterations=args.iterations)
+    print(
+        f"routing decision (features + classifier + cost + policy), {result.prompt_tokens}-token prompt, "
+        f"{result.iterations} runs: p50 {result.p50_ms:.3f} ms, p99 {result.p99_ms:.3f} ms, "
+        f"mean {result.mean_ms:.3f} ms"
+    )
+    return 0
+
+
+def add_route_commands(subparsers: argparse._SubParsersAction) -> None:
+    route = subparsers.add_parser("route", help="train, evaluate and replay the request router")
+    sub = route.add_subparsers(dest="route_command", required=True)
+
+    p = sub.add_parser("train", help="rebuild the router artifact from the outcome data")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="outcome data folder")
+    p.add_argument("--out", type=Path, default=DEFAULT_PATH, help="artifact path to write")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "eval",
+        help="leave-one-dataset-out APGR/CPT table against baselines, and the plot",
+        description="Routing folds are the files whose weak/strong pair differs in capability class; "
+        "RouterDC's seven-7B files (one size class) are reported apart.",
+    )
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="outcome data folder")
+    p.add_argument("--plot", type=Path, default=DEFAULT_PLOT, help="PNG to write")
+    p.add_argument("--json", type=Path, help="also write per-fold figures as JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("score", help="score requests offline (JSONL in, JSONL out)")
+    p.add_argument("--input", type=Path, required=True, help="requests, one JSON object a line")
+    p.add_argument("--output", type=Path, help="where to write (default stdout)")
+    p.add_argument("--config", type=Path, help="gateway config whose routes to score against")
+    p.add_argument("--artifact", type=Path, help="router artifact (default: the shipped one)")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("bench", help="p50/p99 latency of one routing decision on a 1,000-token prompt")
+    p.add_argument("--iterations", type=int, default=3000)
+    p.add_argument("--artifact", type=Path, help="router artifact (default: the shipped one)")
+    p.set_defaults(func=cmd_bench)

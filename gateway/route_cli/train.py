@@ -1,0 +1,170 @@
+"""Fit the router artifact from outcome sets (offline tooling; needs scikit-learn from `.[dev]`).
+
+The difficulty score is a logistic regression on `routing.features` whose target is each prompt's
+mean success over the dataset's models, with one free intercept per dataset: the weights then
+explain why a prompt is harder than others *of its dataset*, which is what transfers to data it
+never saw (a benchmark's overall level does not). The per-tier curves are then fitted on the
+score alone, pooling every (prompt, model) outcome of models in that tier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from gateway.route_cli.data import OutcomeSet
+from routing.artifact import TIERS, RouterArtifact
+from routing.cost import fit_completion_prior
+from routing.features import DENSE_NAMES, HASH_SIZE, Features, extract
+
+# A sub-1B local model has no rows in the data; its curve is the small tier's shifted down by this
+# many logits (about: a 7B model that solves half the prompts -> a local one solves a fifth).
+LOCAL_OFFSET = 1.4
+_FE_SCALE = 30.0  # dataset intercept columns are scaled up so the L2 penalty barely touches them
+
+
+@dataclass
+class FeatureMatrix:
+    dense: np.ndarray  # (n, len(DENSE_NAMES))
+    hashed: sparse.csr_matrix  # (n, HASH_SIZE)
+    prompt_tokens: np.ndarray
+
+    def rows(self, index: np.ndarray) -> FeatureMatrix:
+        return FeatureMatrix(self.dense[index], self.hashed[index], self.prompt_tokens[index])
+
+
+def body_for(prompt: str) -> dict:
+    return {"messages": [{"role": "user", "content": prompt}]}
+
+
+def featurize(prompts: list[str]) -> FeatureMatrix:
+    feats: list[Features] = [extract(body_for(p)) for p in prompts]
+    indptr = np.cumsum([0] + [f.hashed.size for f in feats])
+    indices = np.concatenate([f.hashed for f in feats]) if feats else np.zeros(0, np.int64)
+    values = np.concatenate([f.hashed_values for f in feats]) if feats else np.zeros(0, np.float32)
+    hashed = sparse.csr_matrix((values, indices, indptr), shape=(len(feats), HASH_SIZE), dtype=np.float64)
+    dense = np.stack([f.dense for f in feats]).astype(np.float64)
+    return FeatureMatrix(dense, hashed, np.array([f.prompt_tokens for f in feats], dtype=np.float64))
+
+
+@dataclass
+class TrainConfig:
+    alpha: float = 30.0  # L2 strength of the difficulty regression
+    dense_weight: float = 1.0  # scales the dense block against the hashed one before the penalty
+    dataset_power: float = 0.5  # each dataset weighs n**power in total, so MMLU does not drown the rest
+
+
+@dataclass
+class FittedScore:
+    dense_mean: np.ndarray
+    dense_scale: np.ndarray
+    w_dense: np.ndarray
+    w_hashed: np.ndarray
+
+    def score(self, fm: FeatureMatrix) -> np.ndarray:
+        dense = (fm.dense - self.dense_mean) / self.dense_scale
+        return dense @ self.w_dense + fm.hashed @ self.w_hashed
+
+
+def _design(fm: FeatureMatrix, mean: np.ndarray, scale: np.ndarray, dense_weight: float) -> sparse.csr_matrix:
+    dense = (fm.dense - mean) / scale * dense_weight
+    return sparse.hstack([sparse.csr_matrix(dense), fm.hashed], format="csr")
+
+
+def fit_score(parts: list[tuple[FeatureMatrix, np.ndarray]], config: TrainConfig) -> FittedScore:
+    """`parts`: per dataset, its features and per-prompt mean success (0..1)."""
+    dense_all = np.vstack([fm.dense for fm, _ in parts])
+    mean = dense_all.mean(axis=0)
+    scale = dense_all.std(axis=0)
+    bias = DENSE_NAMES.index("bias")
+    mean[bias], scale[bias] = 0.0, 1.0
+    scale[scale < 1e-6] = 1.0
+    blocks, targets, weights = [], [], []
+    for k, (fm, y) in enumerate(parts):
+        n = len(y)
+        onehot = sparse.csr_matrix(
+            (np.full(n, _FE_SCALE), (np.arange(n), np.full(n, k))), shape=(n, len(parts))
+        )
+        blocks.append(sparse.hstack([_design(fm, mean, scale, config.dense_weight), onehot], format="csr"))
+        targets.append(y)
+        weights.append(np.full(n, n**config.dataset_power / n))
+    sample_weight = np.concatenate(weights)
+    sample_weight *= len(sample_weight) / sample_weight.sum()
+    # A linear probability model: only the ranking of prompts matters for routing (the tier curves
+    # are fitted on this score afterwards), and it solves in seconds where a logistic fit takes minutes.
+    model = Ridge(alpha=config.alpha, fit_intercept=False, solver="sparse_cg", tol=1e-5)
+    model.fit(sparse.vstack(blocks, format="csr"), np.concatenate(targets), sample_weight=sample_weight)
+    coef = model.coef_
+    n_dense = len(DENSE_NAMES)
+    # Success -> difficulty score: flip the sign so that higher means harder.
+    return FittedScore(
+        mean, scale, -coef[:n_dense] * config.dense_weight, -coef[n_dense : n_dense + HASH_SIZE]
+    )
+
+
+def fit_tiers(scores: list[np.ndarray], sets: list[OutcomeSet]) -> tuple[np.ndarray, np.ndarray]:
+    a = np.zeros(len(TIERS))
+    b = np.ones(len(TIERS))
+    for t, tier in enumerate(TIERS):
+        xs, ys = [], []
+        for score, outcome in zip(scores, sets, strict=True):
+            for m, model_tier in enumerate(outcome.tiers):
+                if model_tier != tier:
+                    continue
+                col = outcome.scores[:, m]
+                ok = ~np.isnan(col)
+                xs.append(score[ok])
+                ys.append(col[ok])
+        if not xs:
+            continue
+        x, y = np.concatenate(xs), np.concatenate(ys)
+        model = LogisticRegression(C=10.0)
+        model.fit(
+            np.concatenate([x, x])[:, None],
+            np.concatenate([np.ones_like(y), np.zeros_like(y)]),
+            sample_weight=np.concatenate([y, 1.0 - y]),
+        )
+        a[t], b[t] = model.intercept_[0], -model.coef_[0][0]
+    local, small = TIERS.index("local"), TIERS.index("small")
+    a[local], b[local] = a[small] - LOCAL_OFFSET, b[small]
+    # Abilities must rise with the tier whatever the data says: the policy climbs this ladder.
+    for t in range(1, len(TIERS)):
+        a[t] = max(a[t], a[t - 1] + 0.05)
+    return a, b
+
+
+def mean_success(outcome: OutcomeSet) -> np.ndarray:
+    return np.nan_to_num(np.nanmean(outcome.scores, axis=1), nan=0.5).clip(0.0, 1.0)
+
+
+def train_artifact(
+    sets: list[OutcomeSet], matrices: list[FeatureMatrix], config: TrainConfig, meta: dict
+) -> RouterArtifact:
+    fitted = fit_score([(fm, mean_success(s)) for fm, s in zip(matrices, sets, strict=True)], config)
+    scores = [fitted.score(fm) for fm in matrices]
+    tier_a, tier_b = fit_tiers(scores, sets)
+    all_scores = np.concatenate(scores)
+    prompt_tokens = np.concatenate(
+        [fm.prompt_tokens for fm, s in zip(matrices, sets, strict=True) if s.response_chars]
+    )
+    response_tokens = np.concatenate(
+        [
+            np.median(np.asarray(s.response_chars, dtype=np.float64), axis=1) / 4.0
+            for s in sets
+            if s.response_chars
+        ]
+    )
+    return RouterArtifact(
+        dense_mean=fitted.dense_mean,
+        dense_scale=fitted.dense_scale,
+        w_dense=fitted.w_dense,
+        w_hashed=fitted.w_hashed,
+        tier_a=tier_a,
+        tier_b=tier_b,
+        score_quantiles=np.quantile(all_scores, np.linspace(0.0, 1.0, 101)),
+        completion_coef=fit_completion_prior(prompt_tokens, response_tokens),
+        meta={**meta, "config": vars(config), "prompts": int(all_scores.size)},
+    )

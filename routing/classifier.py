@@ -1,0 +1,71 @@
+"""Difficulty classifier: a linear model over `routing.features`, loaded from the artifact.
+
+Shaped like a one-parameter item-response model: every prompt gets one raw `score` (a difficulty
+logit, higher = harder); each tier has an ability curve, P(success | tier) =
+sigmoid(a_tier - b_tier * score). The score was fitted with one intercept per training dataset, so
+the weights learn what makes a prompt harder than its neighbours rather than which benchmark it came
+from. `difficulty` is the score's percentile among the training prompts (0..1), which is what
+`x-switchyard-route` shows and what a `strong_fraction` is calibrated against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from routing.artifact import TIERS, RouterArtifact
+from routing.features import Features
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    score: float
+    difficulty: float
+    success: dict[str, float]
+
+    def gain(self, weak: str, strong: str) -> float:
+        """How much more likely the stronger tier is to succeed: the quantity routing buys."""
+        return self.success[strong] - self.success[weak]
+
+
+def _sigmoid(x: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-x)))
+
+
+class DifficultyModel:
+    """Inference side of the classifier; holds read-only arrays from the artifact."""
+
+    def __init__(self, artifact: RouterArtifact) -> None:
+        self._mean = artifact.dense_mean.astype(np.float64)
+        self._inv_scale = 1.0 / np.maximum(artifact.dense_scale.astype(np.float64), 1e-6)
+        self._w_dense = artifact.w_dense.astype(np.float64)
+        self._w_hashed = artifact.w_hashed.astype(np.float64)
+        self._tier_a = artifact.tier_a.astype(np.float64)
+        self._tier_b = artifact.tier_b.astype(np.float64)
+        self._quantiles = artifact.score_quantiles.astype(np.float64)
+        self._grid = np.linspace(0.0, 1.0, self._quantiles.size)
+
+    def score(self, features: Features) -> float:
+        dense = (features.dense.astype(np.float64) - self._mean) * self._inv_scale
+        hashed = (
+            float(self._w_hashed[features.hashed] @ features.hashed_values) if features.hashed.size else 0.0
+        )
+        return float(dense @ self._w_dense) + hashed
+
+    def difficulty(self, score: float) -> float:
+        return float(np.interp(score, self._quantiles, self._grid))
+
+    def score_at(self, difficulty: float) -> float:
+        """Inverse of `difficulty`: the raw score at a percentile of the training prompts."""
+        return float(np.interp(difficulty, self._grid, self._quantiles))
+
+    def success(self, score: float) -> dict[str, float]:
+        return {
+            tier: _sigmoid(a - b * score)
+            for tier, a, b in zip(TIERS, self._tier_a, self._tier_b, strict=True)
+        }
+
+    def predict(self, features: Features) -> Prediction:
+        score = self.score(features)
+        return Prediction(score=score, difficulty=self.difficulty(score), success=self.success(score))
