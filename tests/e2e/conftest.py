@@ -1,0 +1,423 @@
+"""End-to-end fixtures: the real gateway (`create_app`) served on 127.0.0.1 in front of the fake upstreams.
+
+One gateway per test session, driven only through the official SDKs (and raw httpx for what an SDK
+cannot send). Its config (see `gateway_config`) has one name per scenario, so tests that count calls,
+cool deployments down or rotate a load-balanced name never disturb each other:
+
+  gpt-4o-mini        openai_compatible fake, upstream id `gpt-4o-mini-upstream`
+  priced             openai fake, price 1.0 / 2.0 USD per Mtok (exact cost header)
+  claude             anthropic fake (native Messages API), upstream id `claude-upstream`
+  gemini             gemini fake, upstream id `gemini-upstream`
+  fail-400 ... die-midstream, flaky-1-retry, flaky-1-header   openai fake fault models (tests.fakes)
+  claude-die-midstream   anthropic fake `die-midstream`
+  claude-<fault>, gemini-<fault>   the anthropic / gemini fakes' fault models (fail-400/429/500,
+                     overloaded-midstream/-late, die-midstream)
+  hang               openai fake `hang`, deployment timeout 0.5 s
+  refused            a closed port
+  fallback           [closed port, openai fake]      same name, two deployments
+  cooldown           [closed port, openai fake]      same name, two deployments
+  hang-fallback      [hang with 0.5 s timeout, openai fake]
+  broken             openai fake `fail-500` (only ever used as the first candidate of `auto-fallback`)
+  slow               `SlowUpstream` below: streams slowly and records client disconnects
+  routes: auto -> [gpt-4o-mini, claude]; auto-fallback -> [broken, gpt-4o-mini]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import orjson
+import pytest
+
+from gateway.app import create_app
+from gateway.config import GatewayConfig, parse_config
+from gateway.settings import Settings
+from tests.fakes import anthropic_upstream, gemini_upstream, openai_upstream
+from tests.fakes.server import ServerThread, closed_port
+
+MASTER_KEY = "sk-master"
+MAX_BODY_BYTES = 64 * 1024
+HANG_TIMEOUT_S = 0.5
+PRICE_IN = Decimal("1.0")
+PRICE_OUT = Decimal("2.0")
+MTOK = Decimal(1_000_000)
+CLIENT_TIMEOUT_S = 10.0
+
+
+# --------------------------------------------------------------------------- a slow upstream
+
+
+class SlowUpstream:
+    """An OpenAI-shaped upstream (raw ASGI) that answers slowly and records whether its client hung up.
+
+    Streamed: a role chunk, then one content chunk every `interval` s for up to `chunks` chunks.
+    Not streamed: waits up to `hold_s` for the client to disconnect before answering.
+    `disconnected` is set when the gateway's connection to it closes mid-request."""
+
+    def __init__(self, interval: float = 0.05, chunks: int = 200, hold_s: float = 10.0) -> None:
+        self.interval = interval
+        self.chunks = chunks
+        self.hold_s = hold_s
+        self.started = threading.Event()
+        self.disconnected = threading.Event()
+        self.finished = threading.Event()
+        self.sent = 0
+
+    def reset(self) -> None:
+        self.started.clear()
+        self.disconnected.clear()
+        self.finished.clear()
+        self.sent = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        body = orjson.loads(raw) if raw else {}
+        self.started.set()
+        watcher = asyncio.ensure_future(self._watch(receive))
+        try:
+            if body.get("stream"):
+                await self._stream(body, send, watcher)
+            else:
+                await asyncio.wait([watcher], timeout=self.hold_s)
+                if not watcher.done():
+                    await self._answer(body, send)
+        finally:
+            watcher.cancel()
+            self.finished.set()
+
+    async def _watch(self, receive: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected.set()
+                return
+
+    @staticmethod
+    def _chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> bytes:
+        doc = {
+            "id": "chatcmpl-slow",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": body.get("model"),
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return b"data: " + orjson.dumps(doc) + b"\n\n"
+
+    async def _stream(self, body: dict[str, Any], send: Any, watcher: asyncio.Future[None]) -> None:
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        first = self._chunk(body, {"role": "assistant", "content": ""})
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+        for i in range(self.chunks):
+            if watcher.done():
+                return
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": self._chunk(body, {"content": f"t{i} "}),
+                    "more_body": True,
+                }
+            )
+            self.sent += 1
+            await asyncio.sleep(self.interval)
+        end = self._chunk(body, {}, "stop") + b"data: [DONE]\n\n"
+        await send({"type": "http.response.body", "body": end, "more_body": False})
+
+    @staticmethod
+    async def _answer(body: dict[str, Any], send: Any) -> None:
+        doc = {
+            "id": "chatcmpl-slow",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body.get("model"),
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "slow"}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+        payload = orjson.dumps(doc)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+
+# --------------------------------------------------------------------------- the gateway
+
+
+def gateway_config(openai_url: str, anthropic_url: str, gemini_url: str, slow_url: str) -> GatewayConfig:
+    oa_base = openai_url + "/v1"
+    cheap = {"input_per_mtok": 0.15, "output_per_mtok": 0.6}
+
+    def oa(name: str, model: str | None = None, base: str = oa_base, **extra: Any) -> dict[str, Any]:
+        return {
+            "name": name,
+            "provider": "openai_compatible",
+            "model": model or name,
+            "api_base": base,
+            "api_key": "sk-upstream-openai",
+            "timeout": 5.0,
+            "connect_timeout": 1.0,
+            "price": cheap,
+            **extra,
+        }
+
+    refused = f"http://127.0.0.1:{closed_port()}/v1"
+    models = [
+        oa("gpt-4o-mini", "gpt-4o-mini-upstream", tier="small"),
+        oa("text-embedding-3-small", "text-embedding-3-small"),
+        oa("gpt-3.5-turbo-instruct", "gpt-3.5-turbo-instruct"),
+        oa("priced", "priced-upstream", price={"input_per_mtok": 1.0, "output_per_mtok": 2.0}),
+        {
+            "name": "claude",
+            "provider": "anthropic",
+            "model": "claude-upstream",
+            "api_base": anthropic_url,
+            "api_key": "sk-ant-upstream",
+            "timeout": 5.0,
+            "connect_timeout": 1.0,
+            "tier": "large",
+            "price": {"input_per_mtok": 3.0, "output_per_mtok": 15.0},
+        },
+        {
+            "name": "gemini",
+            "provider": "gemini",
+            "model": "gemini-upstream",
+            "api_base": gemini_url,
+            "api_key": "gemini-upstream-key",
+            "timeout": 5.0,
+            "connect_timeout": 1.0,
+            "price": {"input_per_mtok": 0.1, "output_per_mtok": 0.4},
+        },
+        {
+            "name": "claude-die-midstream",
+            "provider": "anthropic",
+            "model": "die-midstream",
+            "api_base": anthropic_url,
+            "api_key": "sk-ant-upstream",
+            "timeout": 5.0,
+            "connect_timeout": 1.0,
+            "price": {"input_per_mtok": 3.0, "output_per_mtok": 15.0},
+        },
+        *(
+            {
+                "name": f"claude-{fault}",
+                "provider": "anthropic",
+                "model": fault,
+                "api_base": anthropic_url,
+                "api_key": "sk-ant-upstream",
+                "timeout": 5.0,
+                "connect_timeout": 1.0,
+                "price": {"input_per_mtok": 3.0, "output_per_mtok": 15.0},
+            }
+            for fault in ("fail-400", "fail-429", "fail-500", "overloaded-midstream", "overloaded-late")
+        ),
+        *(
+            {
+                "name": f"gemini-{fault}",
+                "provider": "gemini",
+                "model": fault,
+                "api_base": gemini_url,
+                "api_key": "gemini-upstream-key",
+                "timeout": 5.0,
+                "connect_timeout": 1.0,
+                "price": {"input_per_mtok": 0.1, "output_per_mtok": 0.4},
+            }
+            for fault in ("fail-400", "fail-429", "fail-500", "die-midstream")
+        ),
+        *(oa(name) for name in ("fail-400", "fail-401", "fail-429", "fail-500", "die-midstream")),
+        oa("flaky-1-retry"),
+        oa("flaky-1-header"),
+        oa("hang", timeout=HANG_TIMEOUT_S),
+        oa("refused", "gpt-4o-mini", base=refused),
+        oa("fallback", "gpt-4o-mini", base=refused),
+        oa("fallback", "gpt-4o-mini"),
+        oa("cooldown", "gpt-4o-mini", base=refused),
+        oa("cooldown", "gpt-4o-mini"),
+        oa("hang-fallback", "hang", timeout=HANG_TIMEOUT_S),
+        oa("hang-fallback", "gpt-4o-mini"),
+        oa("broken", "fail-500"),
+        oa("slow", "slow-upstream", base=slow_url + "/v1"),
+    ]
+    routes = {
+        "auto": {"candidates": ["gpt-4o-mini", "claude"]},
+        "auto-fallback": {"candidates": ["broken", "gpt-4o-mini"]},
+    }
+    return parse_config({"models": models, "routes": routes}, env={})
+
+
+def gateway_settings() -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        master_key=MASTER_KEY,
+        retries=1,
+        retry_backoff_s=0.0,
+        retry_backoff_max_s=0.0,
+        cooldown_failures=2,
+        cooldown_s=60.0,
+        max_body_bytes=MAX_BODY_BYTES,
+    )
+
+
+@dataclass
+class Gateway:
+    url: str
+    openai_fake: ServerThread
+    anthropic_fake: ServerThread
+    gemini_fake: ServerThread
+    slow: SlowUpstream
+
+    @property
+    def openai_requests(self) -> list[Any]:
+        """What the OpenAI fake received: `RecordedRequest(path, headers, body)`."""
+        return self.openai_fake.app.state.requests
+
+    @property
+    def anthropic_requests(self) -> list[dict[str, Any]]:
+        return self.anthropic_fake.app.state.requests
+
+    @property
+    def gemini_requests(self) -> list[dict[str, Any]]:
+        return self.gemini_fake.app.state.requests
+
+    def openai_sent(self, marker: str) -> list[dict[str, Any]]:
+        """Bodies the OpenAI fake received whose `user` field is `marker`."""
+        return [
+            r.body for r in self.openai_requests if isinstance(r.body, dict) and r.body.get("user") == marker
+        ]
+
+    def metrics(self) -> str:
+        return httpx.get(self.url + "/metrics", timeout=CLIENT_TIMEOUT_S).text
+
+    def healthy(self) -> bool:
+        return httpx.get(self.url + "/health/live", timeout=CLIENT_TIMEOUT_S).status_code == 200
+
+
+@pytest.fixture(scope="session")
+def gateway() -> Iterator[Gateway]:
+    slow = SlowUpstream()
+    with (
+        ServerThread(openai_upstream.create_app(hang_seconds=3.0)) as oa,
+        ServerThread(anthropic_upstream.create_app()) as an,
+        ServerThread(gemini_upstream.create_app(hang_seconds=3.0)) as ge,
+        ServerThread(slow) as sl,
+    ):
+        config = gateway_config(oa.url, an.url, ge.url, sl.url)
+        with ServerThread(create_app(gateway_settings(), config)) as gw:
+            yield Gateway(gw.url, oa, an, ge, slow)
+
+
+# --------------------------------------------------------------------------- SDK clients
+
+
+@pytest.fixture(scope="session")
+def client(gateway: Gateway) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(
+        base_url=gateway.url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+async def aclient(gateway: Gateway) -> AsyncIterator[openai.AsyncOpenAI]:
+    c = openai.AsyncOpenAI(
+        base_url=gateway.url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
+    async with c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def claude_client(gateway: Gateway) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(
+        base_url=gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    ) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def raw(gateway: Gateway) -> Iterator[httpx.Client]:
+    """Plain httpx against the gateway, authenticated, for what no SDK will send."""
+    headers = {"authorization": f"Bearer {MASTER_KEY}"}
+    with httpx.Client(base_url=gateway.url, headers=headers, timeout=CLIENT_TIMEOUT_S) as c:
+        yield c
+
+
+# --------------------------------------------------------------------------- helpers
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+CLAUDE_WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Current weather in a city.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+
+# Each chat backend and the greeting its fake answers with.
+GREETINGS = {
+    "gpt-4o-mini": "Hello from openai!",
+    "claude": "Hello from anthropic!",
+    "gemini": "Hello from gemini!",
+}
+
+
+def expected_cost(prompt_tokens: int, completion_tokens: int) -> Decimal:
+    """The exact cost of a call to the `priced` deployment."""
+    return (prompt_tokens * PRICE_IN + completion_tokens * PRICE_OUT) / MTOK
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def error_of(resp: httpx.Response) -> dict[str, Any]:
+    """The OpenAI error object of a gateway answer (asserts the shape)."""
+    assert resp.headers["content-type"].startswith("application/json"), resp.text
+    doc = resp.json()
+    assert isinstance(doc, dict) and isinstance(doc.get("error"), dict), doc
+    assert isinstance(doc["error"].get("message"), str) and doc["error"]["message"]
+    assert "Traceback" not in resp.text
+    return doc["error"]
