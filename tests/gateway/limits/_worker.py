@@ -32,7 +32,7 @@ async def budget(lim: RedisLimiter, n: int, rng: random.Random) -> dict[str, obj
             adm = await lim.acquire([], spec, 0, WORST, f"r{i}")
             if adm.allowed:
                 assert adm.ticket is not None
-                await asyncio.sleep(rng.random() * 0.02)
+                await asyncio.sleep(0.05 + rng.random() * 0.1)  # the upstream call
                 # The actual cost is at most the worst case, in whole nano-dollars.
                 cost = Decimal(rng.randint(5_000_000, 100_000_000)) / 10**9
                 await lim.settle(adm.ticket, 0, cost)
