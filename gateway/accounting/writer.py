@@ -93,6 +93,7 @@ class SpendWriter:
             # Stragglers after stop(): straight to disk (a small synchronous write, shutdown only).
             try:
                 self._spool.append([record])
+                self._spool.seal()  # unlocked at once: a later writer in this process may replay it
             except OSError as exc:
                 log.error("spend writer: record %s lost after stop: %s", record.request_id, exc)
                 return

@@ -1,0 +1,121 @@
+"""Migrations build the models' schema on PostgreSQL and SQLite, and is_current tells the truth."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from gateway.db.engine import make_engine
+from gateway.db.migrate import (
+    SchemaNotCurrentError,
+    current_revision,
+    ensure_schema,
+    head_revision,
+    is_current,
+    upgrade,
+)
+from gateway.db.models import Base
+from tests.gateway.db.databases import create_pg_database, drop_pg_database, pg_url
+
+REPO = Path(__file__).resolve().parents[3]
+TABLES = {"teams", "api_keys", "request_log", "daily_spend", "audit_log", "alembic_version"}
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database nothing has touched yet."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+        return
+    name = await create_pg_database("switchyard_migrate")
+    try:
+        yield pg_url(name)
+    finally:
+        await drop_pg_database(name)
+
+
+async def _schema_diff(url: str) -> list[object]:
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(
+                lambda c: compare_metadata(
+                    MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrade_builds_the_models_schema_and_is_current_follows(empty_url: str) -> None:
+    engine = make_engine(empty_url)
+    try:
+        assert await current_revision(engine) is None
+        assert await is_current(engine) is False
+
+        await upgrade(empty_url)
+        assert await current_revision(engine) == head_revision()
+        assert await is_current(engine) is True
+        async with engine.connect() as conn:
+            tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+        assert tables == TABLES
+        assert await _schema_diff(empty_url) == []
+
+        await upgrade(empty_url)  # a second run is a no-op
+        assert await is_current(engine) is True
+
+        # A database at any other revision is not current.
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = 'older'"))
+        assert await is_current(engine) is False
+    finally:
+        await engine.dispose()
+
+
+async def test_ensure_schema_migrates_sqlite_and_refuses_stale_postgresql(empty_url: str) -> None:
+    if empty_url.startswith("sqlite"):
+        await ensure_schema(empty_url)
+        engine = make_engine(empty_url)
+        try:
+            assert await is_current(engine)
+        finally:
+            await engine.dispose()
+        return
+    with pytest.raises(SchemaNotCurrentError, match="switchyard migrate"):
+        await ensure_schema(empty_url)
+    await upgrade(empty_url)
+    await ensure_schema(empty_url)
+
+
+async def test_alembic_cli_runs_from_the_ini_in_migrations(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    ini = str(REPO / "migrations" / "alembic.ini")
+    # From another directory: nothing may depend on the cwd.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "alembic",
+        "-c",
+        ini,
+        "-x",
+        f"url={url}",
+        "upgrade",
+        "head",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    engine = make_engine(url)
+    try:
+        assert await is_current(engine)
+    finally:
+        await engine.dispose()
