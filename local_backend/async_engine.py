@@ -4,6 +4,7 @@ pass never waits on the event loop. Torch releases the GIL inside its kernels, s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 from collections import deque
@@ -94,10 +95,8 @@ class AsyncEngine:
             if stream is not None:
                 by_loop.setdefault(stream[0], []).append((stream[1], item))
         for loop, batch in by_loop.items():
-            try:
+            with contextlib.suppress(RuntimeError):  # that caller's loop has closed; nobody listens
                 loop.call_soon_threadsafe(_put_all, batch)
-            except RuntimeError:  # that caller's loop has closed; nobody is listening
-                pass
 
     def _main(self) -> None:
         try:

@@ -66,8 +66,15 @@ def _causal_mask(n: int, start: int, total: int, device: torch.device) -> torch.
     return torch.arange(total, device=device).unsqueeze(0) <= q_pos
 
 
-def paged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,
-                    v_cache: torch.Tensor, meta: AttnMetadata, scale: float) -> torch.Tensor:
+def paged_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    meta: AttnMetadata,
+    scale: float,
+) -> torch.Tensor:
     """q [T, H, D], k/v [T, Hkv, D] for the new tokens; returns [T, H * D]."""
     n_tok, n_head, dim = q.shape
     n_kv = k.shape[1]
@@ -93,8 +100,7 @@ def paged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: 
         qp = q[qs:qe].transpose(0, 1)  # [H, n, D]
         if span.slots is None:
             kp, vp = k[qs:qe].transpose(0, 1), v[qs:qe].transpose(0, 1)
-            op = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, scale=scale,
-                                                enable_gqa=group > 1)
+            op = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, scale=scale, enable_gqa=group > 1)
         else:
             kp = k_flat.index_select(0, span.slots).transpose(0, 1).repeat_interleave(group, 0)
             vp = v_flat.index_select(0, span.slots).transpose(0, 1).repeat_interleave(group, 0)
@@ -104,20 +110,33 @@ def paged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: 
     return out.view(n_tok, n_head * dim)
 
 
-def _flash(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttnMetadata,
-           scale: float) -> torch.Tensor:
+def _flash(
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttnMetadata, scale: float
+) -> torch.Tensor:
     """flash-attn's paged kernel aligns the causal mask bottom-right, so one call serves a decode batch
     and each prefill chunk alike."""
     out = torch.empty_like(q)
     nd = meta.num_decode
     if nd:
-        out[:nd] = flash_attn_with_kvcache(q[:nd].unsqueeze(1), k_cache, v_cache,
-                                           cache_seqlens=meta.context_lens, block_table=meta.block_tables,
-                                           softmax_scale=scale, causal=True).squeeze(1)
+        out[:nd] = flash_attn_with_kvcache(
+            q[:nd].unsqueeze(1),
+            k_cache,
+            v_cache,
+            cache_seqlens=meta.context_lens,
+            block_table=meta.block_tables,
+            softmax_scale=scale,
+            causal=True,
+        ).squeeze(1)
     for span in meta.prefills:
         n = span.q_end - span.q_start
         lens = torch.tensor([span.start_pos + n], dtype=torch.int32, device=q.device)
-        out[span.q_start:span.q_end] = flash_attn_with_kvcache(
-            q[span.q_start:span.q_end].unsqueeze(0), k_cache, v_cache, cache_seqlens=lens,
-            block_table=span.block_table, softmax_scale=scale, causal=True).squeeze(0)
+        out[span.q_start : span.q_end] = flash_attn_with_kvcache(
+            q[span.q_start : span.q_end].unsqueeze(0),
+            k_cache,
+            v_cache,
+            cache_seqlens=lens,
+            block_table=span.block_table,
+            softmax_scale=scale,
+            causal=True,
+        ).squeeze(0)
     return out

@@ -5,14 +5,27 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-ENGINE_FLAGS = ("device", "dtype", "kv_cache_mb", "max_num_seqs", "max_num_batched_tokens", "max_model_len",
-                "block_size", "num_threads", "enforce_eager")
+ENGINE_FLAGS = (
+    "device",
+    "dtype",
+    "kv_cache_mb",
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "max_model_len",
+    "block_size",
+    "num_threads",
+    "enforce_eager",
+)
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="smollm2", help="smollm2 (bundled), a .gguf file or a safetensors folder")
+    p.add_argument(
+        "--model", default="smollm2", help="smollm2 (bundled), a .gguf file or a safetensors folder"
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
-    p.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on cuda, fp32 on cpu)")
+    p.add_argument(
+        "--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on cuda, fp32 on cpu)"
+    )
     p.add_argument("--kv-cache-mb", type=float, default=None, help="KV-cache budget (default 512)")
     p.add_argument("--max-num-seqs", type=int, default=None, help="most sequences in one batch")
     p.add_argument("--max-num-batched-tokens", type=int, default=None, help="token budget per step")
@@ -31,7 +44,9 @@ def _add(sub: Any) -> None:
     _engine_args(serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8001)
-    serve.add_argument("--served-model-name", default=None, help="the model id clients send (default: --model)")
+    serve.add_argument(
+        "--served-model-name", default=None, help="the model id clients send (default: --model)"
+    )
     serve.set_defaults(local_command="serve")
     bench = sub.add_parser("bench", help="throughput, latency and achieved bandwidth")
     _engine_args(bench)

@@ -19,9 +19,17 @@ def capture_buckets(max_batch: int) -> list[int]:
 
 
 class StaticDecode:
-    def __init__(self, model: LlamaModel, kv_caches: list[tuple[torch.Tensor, torch.Tensor]],
-                 buckets: list[int], max_blocks: int, block_size: int, spare_block: int, use_flash: bool,
-                 capture: bool) -> None:
+    def __init__(
+        self,
+        model: LlamaModel,
+        kv_caches: list[tuple[torch.Tensor, torch.Tensor]],
+        buckets: list[int],
+        max_blocks: int,
+        block_size: int,
+        spare_block: int,
+        use_flash: bool,
+        capture: bool,
+    ) -> None:
         self.model, self.kv_caches = model, kv_caches
         self.buckets = sorted(buckets)
         self.max_blocks, self.block_size = max_blocks, block_size
@@ -40,8 +48,13 @@ class StaticDecode:
             self._capture()
 
     def _meta(self, b: int) -> AttnMetadata:
-        return AttnMetadata(self.slots[:b], b, block_tables=self.tables[:b], context_lens=self.lens[:b],
-                            use_flash=self.use_flash)
+        return AttnMetadata(
+            self.slots[:b],
+            b,
+            block_tables=self.tables[:b],
+            context_lens=self.lens[:b],
+            use_flash=self.use_flash,
+        )
 
     def _forward(self, b: int) -> torch.Tensor:
         return self.model(self.ids[:b], self.positions[:b], self._meta(b), self.kv_caches)

@@ -9,8 +9,9 @@ import codecs
 
 
 class IncrementalDetokenizer:
-    def __init__(self, token_bytes: list[bytes], stop: list[str] | None = None,
-                 strip_leading_space: bool = False) -> None:
+    def __init__(
+        self, token_bytes: list[bytes], stop: list[str] | None = None, strip_leading_space: bool = False
+    ) -> None:
         self._token_bytes = token_bytes
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._stop = [s for s in (stop or []) if s]

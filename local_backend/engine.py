@@ -11,7 +11,7 @@ from local_backend.detokenizer import IncrementalDetokenizer
 from local_backend.runner import ModelRunner
 from local_backend.sampler import TokenLogprobs
 from local_backend.scheduler import Scheduler
-from local_backend.sequence import SamplingParams, Sequence, SeqStatus
+from local_backend.sequence import SamplingParams, SeqStatus, Sequence
 from local_backend.tokenizer import load_tokenizer
 from local_backend.weights import Checkpoint, load_checkpoint
 
@@ -53,10 +53,12 @@ class LLMEngine:
         self.tokenizer = load_tokenizer(checkpoint.tokenizer_source)
         self.runner = ModelRunner(checkpoint, self.config)
         del checkpoint
-        self.block_manager = BlockManager(self.runner.num_blocks, self.runner.block_size,
-                                          self.config.enable_prefix_caching)
-        self.scheduler = Scheduler(self.block_manager, self.config.max_num_seqs,
-                                   self.config.max_num_batched_tokens)
+        self.block_manager = BlockManager(
+            self.runner.num_blocks, self.runner.block_size, self.config.enable_prefix_caching
+        )
+        self.scheduler = Scheduler(
+            self.block_manager, self.config.max_num_seqs, self.config.max_num_batched_tokens
+        )
         self.max_model_len = min(self.config.max_model_len, self.model_config.max_position)
         self._seqs: dict[str, Sequence] = {}
         self._detok: dict[str, IncrementalDetokenizer] = {}
@@ -74,14 +76,16 @@ class LLMEngine:
         if request_id in self._seqs:
             raise ValueError(f"duplicate request id {request_id}")
         if len(prompt_ids) >= self.max_model_len:
-            raise ValueError(f"prompt is {len(prompt_ids)} tokens; this model serves at most "
-                             f"{self.max_model_len - 1}")
+            raise ValueError(
+                f"prompt is {len(prompt_ids)} tokens; this model serves at most {self.max_model_len - 1}"
+            )
         params.max_tokens = max(1, min(params.max_tokens, self.max_model_len - len(prompt_ids)))
         seq = Sequence(request_id, prompt_ids, params, frozenset(self.tokenizer.eos_ids))
         self.scheduler.add(seq)
         self._seqs[request_id] = seq
-        self._detok[request_id] = IncrementalDetokenizer(self.tokenizer.token_bytes, params.stop,
-                                                         self.tokenizer.strip_leading_space)
+        self._detok[request_id] = IncrementalDetokenizer(
+            self.tokenizer.token_bytes, params.stop, self.tokenizer.strip_leading_space
+        )
 
     def abort(self, request_id: str) -> None:
         seq = self._seqs.pop(request_id, None)
@@ -107,12 +111,24 @@ class LLMEngine:
                 text += detok.flush()
                 del self._seqs[seq.seq_id], self._detok[seq.seq_id]
             info = logprobs.get(seq.seq_id)
-            outputs.append(RequestOutput(
-                seq.seq_id, [token], text, [info] if info else [], seq.status is SeqStatus.FINISHED,
-                seq.finish_reason, seq.num_prompt_tokens, seq.num_output_tokens, seq.num_cached_tokens))
+            outputs.append(
+                RequestOutput(
+                    seq.seq_id,
+                    [token],
+                    text,
+                    [info] if info else [],
+                    seq.status is SeqStatus.FINISHED,
+                    seq.finish_reason,
+                    seq.num_prompt_tokens,
+                    seq.num_output_tokens,
+                    seq.num_cached_tokens,
+                )
+            )
         return outputs
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams]) -> list[Completion]:
+    def generate(
+        self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams]
+    ) -> list[Completion]:
         """Run prompts to completion together (continuous batching), answers in prompt order."""
         plist = params if isinstance(params, list) else [params] * len(prompts)
         base = f"gen-{time.monotonic_ns()}-"

@@ -25,8 +25,11 @@ def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
     if kind == "linear":
         inv = inv / float(scaling["factor"])
     elif kind == "llama3":
-        factor, low, high = float(scaling["factor"]), float(scaling["low_freq_factor"]), float(
-            scaling["high_freq_factor"])
+        factor, low, high = (
+            float(scaling["factor"]),
+            float(scaling["low_freq_factor"]),
+            float(scaling["high_freq_factor"]),
+        )
         old_len = float(scaling["original_max_position_embeddings"])
         wavelen = 2 * math.pi / inv
         smooth = (old_len / wavelen - low) / (high - low)
@@ -37,8 +40,14 @@ def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
 
 
 class LlamaModel(nn.Module):
-    def __init__(self, cfg: ModelConfig, tensors: dict[str, torch.Tensor], dtype: torch.dtype,
-                 device: torch.device, block_size: int) -> None:
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        tensors: dict[str, torch.Tensor],
+        dtype: torch.dtype,
+        device: torch.device,
+        block_size: int,
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         self.block_size = block_size
@@ -90,8 +99,13 @@ class LlamaModel(nn.Module):
         emb = torch.cat([freqs, freqs], -1).unsqueeze(1)
         return emb.cos().to(self.dtype), emb.sin().to(self.dtype)
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttnMetadata,
-                kv_caches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        meta: AttnMetadata,
+        kv_caches: list[tuple[torch.Tensor, torch.Tensor]],
+    ) -> torch.Tensor:
         """Hidden states [T, hidden] after the final norm, for every input token."""
         cfg = self.cfg
         nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim

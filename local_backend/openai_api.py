@@ -95,13 +95,17 @@ class OpenAIFrontend:
         self.engine = engine
         self.model_name = model_name
 
-    async def _start(self, body: dict[str, Any], text: bool) -> tuple[AsyncIterator[RequestOutput], TextTokenizer]:
+    async def _start(
+        self, body: dict[str, Any], text: bool
+    ) -> tuple[AsyncIterator[RequestOutput], TextTokenizer]:
         engine = await self.engine.wait_ready()
         params = sampling_params(body, text)
         ids = prompt_ids(body, text, engine.tokenizer)
         if len(ids) >= engine.max_model_len:
-            raise RequestError(f"prompt is {len(ids)} tokens; the local model takes {engine.max_model_len - 1}",
-                               "messages" if not text else "prompt")
+            raise RequestError(
+                f"prompt is {len(ids)} tokens; the local model takes {engine.max_model_len - 1}",
+                "messages" if not text else "prompt",
+            )
         return self.engine.generate(ids, params), engine.tokenizer
 
     async def complete(self, body: dict[str, Any], text: bool) -> dict[str, Any]:
@@ -117,27 +121,60 @@ class OpenAIFrontend:
         lp = _logprobs(tokenizer, logprobs, text) if logprobs else None
         if text:
             choice = {"index": 0, "text": answer, "logprobs": lp, "finish_reason": last.finish_reason}
-            return {"id": _id("cmpl"), "object": "text_completion", "created": int(time.time()), "model": model,
-                    "choices": [choice], "usage": _usage(last)}
-        choice = {"index": 0, "message": {"role": "assistant", "content": answer}, "logprobs": lp,
-                  "finish_reason": last.finish_reason}
-        return {"id": _id("chatcmpl"), "object": "chat.completion", "created": int(time.time()), "model": model,
-                "choices": [choice], "usage": _usage(last)}
+            return {
+                "id": _id("cmpl"),
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [choice],
+                "usage": _usage(last),
+            }
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": answer},
+            "logprobs": lp,
+            "finish_reason": last.finish_reason,
+        }
+        return {
+            "id": _id("chatcmpl"),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [choice],
+            "usage": _usage(last),
+        }
 
     async def stream(self, body: dict[str, Any], text: bool) -> AsyncIterator[dict[str, Any]]:
         """Chunk payloads; the usage chunk comes last when stream_options.include_usage is set."""
         outputs, tokenizer = await self._start(body, text)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         model = body.get("model") or self.model_name
-        base = {"id": _id("cmpl" if text else "chatcmpl"), "object": "text_completion" if text else
-                "chat.completion.chunk", "created": int(time.time()), "model": model}
+        base = {
+            "id": _id("cmpl" if text else "chatcmpl"),
+            "object": "text_completion" if text else "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
         if not text:
-            yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                        "logprobs": None, "finish_reason": None}]}
+            yield {
+                **base,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ],
+            }
         last = None
         async for out in outputs:
             last = out
-            lp = _logprobs(tokenizer, list(zip(out.token_ids, out.logprobs, strict=False)), text) if out.logprobs else None
+            lp = (
+                _logprobs(tokenizer, list(zip(out.token_ids, out.logprobs, strict=False)), text)
+                if out.logprobs
+                else None
+            )
             if not out.text and not lp and not out.finished:
                 continue
             reason = out.finish_reason if out.finished else None
@@ -156,9 +193,12 @@ def _id(prefix: str) -> str:
 
 
 def _usage(out: RequestOutput) -> dict[str, Any]:
-    return {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens,
-            "total_tokens": out.prompt_tokens + out.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": out.cached_tokens}}
+    return {
+        "prompt_tokens": out.prompt_tokens,
+        "completion_tokens": out.completion_tokens,
+        "total_tokens": out.prompt_tokens + out.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": out.cached_tokens},
+    }
 
 
 def _logprobs(tokenizer: TextTokenizer, items: list[tuple[int, TokenLogprobs]], text: bool) -> dict[str, Any]:
@@ -170,8 +210,14 @@ def _logprobs(tokenizer: TextTokenizer, items: list[tuple[int, TokenLogprobs]], 
         }
 
     def entry(token_id: int, logprob: float) -> dict[str, Any]:
-        return {"token": tokenizer.token_text(token_id), "logprob": logprob,
-                "bytes": list(tokenizer.token_bytes[token_id])}
+        return {
+            "token": tokenizer.token_text(token_id),
+            "logprob": logprob,
+            "bytes": list(tokenizer.token_bytes[token_id]),
+        }
 
-    return {"content": [{**entry(t, lp.logprob), "top_logprobs": [entry(i, v) for i, v in lp.top]}
-                        for t, lp in items]}
+    return {
+        "content": [
+            {**entry(t, lp.logprob), "top_logprobs": [entry(i, v) for i, v in lp.top]} for t, lp in items
+        ]
+    }

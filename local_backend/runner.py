@@ -13,8 +13,14 @@ from local_backend.sampler import TokenLogprobs, sample
 from local_backend.scheduler import ScheduledBatch
 from local_backend.weights import Checkpoint
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16}
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 _FLASH_BLOCK = 256  # flash-attn's paged kernel wants blocks that are multiples of 256 tokens
 
 
@@ -48,14 +54,26 @@ class ModelRunner:
             raise ValueError(f"kv_cache_bytes={cfg.kv_cache_bytes} is smaller than one block ({block_bytes})")
         # One spare block past the managed ones: padded CUDA-graph rows write there.
         shape = (self.num_blocks + 1, self.block_size, mc.num_kv_heads, mc.head_dim)
-        self.kv_caches = [(torch.zeros(shape, dtype=self.dtype, device=self.device),
-                           torch.zeros(shape, dtype=self.dtype, device=self.device)) for _ in range(mc.num_layers)]
+        self.kv_caches = [
+            (
+                torch.zeros(shape, dtype=self.dtype, device=self.device),
+                torch.zeros(shape, dtype=self.dtype, device=self.device),
+            )
+            for _ in range(mc.num_layers)
+        ]
         self.max_blocks_per_seq = -(-cfg.max_model_len // self.block_size)
         self.static_decode: StaticDecode | None = None
         if self.device.type == "cuda" and not cfg.enforce_eager:
-            self.static_decode = StaticDecode(self.model, self.kv_caches, capture_buckets(cfg.cuda_graph_max_batch),
-                                              self.max_blocks_per_seq, self.block_size, self.num_blocks,
-                                              self.use_flash, capture=True)
+            self.static_decode = StaticDecode(
+                self.model,
+                self.kv_caches,
+                capture_buckets(cfg.cuda_graph_max_batch),
+                self.max_blocks_per_seq,
+                self.block_size,
+                self.num_blocks,
+                self.use_flash,
+                capture=True,
+            )
 
     def _tensor(self, data: list[int], dtype: torch.dtype = torch.long) -> torch.Tensor:
         return torch.tensor(data, dtype=dtype).to(self.device, non_blocking=True)
@@ -90,7 +108,9 @@ class ModelRunner:
                 prefills.append(span)
             if end == len(seq):
                 sample_rows.append(row + n - 1)
-        meta = AttnMetadata(self._tensor(slots), batch.num_decode, prefills=prefills, use_flash=self.use_flash)
+        meta = AttnMetadata(
+            self._tensor(slots), batch.num_decode, prefills=prefills, use_flash=self.use_flash
+        )
         if tables:
             width = max(len(t) for t in tables)
             meta.block_tables = self._tensor([t + [0] * (width - len(t)) for t in tables], table_dtype)
@@ -107,7 +127,9 @@ class ModelRunner:
             hidden = self.model(ids, positions, meta, self.kv_caches)
         if not rows:
             return {}, {}
-        sampling = [s for s, n in zip(batch.seqs, batch.num_new, strict=True) if s.num_computed_tokens + n == len(s)]
+        sampling = [
+            s for s, n in zip(batch.seqs, batch.num_new, strict=True) if s.num_computed_tokens + n == len(s)
+        ]
         logits = self.model.logits(hidden[rows] if len(rows) < hidden.shape[0] else hidden)
         tokens, infos = sample(logits, sampling)
         sampled = {s.seq_id: t for s, t in zip(sampling, tokens, strict=True)}

@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from local_backend.block_manager import BlockManager
-from local_backend.sequence import Sequence, SeqStatus
+from local_backend.sequence import SeqStatus, Sequence
 
 
 @dataclass(slots=True)

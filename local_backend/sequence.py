@@ -40,8 +40,13 @@ class SeqStatus(Enum):
 
 
 class Sequence:
-    def __init__(self, seq_id: str, prompt_ids: list[int], params: SamplingParams,
-                 eos_ids: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self,
+        seq_id: str,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        eos_ids: frozenset[int] = frozenset(),
+    ) -> None:
         if not prompt_ids:
             raise ValueError("empty prompt")
         self.seq_id = seq_id

@@ -61,7 +61,9 @@ def create_app(model: str, config: EngineConfig, served_name: str | None = None)
                 async for chunk in chunks:
                     yield b"data: " + orjson.dumps(chunk) + b"\n\n"
             except EngineDead as exc:
-                yield b"data: " + orjson.dumps({"error": {"message": str(exc), "type": "api_error"}}) + b"\n\n"
+                yield (
+                    b"data: " + orjson.dumps({"error": {"message": str(exc), "type": "api_error"}}) + b"\n\n"
+                )
             finally:
                 await chunks.aclose()
             yield b"data: [DONE]\n\n"
@@ -78,8 +80,19 @@ def create_app(model: str, config: EngineConfig, served_name: str | None = None)
 
     @app.get("/v1/models")
     async def models() -> Response:
-        return _json({"object": "list", "data": [{"id": name, "object": "model", "created": int(time.time()),
-                                                  "owned_by": "switchyard-local"}]})
+        return _json(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": name,
+                        "object": "model",
+                        "created": int(time.time()),
+                        "owned_by": "switchyard-local",
+                    }
+                ],
+            }
+        )
 
     @app.get("/health")
     async def health() -> Response:

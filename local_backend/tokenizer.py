@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
@@ -20,8 +21,13 @@ _LLAMA3_SPLIT = (
     r"|\s+(?!\S)|\s+"
 )
 _QWEN2_SPLIT = _LLAMA3_SPLIT.replace(r"\p{N}{1,3}", r"\p{N}")
-_SPLIT_BY_PRE = {"llama-bpe": _LLAMA3_SPLIT, "llama3": _LLAMA3_SPLIT, "smaug-bpe": _LLAMA3_SPLIT,
-                 "qwen2": _QWEN2_SPLIT, "deepseek-r1-qwen": _QWEN2_SPLIT}
+_SPLIT_BY_PRE = {
+    "llama-bpe": _LLAMA3_SPLIT,
+    "llama3": _LLAMA3_SPLIT,
+    "smaug-bpe": _LLAMA3_SPLIT,
+    "qwen2": _QWEN2_SPLIT,
+    "deepseek-r1-qwen": _QWEN2_SPLIT,
+}
 _CONTROL, _USER_DEFINED = 3, 4
 _BYTE_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
@@ -51,9 +57,18 @@ def _spm_bytes(piece: str) -> bytes:
 
 
 class TextTokenizer:
-    def __init__(self, tok: Tokenizer, pieces: list[str], byte_level: bool, special_ids: set[int],
-                 bos_id: int | None, eos_ids: set[int], add_bos: bool, chat_template: str | None,
-                 strip_leading_space: bool = False) -> None:
+    def __init__(
+        self,
+        tok: Tokenizer,
+        pieces: list[str],
+        byte_level: bool,
+        special_ids: set[int],
+        bos_id: int | None,
+        eos_ids: set[int],
+        add_bos: bool,
+        chat_template: str | None,
+        strip_leading_space: bool = False,
+    ) -> None:
         self._tok = tok
         self.pieces = pieces
         self.vocab_size = len(pieces)
@@ -84,8 +99,9 @@ class TextTokenizer:
             return self.pieces[token_id]
         return self.token_bytes[token_id].decode("utf-8", errors="replace")
 
-    def render_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
-                    **kwargs: Any) -> str:
+    def render_chat(
+        self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, **kwargs: Any
+    ) -> str:
         if self.template is None:
             raise ValueError("this model has no chat template; use the completions endpoint")
         return self.template.render(messages, add_generation_prompt=add_generation_prompt, **kwargs)
@@ -105,23 +121,33 @@ def from_gguf(meta: dict[str, Any]) -> TextTokenizer:
         tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
         pre = meta.get("tokenizer.ggml.pre", "gpt2")
         if pre in _SPLIT_BY_PRE:
-            tok.pre_tokenizer = pre_tokenizers.Sequence([
-                pre_tokenizers.Split(Regex(_SPLIT_BY_PRE[pre]), behavior="isolated"),
-                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-            ])
+            tok.pre_tokenizer = pre_tokenizers.Sequence(
+                [
+                    pre_tokenizers.Split(Regex(_SPLIT_BY_PRE[pre]), behavior="isolated"),
+                    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+                ]
+            )
         elif pre == "smollm":
-            tok.pre_tokenizer = pre_tokenizers.Sequence([
-                pre_tokenizers.Digits(individual_digits=True),
-                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-            ])
+            tok.pre_tokenizer = pre_tokenizers.Sequence(
+                [
+                    pre_tokenizers.Digits(individual_digits=True),
+                    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+                ]
+            )
         else:
             tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         tok.decoder = decoders.ByteLevel()
         byte_level, strip = True, False
     elif kind == "llama":
-        tok = Tokenizer(models.BPE(vocab=vocab, merges=_spm_merges(pieces, meta.get("tokenizer.ggml.scores")),
-                                   unk_token=pieces[int(meta.get("tokenizer.ggml.unknown_token_id", 0))],
-                                   fuse_unk=True, byte_fallback=True))
+        tok = Tokenizer(
+            models.BPE(
+                vocab=vocab,
+                merges=_spm_merges(pieces, meta.get("tokenizer.ggml.scores")),
+                unk_token=pieces[int(meta.get("tokenizer.ggml.unknown_token_id", 0))],
+                fuse_unk=True,
+                byte_fallback=True,
+            )
+        )
         steps = [normalizers.Replace(" ", "\u2581")]
         if meta.get("tokenizer.ggml.add_space_prefix", True):
             steps.insert(0, normalizers.Prepend("\u2581"))
@@ -140,9 +166,17 @@ def from_gguf(meta: dict[str, Any]) -> TextTokenizer:
         eos_ids.add(int(eot))
     bos = meta.get("tokenizer.ggml.bos_token_id")
     default_bos = kind == "llama"
-    return TextTokenizer(tok, pieces, byte_level, special, int(bos) if bos is not None else None, eos_ids,
-                         bool(meta.get("tokenizer.ggml.add_bos_token", default_bos)),
-                         meta.get("tokenizer.chat_template"), strip_leading_space=strip)
+    return TextTokenizer(
+        tok,
+        pieces,
+        byte_level,
+        special,
+        int(bos) if bos is not None else None,
+        eos_ids,
+        bool(meta.get("tokenizer.ggml.add_bos_token", default_bos)),
+        meta.get("tokenizer.chat_template"),
+        strip_leading_space=strip,
+    )
 
 
 def _spm_merges(pieces: list[str], scores: list[float] | None) -> list[tuple[str, str]]:
@@ -162,7 +196,7 @@ def _spm_merges(pieces: list[str], scores: list[float] | None) -> list[tuple[str
 
 def from_tokenizer_json(path: str, tok_cfg: dict[str, Any], eos_token_id: Any) -> TextTokenizer:
     tok = Tokenizer.from_file(path)
-    data = json.loads(open(path, encoding="utf-8").read())
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
     size = tok.get_vocab_size(with_added_tokens=True)
     id_to_piece = {i: p for p, i in tok.get_vocab(with_added_tokens=True).items()}
     pieces = [id_to_piece.get(i, "") for i in range(size)]
@@ -179,13 +213,25 @@ def from_tokenizer_json(path: str, tok_cfg: dict[str, Any], eos_token_id: Any) -
         eos_ids.add(eos)
     template = tok_cfg.get("chat_template")
     if isinstance(template, list):  # several named templates: take the default one
-        template = next((t["template"] for t in template if t.get("name") == "default"), template[0]["template"])
-    return TextTokenizer(tok, pieces, byte_level, special, token_id(tok_cfg.get("bos_token")), eos_ids,
-                         bool(tok_cfg.get("add_bos_token", False)), template,
-                         strip_leading_space=not byte_level)
+        template = next(
+            (t["template"] for t in template if t.get("name") == "default"), template[0]["template"]
+        )
+    return TextTokenizer(
+        tok,
+        pieces,
+        byte_level,
+        special,
+        token_id(tok_cfg.get("bos_token")),
+        eos_ids,
+        bool(tok_cfg.get("add_bos_token", False)),
+        template,
+        strip_leading_space=not byte_level,
+    )
 
 
 def load_tokenizer(source: dict[str, Any]) -> TextTokenizer:
     if "gguf" in source:
         return from_gguf(source["gguf"])
-    return from_tokenizer_json(source["tokenizer_json"], source["tokenizer_config"], source.get("eos_token_id"))
+    return from_tokenizer_json(
+        source["tokenizer_json"], source["tokenizer_config"], source.get("eos_token_id")
+    )

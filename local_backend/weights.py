@@ -118,7 +118,10 @@ def _load_gguf(path: Path) -> Checkpoint:
     vocab = int(key("vocab_size", len(meta.get("tokenizer.ggml.tokens", [])) or 0))
     rope_scaling = None
     if key("rope.scaling.type") in ("linear", "yarn"):
-        rope_scaling = {"rope_type": key("rope.scaling.type"), "factor": float(key("rope.scaling.factor", 1.0))}
+        rope_scaling = {
+            "rope_type": key("rope.scaling.type"),
+            "factor": float(key("rope.scaling.factor", 1.0)),
+        }
     config = ModelConfig(
         architecture=arch,
         vocab_size=vocab or tensors["model.embed_tokens.weight"].shape[0],
@@ -170,7 +173,9 @@ def _load_hf_folder(path: Path) -> Checkpoint:
         num_kv_heads=int(cfg.get("num_key_value_heads") or n_head),
         head_dim=int(cfg.get("head_dim") or hidden // n_head),
         rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
-        rope_theta=float(cfg.get("rope_theta") or (cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0)),
+        rope_theta=float(
+            cfg.get("rope_theta") or (cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0)
+        ),
         max_position=int(cfg.get("max_position_embeddings", 4096)),
         tie_embeddings=bool(cfg.get("tie_word_embeddings", False)) or "lm_head.weight" not in tensors,
         attention_bias=arch == "qwen2" or bool(cfg.get("attention_bias", False)),

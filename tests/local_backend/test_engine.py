@@ -23,43 +23,55 @@ def test_stop_string_cuts_the_answer(engine: LLMEngine, chat_prompts: list[list[
 
 def test_stop_token_ids_and_max_tokens(engine: LLMEngine, chat_prompts: list[list[int]]) -> None:
     [full] = engine.generate([chat_prompts[0]], GREEDY)
-    [cut] = engine.generate([chat_prompts[0]], SamplingParams(max_tokens=24, temperature=0,
-                                                              stop_token_ids=[full.token_ids[2]]))
+    [cut] = engine.generate(
+        [chat_prompts[0]], SamplingParams(max_tokens=24, temperature=0, stop_token_ids=[full.token_ids[2]])
+    )
     assert cut.token_ids == full.token_ids[:3] and cut.finish_reason == "stop"
     [short] = engine.generate([chat_prompts[0]], SamplingParams(max_tokens=2, temperature=0))
     assert short.token_ids == full.token_ids[:2] and short.finish_reason == "length"
 
 
-def test_seed_makes_sampling_reproducible_across_batches(engine: LLMEngine, chat_prompts: list[list[int]]) -> None:
+def test_seed_makes_sampling_reproducible_across_batches(
+    engine: LLMEngine, chat_prompts: list[list[int]]
+) -> None:
     seeded = SamplingParams(max_tokens=12, temperature=1.0, top_p=0.95, seed=1234)
     [a] = engine.generate([chat_prompts[1]], seeded)
-    b = engine.generate([chat_prompts[1], chat_prompts[2]], [seeded, SamplingParams(max_tokens=12, seed=9)])[0]
+    b = engine.generate([chat_prompts[1], chat_prompts[2]], [seeded, SamplingParams(max_tokens=12, seed=9)])[
+        0
+    ]
     assert a.token_ids == b.token_ids
 
 
-def test_prefix_cache_hit_reports_cached_tokens_and_same_answer(engine: LLMEngine,
-                                                               chat_prompts: list[list[int]]) -> None:
+def test_prefix_cache_hit_reports_cached_tokens_and_same_answer(
+    engine: LLMEngine, chat_prompts: list[list[int]]
+) -> None:
     [first] = engine.generate([chat_prompts[3]], GREEDY)
     [second] = engine.generate([chat_prompts[3]], GREEDY)
     assert second.cached_tokens >= 16 and second.token_ids == first.token_ids
 
 
-def test_logprobs_of_greedy_tokens_are_the_top_entries(engine: LLMEngine, chat_prompts: list[list[int]]) -> None:
-    [out] = engine.generate([chat_prompts[2]], SamplingParams(max_tokens=5, temperature=0, logprobs=True,
-                                                             top_logprobs=3))
+def test_logprobs_of_greedy_tokens_are_the_top_entries(
+    engine: LLMEngine, chat_prompts: list[list[int]]
+) -> None:
+    [out] = engine.generate(
+        [chat_prompts[2]], SamplingParams(max_tokens=5, temperature=0, logprobs=True, top_logprobs=3)
+    )
     assert len(out.logprobs) == len(out.token_ids)
     for token, info in zip(out.token_ids, out.logprobs, strict=True):
         assert info.top[0][0] == token and abs(info.top[0][1] - info.logprob) < 1e-6 and info.logprob <= 0
         assert [v for _, v in info.top] == sorted((v for _, v in info.top), reverse=True)
 
 
-def test_small_cache_preempts_and_queues_64_requests(checkpoint: Checkpoint, engine: LLMEngine,
-                                                     chat_prompts: list[list[int]]) -> None:
+def test_small_cache_preempts_and_queues_64_requests(
+    checkpoint: Checkpoint, engine: LLMEngine, chat_prompts: list[list[int]]
+) -> None:
     run_on = SamplingParams(max_tokens=16, temperature=0, ignore_eos=True)
     ref = engine.generate(chat_prompts, run_on)
     # 7 blocks of 16 tokens: two ~35-token prompts growing by 16 already do not fit together.
-    tiny = LLMEngine(checkpoint, EngineConfig(kv_cache_bytes=7 * 2 * 30 * 16 * 3 * 64 * 4, num_threads=1,
-                                              enable_prefix_caching=False))
+    tiny = LLMEngine(
+        checkpoint,
+        EngineConfig(kv_cache_bytes=7 * 2 * 30 * 16 * 3 * 64 * 4, num_threads=1, enable_prefix_caching=False),
+    )
     assert tiny.runner.num_blocks == 7
     outs = tiny.generate(chat_prompts, run_on)
     assert tiny.num_preemptions > 0

@@ -30,8 +30,10 @@ def test_seeded_sampling_is_reproducible_and_independent_of_batch_mates() -> Non
 
 def test_top_k_one_and_tiny_top_p_are_greedy() -> None:
     x = logits(2)
-    assert sample(x.clone(), seqs(SamplingParams(top_k=1, seed=1), SamplingParams(top_p=1e-6, seed=2)))[0] == \
-        x.argmax(1).tolist()
+    assert (
+        sample(x.clone(), seqs(SamplingParams(top_k=1, seed=1), SamplingParams(top_p=1e-6, seed=2)))[0]
+        == x.argmax(1).tolist()
+    )
 
 
 def test_min_p_and_top_k_restrict_the_support() -> None:

@@ -2,7 +2,7 @@
 
 from local_backend.block_manager import BlockManager
 from local_backend.scheduler import ScheduledBatch, Scheduler
-from local_backend.sequence import SamplingParams, Sequence, SeqStatus
+from local_backend.sequence import SamplingParams, SeqStatus, Sequence
 
 
 def make(num_blocks: int = 64, block_size: int = 4, max_seqs: int = 8, budget: int = 64) -> Scheduler:
@@ -10,15 +10,19 @@ def make(num_blocks: int = 64, block_size: int = 4, max_seqs: int = 8, budget: i
 
 
 def req(name: str, n_prompt: int, max_tokens: int = 4, first: int = 1) -> Sequence:
-    return Sequence(name, list(range(first, first + n_prompt)), SamplingParams(max_tokens=max_tokens),
-                    frozenset({0}))
+    return Sequence(
+        name, list(range(first, first + n_prompt)), SamplingParams(max_tokens=max_tokens), frozenset({0})
+    )
 
 
 def step(s: Scheduler) -> ScheduledBatch:
     batch = s.schedule()
     assert batch is not None
-    sampled = {q.seq_id: 7 for q, n in zip(batch.seqs, batch.num_new, strict=True)
-               if q.num_computed_tokens + n == len(q)}
+    sampled = {
+        q.seq_id: 7
+        for q, n in zip(batch.seqs, batch.num_new, strict=True)
+        if q.num_computed_tokens + n == len(q)
+    }
     s.postprocess(batch, sampled)
     return batch
 
@@ -77,8 +81,14 @@ def test_preemption_when_blocks_run_out_then_everyone_finishes() -> None:
         batch = s.schedule()
         assert batch is not None
         preempted += len(batch.preempted)
-        s.postprocess(batch, {q.seq_id: 7 for q, n in zip(batch.seqs, batch.num_new, strict=True)
-                              if q.num_computed_tokens + n == len(q)})
+        s.postprocess(
+            batch,
+            {
+                q.seq_id: 7
+                for q, n in zip(batch.seqs, batch.num_new, strict=True)
+                if q.num_computed_tokens + n == len(q)
+            },
+        )
     assert preempted > 0
     assert all(q.status is SeqStatus.FINISHED and q.num_output_tokens == 8 for q in seqs)
     assert s.bm.num_free == 6

@@ -10,13 +10,20 @@ def test_encoding_matches_transformers(engine: LLMEngine) -> None:
     tok = engine.tokenizer
     assert tok.encode("Hello world, ünïcode 123456 \n\n  spaces") == HF_IDS
     ids = tok.encode_chat([{"role": "user", "content": "What is 2+2?"}])
-    assert ids[-len(HF_CHAT_TAIL):] == HF_CHAT_TAIL and len(ids) == 37
+    assert ids[-len(HF_CHAT_TAIL) :] == HF_CHAT_TAIL and len(ids) == 37
 
 
 def test_chat_template_renders_roles_and_generation_prompt(engine: LLMEngine) -> None:
-    text = engine.tokenizer.render_chat([{"role": "system", "content": "Be brief."},
-                                         {"role": "user", "content": [{"type": "text", "text": "Hi"}]}])
-    assert text == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    text = engine.tokenizer.render_chat(
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+        ]
+    )
+    assert (
+        text
+        == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 def test_round_trip_and_streaming_never_splits_a_character(engine: LLMEngine) -> None:

@@ -1,0 +1,142 @@
+"""Our forward pass against transformers' LlamaForCausalLM on the same GGUF, fp32, through every
+attention path: fresh prefill, a chunk that gathers earlier keys from the paged cache, and padded
+batched decode. transformers dequantises the file with its own loader, offline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from local_backend.config import EngineConfig
+from local_backend.cuda_graphs import StaticDecode, capture_buckets
+from local_backend.engine import LLMEngine
+from local_backend.scheduler import ScheduledBatch
+from local_backend.sequence import SamplingParams, SeqStatus, Sequence
+from local_backend.weights import Checkpoint, resolve_model
+
+TOL = 1e-3
+
+
+@pytest.fixture(scope="module")
+def hf_model(monkeypatch_module: pytest.MonkeyPatch, checkpoint: Checkpoint) -> torch.nn.Module:
+    transformers = pytest.importorskip("transformers")
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    monkeypatch_module.setenv("HF_HUB_OFFLINE", "1")
+    mc = checkpoint.config  # only the shape numbers; the weights come from transformers' own loader
+    config = transformers.LlamaConfig(
+        vocab_size=mc.vocab_size,
+        hidden_size=mc.hidden_size,
+        intermediate_size=mc.intermediate_size,
+        num_hidden_layers=mc.num_layers,
+        num_attention_heads=mc.num_heads,
+        num_key_value_heads=mc.num_kv_heads,
+        head_dim=mc.head_dim,
+        rms_norm_eps=mc.rms_norm_eps,
+        rope_theta=mc.rope_theta,
+        max_position_embeddings=mc.max_position,
+        tie_word_embeddings=True,
+    )
+    model = transformers.LlamaForCausalLM(config).eval()
+    path = str(resolve_model("smollm2"))
+    tensors = load_gguf_checkpoint(path, return_tensors=True, model_to_load=model)["tensors"]
+    model.load_state_dict(tensors, strict=False)
+    model.tie_weights()
+    return model
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> pytest.MonkeyPatch:
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+@pytest.fixture(scope="module")
+def fresh(checkpoint: Checkpoint) -> LLMEngine:
+    """Its own KV cache, written by hand here without disturbing the shared engine's prefix cache."""
+    return LLMEngine(checkpoint, EngineConfig(kv_cache_bytes=32 * 1024**2, num_threads=1))
+
+
+def _admit(engine: LLMEngine, name: str, ids: list[int]) -> Sequence:
+    seq = Sequence(name, ids, SamplingParams())
+    engine.block_manager.admit(seq)
+    seq.status = SeqStatus.RUNNING
+    return seq
+
+
+@torch.inference_mode()
+def _forward(engine: LLMEngine, seqs: list[Sequence], num_new: list[int], num_decode: int) -> torch.Tensor:
+    runner = engine.runner
+    ids, positions, meta, _ = runner.prepare(ScheduledBatch(seqs, num_new, num_decode))
+    logits = runner.model.logits(runner.model(ids, positions, meta, runner.kv_caches))
+    for seq, n in zip(seqs, num_new, strict=True):
+        seq.num_computed_tokens += n
+    return logits
+
+
+def test_logits_match_transformers_through_every_attention_path(
+    fresh: LLMEngine, hf_model: torch.nn.Module
+) -> None:
+    tok = fresh.tokenizer
+    a = tok.encode_chat([{"role": "user", "content": "Explain why the sky is blue in two sentences."}])
+    b = tok.encode_chat([{"role": "user", "content": "List the planets."}])
+    with torch.inference_mode():
+        ref_a = hf_model(torch.tensor([a])).logits[0]
+        ref_b = hf_model(torch.tensor([b])).logits[0]
+    sa = _admit(fresh, "a", a[:-1])
+    sb = _admit(fresh, "b", b[:-1])
+    first = _forward(fresh, [sa, sb], [20, len(b) - 1], 0)  # a: fresh chunk, b: whole prompt
+    assert (first[:20] - ref_a[:20]).abs().max() < TOL
+    assert (first[20:] - ref_b[: len(b) - 1]).abs().max() < TOL
+    second = _forward(fresh, [sa], [len(a) - 1 - 20], 0)  # a: chunk that reads cached keys
+    assert (second - ref_a[20 : len(a) - 1]).abs().max() < TOL
+    for seq, last in ((sa, a[-1]), (sb, b[-1])):
+        seq.append(last)
+        fresh.block_manager.ensure(seq, len(seq))
+    decode = _forward(fresh, [sa, sb], [1, 1], 2)  # two decodes of different lengths, padded
+    assert (decode[0] - ref_a[-1]).abs().max() < TOL
+    assert (decode[1] - ref_b[-1]).abs().max() < TOL
+    for seq in (sa, sb):
+        fresh.block_manager.release(seq)
+
+
+@torch.inference_mode()
+def test_static_decode_for_cuda_graphs_matches_eager_on_cpu(
+    fresh: LLMEngine, chat_prompts: list[list[int]]
+) -> None:
+    """The CUDA-graph path's fixed-shape forward (padding to a bucket, spare block, full-width block
+    tables) run eagerly on CPU must equal the dynamic decode."""
+    runner = fresh.runner
+    seqs = [_admit(fresh, f"s{i}", p) for i, p in enumerate(chat_prompts[:3])]
+    _forward(fresh, seqs, [len(s) for s in seqs], 0)
+    for s in seqs:
+        s.append(42)
+        fresh.block_manager.ensure(s, len(s))
+    batch = ScheduledBatch(seqs, [1, 1, 1], 3)
+    ids, positions, meta, _ = runner.prepare(batch)
+    static = StaticDecode(
+        runner.model,
+        runner.kv_caches,
+        capture_buckets(8),
+        runner.max_blocks_per_seq,
+        runner.block_size,
+        runner.num_blocks,
+        use_flash=False,
+        capture=False,
+    )
+    assert static.fits(meta)
+    padded = static.run(ids, positions, meta)
+    assert padded.shape == (3, fresh.model_config.hidden_size)
+    ids, positions, meta, _ = runner.prepare(batch)
+    eager = runner.model(ids, positions, meta, runner.kv_caches)
+    assert (padded - eager).abs().max() < 1e-4
+    for s in seqs:
+        fresh.block_manager.release(s)
+
+
+def test_capture_buckets_and_cuda_imports() -> None:
+    assert capture_buckets(64) == [1, 2, 4, 8, 16, 32, 48, 64]
+    assert capture_buckets(4) == [1, 2, 4]
+    import local_backend.attention as attention
+
+    assert attention.flash_available(torch.device("cpu")) is False
