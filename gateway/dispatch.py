@@ -39,7 +39,7 @@ class Served(Generic[T]):
     result: T
     deployment: Deployment
     attempts: int
-    # How many deployments failed before this one answered.
+    # How many other deployments failed before this one answered.
     fallbacks: int
     errors: list[str] = field(default_factory=list)
 
@@ -106,6 +106,7 @@ class Dispatcher:
                     try:
                         result = await invoke(provider)
                     except UpstreamError as exc:
+                        exc.deployment = dep
                         last = exc
                         errors.append(f"{dep.id}:{exc.status}")
                         if not exc.retryable and exc.status not in _MOVE_ON:
@@ -117,7 +118,8 @@ class Dispatcher:
                             await asyncio.sleep(self._backoff(retry, exc))
                         continue
                     self._succeeded(dep)
-                    return Served(result, dep, attempts, len({e.split(":")[0] for e in errors}), errors)
+                    failed = {e.rsplit(":", 1)[0] for e in errors} - {dep.id}
+                    return Served(result, dep, attempts, len(failed), errors)
         if last is None:
             raise UpstreamError(503, "no deployment is available for this model", retryable=True)
         raise last

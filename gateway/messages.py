@@ -22,7 +22,7 @@ from providers.anthropic_translate import (
     anthropic_request_to_openai,
     openai_response_to_anthropic,
 )
-from providers.anthropic_translate_stream import OpenAIStreamToAnthropic, sse_event
+from providers.anthropic_translate_stream import ANTHROPIC_ERROR_STATUS, OpenAIStreamToAnthropic, sse_event
 from providers.base import Chunk, Endpoint, Provider, UpstreamCall, UpstreamError, UpstreamResponse, Usage
 
 
@@ -124,7 +124,10 @@ async def _stream(
 
 
 def _error_event(exc: UpstreamError) -> bytes:
-    kind = "overloaded_error" if exc.status in (529, 503) else "api_error"
+    if exc.code in ANTHROPIC_ERROR_STATUS:
+        kind = exc.code
+    else:
+        kind = "overloaded_error" if exc.status in (529, 503) else "api_error"
     return sse_event("error", {"type": "error", "error": {"type": kind, "message": exc.message}})
 
 

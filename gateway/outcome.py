@@ -30,9 +30,12 @@ class Outcome:
     ttft_s: float | None = None
     streamed: bool = False
     fallbacks: int = 0
+    attempts: int = 0
 
     def explain(self) -> str:
         text = self.route_explain
+        if self.attempts > 1:
+            text += f"; attempts={self.attempts}"
         if self.fallbacks:
             text += f"; fallbacks={self.fallbacks}"
         return text

@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -92,6 +93,10 @@ class Proxy:
     def fail(self, outcome: Outcome, exc: UpstreamError, anthropic: bool = False) -> Response:
         outcome.status = exc.status
         outcome.error_type = exc.type
+        if exc.deployment is not None:
+            # Nothing was billed: the answer never came.
+            outcome.deployment = exc.deployment
+            outcome.cost = Decimal(0)
         self.finish(outcome)
         return from_upstream(exc, outcome.headers(), anthropic=anthropic)
 
@@ -101,6 +106,7 @@ class Proxy:
         served = await race_disconnect(request, self.dispatcher.run(names, invoke))
         outcome.deployment = served.deployment
         outcome.fallbacks = served.fallbacks
+        outcome.attempts = served.attempts
         return served
 
     # -- OpenAI endpoints ---------------------------------------------------------------------

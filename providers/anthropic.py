@@ -290,7 +290,6 @@ def _stream_event_error(event: Mapping[str, Any], *, started: bool) -> UpstreamE
     kind = str(error.get("type") or "api_error")
     message = str(error.get("message") or kind)
     if started:
-        exc = midstream_error(f"{kind}: {message}")
-        exc.code = kind
-        return exc
+        # Keep the upstream's own type and message: /v1/messages relays them to the client as they were.
+        return UpstreamError(502, message, type="api_error", code=kind, retryable=True)
     return http_error(ANTHROPIC_ERROR_STATUS.get(kind, 500), message, code=kind)

@@ -112,6 +112,8 @@ class UpstreamError(Exception):
         self.param = param
         self.retryable = retryable
         self.retry_after = retry_after
+        # Set by the gateway's dispatcher: the deployment that produced this error.
+        self.deployment: Deployment | None = None
 
     def to_openai(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
