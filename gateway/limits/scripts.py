@@ -1,6 +1,6 @@
 """The two Lua scripts: ACQUIRE (check everything, then record everything) and SETTLE.
 
-Per window subject (rpm/tpm), two keys, both expiring one window after their last write:
+Per window subject (rpm/tpm), two keys, expiring one to two windows after their last write:
   <prefix>w:<subject>   ZSET   member -> admission time (ms, Redis server clock)
   <prefix>t:<subject>   HASH   member -> tokens charged; `_sum` -> total of the members
 Per budget subject and period, two keys, expiring a day after the period ends (never for `total`):
@@ -136,14 +136,18 @@ for j = 1, nb do
 end
 
 if status == 0 then
-  local wexp = window + 1000
+  -- Keys live two windows and are refreshed once less than a window is left: a read on most calls
+  -- instead of two writes, and an entry always outlives its window.
+  local floor = window + 1000
   for i = 1, nw do
     local zk, hk = KEYS[2 * i - 1], KEYS[2 * i]
     redis.call('ZADD', zk, now, member)
     redis.call('HSET', hk, member, ARGV[2])
     if est ~= 0 then redis.call('HINCRBY', hk, '_sum', ARGV[2]) end
-    redis.call('PEXPIRE', zk, wexp)
-    redis.call('PEXPIRE', hk, wexp)
+    if redis.call('PTTL', zk) < floor or redis.call('PTTL', hk) < floor then
+      redis.call('PEXPIRE', zk, floor + window)
+      redis.call('PEXPIRE', hk, floor + window)
+    end
     if out[3 * i - 2] == 0 then out[3 * i] = window end
     out[3 * i - 2] = out[3 * i - 2] + 1
     out[3 * i - 1] = out[3 * i - 1] + est
@@ -156,8 +160,8 @@ if status == 0 then
       redis.call('HINCRBY', bk, 'held', ARGV[3])
       redis.call('ZADD', rk, now + ttl, member)
       if expire_at > 0 then
-        redis.call('EXPIREAT', bk, expire_at)
-        redis.call('EXPIREAT', rk, expire_at)
+        if redis.call('TTL', bk) == -1 then redis.call('EXPIREAT', bk, expire_at) end
+        if redis.call('TTL', rk) == -1 then redis.call('EXPIREAT', rk, expire_at) end
       end
     end
   end
@@ -197,7 +201,7 @@ for j = 1, nb do
   if charge == '' then charge = ARGV[6] end
   if seed ~= '' then redis.call('HSETNX', bk, 'spent', seed) end
   if tonumber(charge) ~= 0 then redis.call('HINCRBY', bk, 'spent', charge) end
-  if expire_at > 0 then redis.call('EXPIREAT', bk, expire_at) end
+  if expire_at > 0 and redis.call('TTL', bk) == -1 then redis.call('EXPIREAT', bk, expire_at) end
 end
 return 0
 """

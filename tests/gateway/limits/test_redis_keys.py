@@ -1,0 +1,59 @@
+"""The Redis key layout and its expiries: nothing the limiter writes outlives its use."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import redis
+
+from gateway.limits import BudgetSpec, LimitSpec, RedisLimiter, period_start
+from gateway.limits.money import period_expire_at
+
+D = Decimal
+
+
+async def test_key_layout_and_expiries(redis_url: str, prefix: str) -> None:
+    lim = RedisLimiter.from_url(redis_url, prefix=prefix, window_s=60)
+    day = period_start("daily", datetime.now(UTC))
+    budgets = [BudgetSpec("key:k", D("5"), "daily", day), BudgetSpec("team:t", D("50"), "total", "total")]
+    adm = await lim.acquire([LimitSpec("key:k", rpm=10, tpm=1000)], budgets, 100, D("0.01"), "r1")
+    assert adm.allowed and adm.ticket is not None
+    sync = redis.Redis.from_url(redis_url)
+    member = adm.ticket.member
+    assert sync.zscore(f"{prefix}w:key:k", member) is not None
+    assert sync.hgetall(f"{prefix}t:key:k") == {member.encode(): b"100", b"_sum": b"100"}
+    assert 60_000 < sync.pttl(f"{prefix}w:key:k") <= 121_000
+    assert 60_000 < sync.pttl(f"{prefix}t:key:k") <= 121_000
+    assert sync.hgetall(f"{prefix}b:key:k:{day}") == {member.encode(): b"10000000", b"held": b"10000000"}
+    assert sync.expiretime(f"{prefix}b:key:k:{day}") == period_expire_at(day)
+    assert sync.expiretime(f"{prefix}r:key:k:{day}") == period_expire_at(day)
+    res_expiry = sync.zscore(f"{prefix}r:key:k:{day}", member)
+    assert res_expiry is not None and abs(res_expiry / 1000 - (time.time() + 600)) < 5
+    assert sync.ttl(f"{prefix}b:team:t:total") == -1  # a total budget never expires
+
+    await lim.settle(adm.ticket, 40, D("0.004"))
+    assert sync.hgetall(f"{prefix}t:key:k") == {member.encode(): b"40", b"_sum": b"40"}
+    assert sync.hgetall(f"{prefix}b:key:k:{day}") == {b"held": b"0", b"spent": b"4000000"}
+    assert sync.exists(f"{prefix}r:key:k:{day}") == 0
+    assert await lim.spent("key:k", day) == D("0.004")
+    assert await lim.spent("team:t", "total") == D("0.004")
+    sync.close()
+    await lim.aclose()
+
+
+async def test_budget_key_recreated_by_settle_gets_its_expiry_back(redis_url: str, prefix: str) -> None:
+    lim = RedisLimiter.from_url(redis_url, prefix=prefix)
+    day = period_start("daily", datetime.now(UTC))
+    spec = BudgetSpec("key:k", D("5"), "daily", day, seed_usd=D("1.5"))
+    adm = await lim.acquire([], [spec], 0, D("0.01"), "r1")
+    assert adm.ticket is not None
+    sync = redis.Redis.from_url(redis_url)
+    sync.delete(f"{prefix}b:key:k:{day}", f"{prefix}r:key:k:{day}")  # Redis lost its data mid-request
+    await lim.settle(adm.ticket, 0, D("0.25"))
+    # Re-seeded from the durable spend, the cost added once, and the key expires with its period.
+    assert await lim.spent("key:k", day) == D("1.75")
+    assert sync.expiretime(f"{prefix}b:key:k:{day}") == period_expire_at(day)
+    sync.close()
+    await lim.aclose()
