@@ -45,6 +45,7 @@ class FailoverLimiter:
         self._probe_interval = probe_interval_s
         self._clock = clock
         self._down_until = 0.0
+        self._observe = getattr(fallback, "observe_spent", None)
         self.degraded = False
         # Metrics: read by /metrics (see metrics_lines).
         self.outages = 0
@@ -95,6 +96,9 @@ class FailoverLimiter:
             self._mark_down(exc)
             return await self._degraded(limits, budgets, est_tokens, reserve_usd, request_id)
         self._mark_up()
+        if budgets and self._observe is not None:
+            for b, (spent, _) in zip(budgets, adm.budget_use, strict=False):
+                self._observe(b.subject, b.period_start, spent)
         return adm
 
     async def settle(self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None) -> None:

@@ -115,6 +115,19 @@ class MemoryLimiter:
             if b.expire_at and b.expire_at <= wall and not b.reservations:
                 del self._budgets[key]
 
+    def _tick(self, now: float) -> None:
+        self._calls += 1
+        if self._calls % _SWEEP_EVERY == 0:
+            self._sweep(now)
+
+    def observe_spent(self, subject: str, period_start: str, spent_nano: int) -> None:
+        """Carry the shared running total into this process, so that when Redis goes away a team that
+        was out of budget stays out. Never lowers what this process has counted itself."""
+        self._tick(self._clock())
+        b = self._budget(subject, period_start)
+        if b.spent is None or b.spent < spent_nano:
+            b.spent = spent_nano
+
     def _window_retry(self, w: _Window, rank: int, now: float) -> float:
         return w.entries[rank][0] + self._window - now
 
@@ -130,9 +143,7 @@ class MemoryLimiter:
         if not limits and not budgets:
             return Admission(True)
         now = self._clock()
-        self._calls += 1
-        if self._calls % _SWEEP_EVERY == 0:
-            self._sweep(now)
+        self._tick(now)
         reserve = usd_to_nano_up(reserve_usd) if reserve_usd > 0 else 0
         status, index, retry = 0, 0, 0.0
         windows: list[tuple[int, int, float]] = []

@@ -93,6 +93,8 @@ class Admission:
     used: int | Decimal | None = None
     requested: int | Decimal | None = None
     ticket: Ticket | None = field(default=None, repr=False)
+    # (spent, held) nano-dollars per budget as the check saw them, in the order given.
+    budget_use: Sequence[tuple[int, int]] = ()
 
     def headers(self) -> dict[str, str]:
         h: dict[str, str] = {}
@@ -200,7 +202,7 @@ def admission_from(
         WindowState(spec, req, tok, reset) for spec, (req, tok, reset) in zip(limits, windows, strict=True)
     ]
     if status == 0:
-        return fill_headers(Admission(True, ticket=ticket), states, None)
+        return fill_headers(Admission(True, ticket=ticket, budget_use=budget_use), states, None)
     retry = math.inf if retry_s < 0 else retry_s
     if status in (1, 2):
         spec, state = limits[index - 1], states[index - 1]
@@ -213,6 +215,7 @@ def admission_from(
             limit=spec.rpm if rpm else spec.tpm,
             used=state.requests if rpm else state.tokens,
             requested=1 if rpm else est_tokens,
+            budget_use=budget_use,
         )
         return fill_headers(adm, states, state)
     budget = budgets[index - 1]
@@ -225,5 +228,6 @@ def admission_from(
         limit=budget.limit_usd,
         used=nano_to_usd(spent + held),
         requested=nano_to_usd(reserve_nano),
+        budget_use=budget_use,
     )
     return fill_headers(adm, states, None)

@@ -152,3 +152,17 @@ async def test_noscript_reloads_once(redis_url: str, prefix: str) -> None:
     assert (await lim.acquire(LIMITS, [], 0, ZERO, "r")).allowed
     assert len(loads) == 1
     await lim.aclose()
+
+
+async def test_fail_open_remembers_the_shared_spend() -> None:
+    """A team out of budget in Redis stays out when Redis goes away and this process falls back."""
+    primary = _Flaky()
+    lim = FailoverLimiter(primary, MemoryLimiter(), "open")
+    spec = [BudgetSpec("team:t", Decimal("1.00"), "monthly", "2030-01")]
+    adm = await lim.acquire([], spec, 0, Decimal("0.95"), "a")
+    assert adm.ticket is not None
+    await lim.settle(adm.ticket, 0, Decimal("0.95"))
+    assert (await lim.acquire([], spec, 0, Decimal("0.01"), "b")).allowed  # sees spent = 0.95
+    primary.down = True
+    denied = await lim.acquire([], spec, 0, Decimal("0.10"), "c")
+    assert lim.degraded and not denied.allowed and denied.reason == "budget"
