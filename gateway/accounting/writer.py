@@ -186,10 +186,17 @@ class SpendWriter:
                 await self._wait_for_work()
             if self._stopping and not self._pending and not (lead and self._spool_dirty):
                 return
-            if lead and loop.time() >= rescan_at:
-                rescan_at = loop.time() + _RESCAN_S
-                self._spool_dirty = self._spool_dirty or bool(await asyncio.to_thread(self._spool.segments))
-            if await self._flush_once(worker):
+            try:
+                if lead and loop.time() >= rescan_at:
+                    rescan_at = loop.time() + _RESCAN_S
+                    found = await asyncio.to_thread(self._spool.segments)
+                    self._spool_dirty = self._spool_dirty or bool(found)
+                ok = await self._flush_once(worker)
+            except Exception:
+                # A bug or a spool-directory error must not end the loop: records would pile up unseen.
+                log.exception("spend writer: flush loop error")
+                ok = False
+            if ok:
                 delay = self._retry_min
                 continue
             if self._stopping:
@@ -219,10 +226,9 @@ class SpendWriter:
         n = min(self._batch_size, len(self._pending))
         popleft = self._pending.popleft
         batch = self._inflight[worker] = [popleft() for _ in range(n)]
-        try:
-            ok = await self._write(batch)
-        finally:
-            del self._inflight[worker]
+        # No finally: a batch cancelled mid-write (stop() timing out) stays in _inflight for stop() to spill.
+        ok = await self._write(batch)
+        del self._inflight[worker]
         if not ok:
             self._pending.extendleft(reversed(batch))
             if len(self._pending) > self._max_buffer:
@@ -285,7 +291,8 @@ class SpendWriter:
         async with self._spool_lock:
             try:
                 await asyncio.to_thread(self._spool.append, records)
-            except OSError as exc:
+            except Exception as exc:
+                # Disk full, permissions: keep the records in memory and try again later.
                 log.error("spend writer: cannot spill to %s: %s", self._spool.directory, exc)
                 return False
         self.spilled += len(records)
