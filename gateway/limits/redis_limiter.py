@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import itertools
 import secrets
@@ -12,7 +14,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from gateway.limits.model import (
     Admission,
@@ -67,6 +69,7 @@ class RedisLimiter:
         prefix: str = "sy:",
         window_s: float = 60.0,
         reservation_ttl_s: float = 600.0,
+        orphan_release_s: float = 1.0,
     ) -> None:
         self.client = client
         self.prefix = prefix
@@ -78,6 +81,8 @@ class RedisLimiter:
         self._acquire_sha = _sha(ACQUIRE)
         self._settle_sha = _sha(SETTLE)
         self._periods: dict[str, tuple[int, int]] = {}
+        self._orphan_release_s = orphan_release_s
+        self._orphans: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_url(
@@ -140,28 +145,49 @@ class RedisLimiter:
             args.append(end_s)
             args.append(expire_at)
             args.append("" if b.seed_usd is None else usd_to_nano(b.seed_usd))
-        res = await self._eval(self._acquire_sha, ACQUIRE, keys, args)
+        ticket = Ticket(
+            member,
+            request_id,
+            est_tokens,
+            reserve_nano,
+            tuple(s.subject for s in limits),
+            tuple(budgets),
+            self.origin,
+        )
+        try:
+            res = await self._eval(self._acquire_sha, ACQUIRE, keys, args)
+        except asyncio.CancelledError:
+            self._release_later(ticket)
+            raise
         assert isinstance(res, list)
         status, index, retry_ms = int(res[0]), int(res[1]), int(res[2])
         n = len(limits)
         windows = [(int(res[4 + 3 * i]), int(res[5 + 3 * i]), int(res[6 + 3 * i]) / 1000) for i in range(n)]
         base = 4 + 3 * n
         use = [(int(res[base + 2 * j]), int(res[base + 2 * j + 1])) for j in range(len(budgets))]
-        ticket = None
-        if status == 0:
-            ticket = Ticket(
-                member,
-                request_id,
-                est_tokens,
-                reserve_nano,
-                tuple(s.subject for s in limits),
-                tuple(budgets),
-                self.origin,
-            )
+        if status != 0:
+            ticket = None
         retry_s = -1.0 if retry_ms < 0 else retry_ms / 1000
         return admission_from(
             limits, budgets, status, index, retry_s, windows, use, est_tokens, reserve_nano, ticket
         )
+
+    def _release_later(self, ticket: Ticket) -> None:
+        """The caller was cancelled mid-acquire: the script may still have run and reserved. Settling
+        the ticket at zero cost is a no-op if it did not; the delay lets a command already on the wire
+        run first, so the release cannot overtake it."""
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            task = loop.create_task(self._release(ticket))
+            self._orphans.add(task)
+            task.add_done_callback(self._orphans.discard)
+
+        loop.call_later(self._orphan_release_s, fire)
+
+    async def _release(self, ticket: Ticket) -> None:
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await self.settle(ticket, 0, Decimal(0))
 
     async def settle(self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None) -> None:
         delta = actual_tokens - ticket.est_tokens

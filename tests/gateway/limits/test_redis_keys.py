@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -55,5 +57,33 @@ async def test_budget_key_recreated_by_settle_gets_its_expiry_back(redis_url: st
     # Re-seeded from the durable spend, the cost added once, and the key expires with its period.
     assert await lim.spent("key:k", day) == D("1.75")
     assert sync.expiretime(f"{prefix}b:key:k:{day}") == period_expire_at(day)
+    sync.close()
+    await lim.aclose()
+
+
+async def test_cancelled_acquire_releases_its_reservation(redis_url: str, prefix: str) -> None:
+    """The caller is cancelled after the script ran but before the answer came back: no leak."""
+    lim = RedisLimiter.from_url(redis_url, prefix=prefix, orphan_release_s=0.05)
+    real = lim.client.evalsha
+
+    async def answer_lost(*args: object) -> object:
+        await real(*args)
+        await asyncio.sleep(10)
+        raise AssertionError("unreachable")
+
+    lim.client.evalsha = answer_lost  # type: ignore[method-assign]
+    spec = [BudgetSpec("team:t", D("1"), "total", "total")]
+    task = asyncio.create_task(lim.acquire([LimitSpec("key:k", tpm=1000)], spec, 300, D("0.5"), "r"))
+    await asyncio.sleep(0.1)
+    assert await lim.held("team:t", "total") == D("0.5")
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    lim.client.evalsha = real  # type: ignore[method-assign]
+    await asyncio.sleep(0.3)
+    assert await lim.held("team:t", "total") == 0
+    assert await lim.spent("team:t", "total") == 0
+    sync = redis.Redis.from_url(redis_url)
+    assert sync.hget(f"{prefix}t:key:k", "_sum") == b"0"
     sync.close()
     await lim.aclose()
