@@ -1,12 +1,19 @@
 """Rate limits and budgets that hold across gateway replicas: one Redis round trip in, one out.
 
 Wiring, per request:
-    adm = await limiter.acquire(limits, budgets, est_tokens, reserve_usd, request_id)
+    limits = [LimitSpec(f"key:{key.id}", key.rpm, key.tpm), LimitSpec(f"team:{team.id}", team.rpm,
+              team.tpm), LimitSpec(f"dep:{dep.id}", dep.rpm, dep.tpm)]
+    budgets = [BudgetSpec.current(f"team:{team.id}", team.budget_usd, team.budget_period,
+               seed_usd=<durable spend this period, if known>), ...same for the key]
+    est_tokens = prompt_tokens + max_tokens        (what TPM is charged up front)
+    reserve = worst_case_usd(prompt_tokens, max_tokens, price.input, price.output)
+    adm = await limiter.acquire(limits, budgets, est_tokens, reserve, request_id)
     if not adm.allowed: d = denial_error(adm) -> d.status, d.body(), d.headers
     ... dispatch; add adm.headers() to the response ...
-    asyncio.create_task(limiter.settle(adm.ticket, actual_tokens, actual_cost_usd))
+    finally (also on errors and client disconnects, once the response or stream has ended):
+        asyncio.create_task(limiter.settle(adm.ticket, actual_tokens, actual_cost_usd))
+    actual_cost_usd=None means "unknown": the reservation is charged; Decimal(0) for a failed call.
 """
-
 from gateway.limits.errors import Denial, denial_error
 from gateway.limits.factory import create_limiter
 from gateway.limits.failover import FailoverLimiter
