@@ -11,9 +11,10 @@ Wiring, per request:
     if not adm.allowed: d = denial_error(adm) -> d.status, d.body(), d.headers
     ... dispatch; add adm.headers() to the response ...
     finally (also on errors and client disconnects, once the response or stream has ended):
-        asyncio.create_task(limiter.settle(adm.ticket, actual_tokens, actual_cost_usd))
+        limiter.settle_nowait(adm.ticket, actual_tokens, actual_cost_usd)   (a tracked background task)
     actual_cost_usd=None means "unknown": the reservation is charged; Decimal(0) for a failed call.
 """
+
 from gateway.limits.errors import Denial, denial_error
 from gateway.limits.factory import create_limiter
 from gateway.limits.failover import FailoverLimiter

@@ -16,6 +16,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
+from gateway.limits.background import Background
 from gateway.limits.model import (
     Admission,
     BudgetSpec,
@@ -82,7 +83,7 @@ class RedisLimiter:
         self._settle_sha = _sha(SETTLE)
         self._periods: dict[str, tuple[int, int]] = {}
         self._orphan_release_s = orphan_release_s
-        self._orphans: set[asyncio.Task[None]] = set()
+        self._background = Background()
 
     @classmethod
     def from_url(
@@ -176,18 +177,17 @@ class RedisLimiter:
         """The caller was cancelled mid-acquire: the script may still have run and reserved. Settling
         the ticket at zero cost is a no-op if it did not; the delay lets a command already on the wire
         run first, so the release cannot overtake it."""
-        loop = asyncio.get_running_loop()
-
-        def fire() -> None:
-            task = loop.create_task(self._release(ticket))
-            self._orphans.add(task)
-            task.add_done_callback(self._orphans.discard)
-
-        loop.call_later(self._orphan_release_s, fire)
+        asyncio.get_running_loop().call_later(
+            self._orphan_release_s, lambda: self._background.spawn(self._release(ticket))
+        )
 
     async def _release(self, ticket: Ticket) -> None:
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             await self.settle(ticket, 0, Decimal(0))
+
+    def settle_nowait(self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None) -> None:
+        """`settle` off the request path: the response is not held for the settlement round trip."""
+        self._background.spawn(self.settle(ticket, actual_tokens, actual_cost_usd))
 
     async def settle(self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None) -> None:
         delta = actual_tokens - ticket.est_tokens
@@ -230,4 +230,5 @@ class RedisLimiter:
         return nano_to_usd(int(raw)) if raw is not None else Decimal(0)
 
     async def aclose(self) -> None:
+        await self._background.drain()
         await self.client.aclose()

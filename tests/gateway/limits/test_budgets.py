@@ -153,3 +153,22 @@ async def test_concurrent_requests_never_overspend(make_limiter: LimiterFactory)
     assert spent <= D("1.00")
     assert spent >= D("0.90")  # whatever was left is less than one worst case
     assert await lim.held("team:t", START) == 0
+
+
+async def test_settle_nowait_settles_off_the_path(make_limiter: LimiterFactory) -> None:
+    lim = make_limiter()
+    adms = [
+        await lim.acquire([LimitSpec("key:n", tpm=100)], [team_budget()], 50, D("0.2"), f"r{i}")
+        for i in range(2)
+    ]
+    for adm in adms:
+        assert adm.ticket is not None
+        lim.settle_nowait(adm.ticket, 10, D("0.05"))
+    for _ in range(100):
+        if await lim.spent("team:t", START) == D("0.10"):
+            break
+        await asyncio.sleep(0.01)
+    assert await lim.spent("team:t", START) == D("0.10")
+    assert await lim.held("team:t", START) == 0
+    adm = await lim.acquire([LimitSpec("key:n", tpm=100)], [], 80, D(0), "r")
+    assert adm.allowed  # 20 tokens used after correction

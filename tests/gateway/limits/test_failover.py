@@ -166,3 +166,19 @@ async def test_fail_open_remembers_the_shared_spend() -> None:
     primary.down = True
     denied = await lim.acquire([], spec, 0, Decimal("0.10"), "c")
     assert lim.degraded and not denied.allowed and denied.reason == "budget"
+
+
+async def test_settle_nowait_routes_and_drains() -> None:
+    primary = _Flaky()
+    lim = FailoverLimiter(primary, MemoryLimiter(), "open")
+    spec = [BudgetSpec("team:t", Decimal("1.00"), "total", "total")]
+    a = await lim.acquire([], spec, 0, Decimal("0.1"), "a")
+    primary.down = True
+    b = await lim.acquire([], spec, 0, Decimal("0.1"), "b")
+    assert a.ticket is not None and b.ticket is not None and b.ticket.origin == "memory"
+    lim.settle_nowait(b.ticket, 0, Decimal("0.02"))  # in process: settled on the spot
+    assert await lim.fallback.spent("team:t", "total") == Decimal("0.02")  # type: ignore[union-attr]
+    primary.down = False
+    lim.settle_nowait(a.ticket, 0, Decimal("0.03"))
+    await lim.aclose()  # drains the background settlement
+    assert await primary.spent("team:t", "total") == Decimal("0.03")
