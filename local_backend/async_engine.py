@@ -15,6 +15,7 @@ from local_backend.config import EngineConfig
 from local_backend.engine import LLMEngine, RequestOutput
 from local_backend.sequence import SamplingParams
 from local_backend.tokenizer import TextTokenizer
+from local_backend.weights import Checkpoint
 
 
 class EngineDead(RuntimeError):
@@ -22,7 +23,7 @@ class EngineDead(RuntimeError):
 
 
 class AsyncEngine:
-    def __init__(self, model: str, config: EngineConfig | None = None) -> None:
+    def __init__(self, model: str | Checkpoint, config: EngineConfig | None = None) -> None:
         self.model = model
         self.config = config or EngineConfig()
         self._engine: LLMEngine | None = None

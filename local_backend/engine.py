@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -134,7 +135,7 @@ class LLMEngine:
         base = f"gen-{time.monotonic_ns()}-"
         results: dict[str, Completion] = {}
         for i, (ids, p) in enumerate(zip(prompts, plist, strict=True)):
-            self.add_request(base + str(i), ids, SamplingParams(**{f: getattr(p, f) for f in p.__slots__}))
+            self.add_request(base + str(i), ids, dataclasses.replace(p))
             results[base + str(i)] = Completion([], "", None, [], len(ids), 0)
         while self.has_work:
             for out in self.step():
