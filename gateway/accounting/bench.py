@@ -35,13 +35,14 @@ def synthetic(n: int, *, seed: int = 0) -> list[RequestRecord]:
     out = []
     for _ in range(n):
         model, tier = rng.choice(_MODELS)
+        key = rng.randrange(len(keys))
         prompt, completion = rng.randint(10, 4000), rng.randint(1, 1000)
         out.append(
             RequestRecord(
                 request_id=uuid.uuid4().hex,
                 ts=now - timedelta(seconds=rng.randint(0, 600)),
-                team_id=rng.choice(teams),
-                key_id=rng.choice(keys),
+                team_id=teams[key % len(teams)],  # each key belongs to one team
+                key_id=keys[key],
                 requested_model="auto",
                 route="auto",
                 deployment=model,

@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.db.engine import make_engine
 
 SCRIPT_LOCATION = Path(__file__).resolve().with_name("migrations")
+# pg_advisory_xact_lock key held while migrating (any constant unique to this application).
+_MIGRATION_LOCK = 0x5377_6974_6368
 
 
 class SchemaNotCurrentError(RuntimeError):
@@ -49,6 +51,12 @@ async def upgrade(url: str, revision: str = "head") -> None:
 
 
 def _upgrade_sync(conn: Connection, revision: str) -> None:
+    # Several processes may start at once (workers of one server): the first migrates, the others
+    # wait for it and then find nothing to do. Both locks last until the commit in upgrade().
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN EXCLUSIVE")
     cfg = alembic_config()
     cfg.attributes["connection"] = conn
     command.upgrade(cfg, revision)

@@ -119,3 +119,12 @@ async def test_alembic_cli_runs_from_the_ini_in_migrations(tmp_path: Path) -> No
         assert await is_current(engine)
     finally:
         await engine.dispose()
+
+
+async def test_workers_migrating_at_once_take_turns(empty_url: str) -> None:
+    await asyncio.gather(*(upgrade(empty_url) for _ in range(3)))
+    engine = make_engine(empty_url)
+    try:
+        assert await is_current(engine)
+    finally:
+        await engine.dispose()
