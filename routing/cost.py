@@ -1,9 +1,11 @@
 """Per-candidate cost estimate: prompt tokens x input price + expected completion x output price.
 
-The expected completion length is a log-linear prior in the prompt length, fitted on real model
-responses in the training data (RouterBench), capped by the request's `max_tokens`. The prior's
-coefficients live in the artifact as `completion_coef` = [intercept, slope, residual sd] of
-log(completion tokens) on log(prompt tokens).
+The expected completion length is a log-normal prior fitted on real model responses in the
+training data (RouterBench), capped by the request's `max_tokens`. Its coefficients live in the
+artifact as `completion_coef` = [intercept, slope, sd] of log(completion tokens) on log(prompt
+tokens). The slope is kept at 0: in that data, answer length follows the task (a letter for a
+multiple-choice item, a function for a coding one), not the prompt length, and a fitted slope
+extrapolates absurdly to chat prompts.
 """
 
 from __future__ import annotations
@@ -16,14 +18,10 @@ import numpy as np
 _FLOOR_TOKENS = 1.0
 
 
-def fit_completion_prior(prompt_tokens: np.ndarray, completion_tokens: np.ndarray) -> np.ndarray:
-    """Least squares of log1p(completion) on log1p(prompt); returns [intercept, slope, sd]."""
-    x = np.log1p(np.asarray(prompt_tokens, dtype=np.float64))
+def fit_completion_prior(completion_tokens: np.ndarray) -> np.ndarray:
+    """The log-normal prior as [intercept, slope (0), sd] of log1p(completion tokens)."""
     y = np.log1p(np.maximum(np.asarray(completion_tokens, dtype=np.float64), 0.0))
-    design = np.column_stack([np.ones_like(x), x])
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    sd = float(np.std(y - design @ coef))
-    return np.array([coef[0], coef[1], sd], dtype=np.float64)
+    return np.array([float(y.mean()), 0.0, float(y.std())], dtype=np.float64)
 
 
 @dataclass(frozen=True)

@@ -115,8 +115,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = run_bench(Router.load(args.artifact), iterations=args.iterations)
     print(
         f"routing decision (features + classifier + cost + policy), {result.prompt_tokens}-token prompt, "
-        f"{result.iterations} runs: p50 {result.p50_ms:.3f} ms, p99 {result.p99_ms:.3f} ms, "
-        f"mean {result.mean_ms:.3f} ms"
+        f"{result.iterations} runs: wall p50 {result.p50_ms:.3f} ms, p99 {result.p99_ms:.3f} ms, "
+        f"mean {result.mean_ms:.3f} ms; cpu p50 {result.cpu_p50_ms:.3f} ms, p99 {result.cpu_p99_ms:.3f} ms"
     )
     return 0
 

@@ -106,28 +106,38 @@ def fit_score(parts: list[tuple[FeatureMatrix, np.ndarray]], config: TrainConfig
 
 
 def fit_tiers(scores: list[np.ndarray], sets: list[OutcomeSet]) -> tuple[np.ndarray, np.ndarray]:
+    """success(prompt, model) = sigmoid(c_dataset + a_tier - b_tier * score), fitted on every labelled
+    (prompt, model) pair. The dataset intercepts matter: small models were mostly run on harder
+    benchmarks than GPT-4 was, and without them that difficulty would be read as a tier gap. The
+    returned a_tier carries the mean dataset intercept, so it describes an average benchmark."""
+    tiers = [t for t in TIERS if t != "local"]
+    n_cols = len(sets) + 2 * len(tiers)
+    rows, targets = [], []
+    for k, (score, outcome) in enumerate(zip(scores, sets, strict=True)):
+        for m, tier in enumerate(outcome.tiers):
+            col = outcome.scores[:, m]
+            ok = ~np.isnan(col)
+            t = tiers.index(tier)
+            block = np.zeros((int(ok.sum()), n_cols))
+            block[:, k] = 1.0
+            block[:, len(sets) + t] = 1.0
+            block[:, len(sets) + len(tiers) + t] = score[ok]
+            rows.append(block)
+            targets.append(col[ok])
+    x, y = np.vstack(rows), np.concatenate(targets)
+    model = LogisticRegression(C=100.0, fit_intercept=False, max_iter=1000)
+    model.fit(
+        np.vstack([x, x]),
+        np.concatenate([np.ones_like(y), np.zeros_like(y)]),
+        sample_weight=np.concatenate([y, 1.0 - y]),
+    )
+    coef = model.coef_[0]
+    base = float(np.mean(coef[: len(sets)]))
     a = np.zeros(len(TIERS))
     b = np.ones(len(TIERS))
-    for t, tier in enumerate(TIERS):
-        xs, ys = [], []
-        for score, outcome in zip(scores, sets, strict=True):
-            for m, model_tier in enumerate(outcome.tiers):
-                if model_tier != tier:
-                    continue
-                col = outcome.scores[:, m]
-                ok = ~np.isnan(col)
-                xs.append(score[ok])
-                ys.append(col[ok])
-        if not xs:
-            continue
-        x, y = np.concatenate(xs), np.concatenate(ys)
-        model = LogisticRegression(C=10.0)
-        model.fit(
-            np.concatenate([x, x])[:, None],
-            np.concatenate([np.ones_like(y), np.zeros_like(y)]),
-            sample_weight=np.concatenate([y, 1.0 - y]),
-        )
-        a[t], b[t] = model.intercept_[0], -model.coef_[0][0]
+    for t, tier in enumerate(tiers):
+        a[TIERS.index(tier)] = base + coef[len(sets) + t]
+        b[TIERS.index(tier)] = -coef[len(sets) + len(tiers) + t]
     local, small = TIERS.index("local"), TIERS.index("small")
     a[local], b[local] = a[small] - LOCAL_OFFSET, b[small]
     # Abilities must rise with the tier whatever the data says: the policy climbs this ladder.
@@ -147,9 +157,6 @@ def train_artifact(
     scores = [fitted.score(fm) for fm in matrices]
     tier_a, tier_b = fit_tiers(scores, sets)
     all_scores = np.concatenate(scores)
-    prompt_tokens = np.concatenate(
-        [fm.prompt_tokens for fm, s in zip(matrices, sets, strict=True) if s.response_chars]
-    )
     response_tokens = np.concatenate(
         [
             np.median(np.asarray(s.response_chars, dtype=np.float64), axis=1) / 4.0
@@ -165,6 +172,6 @@ def train_artifact(
         tier_a=tier_a,
         tier_b=tier_b,
         score_quantiles=np.quantile(all_scores, np.linspace(0.0, 1.0, 101)),
-        completion_coef=fit_completion_prior(prompt_tokens, response_tokens),
+        completion_coef=fit_completion_prior(response_tokens),
         meta={**meta, "config": vars(config), "prompts": int(all_scores.size)},
     )
