@@ -61,14 +61,15 @@ async def run(lim: Limiter, label: str, n: int, concurrency: int) -> None:
         async with sem:
             await _one(lim, i, acq, both)
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     await asyncio.gather(*(guarded(i) for i in range(n)))
     wall = time.perf_counter() - t0
+    cpu_us = (time.process_time() - cpu0) / n * 1e6
     print(
         f"{label:<7} c={concurrency:<3} "
         f"acquire p50 {_pct(acq, 0.5):7.0f} us  p99 {_pct(acq, 0.99):7.0f} us | "
         f"acquire+settle p50 {_pct(both, 0.5):7.0f} us  p99 {_pct(both, 0.99):7.0f} us | "
-        f"{n / wall:8.0f} req/s"
+        f"{n / wall:6.0f} req/s, gateway CPU {cpu_us:4.0f} us/req"
     )
 
 
@@ -83,6 +84,13 @@ async def main() -> None:
     redis_lim = RedisLimiter.from_url(args.url, prefix=prefix, timeout_s=args.timeout)
     await redis_lim.load_scripts()
     try:
+        # The floor any Redis call pays on this machine, to read the figures below against.
+        pings = []
+        for _ in range(2000):
+            t0 = time.perf_counter()
+            await redis_lim.client.ping()
+            pings.append(time.perf_counter() - t0)
+        print(f"PING    c=1   p50 {_pct(pings, 0.5):7.0f} us  p99 {_pct(pings, 0.99):7.0f} us")
         for c in (int(x) for x in args.concurrency.split(",")):
             await run(redis_lim, "redis", args.n, c)
             await run(MemoryLimiter(), "memory", args.n, c)

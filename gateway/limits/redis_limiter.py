@@ -39,6 +39,11 @@ def _sha(script: str) -> str:
     return hashlib.sha1(script.encode()).hexdigest()
 
 
+def _pack(args: list[object]) -> str:
+    """The scripts take their arguments as one space-separated string (see scripts.py)."""
+    return " ".join(map(str, args))
+
+
 def redis_client(url: str, timeout_s: float = 0.1, max_connections: int = 32) -> Redis:
     """A client that gives up fast: a dead Redis must cost a request milliseconds, not seconds.
 
@@ -96,13 +101,13 @@ class RedisLimiter:
         self._acquire_sha = await self.client.script_load(ACQUIRE)
         self._settle_sha = await self.client.script_load(SETTLE)
 
-    async def _eval(self, sha: str, script: str, keys: list[str], args: list[object]) -> object:
+    async def _eval(self, sha: str, script: str, keys: list[str], arg: str) -> object:
         try:
-            return await self.client.evalsha(sha, len(keys), *keys, *args)
+            return await self.client.evalsha(sha, len(keys), *keys, arg)
         except NoScriptError:
             # Redis restarted or was flushed since load_scripts: reload once, carry on.
             await self.client.script_load(script)
-            return await self.client.evalsha(sha, len(keys), *keys, *args)
+            return await self.client.evalsha(sha, len(keys), *keys, arg)
 
     def _period(self, start: str) -> tuple[int, int]:
         """(period end, key expiry) in unix seconds, 0 for never; parsed once per period, not per call."""
@@ -145,7 +150,7 @@ class RedisLimiter:
             args.append(usd_to_nano(b.limit_usd))
             args.append(end_s)
             args.append(expire_at)
-            args.append("" if b.seed_usd is None else usd_to_nano(b.seed_usd))
+            args.append("-" if b.seed_usd is None else usd_to_nano(b.seed_usd))
         ticket = Ticket(
             member,
             request_id,
@@ -156,11 +161,11 @@ class RedisLimiter:
             self.origin,
         )
         try:
-            res = await self._eval(self._acquire_sha, ACQUIRE, keys, args)
+            raw = await self._eval(self._acquire_sha, ACQUIRE, keys, _pack(args))
         except asyncio.CancelledError:
             self._release_later(ticket)
             raise
-        assert isinstance(res, list)
+        res = raw.split()  # type: ignore[attr-defined]
         status, index, retry_ms = int(res[0]), int(res[1]), int(res[2])
         n = len(limits)
         windows = [(int(res[4 + 3 * i]), int(res[5 + 3 * i]), int(res[6 + 3 * i]) / 1000) for i in range(n)]
@@ -200,14 +205,14 @@ class RedisLimiter:
             delta,
             len(windows),
             len(ticket.budgets),
-            "" if actual_cost_usd is None else usd_to_nano(actual_cost_usd),
+            "-" if actual_cost_usd is None else usd_to_nano(actual_cost_usd),
             ticket.reserve_nano,
         ]
         for b in ticket.budgets:
             keys.extend(self._budget_keys(b.subject, b.period_start))
             args.append(self._period(b.period_start)[1])
-            args.append("" if b.seed_usd is None else usd_to_nano(b.seed_usd))
-        await self._eval(self._settle_sha, SETTLE, keys, args)
+            args.append("-" if b.seed_usd is None else usd_to_nano(b.seed_usd))
+        await self._eval(self._settle_sha, SETTLE, keys, _pack(args))
 
     async def seed_budget(self, subject: str, period_start: str, spent_usd: Decimal) -> None:
         key, _ = self._budget_keys(subject, period_start)
