@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, Literal
 
 import orjson
@@ -16,13 +18,15 @@ from gateway.db.models import DailySpend
 
 GroupBy = Literal["day", "model", "key", "tier", "team"]
 
-_GROUP_COLUMNS: dict[str, Any] = {
-    "day": DailySpend.day,
-    "model": DailySpend.model,
-    "key": DailySpend.key_id,
-    "tier": DailySpend.tier,
-    "team": DailySpend.team_id,
-}
+_GROUP_COLUMNS: Mapping[str, Any] = MappingProxyType(
+    {
+        "day": DailySpend.day,
+        "model": DailySpend.model,
+        "key": DailySpend.key_id,
+        "tier": DailySpend.tier,
+        "team": DailySpend.team_id,
+    }
+)
 
 
 class InvalidCursorError(ValueError):
