@@ -24,10 +24,6 @@ class Prediction:
     difficulty: float
     success: dict[str, float]
 
-    def gain(self, weak: str, strong: str) -> float:
-        """How much more likely the stronger tier is to succeed: the quantity routing buys."""
-        return self.success[strong] - self.success[weak]
-
 
 def _sigmoid(x: float) -> float:
     return float(1.0 / (1.0 + np.exp(-x)))

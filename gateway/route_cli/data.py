@@ -19,8 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "routing"
-
 # Capability class of each model in the data, by size and generation (not by its score here, so the
 # per-tier success heads are not fitted to the very labels they are judged on).
 _LARGE = ("gpt-4", "gpt4")
