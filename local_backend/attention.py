@@ -48,7 +48,7 @@ class AttnMetadata:
     decode_mask: torch.Tensor | None = None
 
 
-def prepare_decode(meta: AttnMetadata, block_size: int) -> None:
+def prepare_decode(meta: AttnMetadata, block_size: int, dtype: torch.dtype) -> None:
     """Slot index and mask for every (decode row, key position). Pure tensor ops with shapes fixed by
     block_tables, so the same code runs eagerly and inside a captured CUDA graph."""
     if meta.num_decode == 0 or meta.use_flash:
@@ -58,7 +58,11 @@ def prepare_decode(meta: AttnMetadata, block_size: int) -> None:
     pos = torch.arange(max_len, device=meta.block_tables.device)
     blocks = meta.block_tables.index_select(1, pos // block_size)
     meta.decode_slots = blocks * block_size + pos % block_size
-    meta.decode_mask = (pos < meta.context_lens.unsqueeze(1)).view(meta.num_decode, 1, 1, max_len)
+    # Additive float mask, built once: SDPA converts a boolean mask on every call (every layer).
+    hidden = (pos >= meta.context_lens.unsqueeze(1)).view(meta.num_decode, 1, 1, max_len)
+    meta.decode_mask = torch.zeros(hidden.shape, dtype=dtype, device=hidden.device).masked_fill_(
+        hidden, float("-inf")
+    )
 
 
 def _causal_mask(n: int, start: int, total: int, device: torch.device) -> torch.Tensor:
