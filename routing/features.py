@@ -26,6 +26,10 @@ HASH_SIZE = 1 << HASH_BITS
 # The hashed bag only looks at the last user turn's tail and the system prompt's head: long pasted
 # context adds little signal and would make the cost linear in conversation length.
 MAX_HASHED_TOKENS = 1536
+# Past this many characters a text is tokenised on a window and its count extrapolated: an exact
+# count of a 100k-token paste costs tens of ms, and routing needs only its magnitude.
+MAX_EXACT_CHARS = 24_000
+_WINDOW_CHARS = 12_000
 _BIGRAM_MULT = 1_000_003
 
 DENSE_NAMES: tuple[str, ...] = (
@@ -157,6 +161,17 @@ def hash_tokens(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return buckets, values
 
 
+def _encode(text: str, tail: bool = True) -> tuple[list[int], int]:
+    """Token ids of the text (or of a window at its tail / head when it is long) and its token count
+    (exact, or extrapolated from the window)."""
+    if len(text) <= MAX_EXACT_CHARS:
+        ids = encoding().encode_ordinary(text)
+        return ids, len(ids)
+    window = text[-_WINDOW_CHARS:] if tail else text[:_WINDOW_CHARS]
+    ids = encoding().encode_ordinary(window)
+    return ids, round(len(ids) * len(text) / len(window))
+
+
 def _max_tokens(body: Mapping[str, Any]) -> int | None:
     for key in ("max_completion_tokens", "max_tokens"):
         value = body.get(key)
@@ -174,17 +189,16 @@ def extract(body: Mapping[str, Any]) -> Features:
     else:
         system, users, assistants = "", [content_text(body.get("prompt"))], 0
     last_user = users[-1] if users else ""
-    enc = encoding()
-    last_ids = enc.encode_ordinary(last_user) if last_user else []
-    system_ids = enc.encode_ordinary(system) if system else []
-    earlier_tokens = sum(len(enc.encode_ordinary(u)) for u in users[:-1]) if len(users) > 1 else 0
-    prompt_tokens = len(last_ids) + len(system_ids) + earlier_tokens + 4 * (len(users) + assistants)
+    last_ids, last_count = _encode(last_user)
+    system_ids, system_count = _encode(system, tail=False)
+    earlier_tokens = sum(_encode(u)[1] for u in users[:-1])
+    prompt_tokens = last_count + system_count + earlier_tokens + 4 * (len(users) + assistants)
 
     hashed_ids = last_ids[-MAX_HASHED_TOKENS:] + system_ids[: MAX_HASHED_TOKENS // 4]
     ids = np.asarray(hashed_ids, dtype=np.int64)
     buckets, values = hash_tokens(ids)
 
-    text = last_user
+    text = last_user if len(last_user) <= MAX_EXACT_CHARS else last_user[-_WINDOW_CHARS:]
     n_chars = max(len(text), 1)
     lower = text.lower()
     words = lower.translate(_PUNCT_TO_SPACE).split()
@@ -206,8 +220,8 @@ def extract(body: Mapping[str, Any]) -> Features:
     dense = np.array(
         [
             math.log1p(prompt_tokens),
-            math.log1p(len(last_ids)),
-            math.log1p(len(system_ids)),
+            math.log1p(last_count),
+            math.log1p(system_count),
             1.0 if system else 0.0,
             math.log1p(len(users)),
             math.log1p(assistants),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from routing.features import DENSE_NAMES, HASH_SIZE, extract, hash_tokens
+from routing.tokens import count_tokens
 
 
 def _body(text: str, **extra: object) -> dict:
@@ -70,3 +71,11 @@ def test_hashing_is_normalised_and_in_range() -> None:
     buckets, values = hash_tokens(np.array([1, 2, 3, 2, 1, 99999], dtype=np.int64))
     assert buckets.min() >= 0 and buckets.max() < HASH_SIZE
     assert np.isclose(float(values @ values), 1.0)
+
+
+def test_very_long_prompts_are_counted_on_a_window() -> None:
+    text = "The quick brown fox jumps over the lazy dog near 42 riverbanks. " * 4000  # ~260k chars
+    features = extract(_body(text))
+    exact = count_tokens(text)
+    assert abs(features.prompt_tokens - exact) / exact < 0.05
+    assert features.get("log_last_user_tokens") > 10
