@@ -11,15 +11,21 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from gateway.accounting.writer import SpendWriter
 from gateway.api import health, messages, openai
+from gateway.auth import KeyCache
 from gateway.config import GatewayConfig, load_config
+from gateway.control import Control
+from gateway.db.engine import make_engine, session_factory
+from gateway.db.migrate import ensure_schema
 from gateway.defaults import default_config
 from gateway.dispatch import Dispatcher
 from gateway.errors import install_handlers
-from gateway.metrics import Metrics
+from gateway.limits import create_limiter
+from gateway.metrics import Metrics, writer_lines
 from gateway.offline import prepare_offline_env
 from gateway.planner import InOrderPlanner, RoutePlanner
-from gateway.pricing import load_price_map, price_for
+from gateway.pricing import load_price_map, max_output_tokens, price_for
 from gateway.proxy import Proxy
 from gateway.registry import build_providers
 from gateway.settings import Settings
@@ -50,24 +56,52 @@ def create_app(
     config = (
         config if config is not None else resolve_config(settings, env if env is not None else os.environ)
     )
-    needs_map = any(d.price is None and d.provider != "local" for d in config.models)
-    price_map = load_price_map() if needs_map else {}
+    price_map = load_price_map()
     prices = {d.id: price_for(d, price_map) for d in config.models}
+    max_output = {d.id: max_output_tokens(d, price_map) for d in config.models}
     providers = build_providers(config.models)
     dispatcher = Dispatcher(providers, config.models, settings)
-    proxy = Proxy(config, dispatcher, prices, planner or InOrderPlanner(), Metrics(), settings.max_body_bytes)
+    metrics = Metrics()
+    proxy = Proxy(config, dispatcher, prices, planner or InOrderPlanner(), metrics, settings.max_body_bytes)
     master = settings.master_key.get_secret_value() if settings.master_key else config.master_key
+    engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
+    key_cache = KeyCache(sessions, ttl_s=settings.auth_cache_ttl_s)
+    writer = SpendWriter(
+        engine,
+        spool_dir=str(settings.spool_dir),
+        batch_size=settings.spend_batch_size,
+        flush_interval_s=settings.spend_flush_interval_s,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # SQLite (embedded) migrates itself; an unmigrated PostgreSQL refuses to start.
+        await ensure_schema(settings.database_url)
+        limiter = await create_limiter(
+            settings.redis_url, settings.limits_fail_mode, timeout_s=settings.redis_timeout_s
+        )
+        await writer.start()
+        await key_cache.start(settings.redis_url)
+        proxy.control = Control(limiter, writer, prices, max_output)
+        metrics.sources = [writer_lines(writer), getattr(limiter, "metrics_lines", list)]
         _announce(config, prices, master is not None)
-        yield
-        await asyncio.gather(*(p.aclose() for p in providers.values()), return_exceptions=True)
+        try:
+            yield
+        finally:
+            # In-flight requests have finished (uvicorn drains them first): settle, then flush.
+            await asyncio.gather(*(p.aclose() for p in providers.values()), return_exceptions=True)
+            await limiter.aclose()
+            await writer.stop()
+            await key_cache.aclose()
+            await engine.dispose()
 
     app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.proxy = proxy
     app.state.master_key = master.encode() if master else None
+    app.state.sessions = sessions
+    app.state.key_cache = key_cache
     install_handlers(app)
     app.include_router(openai.router)
     app.include_router(health.router)

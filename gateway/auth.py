@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import logging
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.accounting.queries import period_spend
 from gateway.db.models import ApiKey, Team
 
 log = logging.getLogger("switchyard.auth")
@@ -57,6 +59,9 @@ class Principal:
     team_budget_period: str | None = None
     team_routing: dict[str, Any] | None = None
     expires_at: datetime | None = None
+    # Durable spend this period when the key was loaded: seeds the limiter's budget counters.
+    team_spent_usd: Decimal | None = None
+    key_spent_usd: Decimal | None = None
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -104,7 +109,7 @@ class KeyCache:
         # The stored hash matched by index; compare again in constant time before trusting it.
         if not hmac.compare_digest(key.key_hash, digest):
             return None
-        return Principal(
+        principal = Principal(
             "key",
             key_id=key.id,
             team_id=team.id,
@@ -119,6 +124,8 @@ class KeyCache:
             team_routing=team.routing,
             expires_at=key.expires_at,
         )
+        team_spent, key_spent = await durable_spend(self._sessions, principal, now_utc())
+        return dataclasses.replace(principal, team_spent_usd=team_spent, key_spent_usd=key_spent)
 
     def drop_local(self, key_id: str | None = None, team_id: str | None = None) -> None:
         if key_id is None and team_id is None:
@@ -177,3 +184,31 @@ class KeyCache:
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def period_since(period: str | None, now: datetime) -> date:
+    today = now.astimezone(UTC).date()
+    if period == "daily":
+        return today
+    if period == "weekly":
+        return today - timedelta(days=today.weekday())
+    if period == "monthly":
+        return today.replace(day=1)
+    return date(1970, 1, 1)
+
+
+async def durable_spend(
+    sessions: async_sessionmaker[AsyncSession], principal: Principal, now: datetime
+) -> tuple[Decimal | None, Decimal | None]:
+    """What the database already recorded this period for the team and the key (budget seeds)."""
+    if principal.team_budget_usd is None and principal.key_budget_usd is None:
+        return None, None
+    async with sessions() as session:
+        team = key = None
+        if principal.team_budget_usd is not None:
+            since = period_since(principal.team_budget_period, now)
+            team = await period_spend(session, team_id=principal.team_id, since=since)
+        if principal.key_budget_usd is not None:
+            since = period_since(principal.key_budget_period, now)
+            key = await period_spend(session, key_id=principal.key_id, since=since)
+    return team, key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import logging
 import os
@@ -10,7 +11,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from gateway.config import ConfigError
+from gateway.db.migrate import SchemaNotCurrentError, ensure_schema
 from gateway.offline import prepare_offline_env
 from gateway.route_cli import add_route_commands
 from gateway.settings import Settings
@@ -50,6 +54,15 @@ def serve(args: argparse.Namespace) -> int:
         config = resolve_config(settings, os.environ)
     except ConfigError as exc:
         print(f"switchyard: {exc}", file=sys.stderr)
+        return 2
+    try:
+        # Before binding: SQLite migrates itself, an unmigrated PostgreSQL is refused with a clear message.
+        asyncio.run(ensure_schema(settings.database_url))
+    except SchemaNotCurrentError as exc:
+        print(f"switchyard: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, SQLAlchemyError) as exc:
+        print(f"switchyard: cannot reach the database: {exc}", file=sys.stderr)
         return 2
     if settings.master_key is None and config.master_key is None and not _is_loopback(settings.host):
         print(

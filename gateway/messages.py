@@ -11,6 +11,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from gateway.auth import Principal
+from gateway.control import Denied
 from gateway.errors import bad_request
 from gateway.outcome import Outcome
 from gateway.proxy import SSE_HEADERS, ClientGone, Proxy, new_request_id, open_stream
@@ -38,16 +40,20 @@ def _check(body: dict[str, Any]) -> None:
         raise bad_request("max_tokens: a positive integer is required", param="max_tokens")
 
 
-async def messages(proxy: Proxy, request: Request, body: dict[str, Any]) -> Response:
+async def messages(proxy: Proxy, request: Request, body: dict[str, Any], principal: Principal) -> Response:
     model = model_of(body)
     _check(body)
-    outcome = Outcome(new_request_id(), model, "messages")
+    outcome = Outcome(new_request_id(), model, "messages", principal=principal)
     stream = stream_flag(body)
     names = proxy.resolve(request, model, body, outcome)
     try:
         as_openai = anthropic_request_to_openai(body)
     except TranslationError as exc:
         raise bad_request(exc.message, param=exc.param) from None
+    try:
+        await proxy.admit(outcome, names, as_openai)
+    except Denied as denied:
+        return proxy.deny(outcome, denied, anthropic=True)
     try:
         if stream:
             return await _stream(proxy, request, body, as_openai, names, outcome)

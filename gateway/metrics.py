@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from gateway.outcome import Outcome
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
+def writer_lines(writer: Any) -> Callable[[], list[str]]:
+    def lines() -> list[str]:
+        out = ["# TYPE switchyard_spend_writer gauge"]
+        out += [f'switchyard_spend_writer{{stat="{k}"}} {v}' for k, v in sorted(writer.stats().items())]
+        return out
+
+    return lines
+
+
 class Metrics:
     def __init__(self) -> None:
+        # Extra exposition lines from the limiter and the spend writer, wired at startup.
+        self.sources: list[Callable[[], list[str]]] = []
         self.requests: defaultdict[tuple[str, str, int], int] = defaultdict(int)
         self.tokens: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.cost: defaultdict[str, Decimal] = defaultdict(Decimal)
@@ -61,4 +74,6 @@ class Metrics:
                 lines.append(f"switchyard_request_seconds_bucket{{{labels}}} {running}")
             lines.append(f'switchyard_request_seconds_count{{deployment="{dep}"}} {running}')
             lines.append(f'switchyard_request_seconds_sum{{deployment="{dep}"}} {self.latency_sum[dep]:.6f}')
+        for source in self.sources:
+            lines.extend(source())
         return "\n".join(lines) + "\n"

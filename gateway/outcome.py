@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from gateway.pricing import format_usd
 from providers.base import Usage
@@ -17,6 +19,7 @@ class Outcome:
     requested_model: str
     endpoint: str
     started: float = field(default_factory=time.perf_counter)
+    arrived: datetime = field(default_factory=lambda: datetime.now(UTC))
     route: str | None = None
     route_explain: str = "direct"
     difficulty: float | None = None
@@ -31,6 +34,10 @@ class Outcome:
     streamed: bool = False
     fallbacks: int = 0
     attempts: int = 0
+    # Who asked (gateway.auth.Principal); set by the proxy.
+    principal: Any = None
+    # The limiter's admission (gateway.limits.Admission) when limits or budgets applied.
+    admission: Any = None
 
     def explain(self) -> str:
         text = self.route_explain
@@ -45,4 +52,6 @@ class Outcome:
         if self.deployment is not None:
             h["x-switchyard-model"] = self.deployment.id
             h["x-switchyard-cost-usd"] = "pending" if cost_pending else format_usd(self.cost)
+        if self.admission is not None:
+            h.update(self.admission.headers())
         return h

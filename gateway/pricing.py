@@ -73,5 +73,18 @@ def price_for(dep: Deployment, price_map: dict[str, Any]) -> TokenPrice | None:
     return None
 
 
+def max_output_tokens(dep: Deployment, price_map: dict[str, Any]) -> int | None:
+    """The longest answer the model can give: what a budget reserves when max_tokens is absent."""
+    if "max_output_tokens" in dep.options:
+        return int(dep.options["max_output_tokens"])
+    for key in (_PREFIX.get(dep.provider, "") + dep.model, dep.model):
+        entry = price_map.get(key)
+        if isinstance(entry, dict):
+            value = entry.get("max_output_tokens") or entry.get("max_tokens")
+            if isinstance(value, int):
+                return value
+    return None
+
+
 def format_usd(cost: Decimal | None) -> str:
     return "unknown" if cost is None else f"{cost.normalize():f}"

@@ -13,9 +13,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from gateway import legacy
+from gateway.auth import Principal
 from gateway.config import GatewayConfig
+from gateway.control import Control, Denied
 from gateway.dispatch import Dispatcher, Served
-from gateway.errors import from_upstream, model_not_found
+from gateway.errors import error_response, from_upstream, model_not_found
 from gateway.metrics import Metrics
 from gateway.outcome import Outcome
 from gateway.planner import RoutePlanner
@@ -59,6 +61,8 @@ class Proxy:
         self.config = config
         self.max_body_bytes = max_body_bytes
         self.started_at = int(time.time())
+        # Set at startup, once the limiter and the spend writer are running.
+        self.control: Control | None = None
         self.dispatcher = dispatcher
         self.prices = prices
         self.planner = planner
@@ -89,6 +93,26 @@ class Proxy:
         if outcome.deployment is not None and outcome.cost is None and outcome.usage is not None:
             self.settle(outcome, outcome.usage)
         self.metrics.record(outcome)
+        if self.control is not None:
+            self.control.finish(outcome, outcome.principal)
+
+    async def admit(self, outcome: Outcome, names: list[str], body: dict[str, Any]) -> None:
+        """Limits and budgets are checked against the deployment the call will most likely use."""
+        if self.control is None:
+            return
+        primary = self.dispatcher.deployments(names[0])
+        if primary:
+            await self.control.admit(outcome.principal, primary[0], body, outcome)
+
+    def deny(self, outcome: Outcome, denied: Denied, anthropic: bool = False) -> Response:
+        d = denied.denial
+        outcome.status = d.status
+        outcome.error_type = d.type
+        self.finish(outcome)
+        headers = {**outcome.headers(), **d.headers}
+        return error_response(
+            d.status, d.message, type_=d.type, code=d.code, headers=headers, anthropic=anthropic
+        )
 
     def fail(self, outcome: Outcome, exc: UpstreamError, anthropic: bool = False) -> Response:
         outcome.status = exc.status
@@ -110,12 +134,18 @@ class Proxy:
         return served
 
     # -- OpenAI endpoints ---------------------------------------------------------------------
-    async def openai(self, request: Request, body: dict[str, Any], endpoint: Endpoint) -> Response:
+    async def openai(
+        self, request: Request, body: dict[str, Any], endpoint: Endpoint, principal: Principal
+    ) -> Response:
         model = model_of(body)
-        outcome = Outcome(new_request_id(), model, endpoint.value)
+        outcome = Outcome(new_request_id(), model, endpoint.value, principal=principal)
         check_openai(body, endpoint)
         stream = endpoint is not Endpoint.EMBED and stream_flag(body)
         names = self.resolve(request, model, body, outcome)
+        try:
+            await self.admit(outcome, names, body)
+        except Denied as denied:
+            return self.deny(outcome, denied)
         try:
             if stream:
                 return await self._stream(request, body, endpoint, names, outcome)

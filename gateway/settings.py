@@ -33,6 +33,15 @@ class Settings(BaseSettings):
     cooldown_failures: int = Field(default=3, ge=1)
     cooldown_s: float = Field(default=30.0, ge=0)
 
+    # Rate limits and budgets: what to do when Redis is unreachable.
+    limits_fail_mode: Literal["open", "closed"] = "open"
+    redis_timeout_s: float = Field(default=0.1, gt=0)
+    # Records wait here (append-only files) while the database is unreachable.
+    spool_dir: Path = Path("./switchyard-spool")
+    spend_batch_size: int = Field(default=500, ge=1)
+    spend_flush_interval_s: float = Field(default=0.5, gt=0)
+    auth_cache_ttl_s: float = Field(default=60.0, ge=0)
+
     # Provider keys for the embedded defaults (no config file), under their usual names.
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SWITCHYARD_OPENAI_API_KEY", "OPENAI_API_KEY")

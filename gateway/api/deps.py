@@ -1,4 +1,4 @@
-"""Dependencies shared by the routes: the proxy built at start, and the master-key check."""
+"""Dependencies shared by the routes: the proxy built at start, and who is calling."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from gateway.auth import ANONYMOUS, KEY_PREFIX, MASTER, Principal, now_utc
 from gateway.errors import GatewayError
 from gateway.proxy import Proxy
 
@@ -15,7 +16,7 @@ async def get_proxy(request: Request) -> Proxy:
     return request.app.state.proxy
 
 
-def _presented_key(request: Request) -> str | None:
+def presented_key(request: Request) -> str | None:
     auth = request.headers.get("authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
@@ -23,21 +24,32 @@ def _presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or request.headers.get("api-key")
 
 
-async def authenticate(request: Request) -> None:
-    expected: bytes | None = request.app.state.master_key
-    if expected is None:
-        return
-    presented = _presented_key(request)
+def _unauthorized(message: str) -> GatewayError:
+    return GatewayError(401, message, type="authentication_error", code="invalid_api_key")
+
+
+async def authenticate(request: Request) -> Principal:
+    """The master key, a live virtual key, or (on a server with no master key) anonymous."""
+    master: bytes | None = request.app.state.master_key
+    presented = presented_key(request)
     if presented is None:
-        raise GatewayError(
-            401,
-            "missing API key: send Authorization: Bearer <key>",
-            type="authentication_error",
-            code="invalid_api_key",
-        )
-    if not hmac.compare_digest(presented.encode(), expected):
-        raise GatewayError(401, "invalid API key", type="authentication_error", code="invalid_api_key")
+        if master is None:
+            return ANONYMOUS
+        raise _unauthorized("missing API key: send Authorization: Bearer <key>")
+    if master is not None and hmac.compare_digest(presented.encode(), master):
+        return MASTER
+    if presented.startswith(KEY_PREFIX):
+        principal = await request.app.state.key_cache.lookup(presented)
+        if principal is None:
+            raise _unauthorized("invalid or revoked API key")
+        if principal.expired(now_utc()):
+            raise _unauthorized("API key expired")
+        return principal
+    if master is None:
+        # No auth configured: SDKs insist on sending some key; any non-virtual one is fine.
+        return ANONYMOUS
+    raise _unauthorized("invalid API key")
 
 
 ProxyDep = Annotated[Proxy, Depends(get_proxy)]
-Authenticated = Depends(authenticate)
+PrincipalDep = Annotated[Principal, Depends(authenticate)]

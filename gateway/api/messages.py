@@ -6,13 +6,13 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway import messages as anthropic_messages
-from gateway.api.deps import Authenticated, ProxyDep
+from gateway.api.deps import PrincipalDep, ProxyDep
 from gateway.body import read_json
 
-router = APIRouter(prefix="/v1", dependencies=[Authenticated], tags=["anthropic"])
+router = APIRouter(prefix="/v1", tags=["anthropic"])
 
 
 @router.post("/messages")
-async def create_message(request: Request, proxy: ProxyDep) -> Response:
+async def create_message(request: Request, proxy: ProxyDep, principal: PrincipalDep) -> Response:
     body = await read_json(request, proxy.max_body_bytes)
-    return await anthropic_messages.messages(proxy, request, body)
+    return await anthropic_messages.messages(proxy, request, body, principal)

@@ -2,45 +2,45 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from gateway.api.deps import Authenticated, ProxyDep
+from gateway.api.deps import PrincipalDep, ProxyDep, authenticate
 from gateway.body import read_json
 from gateway.errors import model_not_found
 from providers.base import Endpoint
 
-router = APIRouter(prefix="/v1", dependencies=[Authenticated], tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"])
 
 
 @router.post("/chat/completions")
-async def chat_completions(request: Request, proxy: ProxyDep) -> Response:
+async def chat_completions(request: Request, proxy: ProxyDep, principal: PrincipalDep) -> Response:
     body = await read_json(request, proxy.max_body_bytes)
-    return await proxy.openai(request, body, Endpoint.CHAT)
+    return await proxy.openai(request, body, Endpoint.CHAT, principal)
 
 
 @router.post("/completions")
-async def completions(request: Request, proxy: ProxyDep) -> Response:
+async def completions(request: Request, proxy: ProxyDep, principal: PrincipalDep) -> Response:
     body = await read_json(request, proxy.max_body_bytes)
-    return await proxy.openai(request, body, Endpoint.TEXT)
+    return await proxy.openai(request, body, Endpoint.TEXT, principal)
 
 
 @router.post("/embeddings")
-async def embeddings(request: Request, proxy: ProxyDep) -> Response:
+async def embeddings(request: Request, proxy: ProxyDep, principal: PrincipalDep) -> Response:
     body = await read_json(request, proxy.max_body_bytes)
-    return await proxy.openai(request, body, Endpoint.EMBED)
+    return await proxy.openai(request, body, Endpoint.EMBED, principal)
 
 
 def _model(name: str, created: int) -> dict[str, object]:
     return {"id": name, "object": "model", "created": created, "owned_by": "switchyard"}
 
 
-@router.get("/models")
+@router.get("/models", dependencies=[Depends(authenticate)])
 async def list_models(proxy: ProxyDep) -> dict[str, object]:
     return {"object": "list", "data": [_model(n, proxy.started_at) for n in proxy.config.names()]}
 
 
-@router.get("/models/{model:path}")
+@router.get("/models/{model:path}", dependencies=[Depends(authenticate)])
 async def get_model(model: str, proxy: ProxyDep) -> dict[str, object]:
     if model not in proxy.config.names():
         raise model_not_found(model)

@@ -30,6 +30,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -269,9 +270,11 @@ def gateway_config(openai_url: str, anthropic_url: str, gemini_url: str, slow_ur
     return parse_config({"models": models, "routes": routes}, env={})
 
 
-def gateway_settings() -> Settings:
+def gateway_settings(state_dir: Path) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
+        database_url=f"sqlite+aiosqlite:///{state_dir / 'switchyard.db'}",
+        spool_dir=state_dir / "spool",
         master_key=MASTER_KEY,
         retries=1,
         retry_backoff_s=0.0,
@@ -317,7 +320,8 @@ class Gateway:
 
 
 @pytest.fixture(scope="session")
-def gateway() -> Iterator[Gateway]:
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    state_dir = tmp_path_factory.mktemp("gateway-state")
     slow = SlowUpstream()
     with (
         ServerThread(openai_upstream.create_app(hang_seconds=3.0)) as oa,
@@ -326,7 +330,7 @@ def gateway() -> Iterator[Gateway]:
         ServerThread(slow) as sl,
     ):
         config = gateway_config(oa.url, an.url, ge.url, sl.url)
-        with ServerThread(create_app(gateway_settings(), config)) as gw:
+        with ServerThread(create_app(gateway_settings(state_dir), config)) as gw:
             yield Gateway(gw.url, oa, an, ge, slow)
 
 

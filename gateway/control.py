@@ -1,0 +1,117 @@
+"""Admission and accounting around each proxied call: limits and budget reservation before the call
+(one limiter round trip), settlement and the spend record after (both off the request path)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from gateway.accounting.record import RequestRecord
+from gateway.accounting.writer import SpendWriter
+from gateway.auth import Principal
+from gateway.limits import Admission, BudgetSpec, Limiter, LimitSpec, denial_error, worst_case_usd
+from gateway.limits.errors import Denial
+from gateway.outcome import Outcome
+from gateway.pricing import TokenPrice
+from gateway.usage import prompt_tokens
+from providers.deployment import Deployment
+
+DEFAULT_MAX_OUTPUT = 4096
+
+
+class Denied(Exception):
+    def __init__(self, denial: Denial) -> None:
+        super().__init__(denial.message)
+        self.denial = denial
+
+
+class Control:
+    def __init__(
+        self,
+        limiter: Limiter,
+        writer: SpendWriter,
+        prices: dict[str, TokenPrice | None],
+        max_output: dict[str, int],
+    ) -> None:
+        self.limiter = limiter
+        self.writer = writer
+        self.prices = prices
+        self.max_output = max_output
+
+    async def admit(
+        self, principal: Principal, dep: Deployment, body: dict[str, Any], outcome: Outcome
+    ) -> None:
+        """Raise Denied when a limit or budget says no; otherwise hold the reservation on the outcome."""
+        limits = [LimitSpec(f"dep:{dep.id}", dep.rpm, dep.tpm)] if dep.rpm or dep.tpm else []
+        budgets: list[BudgetSpec] = []
+        if principal.kind == "key":
+            if principal.key_rpm or principal.key_tpm:
+                limits.append(LimitSpec(f"key:{principal.key_id}", principal.key_rpm, principal.key_tpm))
+            if principal.team_rpm or principal.team_tpm:
+                limits.append(LimitSpec(f"team:{principal.team_id}", principal.team_rpm, principal.team_tpm))
+            if principal.team_budget_usd is not None:
+                budgets.append(
+                    BudgetSpec.current(
+                        f"team:{principal.team_id}",
+                        principal.team_budget_usd,
+                        principal.team_budget_period or "total",  # type: ignore[arg-type]
+                        seed_usd=principal.team_spent_usd,
+                    )
+                )
+            if principal.key_budget_usd is not None:
+                budgets.append(
+                    BudgetSpec.current(
+                        f"key:{principal.key_id}",
+                        principal.key_budget_usd,
+                        principal.key_budget_period or "total",  # type: ignore[arg-type]
+                        seed_usd=principal.key_spent_usd,
+                    )
+                )
+        if not limits and not budgets:
+            return
+        prompt = prompt_tokens(body)
+        requested = body.get("max_completion_tokens") or body.get("max_tokens")
+        max_tokens = int(requested or self.max_output.get(dep.id) or DEFAULT_MAX_OUTPUT)
+        price = self.prices.get(dep.id)
+        reserve = worst_case_usd(prompt, max_tokens, price.input, price.output) if price else Decimal(0)
+        adm = await self.limiter.acquire(limits, budgets, prompt + max_tokens, reserve, outcome.request_id)
+        outcome.admission = adm
+        if not adm.allowed:
+            raise Denied(denial_error(adm))
+
+    def finish(self, outcome: Outcome, principal: Principal) -> None:
+        adm: Admission | None = outcome.admission
+        usage = outcome.usage
+        if adm is not None and adm.allowed and adm.ticket is not None:
+            tokens = usage.prompt_tokens + usage.completion_tokens if usage else 0
+            cost = outcome.cost if outcome.status < 400 or usage else Decimal(0)
+            self.limiter.settle_nowait(adm.ticket, tokens, cost)
+        self.writer.submit(record_of(outcome, principal))
+
+
+def record_of(o: Outcome, principal: Principal) -> RequestRecord:
+    dep = o.deployment
+    usage = o.usage
+    return RequestRecord(
+        request_id=o.request_id,
+        ts=o.arrived,
+        team_id=principal.team_id,
+        key_id=principal.key_id,
+        requested_model=o.requested_model,
+        route=o.route,
+        deployment=dep.id if dep else None,
+        provider=dep.provider if dep else None,
+        tier=dep.tier if dep else None,
+        difficulty=o.difficulty,
+        status=o.status,
+        error_type=o.error_type,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        cached_tokens=usage.cached_tokens if usage else 0,
+        cost_usd=o.cost if usage or o.cost is not None else Decimal(0),
+        latency_ms=o.latency_s * 1000,
+        ttft_ms=o.ttft_s * 1000 if o.ttft_s is not None else None,
+        streamed=o.streamed,
+        fallbacks=o.fallbacks,
+        tokens_estimated=o.usage_counted,
+    )
