@@ -111,9 +111,11 @@ class LlamaModel(nn.Module):
 
     def _rms(self, x: torch.Tensor) -> torch.Tensor:
         # vecdot + in-place scalar ops: F.rms_norm and pow/mean each cost several times more per call on
-        # CPU, and this runs 61 times per step. The gain lives in the following weight.
-        ms = torch.linalg.vecdot(x, x).unsqueeze(-1)
-        return x * torch.rsqrt(ms.mul_(1.0 / x.shape[-1]).add_(self.cfg.rms_norm_eps))
+        # CPU, and this runs 61 times per step. Statistics in fp32 whatever the dtype (a no-op on CPU);
+        # the gain lives in the following weight.
+        xf = x.float()
+        ms = torch.linalg.vecdot(xf, xf).unsqueeze(-1)
+        return (xf * torch.rsqrt(ms.mul_(1.0 / x.shape[-1]).add_(self.cfg.rms_norm_eps))).to(x.dtype)
 
     def forward(
         self,

@@ -64,11 +64,15 @@ class ModelRunner:
         self.max_blocks_per_seq = -(-cfg.max_model_len // self.block_size)
         self.static_decode: StaticDecode | None = None
         if self.device.type == "cuda" and not cfg.enforce_eager:
+            # Without flash-attn the captured decode gathers every block its table could hold, so the
+            # graphs cover contexts up to 1024 tokens; longer ones run eagerly.
+            cap = self.max_blocks_per_seq if self.use_flash else 1024 // self.block_size
+            graph_blocks = min(self.max_blocks_per_seq, cap)
             self.static_decode = StaticDecode(
                 self.model,
                 self.kv_caches,
                 capture_buckets(cfg.cuda_graph_max_batch),
-                self.max_blocks_per_seq,
+                graph_blocks,
                 self.block_size,
                 self.num_blocks,
                 self.use_flash,

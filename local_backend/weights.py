@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from local_backend.config import ModelConfig
@@ -81,11 +80,11 @@ def _hf_name(gguf_name: str) -> str | None:
     return None
 
 
-def _unpermute_rope(w: np.ndarray, n_head: int) -> np.ndarray:
+def _unpermute_rope(w: torch.Tensor, n_head: int) -> torch.Tensor:
     """llama.cpp's converter interleaves q/k rows for its GPT-J style rope; undo it so the HF rotate-half
     rope applies. Works for biases (1-D) too."""
     dim = w.shape[0] // n_head // 2
-    return w.reshape(n_head, dim, 2, *w.shape[1:]).swapaxes(2, 1).reshape(w.shape)
+    return w.reshape(n_head, dim, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
 
 
 def _load_gguf(path: Path) -> Checkpoint:
@@ -114,7 +113,7 @@ def _load_gguf(path: Path) -> Checkpoint:
             w = _unpermute_rope(w, n_head)
         elif arch_name != "qwen2" and ".self_attn.k_proj." in name:
             w = _unpermute_rope(w, n_kv)
-        tensors[name] = torch.from_numpy(np.array(w, copy=True))
+        tensors[name] = w.contiguous()
     vocab = int(key("vocab_size", len(meta.get("tokenizer.ggml.tokens", [])) or 0))
     rope_scaling = None
     if key("rope.scaling.type") in ("linear", "yarn"):

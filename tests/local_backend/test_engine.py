@@ -1,5 +1,7 @@
 """End to end through the engine on the bundled model, greedy in fp32."""
 
+import torch
+
 from local_backend.config import EngineConfig
 from local_backend.engine import LLMEngine
 from local_backend.sequence import SamplingParams
@@ -80,3 +82,13 @@ def test_small_cache_preempts_and_queues_64_requests(
     prompts = [tiny.tokenizer.encode(f"Count: {i}") for i in range(64)]
     many = tiny.generate(prompts, SamplingParams(max_tokens=2, temperature=0, ignore_eos=True))
     assert all(len(o.token_ids) == 2 for o in many)
+
+
+def test_bfloat16_path_used_on_cuda_runs_on_cpu(
+    checkpoint: Checkpoint, engine: LLMEngine, chat_prompts: list[list[int]]
+) -> None:
+    bf16 = LLMEngine(checkpoint, EngineConfig(dtype="bfloat16", kv_cache_bytes=8 * 1024**2, num_threads=1))
+    assert bf16.runner.dtype is torch.bfloat16
+    [low] = bf16.generate([chat_prompts[2]], SamplingParams(max_tokens=3, temperature=0))
+    [full] = engine.generate([chat_prompts[2]], SamplingParams(max_tokens=3, temperature=0))
+    assert low.token_ids[0] == full.token_ids[0] and len(low.token_ids) == 3
