@@ -24,7 +24,7 @@ from gateway.errors import install_handlers
 from gateway.limits import create_limiter
 from gateway.metrics import Metrics, writer_lines
 from gateway.offline import prepare_offline_env
-from gateway.planner import InOrderPlanner, RoutePlanner
+from gateway.planner import RoutePlanner, build_planner
 from gateway.pricing import load_price_map, max_output_tokens, price_for
 from gateway.proxy import Proxy
 from gateway.registry import build_providers
@@ -62,7 +62,9 @@ def create_app(
     providers = build_providers(config.models)
     dispatcher = Dispatcher(providers, config.models, settings)
     metrics = Metrics()
-    proxy = Proxy(config, dispatcher, prices, planner or InOrderPlanner(), metrics, settings.max_body_bytes)
+    proxy = Proxy(
+        config, dispatcher, prices, planner or build_planner(config, prices), metrics, settings.max_body_bytes
+    )
     master = settings.master_key.get_secret_value() if settings.master_key else config.master_key
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from providers.deployment import Deployment, Price
+from providers.deployment import Deployment, Price, Tier
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -30,6 +30,8 @@ class Route(BaseModel):
     candidates: list[str] = Field(min_length=1)
     quality: float | None = Field(default=None, ge=0, le=1)
     strong_fraction: float | None = Field(default=None, ge=0, le=1)
+    # Admin pin: requests that offer tools go to at least this tier.
+    tools_min_tier: Tier | None = "medium"
 
 
 class GatewayConfig(BaseModel):

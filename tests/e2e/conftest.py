@@ -260,11 +260,13 @@ def gateway_config(openai_url: str, anthropic_url: str, gemini_url: str, slow_ur
         oa("cooldown", "gpt-4o-mini"),
         oa("hang-fallback", "hang", timeout=HANG_TIMEOUT_S),
         oa("hang-fallback", "gpt-4o-mini"),
-        oa("broken", "fail-500"),
+        # Same tier as gpt-4o-mini and cheaper, so the router picks it first and must fall back.
+        oa("broken", "fail-500", tier="small", price={"input_per_mtok": 0.01, "output_per_mtok": 0.01}),
         oa("slow", "slow-upstream", base=slow_url + "/v1"),
     ]
     routes = {
-        "auto": {"candidates": ["gpt-4o-mini", "claude"]},
+        # A loose quality knob: the small tier is good enough for a greeting.
+        "auto": {"candidates": ["gpt-4o-mini", "claude"], "quality": 0.5},
         "auto-fallback": {"candidates": ["broken", "gpt-4o-mini"]},
     }
     return parse_config({"models": models, "routes": routes}, env={})

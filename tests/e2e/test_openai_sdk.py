@@ -122,7 +122,23 @@ def test_chat_through_a_route(client: openai.OpenAI) -> None:
     resp = raw.parse()
     assert resp.choices[0].message.content == GREETINGS["gpt-4o-mini"]
     assert raw.headers["x-switchyard-model"] == "gpt-4o-mini"
-    assert "route=auto" in raw.headers["x-switchyard-route"]
+    route = raw.headers["x-switchyard-route"]
+    # The decision explains itself: tier, difficulty, per-tier success, the knob, the fallback ladder.
+    for part in ("route=auto", "tier=small", "model=gpt-4o-mini", "difficulty=", "p=small:", "q=0.50"):
+        assert part in route, route
+    assert "fallback=claude" in route
+
+
+def test_route_honours_the_min_tier_header(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=HELLO, extra_headers={"x-switchyard-min-tier": "large"}
+    )
+    assert raw.headers["x-switchyard-model"] == "claude"
+    assert "pins=" in raw.headers["x-switchyard-route"]
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(
+            model="auto", messages=HELLO, extra_headers={"x-switchyard-min-tier": "huge"}
+        )
 
 
 # --------------------------------------------------------------------------- tools
