@@ -6,7 +6,8 @@ chat-completions fields such as `max_tokens` or `tools`). Output: one a line,
 
 With `--config`, candidates come from the gateway config: the route named by the request's
 `"model"` when it is a route, else the route `auto`, else the first route. Without it, a built-in
-ladder (smollm2 local, gpt-4o-mini small, gpt-4o large) priced from litellm's bundled price map.
+ladder (smollm2 local, gpt-4o-mini small, gpt-4o large) priced from litellm's bundled price map,
+with `strong_fraction` 0.3: the hardest 30% (by the training prompts' difficulty) go to gpt-4o.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gateway.pricing import load_price_map, price_for
 from providers.deployment import Deployment
 from routing.policy import Candidate, Router, RouteSpec
 
+BUILTIN_STRONG_FRACTION = 0.3
 BUILTIN_LADDER = (
     ("smollm2", "local", "smollm2-135m-instruct"),
     ("gpt-4o-mini", "small", "gpt-4o-mini"),
@@ -56,7 +58,14 @@ class RouteTable:
             Deployment(name=n, tier=t, model=m, provider="local" if t == "local" else "openai")
             for n, t, m in BUILTIN_LADDER
         ]
-        return cls({"auto": (RouteSpec(name="auto"), [_candidate(d, price_map) for d in deps])})
+        return cls(
+            {
+                "auto": (
+                    RouteSpec(name="auto", strong_fraction=BUILTIN_STRONG_FRACTION),
+                    [_candidate(d, price_map) for d in deps],
+                )
+            }
+        )
 
     @classmethod
     def from_config(cls, path: Path, env: Mapping[str, str]) -> RouteTable:
