@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -101,10 +102,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     if args.output:
         with args.output.open("wb") as out:
-            count = run_score(args.input, out, args.config, args.artifact)
+            count = run_score(args.input, out, args.config, args.artifact, os.environ)
         print(f"scored {count} requests -> {args.output}", file=sys.stderr)
     else:
-        run_score(args.input, sys.stdout.buffer, args.config, args.artifact)
+        run_score(args.input, sys.stdout.buffer, args.config, args.artifact, os.environ)
     return 0
 
 

@@ -12,7 +12,6 @@ with `strong_fraction` 0.3: the hardest 30% (by the training prompts' difficulty
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -108,9 +107,15 @@ def score_requests(router: Router, table: RouteTable, lines: Iterator[str]) -> I
         }
 
 
-def run_score(input_path: Path, output: IO[bytes], config: Path | None, artifact: Path | None) -> int:
+def run_score(
+    input_path: Path,
+    output: IO[bytes],
+    config: Path | None,
+    artifact: Path | None,
+    env: Mapping[str, str],
+) -> int:
     router = Router.load(artifact)
-    table = RouteTable.from_config(config, os.environ) if config else RouteTable.builtin()
+    table = RouteTable.from_config(config, env) if config else RouteTable.builtin()
     count = 0
     with input_path.open(encoding="utf-8") as handle:
         for record in score_requests(router, table, iter(handle)):

@@ -41,7 +41,7 @@ def _write(path: Path, rows: list[dict]) -> Path:
 
 def test_builtin_ladder_scores_every_line(tmp_path: Path) -> None:
     out = io.BytesIO()
-    assert run_score(_write(tmp_path / "in.jsonl", REQUESTS), out, None, None) == 3
+    assert run_score(_write(tmp_path / "in.jsonl", REQUESTS), out, None, None, {}) == 3
     rows = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [r["id"] for r in rows] == ["easy", 2, "tools"]
     for row in rows:
