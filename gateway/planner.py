@@ -15,6 +15,9 @@ from routing.policy import Candidate, RouteContext, Router, RouteSpec
 
 log = logging.getLogger("switchyard.routing")
 MIN_TIER_HEADER = "x-switchyard-min-tier"
+# With neither knob set, the strongest tier takes the hardest 30% of prompts: a predictable share,
+# where the relative quality knob is steep with the current artifact (0.9 sends nearly all to it).
+DEFAULT_STRONG_FRACTION = 0.3
 
 
 @dataclass(slots=True)
@@ -82,10 +85,13 @@ class LearnedPlanner:
             strong_fraction=overrides.get("strong_fraction"),
             budget_pressure=pressure,
         )
+        strong_fraction = route.strong_fraction
+        if route.quality is None and strong_fraction is None:
+            strong_fraction = DEFAULT_STRONG_FRACTION
         spec = RouteSpec(
             name=name,
             quality=route.quality,
-            strong_fraction=route.strong_fraction,
+            strong_fraction=strong_fraction,
             tools_min_tier=route.tools_min_tier,
         )
         decision = self.router.decide(body, spec, self._candidates[name], ctx)
