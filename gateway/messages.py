@@ -16,7 +16,7 @@ from gateway.control import Denied
 from gateway.errors import bad_request
 from gateway.outcome import Outcome
 from gateway.proxy import SSE_HEADERS, ClientGone, Proxy, new_request_id, open_stream
-from gateway.streaming import close_quietly
+from gateway.streaming import end_stream
 from gateway.usage import StreamCounter, prompt_tokens
 from gateway.validate import model_of, stream_flag
 from providers.anthropic_translate import (
@@ -61,10 +61,7 @@ async def messages(proxy: Proxy, request: Request, body: dict[str, Any], princip
     except UpstreamError as exc:
         return proxy.fail(outcome, exc, anthropic=True)
     except ClientGone:
-        outcome.status = 499
-        outcome.error_type = "client_disconnected"
-        proxy.finish(outcome)
-        return Response(status_code=499)
+        return proxy.gone(outcome)
 
 
 async def _complete(
@@ -168,20 +165,19 @@ async def _relay_native(
             yield chunk.raw
             chunk = await anext(rest, None)
     except UpstreamError as exc:
-        outcome.status = exc.status
-        outcome.error_type = exc.type
+        outcome.failed(exc)
         yield _error_event(exc)
     finally:
-        if prompt is None or completion is None:
-            outcome.usage_counted = True
-        outcome.usage = Usage(
-            prompt if prompt is not None else prompt_tokens(as_openai),
-            completion if completion is not None else counter.tokens(),
-            cached,
-        )
-        outcome.latency_s = time.perf_counter() - outcome.started
-        await close_quietly(rest)
-        finish(outcome)
+        usage = None if prompt is None or completion is None else Usage(prompt, completion, cached)
+
+        def counted() -> Usage:
+            return Usage(
+                prompt if prompt is not None else prompt_tokens(as_openai),
+                completion if completion is not None else counter.tokens(),
+                cached,
+            )
+
+        await end_stream(outcome, usage, counted, rest, finish)
 
 
 async def _relay_translated(
@@ -214,14 +210,9 @@ async def _relay_translated(
         for event in converter.finish():
             yield event
     except UpstreamError as exc:
-        outcome.status = exc.status
-        outcome.error_type = exc.type
+        outcome.failed(exc)
         yield _error_event(exc)
     finally:
-        if usage is None:
-            usage = Usage(prompt_tokens(as_openai), counter.tokens())
-            outcome.usage_counted = True
-        outcome.usage = usage
-        outcome.latency_s = time.perf_counter() - outcome.started
-        await close_quietly(rest)
-        finish(outcome)
+        await end_stream(
+            outcome, usage, lambda: Usage(prompt_tokens(as_openai), counter.tokens()), rest, finish
+        )

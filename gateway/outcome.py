@@ -39,6 +39,10 @@ class Outcome:
     # The limiter's admission (gateway.limits.Admission) when limits or budgets applied.
     admission: Any = None
 
+    def failed(self, exc: Exception) -> None:
+        self.status = getattr(exc, "status", 500)
+        self.error_type = getattr(exc, "type", "api_error")
+
     def explain(self) -> str:
         text = self.route_explain
         if self.attempts > 1:

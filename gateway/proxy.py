@@ -104,6 +104,13 @@ class Proxy:
         if primary:
             await self.control.admit(outcome.principal, primary[0], body, outcome)
 
+    def gone(self, outcome: Outcome) -> Response:
+        """The client hung up before the answer: nothing is sent, the outcome is still recorded."""
+        outcome.status = 499
+        outcome.error_type = "client_disconnected"
+        self.finish(outcome)
+        return Response(status_code=499)
+
     def deny(self, outcome: Outcome, denied: Denied, anthropic: bool = False) -> Response:
         d = denied.denial
         outcome.status = d.status
@@ -115,8 +122,7 @@ class Proxy:
         )
 
     def fail(self, outcome: Outcome, exc: UpstreamError, anthropic: bool = False) -> Response:
-        outcome.status = exc.status
-        outcome.error_type = exc.type
+        outcome.failed(exc)
         if exc.deployment is not None:
             # Nothing was billed: the answer never came.
             outcome.deployment = exc.deployment
@@ -153,10 +159,7 @@ class Proxy:
         except UpstreamError as exc:
             return self.fail(outcome, exc)
         except ClientGone:
-            outcome.status = 499
-            outcome.error_type = "client_disconnected"
-            self.finish(outcome)
-            return Response(status_code=499)
+            return self.gone(outcome)
 
     async def _complete(
         self, request: Request, body: dict[str, Any], endpoint: Endpoint, names: list[str], outcome: Outcome

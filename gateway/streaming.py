@@ -66,18 +66,28 @@ async def relay_openai(
                 yield Chunk.from_data(convert(synthetic) if convert else synthetic).raw
         yield DONE
     except UpstreamError as exc:
-        outcome.status = exc.status
-        outcome.error_type = exc.type
+        outcome.failed(exc)
         yield _error_event(exc)
     finally:
-        if usage is None:
-            # Client went away or the upstream broke: bill what was streamed.
-            usage = Usage(prompt_tokens(body), counter.tokens())
-            outcome.usage_counted = True
-        outcome.usage = usage
-        outcome.latency_s = time.perf_counter() - outcome.started
-        await close_quietly(rest)
-        finish(outcome)
+        await end_stream(outcome, usage, lambda: Usage(prompt_tokens(body), counter.tokens()), rest, finish)
+
+
+async def end_stream(
+    outcome: Outcome,
+    usage: Usage | None,
+    counted: Callable[[], Usage],
+    rest: AsyncIterator[Any],
+    finish: Callable[[Outcome], None],
+) -> None:
+    """However a stream ended (done, upstream broke, client went away): bill what was streamed when
+    the upstream's own usage never came, close the upstream, and finish the outcome."""
+    if usage is None:
+        usage = counted()
+        outcome.usage_counted = True
+    outcome.usage = usage
+    outcome.latency_s = time.perf_counter() - outcome.started
+    await close_quietly(rest)
+    finish(outcome)
 
 
 async def close_quietly(it: AsyncIterator[Any]) -> None:
