@@ -21,10 +21,12 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.accounting.queries import period_spend
 from gateway.db.models import ApiKey, Team
+from gateway.errors import GatewayError
 
 log = logging.getLogger("switchyard.auth")
 
@@ -88,7 +90,21 @@ class KeyCache:
         hit = self._entries.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1]
-        principal = await self._load(digest)
+        try:
+            principal = await self._load(digest)
+        except (OSError, SQLAlchemyError, TimeoutError):
+            if hit is not None:
+                # The database is down: keep honouring what we knew, and look again shortly.
+                self._entries[digest] = (now + self._negative_ttl, hit[1])
+                return hit[1]
+            log.warning("key lookup failed: the database is unreachable")
+            raise GatewayError(
+                503,
+                "the key store is unreachable; retry shortly",
+                type="service_unavailable_error",
+                code="auth_store_unavailable",
+                headers={"retry-after": "1"},
+            ) from None
         self._entries[digest] = (now + (self._ttl if principal else self._negative_ttl), principal)
         return principal
 

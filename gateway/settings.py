@@ -35,7 +35,8 @@ class Settings(BaseSettings):
 
     # Rate limits and budgets: what to do when Redis is unreachable.
     limits_fail_mode: Literal["open", "closed"] = "open"
-    redis_timeout_s: float = Field(default=0.1, gt=0)
+    # Past this a Redis call counts as down (fail-open/closed); too short and a busy host flaps.
+    redis_timeout_s: float = Field(default=0.5, gt=0)
     # Records wait here (append-only files) while the database is unreachable.
     spool_dir: Path = Path("./switchyard-spool")
     spend_batch_size: int = Field(default=500, ge=1)

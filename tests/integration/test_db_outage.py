@@ -207,14 +207,6 @@ async def test_gateway_stopped_during_outage_spills_and_next_process_replays(
 # --------------------------------------------------------------------------- auth during an outage
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: KeyCache.lookup has no stale-on-error path. Once a key's cache entry is older "
-    "than auth_cache_ttl_s (60 s by default) a database outage turns every call with that key into a 500 "
-    "'internal gateway error' (gateway.auth.KeyCache._load raises the asyncpg/OSError out of "
-    "authenticate), so an outage longer than the TTL stops all virtual-key traffic even though the "
-    "spend writer is built to ride it out",
-)
 async def test_cached_key_keeps_working_past_its_ttl_while_the_database_is_down(
     pg_url: str, pg_name: str, db_proxy: TcpProxy, upstream: ServerThread, tmp_path: Path
 ) -> None:
@@ -232,13 +224,6 @@ async def test_cached_key_keeps_working_past_its_ttl_while_the_database_is_down(
     assert during.status == 200, (during.status, during.body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: a virtual key that is not in the auth cache while the database is unreachable "
-    "gets 500 api_error 'internal gateway error' (the connection error escapes KeyCache._load and is "
-    "logged as 'unhandled error' with a traceback) instead of a retryable 503 saying the key could "
-    "not be checked",
-)
 async def test_uncached_key_during_outage_is_a_503(
     pg_url: str, pg_name: str, db_proxy: TcpProxy, upstream: ServerThread, tmp_path: Path
 ) -> None:
