@@ -46,8 +46,18 @@ TOPICS = [
 ]
 
 
-def measure_bandwidth(device: torch.device) -> float:
-    """GB/s for a streaming read (torch.sum over 1 GiB, best of 5)."""
+def measure_bandwidth(device: torch.device, threads: int | None = None) -> float:
+    """GB/s for a streaming read (torch.sum over 1 GiB, best of 5), with `threads` CPU threads."""
+    engine_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _sum_bandwidth(device)
+    finally:
+        torch.set_num_threads(engine_threads)
+
+
+def _sum_bandwidth(device: torch.device) -> float:
     x = torch.ones(256 * 1024**2, dtype=torch.float32, device=device)
     best = float("inf")
     for _ in range(6):
@@ -182,25 +192,36 @@ def run_bench(args: argparse.Namespace) -> int:
         "weight_bytes": runner.weight_bytes,
         "kv_blocks": runner.num_blocks,
     }
-    res["bandwidth_gb_s"] = measure_bandwidth(runner.device)
-    res["prefill_tok_s"] = bench_prefill(engine, args.prompt_tokens)
+
+    def note(key: str, value: float) -> None:
+        res[key] = value
+        print(f"{key}: {value:.2f}", flush=True)  # a long run shows progress as it goes
+
+    note("bandwidth_gb_s", measure_bandwidth(runner.device))
+    if runner.device.type == "cpu":
+        note("bandwidth_all_cores_gb_s", measure_bandwidth(runner.device, os.cpu_count()))
+    note("prefill_tok_s", bench_prefill(engine, args.prompt_tokens))
     for b in (int(x) for x in args.batch_sizes.split(",")):
-        res[f"decode_b{b}_tok_s"] = bench_decode(engine, b, args.output_tokens)
+        note(f"decode_b{b}_tok_s", bench_decode(engine, b, args.output_tokens))
     b1 = res.get("decode_b1_tok_s")
     if b1:
         res["achieved_gb_s_b1"] = b1 * runner.weight_bytes / 1e9
         res["roofline_fraction_b1"] = res["achieved_gb_s_b1"] / res["bandwidth_gb_s"]
+        if "bandwidth_all_cores_gb_s" in res:
+            res["roofline_fraction_all_cores_b1"] = res["achieved_gb_s_b1"] / res["bandwidth_all_cores_gb_s"]
     ids = prompts(engine, args.concurrency)
     start = time.perf_counter()
     engine.generate(ids, SamplingParams(max_tokens=args.output_tokens, temperature=0, ignore_eos=True))
-    res["engine_batch_tok_s"] = args.concurrency * args.output_tokens / (time.perf_counter() - start)
+    note("engine_batch_tok_s", args.concurrency * args.output_tokens / (time.perf_counter() - start))
     pad = min(engine.tokenizer.eos_ids or {0})
     del engine
     streaming = AsyncEngine(checkpoint, config)
-    res.update(asyncio.run(_streams(streaming, ids, args.output_tokens)))
+    for key, value in asyncio.run(_streams(streaming, ids, args.output_tokens)).items():
+        note(key, value)
     streaming.shutdown()
     if not args.no_hf:
-        res.update(bench_hf(checkpoint, ids, args.output_tokens, pad))
+        for key, value in bench_hf(checkpoint, ids, args.output_tokens, pad).items():
+            note(key, value)
         res["x_vs_hf_serial"] = res["engine_batch_tok_s"] / res["hf_serial_tok_s"]
         res["x_vs_hf_padded"] = res["engine_batch_tok_s"] / res["hf_padded_batch_tok_s"]
     print(format_table(res, args))
@@ -214,7 +235,10 @@ def format_table(r: dict[str, Any], args: argparse.Namespace) -> str:
     rows = [
         ("model / device / dtype / threads", f"{r['model']} / {r['device']} / {r['dtype']} / {r['threads']}"),
         ("weights read per decode step", f"{r['weight_bytes'] / 1e6:.0f} MB"),
-        ("measured bandwidth (torch.sum, 1 GiB)", f"{r['bandwidth_gb_s']:.1f} GB/s"),
+        (
+            f"measured bandwidth, {r['threads']} thread(s) (torch.sum, 1 GiB)",
+            f"{r['bandwidth_gb_s']:.1f} GB/s",
+        ),
         (f"prefill ({args.prompt_tokens}-token prompt)", f"{r['prefill_tok_s']:.0f} tok/s"),
     ]
     rows += [(f"decode, batch {k[8:-6]}", f"{v:.1f} tok/s") for k, v in r.items() if k.startswith("decode_b")]

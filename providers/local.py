@@ -3,12 +3,14 @@
 `deployment.model` is "smollm2" / "smollm2-135m-instruct" (the bundled GGUF) or a path to a GGUF file or
 a safetensors folder. Engine knobs come from `deployment.options` (see local_backend.config.EngineConfig:
 kv_cache_mb, device, dtype, max_num_seqs / max_batch, max_model_len, num_threads, enforce_eager...);
-`preload: true` starts loading when the provider is built instead of on the first request.
+num_threads defaults to half the cores; `preload: true` starts loading when the provider is built
+instead of on the first request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 
 from local_backend.async_engine import AsyncEngine, EngineDead
@@ -25,6 +27,9 @@ class LocalProvider:
         self.deployment = deployment
         options = dict(deployment.options)
         preload = bool(options.pop("preload", False))
+        # In process, torch shares the cores with the gateway's event loop; OpenMP threads that outnumber
+        # the free cores spin at every op's barrier, which costs far more than a thread gains.
+        options.setdefault("num_threads", max(1, (os.cpu_count() or 2) // 2))
         self._engine = AsyncEngine(deployment.model, EngineConfig.from_options(options))
         self._frontend = OpenAIFrontend(self._engine, deployment.model)
         if preload:
