@@ -84,6 +84,34 @@ def prompts(engine: LLMEngine, n: int) -> list[list[int]]:
     ]
 
 
+QUESTIONS = [
+    "What is the capital of France?",
+    "What is 7 times 8?",
+    "Name a primary colour.",
+    "Is water wet? Answer yes or no.",
+    "Who wrote Hamlet?",
+    "What is the boiling point of water?",
+    "Translate 'hello' into French.",
+    "How many legs does a spider have?",
+]
+
+
+def mixed_prompts(engine: LLMEngine, n: int) -> list[list[int]]:
+    """Serving traffic: half one-line answers, half long stories, so outputs end at different times."""
+    tok = engine.tokenizer
+    asks = [
+        QUESTIONS[i // 2 % 8] if i % 2 else f"Write a long story about {TOPICS[i % 16]}." for i in range(n)
+    ]
+    return [tok.encode_chat([{"role": "user", "content": a}]) for a in asks]
+
+
+def engine_throughput(engine: LLMEngine, ids: list[list[int]], tokens: int, ignore_eos: bool) -> float:
+    """Generated tokens per second, all requests submitted at once."""
+    start = time.perf_counter()
+    outs = engine.generate(ids, SamplingParams(max_tokens=tokens, temperature=0, ignore_eos=ignore_eos))
+    return sum(len(o.token_ids) for o in outs) / (time.perf_counter() - start)
+
+
 def bench_prefill(engine: LLMEngine, length: int) -> float:
     ids = (engine.tokenizer.encode(" ".join(TOPICS) + ". ") * length)[:length]
     engine.generate([ids[:32]], SamplingParams(max_tokens=1))  # warm-up
@@ -131,9 +159,13 @@ async def _streams(engine: AsyncEngine, ids: list[list[int]], tokens: int) -> di
     }
 
 
-def bench_hf(checkpoint: Checkpoint, ids: list[list[int]], tokens: int, pad_id: int) -> dict[str, float]:
-    """The same greedy workload through transformers `generate`: one request at a time, then one padded
-    batch. Weights are our dequantised tensors, so only the serving differs."""
+def bench_hf(
+    checkpoint: Checkpoint, workloads: dict[str, tuple[list[list[int]], int]], eos_ids: set[int]
+) -> dict[str, float]:
+    """The same greedy workloads through transformers `generate`: one request at a time, then one padded
+    batch. Weights are our dequantised tensors, so only the serving differs. Tokens are counted up to
+    each request's end of sequence, as the engine counts them."""
+    pad_id = min(eos_ids)
     import transformers
 
     mc = checkpoint.config
@@ -155,22 +187,42 @@ def bench_hf(checkpoint: Checkpoint, ids: list[list[int]], tokens: int, pad_id: 
     model = transformers.LlamaForCausalLM(config).eval()
     model.load_state_dict(checkpoint.tensors, strict=False)
     model.tie_weights()
-    kwargs = {"max_new_tokens": tokens, "min_new_tokens": tokens, "do_sample": False, "pad_token_id": pad_id}
+    res = {}
     with torch.inference_mode():
-        model.generate(torch.tensor([ids[0]]), max_new_tokens=2, do_sample=False, pad_token_id=pad_id)
-        start = time.perf_counter()
-        for p in ids:
-            model.generate(
-                torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long), **kwargs
-            )
-        serial = len(ids) * tokens / (time.perf_counter() - start)
-        width = max(len(p) for p in ids)
-        batch = torch.tensor([[pad_id] * (width - len(p)) + p for p in ids])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in ids])
-        start = time.perf_counter()
-        model.generate(batch, attention_mask=mask, **kwargs)
-        padded = len(ids) * tokens / (time.perf_counter() - start)
-    return {"hf_serial_tok_s": serial, "hf_padded_batch_tok_s": padded}
+        warm = next(iter(workloads.values()))[0][0]
+        model.generate(torch.tensor([warm]), max_new_tokens=2, do_sample=False, pad_token_id=pad_id)
+        for name, (ids, tokens) in workloads.items():
+            fixed = name == "fixed"
+            kwargs = {
+                "max_new_tokens": tokens,
+                "do_sample": False,
+                "pad_token_id": pad_id,
+                "eos_token_id": None if fixed else sorted(eos_ids),
+            }
+            if fixed:
+                kwargs["min_new_tokens"] = tokens
+            start, produced = time.perf_counter(), 0
+            for p in ids:
+                out = model.generate(
+                    torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long), **kwargs
+                )
+                produced += out.shape[1] - len(p)
+            res[f"hf_serial_{name}_tok_s"] = produced / (time.perf_counter() - start)
+            width = max(len(p) for p in ids)
+            batch = torch.tensor([[pad_id] * (width - len(p)) + p for p in ids])
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in ids])
+            start = time.perf_counter()
+            out = model.generate(batch, attention_mask=mask, **kwargs)[:, width:].tolist()
+            elapsed = time.perf_counter() - start
+            res[f"hf_padded_{name}_tok_s"] = sum(_useful(row, eos_ids, fixed) for row in out) / elapsed
+    return res
+
+
+def _useful(row: list[int], eos_ids: set[int], fixed: bool) -> int:
+    """A padded row's real tokens: up to and including its first end-of-sequence."""
+    if fixed:
+        return len(row)
+    return next((i + 1 for i, t in enumerate(row) if t in eos_ids), len(row))
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -210,20 +262,25 @@ def run_bench(args: argparse.Namespace) -> int:
         if "bandwidth_all_cores_gb_s" in res:
             res["roofline_fraction_all_cores_b1"] = res["achieved_gb_s_b1"] / res["bandwidth_all_cores_gb_s"]
     ids = prompts(engine, args.concurrency)
-    start = time.perf_counter()
-    engine.generate(ids, SamplingParams(max_tokens=args.output_tokens, temperature=0, ignore_eos=True))
-    note("engine_batch_tok_s", args.concurrency * args.output_tokens / (time.perf_counter() - start))
-    pad = min(engine.tokenizer.eos_ids or {0})
+    mixed = mixed_prompts(engine, args.concurrency)
+    natural_cap = 2 * args.output_tokens
+    note("engine_fixed_tok_s", engine_throughput(engine, ids, args.output_tokens, ignore_eos=True))
+    note("engine_natural_tok_s", engine_throughput(engine, mixed, natural_cap, ignore_eos=False))
+    eos_ids = set(engine.tokenizer.eos_ids) or {0}
     del engine
     streaming = AsyncEngine(checkpoint, config)
     for key, value in asyncio.run(_streams(streaming, ids, args.output_tokens)).items():
         note(key, value)
     streaming.shutdown()
     if not args.no_hf:
-        for key, value in bench_hf(checkpoint, ids, args.output_tokens, pad).items():
+        hf = bench_hf(
+            checkpoint, {"fixed": (ids, args.output_tokens), "natural": (mixed, natural_cap)}, eos_ids
+        )
+        for key, value in hf.items():
             note(key, value)
-        res["x_vs_hf_serial"] = res["engine_batch_tok_s"] / res["hf_serial_tok_s"]
-        res["x_vs_hf_padded"] = res["engine_batch_tok_s"] / res["hf_padded_batch_tok_s"]
+        for name in ("fixed", "natural"):
+            res[f"x_vs_hf_serial_{name}"] = res[f"engine_{name}_tok_s"] / res[f"hf_serial_{name}_tok_s"]
+            res[f"x_vs_hf_padded_{name}"] = res[f"engine_{name}_tok_s"] / res[f"hf_padded_{name}_tok_s"]
     print(format_table(res, args))
     if args.json:
         with open(args.json, "wb") as f:
@@ -249,24 +306,34 @@ def format_table(r: dict[str, Any], args: argparse.Namespace) -> str:
                 f"{r['achieved_gb_s_b1']:.1f} GB/s = {100 * r['roofline_fraction_b1']:.0f}% of roofline",
             )
         )
+    if "roofline_fraction_all_cores_b1" in r:
+        share = 100 * r["roofline_fraction_all_cores_b1"]
+        rows.append(
+            (
+                f"all {os.cpu_count()} cores' bandwidth / batch-1 share of it",
+                f"{r['bandwidth_all_cores_gb_s']:.1f} GB/s / {share:.0f}%",
+            )
+        )
     n = args.concurrency
     rows += [
         (f"{n} streams: TTFT p50 / max", f"{r['ttft_p50_ms']:.0f} / {r['ttft_max_ms']:.0f} ms"),
         (f"{n} streams: time per output token p50", f"{r['tpot_p50_ms']:.1f} ms"),
         (f"{n} streams: total throughput", f"{r['throughput_tok_s']:.1f} tok/s"),
-        (f"{n} requests, engine.generate", f"{r['engine_batch_tok_s']:.1f} tok/s"),
     ]
-    if "hf_serial_tok_s" in r:
-        rows += [
-            (
-                f"{n} requests, transformers one at a time",
-                f"{r['hf_serial_tok_s']:.1f} tok/s (engine {r['x_vs_hf_serial']:.1f}x)",
-            ),
-            (
-                f"{n} requests, transformers padded batch",
-                f"{r['hf_padded_batch_tok_s']:.1f} tok/s (engine {r['x_vs_hf_padded']:.2f}x)",
-            ),
-        ]
+    cap = 2 * args.output_tokens
+    for name, what in (("fixed", f"{args.output_tokens} tokens each"), ("natural", f"to EOS, cap {cap}")):
+        rows.append((f"{n} requests ({what}): engine", f"{r[f'engine_{name}_tok_s']:.1f} tok/s"))
+        if f"hf_serial_{name}_tok_s" in r:
+            rows += [
+                (
+                    f"{n} requests ({what}): transformers one at a time",
+                    f"{r[f'hf_serial_{name}_tok_s']:.1f} tok/s (engine {r[f'x_vs_hf_serial_{name}']:.1f}x)",
+                ),
+                (
+                    f"{n} requests ({what}): transformers padded batch",
+                    f"{r[f'hf_padded_{name}_tok_s']:.1f} tok/s (engine {r[f'x_vs_hf_padded_{name}']:.2f}x)",
+                ),
+            ]
     rows.append(("load average during run", f"{r['load_avg']:.1f}"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"| {k.ljust(width)} | {v} |" for k, v in rows)

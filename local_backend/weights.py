@@ -160,6 +160,9 @@ def _load_hf_folder(path: Path) -> Checkpoint:
             tensors[name] = t.float()
     if not tensors:
         raise FileNotFoundError(f"no *.safetensors in {path}")
+    # transformers 5 writes rope settings under rope_parameters; older configs use rope_theta/rope_scaling.
+    rope = cfg.get("rope_parameters") or {}
+    scaling = cfg.get("rope_scaling") or (rope if rope.get("rope_type", "default") != "default" else None)
     n_head = int(cfg["num_attention_heads"])
     hidden = int(cfg["hidden_size"])
     config = ModelConfig(
@@ -172,13 +175,11 @@ def _load_hf_folder(path: Path) -> Checkpoint:
         num_kv_heads=int(cfg.get("num_key_value_heads") or n_head),
         head_dim=int(cfg.get("head_dim") or hidden // n_head),
         rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
-        rope_theta=float(
-            cfg.get("rope_theta") or (cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0)
-        ),
+        rope_theta=float(cfg.get("rope_theta") or rope.get("rope_theta", 10000.0)),
         max_position=int(cfg.get("max_position_embeddings", 4096)),
         tie_embeddings=bool(cfg.get("tie_word_embeddings", False)) or "lm_head.weight" not in tensors,
         attention_bias=arch == "qwen2" or bool(cfg.get("attention_bias", False)),
-        rope_scaling=cfg.get("rope_scaling"),
+        rope_scaling=scaling,
     )
     tok_cfg_path = path / "tokenizer_config.json"
     tok_cfg = json.loads(tok_cfg_path.read_text()) if tok_cfg_path.exists() else {}

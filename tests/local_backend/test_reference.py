@@ -4,6 +4,8 @@ batched decode. transformers dequantises the file with its own loader, offline."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -140,3 +142,49 @@ def test_capture_buckets_and_cuda_imports() -> None:
     import local_backend.attention as attention
 
     assert attention.flash_available(torch.device("cpu")) is False
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama3"])
+def test_safetensors_folder_matches_transformers(arch: str, engine: LLMEngine, tmp_path: Path) -> None:
+    """A tiny random model saved the Hugging Face way: Qwen2's q/k/v biases and untied head, Llama 3's
+    rope scaling, the safetensors loader and tokenizer.json, against transformers' own forward."""
+    transformers = pytest.importorskip("transformers")
+    common = {
+        "vocab_size": engine.tokenizer.vocab_size,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "tie_word_embeddings": False,
+        "max_position_embeddings": 2048,
+    }
+    torch.manual_seed(0)
+    if arch == "qwen2":
+        model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**common, rope_theta=1e6))
+    else:
+        scaling = {
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64,
+            "rope_theta": 5e5,
+        }
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**common, rope_scaling=scaling))
+    model.eval().save_pretrained(tmp_path, safe_serialization=True)
+    engine.tokenizer._tok.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(
+        '{"eos_token": "<|im_end|>", "bos_token": "<|im_start|>", "chat_template": "{% for m in messages %}'
+        '<|im_start|>{{ m.role }}\\n{{ m.content }}<|im_end|>\\n{% endfor %}<|im_start|>assistant\\n"}'
+    )
+    local = LLMEngine(str(tmp_path), EngineConfig(kv_cache_bytes=4 * 1024**2, num_threads=1))
+    ids = local.tokenizer.encode_chat([{"role": "user", "content": "Tell me about positional encodings."}])
+    assert ids == engine.tokenizer.encode_chat(
+        [{"role": "user", "content": "Tell me about positional encodings."}]
+    )
+    with torch.inference_mode():
+        ref = model(torch.tensor([ids])).logits[0]
+    seq = _admit(local, "t", ids)
+    ours = _forward(local, [seq], [len(ids)], 0)
+    assert (ours - ref).abs().max() < 1e-4
