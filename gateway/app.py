@@ -12,7 +12,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from gateway.accounting.writer import SpendWriter
-from gateway.api import health, messages, openai
+from gateway.api import admin, health, messages, openai
 from gateway.auth import KeyCache
 from gateway.config import GatewayConfig, load_config
 from gateway.control import Control
@@ -108,6 +108,7 @@ def create_app(
     app.include_router(openai.router)
     app.include_router(health.router)
     app.include_router(messages.router)
+    app.include_router(admin.router)
     return app
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.admin.cli import add_admin_commands
 from gateway.config import ConfigError
 from gateway.db.migrate import SchemaNotCurrentError, ensure_schema
 from gateway.offline import prepare_offline_env
@@ -50,6 +51,9 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Their debug output carries SQL parameters, key hashes among them.
+    for noisy in ("aiosqlite", "sqlalchemy.engine", "asyncpg"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
     try:
         config = resolve_config(settings, os.environ)
     except ConfigError as exc:
@@ -105,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--access-log", action="store_true", help="log every request line")
     p.set_defaults(func=serve)
+    add_admin_commands(sub)
     add_route_commands(sub)
     add_local_commands(sub)
     return parser

@@ -31,7 +31,8 @@ def make_engine(
             f"unsupported database URL scheme {parsed.drivername!r}: use one of "
             + ", ".join(f"{s}://" for s in _SUPPORTED)
         )
-    kwargs: dict[str, Any] = {"echo": echo}
+    # Error messages and echo never show bound parameters: key hashes are among them.
+    kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
     if parsed.drivername == "postgresql+asyncpg":
         engine = create_async_engine(
             parsed,
