@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from gateway.accounting.writer import SpendWriter
+from gateway.accounting.thread import WriterThread
 from gateway.api import admin, health, messages, openai
 from gateway.auth import KeyCache
 from gateway.config import GatewayConfig, load_config
@@ -69,8 +69,8 @@ def create_app(
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     key_cache = KeyCache(sessions, ttl_s=settings.auth_cache_ttl_s)
-    writer = SpendWriter(
-        engine,
+    writer = WriterThread(
+        settings.database_url,
         spool_dir=str(settings.spool_dir),
         batch_size=settings.spend_batch_size,
         flush_interval_s=settings.spend_flush_interval_s,

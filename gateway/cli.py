@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import ipaddress
 import logging
 import os
@@ -84,8 +85,15 @@ def serve(args: argparse.Namespace) -> int:
         "access_log": args.access_log,
         "timeout_graceful_shutdown": 30,
     }
+    # The spend writer runs on its own thread: a short GIL switch interval keeps it from holding the
+    # request loop for the default 5 ms.
+    sys.setswitchinterval(0.001)
     if settings.workers == 1:
-        uvicorn.run(create_app(settings, config), **common)
+        app = create_app(settings, config)
+        # Startup objects live for the whole process: keep them out of every later collection.
+        gc.collect()
+        gc.freeze()
+        uvicorn.run(app, **common)
     else:
         # Each worker process builds its own app from the same environment.
         if settings.config is not None:

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.accounting.record import RequestRecord
-from gateway.accounting.writer import SpendWriter
+from gateway.accounting.thread import WriterThread
 from gateway.auth import Principal
 from gateway.limits import Admission, BudgetSpec, Limiter, LimitSpec, denial_error, worst_case_usd
 from gateway.limits.errors import Denial
@@ -29,7 +29,7 @@ class Control:
     def __init__(
         self,
         limiter: Limiter,
-        writer: SpendWriter,
+        writer: WriterThread,
         prices: dict[str, TokenPrice | None],
         max_output: dict[str, int],
     ) -> None:
