@@ -54,7 +54,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     # Their debug output carries SQL parameters, key hashes among them.
     for noisy in ("aiosqlite", "sqlalchemy.engine", "asyncpg"):
-        logging.getLogger(noisy).setLevel(logging.INFO)
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         config = resolve_config(settings, os.environ)
     except ConfigError as exc:
