@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import event
@@ -68,15 +69,31 @@ def make_engine(
 def _sqlite_pragmas(memory: bool, busy_timeout_s: float) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         if not memory:
             # WAL: readers (admin, auth) never block the spend writer, nor it them.
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cursor, busy_timeout_s)
             cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     return on_connect
+
+
+def _use_wal(cursor: Any, timeout_s: float) -> None:
+    """Switching a new file to WAL needs it to itself, and SQLite answers "database is locked" at once
+    (no busy wait) while another process holds it, as when several workers start together: retry."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            if str(cursor.fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # the async adapter re-wraps sqlite3's OperationalError
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
