@@ -49,24 +49,32 @@ class Control:
                 limits.append(LimitSpec(f"key:{principal.key_id}", principal.key_rpm, principal.key_tpm))
             if principal.team_rpm or principal.team_tpm:
                 limits.append(LimitSpec(f"team:{principal.team_id}", principal.team_rpm, principal.team_tpm))
-            if principal.team_budget_usd is not None:
-                budgets.append(
-                    BudgetSpec.current(
-                        f"team:{principal.team_id}",
-                        principal.team_budget_usd,
-                        principal.team_budget_period or "total",  # type: ignore[arg-type]
-                        seed_usd=principal.team_spent_usd,
+            owners = (
+                (
+                    "team",
+                    principal.team_id,
+                    principal.team_budget_usd,
+                    principal.team_budget_period,
+                    principal.team_spent_usd,
+                ),
+                (
+                    "key",
+                    principal.key_id,
+                    principal.key_budget_usd,
+                    principal.key_budget_period,
+                    principal.key_spent_usd,
+                ),
+            )
+            for kind, ident, limit_usd, period, spent in owners:
+                if limit_usd is not None:
+                    budgets.append(
+                        BudgetSpec.current(
+                            f"{kind}:{ident}",
+                            limit_usd,
+                            period or "total",  # type: ignore[arg-type]
+                            seed_usd=spent,
+                        )
                     )
-                )
-            if principal.key_budget_usd is not None:
-                budgets.append(
-                    BudgetSpec.current(
-                        f"key:{principal.key_id}",
-                        principal.key_budget_usd,
-                        principal.key_budget_period or "total",  # type: ignore[arg-type]
-                        seed_usd=principal.key_spent_usd,
-                    )
-                )
         if not limits and not budgets:
             return
         prompt = prompt_tokens(body)

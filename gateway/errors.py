@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from providers.anthropic_translate_stream import anthropic_error_body
 from providers.base import UpstreamError
 
 log = logging.getLogger("switchyard")
@@ -46,23 +47,12 @@ def model_not_found(model: str) -> GatewayError:
     )
 
 
-_ANTHROPIC_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    529: "overloaded_error",
-}
-
-
 def error_body(
     status: int, message: str, type_: str, code: str | None, param: str | None, anthropic: bool
 ) -> bytes:
     if anthropic:
-        kind = _ANTHROPIC_TYPES.get(status, "api_error")
-        return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
+        # An upstream's own Anthropic error type (kept in `code`) wins over the one its status implies.
+        return orjson.dumps(anthropic_error_body(status, message, code))
     return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
 
 

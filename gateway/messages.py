@@ -24,7 +24,7 @@ from providers.anthropic_translate import (
     anthropic_request_to_openai,
     openai_response_to_anthropic,
 )
-from providers.anthropic_translate_stream import ANTHROPIC_ERROR_STATUS, OpenAIStreamToAnthropic, sse_event
+from providers.anthropic_translate_stream import OpenAIStreamToAnthropic, anthropic_error_body, sse_event
 from providers.base import Chunk, Endpoint, Provider, UpstreamCall, UpstreamError, UpstreamResponse, Usage
 
 
@@ -127,11 +127,7 @@ async def _stream(
 
 
 def _error_event(exc: UpstreamError) -> bytes:
-    if exc.code in ANTHROPIC_ERROR_STATUS:
-        kind = exc.code
-    else:
-        kind = "overloaded_error" if exc.status in (529, 503) else "api_error"
-    return sse_event("error", {"type": "error", "error": {"type": kind, "message": exc.message}})
+    return sse_event("error", anthropic_error_body(exc.status, exc.message, exc.code))
 
 
 async def _relay_native(

@@ -49,6 +49,12 @@ def load_price_map(path: Path | None = None) -> dict[str, Any]:
         return {}
 
 
+def _map_entries(dep: Deployment, price_map: dict[str, Any]) -> list[dict[str, Any]]:
+    """The price map's entries that may describe this deployment, most specific name first."""
+    keys = dict.fromkeys([_PREFIX.get(dep.provider, "") + dep.model, dep.model, dep.model.rsplit("/", 1)[-1]])
+    return [e for k in keys if isinstance(e := price_map.get(k), dict)]
+
+
 def _dec(value: Any) -> Decimal:
     return Decimal(str(value)) if value is not None else Decimal(0)
 
@@ -63,10 +69,8 @@ def price_for(dep: Deployment, price_map: dict[str, Any]) -> TokenPrice | None:
         return TokenPrice(
             _dec(p.input_per_mtok) / _MTOK, _dec(p.output_per_mtok) / _MTOK, _dec(cached) / _MTOK
         )
-    keys = [_PREFIX.get(dep.provider, "") + dep.model, dep.model, dep.model.rsplit("/", 1)[-1]]
-    for key in keys:
-        entry = price_map.get(key)
-        if isinstance(entry, dict) and "input_cost_per_token" in entry:
+    for entry in _map_entries(dep, price_map):
+        if "input_cost_per_token" in entry:
             inp = _dec(entry.get("input_cost_per_token"))
             cached = entry.get("cache_read_input_token_cost")
             return TokenPrice(inp, _dec(entry.get("output_cost_per_token")), _dec(cached) if cached else inp)
@@ -77,12 +81,10 @@ def max_output_tokens(dep: Deployment, price_map: dict[str, Any]) -> int | None:
     """The longest answer the model can give: what a budget reserves when max_tokens is absent."""
     if "max_output_tokens" in dep.options:
         return int(dep.options["max_output_tokens"])
-    for key in (_PREFIX.get(dep.provider, "") + dep.model, dep.model):
-        entry = price_map.get(key)
-        if isinstance(entry, dict):
-            value = entry.get("max_output_tokens") or entry.get("max_tokens")
-            if isinstance(value, int):
-                return value
+    for entry in _map_entries(dep, price_map):
+        value = entry.get("max_output_tokens") or entry.get("max_tokens")
+        if isinstance(value, int):
+            return value
     return None
 
 

@@ -159,17 +159,11 @@ async def _streams(engine: AsyncEngine, ids: list[list[int]], tokens: int) -> di
     }
 
 
-def bench_hf(
-    checkpoint: Checkpoint, workloads: dict[str, tuple[list[list[int]], int]], eos_ids: set[int]
-) -> dict[str, float]:
-    """The same greedy workloads through transformers `generate`: one request at a time, then one padded
-    batch. Weights are our dequantised tensors, so only the serving differs. Tokens are counted up to
-    each request's end of sequence, as the engine counts them."""
-    pad_id = min(eos_ids)
+def hf_llama_config(mc: Any, **extra: Any) -> Any:
+    """transformers' LlamaConfig with our model's shape: the reference the engine is compared with."""
     import transformers
 
-    mc = checkpoint.config
-    config = transformers.LlamaConfig(
+    return transformers.LlamaConfig(
         vocab_size=mc.vocab_size,
         hidden_size=mc.hidden_size,
         intermediate_size=mc.intermediate_size,
@@ -182,9 +176,20 @@ def bench_hf(
         max_position_embeddings=mc.max_position,
         tie_word_embeddings=mc.tie_embeddings,
         attention_bias=mc.attention_bias,
-        pad_token_id=pad_id,
+        **extra,
     )
-    model = transformers.LlamaForCausalLM(config).eval()
+
+
+def bench_hf(
+    checkpoint: Checkpoint, workloads: dict[str, tuple[list[list[int]], int]], eos_ids: set[int]
+) -> dict[str, float]:
+    """The same greedy workloads through transformers `generate`: one request at a time, then one padded
+    batch. Weights are our dequantised tensors, so only the serving differs. Tokens are counted up to
+    each request's end of sequence, as the engine counts them."""
+    pad_id = min(eos_ids)
+    import transformers
+
+    model = transformers.LlamaForCausalLM(hf_llama_config(checkpoint.config, pad_token_id=pad_id)).eval()
     model.load_state_dict(checkpoint.tensors, strict=False)
     model.tie_weights()
     res = {}

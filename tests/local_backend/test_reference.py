@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from local_backend.bench import hf_llama_config
 from local_backend.config import EngineConfig
 from local_backend.cuda_graphs import StaticDecode, capture_buckets
 from local_backend.engine import LLMEngine
@@ -26,20 +27,7 @@ def hf_model(monkeypatch_module: pytest.MonkeyPatch, checkpoint: Checkpoint) -> 
 
     monkeypatch_module.setenv("HF_HUB_OFFLINE", "1")
     mc = checkpoint.config  # only the shape numbers; the weights come from transformers' own loader
-    config = transformers.LlamaConfig(
-        vocab_size=mc.vocab_size,
-        hidden_size=mc.hidden_size,
-        intermediate_size=mc.intermediate_size,
-        num_hidden_layers=mc.num_layers,
-        num_attention_heads=mc.num_heads,
-        num_key_value_heads=mc.num_kv_heads,
-        head_dim=mc.head_dim,
-        rms_norm_eps=mc.rms_norm_eps,
-        rope_theta=mc.rope_theta,
-        max_position_embeddings=mc.max_position,
-        tie_word_embeddings=True,
-    )
-    model = transformers.LlamaForCausalLM(config).eval()
+    model = transformers.LlamaForCausalLM(hf_llama_config(mc)).eval()
     path = str(resolve_model("smollm2"))
     tensors = load_gguf_checkpoint(path, return_tensors=True, model_to_load=model)["tensors"]
     model.load_state_dict(tensors, strict=False)
