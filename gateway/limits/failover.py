@@ -10,7 +10,6 @@ from typing import Literal
 
 from redis.exceptions import RedisError
 
-from gateway.limits.background import Background
 from gateway.limits.model import Admission, BudgetSpec, Limiter, LimitSpec, Ticket
 
 log = logging.getLogger("switchyard.limits")
@@ -46,7 +45,6 @@ class FailoverLimiter:
         self._probe_interval = probe_interval_s
         self._clock = clock
         self._down_until = 0.0
-        self._background = Background()
         self._observe = getattr(fallback, "observe_spent", None)
         self.degraded = False
         # Metrics: read by /metrics (see metrics_lines).
@@ -115,11 +113,24 @@ class FailoverLimiter:
             self.settle_errors += 1
             self._mark_down(exc)
 
-    def settle_nowait(self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None) -> None:
+    def settle_nowait(
+        self,
+        ticket: Ticket,
+        actual_tokens: int,
+        actual_cost_usd: Decimal | None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
         if ticket.origin == getattr(self.fallback, "origin", None) and self.fallback is not None:
             self.fallback.settle_nowait(ticket, actual_tokens, actual_cost_usd)
         else:
-            self._background.spawn(self.settle(ticket, actual_tokens, actual_cost_usd))
+            self.primary.settle_nowait(ticket, actual_tokens, actual_cost_usd, self._settle_failed)
+
+    def _settle_failed(self, exc: BaseException) -> None:
+        self.settle_errors += 1
+        if isinstance(exc, UNAVAILABLE):
+            self._mark_down(exc)
+        else:
+            log.warning("rate limiter: settlement failed (%s: %s)", type(exc).__name__, exc)
 
     async def seed_budget(self, subject: str, period_start: str, spent_usd: Decimal) -> None:
         if self.fallback is not None:
@@ -146,7 +157,6 @@ class FailoverLimiter:
             return await self.fallback.held(subject, period_start)
 
     async def aclose(self) -> None:
-        await self._background.drain()
         await self.primary.aclose()
         if self.fallback is not None:
             await self.fallback.aclose()

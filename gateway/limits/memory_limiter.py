@@ -226,8 +226,15 @@ class MemoryLimiter:
     async def settle(self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None) -> None:
         self.settle_nowait(ticket, actual_tokens, actual_cost_usd)
 
-    def settle_nowait(self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None) -> None:
-        """In process there is no round trip to keep off the path: settles on the spot."""
+    def settle_nowait(
+        self,
+        ticket: Ticket,
+        actual_tokens: int,
+        actual_cost_usd: Decimal | None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """In process there is no round trip to keep off the path and nothing to fail: settles on
+        the spot."""
         delta = actual_tokens - ticket.est_tokens
         if delta:
             for subject in ticket.window_subjects:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -125,8 +125,15 @@ class Limiter(Protocol):
 
     async def settle(self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None) -> None: ...
 
-    def settle_nowait(self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None) -> None:
-        """`settle` as a background task the limiter keeps track of (and drains on aclose)."""
+    def settle_nowait(
+        self,
+        ticket: Ticket,
+        actual_tokens: int,
+        actual_cost_usd: Decimal | None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """`settle` off the request path, tracked by the limiter (and drained on aclose); a failure
+        goes to `on_error` (logged when there is none)."""
         ...
 
     async def seed_budget(self, subject: str, period_start: str, spent_usd: Decimal) -> None: ...

@@ -6,14 +6,11 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
+import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
 from gateway.limits.background import Background
@@ -32,7 +29,10 @@ from gateway.limits.money import (
     usd_to_nano,
     usd_to_nano_up,
 )
+from gateway.limits.resp import RespConnection
 from gateway.limits.scripts import ACQUIRE, SETTLE
+
+log = logging.getLogger("switchyard.limits")
 
 
 def _sha(script: str) -> str:
@@ -44,33 +44,12 @@ def _pack(args: list[object]) -> str:
     return " ".join(map(str, args))
 
 
-def redis_client(url: str, timeout_s: float = 0.1, max_connections: int = 32) -> Redis:
-    """A client that gives up fast: a dead Redis must cost a request milliseconds, not seconds.
-
-    One immediate reconnect on a connection error heals a pooled socket that a Redis restart broke;
-    timeouts are not retried, since a slow Redis is better answered by the failover's fallback.
-    The pool blocks rather than fails when every connection is busy: a traffic spike must queue for
-    a connection (each is held ~0.1 ms), not read as a Redis outage. A few dozen connections carry
-    tens of thousands of calls a second; more only means more sockets to open at once in a spike.
-    """
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=max(1.0, 10 * timeout_s),
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        health_check_interval=0,
-    )
-    return Redis.from_pool(pool)
-
-
 class RedisLimiter:
     origin = "redis"
 
     def __init__(
         self,
-        client: Redis,
+        client: RespConnection,
         *,
         prefix: str = "sy:",
         window_s: float = 60.0,
@@ -91,10 +70,10 @@ class RedisLimiter:
         self._background = Background()
 
     @classmethod
-    def from_url(
-        cls, url: str, *, timeout_s: float = 0.1, max_connections: int = 32, **kwargs: object
-    ) -> RedisLimiter:
-        return cls(redis_client(url, timeout_s, max_connections), **kwargs)  # type: ignore[arg-type]
+    def from_url(cls, url: str, *, timeout_s: float = 0.1, **kwargs: object) -> RedisLimiter:
+        """A Redis that is slow or gone must cost a request `timeout_s`, not seconds: the failover
+        wrapper answers it better than a retry would."""
+        return cls(RespConnection(url, timeout_s), **kwargs)  # type: ignore[arg-type]
 
     async def load_scripts(self) -> None:
         """Preload both scripts at startup so the request path only ever sends EVALSHA."""
@@ -190,15 +169,49 @@ class RedisLimiter:
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             await self.settle(ticket, 0, Decimal(0))
 
-    def settle_nowait(self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None) -> None:
-        """`settle` off the request path: the response is not held for the settlement round trip."""
-        self._background.spawn(self.settle(ticket, actual_tokens, actual_cost_usd))
+    def settle_nowait(
+        self,
+        ticket: Ticket,
+        actual_tokens: int,
+        actual_cost_usd: Decimal | None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """`settle` off the request path and without a task: the command rides along with the next
+        one written to Redis (or leaves within a few ms). `on_error` hears of a failure."""
+        parts = self._settle_args(ticket, actual_tokens, actual_cost_usd)
+        if parts is None:
+            return
+        keys, arg = parts
 
-    async def settle(self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None) -> None:
+        def done(fut: asyncio.Future[object]) -> None:
+            if fut.cancelled() or (exc := fut.exception()) is None:
+                return
+            if isinstance(exc, NoScriptError):  # Redis lost its scripts: the awaited path reloads
+                self._background.spawn(self._settle_again(keys, arg, on_error))
+            elif on_error is not None:
+                on_error(exc)
+            else:
+                log.warning("rate limiter: settlement failed (%s: %s)", type(exc).__name__, exc)
+
+        self.client.send_soon(("EVALSHA", self._settle_sha, len(keys), *keys, arg), done)
+
+    async def _settle_again(
+        self, keys: list[str], arg: str, on_error: Callable[[BaseException], None] | None
+    ) -> None:
+        try:
+            await self._eval(self._settle_sha, SETTLE, keys, arg)
+        except (RedisError, OSError) as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+
+    def _settle_args(
+        self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None
+    ) -> tuple[list[str], str] | None:
         delta = actual_tokens - ticket.est_tokens
         windows = ticket.window_subjects if delta else ()
         if not windows and not ticket.budgets:
-            return
+            return None
         keys = [f"{self.prefix}t:{s}" for s in windows]
         args: list[object] = [
             ticket.member,
@@ -212,28 +225,32 @@ class RedisLimiter:
             keys.extend(self._budget_keys(b.subject, b.period_start))
             args.append(self._period(b.period_start)[1])
             args.append("-" if b.seed_usd is None else usd_to_nano(b.seed_usd))
-        await self._eval(self._settle_sha, SETTLE, keys, _pack(args))
+        return keys, _pack(args)
+
+    async def settle(self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None) -> None:
+        parts = self._settle_args(ticket, actual_tokens, actual_cost_usd)
+        if parts is not None:
+            await self._eval(self._settle_sha, SETTLE, *parts)
 
     async def seed_budget(self, subject: str, period_start: str, spent_usd: Decimal) -> None:
         key, _ = self._budget_keys(subject, period_start)
         expire_at = period_expire_at(period_start)
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.hsetnx(key, "spent", usd_to_nano(spent_usd))
-            if expire_at:
-                pipe.expireat(key, expire_at)
-            await pipe.execute()
+        await self.client.execute("HSETNX", key, "spent", usd_to_nano(spent_usd))
+        if expire_at:
+            await self.client.execute("EXPIREAT", key, expire_at)
 
     async def spent(self, subject: str, period_start: str) -> Decimal:
         key, _ = self._budget_keys(subject, period_start)
-        raw = await self.client.hget(key, "spent")
+        raw = await self.client.execute("HGET", key, "spent")
         return nano_to_usd(int(raw)) if raw is not None else Decimal(0)
 
     async def held(self, subject: str, period_start: str) -> Decimal:
         """Outstanding reservations (including any that expired but no request has dropped yet)."""
         key, _ = self._budget_keys(subject, period_start)
-        raw = await self.client.hget(key, "held")
+        raw = await self.client.execute("HGET", key, "held")
         return nano_to_usd(int(raw)) if raw is not None else Decimal(0)
 
     async def aclose(self) -> None:
+        await self.client.drain()  # replies to queued settlements may still spawn retries
         await self._background.drain()
         await self.client.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -182,3 +183,33 @@ async def test_settle_nowait_routes_and_drains() -> None:
     lim.settle_nowait(a.ticket, 0, Decimal("0.03"))
     await lim.aclose()  # drains the background settlement
     assert await primary.spent("team:t", "total") == Decimal("0.03")
+
+
+async def test_background_settlement_failure_is_counted_and_marks_redis_down() -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(4096):
+            writer.write(b"-ERR READONLY You can't write against a read only replica.\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    lim = FailoverLimiter(RedisLimiter.from_url(f"redis://127.0.0.1:{port}/0"), MemoryLimiter(), "open")
+    ticket = Ticket("m.1", "r", 10, 1000, ("key:k",), (), origin="redis")
+    lim.settle_nowait(ticket, 4, Decimal("0.01"))
+    await lim.aclose()
+    server.close()
+    assert lim.settle_errors == 1 and lim.degraded
+
+
+async def test_background_settlement_reloads_lost_scripts(redis_url: str, prefix: str) -> None:
+    lim = RedisLimiter.from_url(redis_url, prefix=prefix)
+    await lim.load_scripts()
+    adm = await lim.acquire([], [BudgetSpec("team:t", Decimal(1), "total", "total")], 0, Decimal("0.5"), "r")
+    assert adm.ticket is not None
+    await lim.client.execute("SCRIPT", "FLUSH")  # Redis restarted without its scripts
+    lim.settle_nowait(adm.ticket, 0, Decimal("0.2"))
+    await lim.aclose()
+    check = RedisLimiter.from_url(redis_url, prefix=prefix)
+    assert await check.spent("team:t", "total") == Decimal("0.2")
+    assert await check.held("team:t", "total") == 0
+    await check.aclose()
