@@ -29,6 +29,7 @@ from gateway.pricing import load_price_map, max_output_tokens, price_for
 from gateway.proxy import Proxy
 from gateway.registry import build_providers
 from gateway.settings import Settings
+from routing.tokens import encoding
 
 log = logging.getLogger("switchyard")
 
@@ -85,6 +86,9 @@ def create_app(
         )
         await writer.start()
         await key_cache.start(settings.redis_url)
+        # Token counts (TPM estimates, budget reservations, routing) need the BPE table: loading it
+        # takes ~1 s, which belongs to start-up, not to the first request.
+        await asyncio.to_thread(encoding)
         proxy.control = Control(limiter, writer, prices, max_output)
         metrics.sources = [writer_lines(writer), getattr(limiter, "metrics_lines", list)]
         _announce(config, prices, master is not None)
