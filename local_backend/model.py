@@ -47,6 +47,7 @@ class LlamaModel(nn.Module):
         dtype: torch.dtype,
         device: torch.device,
         block_size: int,
+        packed: bool = False,
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -98,6 +99,14 @@ class LlamaModel(nn.Module):
             inv = inv / take("rope_freqs").to(device)
         self.inv_freq = inv
         self.dtype, self.device = dtype, device
+        # oneDNN-packed copies for multi-row matmuls (batched decode, prefill): MKL's sgemm repacks the
+        # weights on every call, which at 2-32 rows costs about as much as the arithmetic. Batch 1
+        # keeps the plain [in, out] GEMV, the faster of the two for the bandwidth-bound case.
+        self.packed: list[dict[str, torch.Tensor]] | None = None
+        self.lm_head_packed: torch.Tensor | None = None
+        if packed and can_pack(device, dtype):
+            self.packed = [{k: pack(w) for k, w in layer.items() if k != "bqkv"} for layer in self.layers]
+            self.lm_head_packed = pack(self.lm_head)
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         if self.embed is not None:
@@ -131,7 +140,19 @@ class LlamaModel(nn.Module):
         cis = self.rope(positions)
         prepare_decode(meta, self.block_size, self.dtype)
         x = self.embed_tokens(input_ids)
-        for layer, (k_cache, v_cache) in zip(self.layers, kv_caches, strict=True):
+        packs = self.packed if n > 1 and self.packed is not None else None
+        for i, (layer, (k_cache, v_cache)) in enumerate(zip(self.layers, kv_caches, strict=True)):
+            if packs is not None:
+                pk = packs[i]
+                qkv = _LINEAR(self._rms(x), pk["wqkv"], layer.get("bqkv"), "none", [], "")
+                qk = qkv[:, : (nh + nkv) * hd].reshape(n, nh + nkv, hd // 2, 2)
+                qk = torch.view_as_real(torch.view_as_complex(qk) * cis).view(n, nh + nkv, hd)
+                v = qkv[:, (nh + nkv) * hd :].view(n, nkv, hd)
+                o = paged_attention(qk[:, :nh], qk[:, nh:], v, k_cache, v_cache, meta, self.scale)
+                x = x + _LINEAR(o.reshape(n, -1), pk["wo"], None, "none", [], "")
+                gu = _LINEAR(self._rms(x), pk["wgu"], None, "none", [], "")
+                x = x + _LINEAR((F.silu(gu[:, :inter]) * gu[:, inter:]), pk["wd"], None, "none", [], "")
+                continue
             qkv = self._rms(x) @ layer["wqkv"]
             if "bqkv" in layer:
                 qkv = qkv + layer["bqkv"]
@@ -145,4 +166,18 @@ class LlamaModel(nn.Module):
         return self._rms(x) * self.norm
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.lm_head_packed is not None and hidden.shape[0] > 1:
+            return _LINEAR(hidden.contiguous(), self.lm_head_packed, None, "none", [], "")
         return (hidden @ self.lm_head).float()
+
+
+def can_pack(device: torch.device, dtype: torch.dtype) -> bool:
+    return device.type == "cpu" and dtype == torch.float32 and torch.backends.mkldnn.is_available()
+
+
+def pack(w: torch.Tensor) -> torch.Tensor:
+    """A [in, out] weight in oneDNN's blocked layout for `_LINEAR` (which takes [out, in])."""
+    return torch.ops.mkldnn._reorder_linear_weight(w.t().contiguous(), None)
+
+
+_LINEAR = torch.ops.mkldnn._linear_pointwise

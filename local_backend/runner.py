@@ -45,7 +45,14 @@ class ModelRunner:
         self.block_size = _FLASH_BLOCK if self.use_flash else cfg.block_size
         mc = self.model_config = checkpoint.config
         torch.manual_seed(cfg.seed)
-        self.model = LlamaModel(mc, dict(checkpoint.tensors), self.dtype, self.device, self.block_size)
+        self.model = LlamaModel(
+            mc,
+            dict(checkpoint.tensors),
+            self.dtype,
+            self.device,
+            self.block_size,
+            packed=cfg.cpu_packed_weights,
+        )
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         self.weight_bytes = mc.weight_bytes(itemsize)
         block_bytes = 2 * mc.num_layers * self.block_size * mc.num_kv_heads * mc.head_dim * itemsize
