@@ -11,7 +11,8 @@ Wiring, per request:
     if not adm.allowed: d = denial_error(adm) -> d.status, d.body(), d.headers
     ... dispatch; add adm.headers() to the response ...
     finally (also on errors and client disconnects, once the response or stream has ended):
-        limiter.settle_nowait(adm.ticket, actual_tokens, actual_cost_usd)   (a tracked background task)
+        limiter.settle_nowait(adm.ticket, actual_tokens, actual_cost_usd)   (off the path: Redis gets it
+        with its next command, or within a few ms)
     actual_cost_usd=None means "unknown": the reservation is charged; Decimal(0) for a failed call.
 """
 
