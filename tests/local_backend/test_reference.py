@@ -86,6 +86,15 @@ def test_logits_match_transformers_through_every_attention_path(
     decode = _forward(fresh, [sa, sb], [1, 1], 2)  # two decodes of different lengths, padded
     assert (decode[0] - ref_a[-1]).abs().max() < TOL
     assert (decode[1] - ref_b[-1]).abs().max() < TOL
+    # Batch 1 takes the plain GEMV, batches the packed weights (when oneDNN is there): both must agree.
+    assert fresh.runner.model.packed is not None or not torch.backends.mkldnn.is_available()
+    nxt = int(decode[0].argmax())
+    with torch.inference_mode():
+        ref_next = hf_model(torch.tensor([[*a, nxt]])).logits[0, -1]
+    sa.append(nxt)
+    fresh.block_manager.ensure(sa, len(sa))
+    single = _forward(fresh, [sa], [1], 1)
+    assert (single[0] - ref_next).abs().max() < TOL
     for seq in (sa, sb):
         fresh.block_manager.release(seq)
 
