@@ -35,5 +35,5 @@ for rep in $(seq 1 "$REPS"); do
   REPS=1 "$B/bench_gateway.sh" "$LABEL" http://127.0.0.1:4000/v1/chat/completions "$KEY" "$(cat "$H/run/$LABEL.pid")"
   kill "$(cat "$H/run/$LABEL.pid")"; sleep 2
 done
-"$H/venv-bench/bin/python" "$B/summarize.py" "$H/results/results.jsonl"
+"$H/venv-bench/bin/python" "$B/summarize.py" "${OUT:-$H/results/results.jsonl}"
 [ "$MODE" = pg ] && psql -h 127.0.0.1 -U postgres -qc "drop database $DB" || true
