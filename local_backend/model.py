@@ -140,35 +140,37 @@ class LlamaModel(nn.Module):
         cis = self.rope(positions)
         prepare_decode(meta, self.block_size, self.dtype)
         x = self.embed_tokens(input_ids)
-        packs = self.packed if n > 1 and self.packed is not None else None
+        packs = self.packed if n > 1 else None
         for i, (layer, (k_cache, v_cache)) in enumerate(zip(self.layers, kv_caches, strict=True)):
-            if packs is not None:
-                pk = packs[i]
-                qkv = _LINEAR(self._rms(x), pk["wqkv"], layer.get("bqkv"), "none", [], "")
-                qk = qkv[:, : (nh + nkv) * hd].reshape(n, nh + nkv, hd // 2, 2)
-                qk = torch.view_as_real(torch.view_as_complex(qk) * cis).view(n, nh + nkv, hd)
-                v = qkv[:, (nh + nkv) * hd :].view(n, nkv, hd)
-                o = paged_attention(qk[:, :nh], qk[:, nh:], v, k_cache, v_cache, meta, self.scale)
-                x = x + _LINEAR(o.reshape(n, -1), pk["wo"], None, "none", [], "")
-                gu = _LINEAR(self._rms(x), pk["wgu"], None, "none", [], "")
-                x = x + _LINEAR((F.silu(gu[:, :inter]) * gu[:, inter:]), pk["wd"], None, "none", [], "")
-                continue
-            qkv = self._rms(x) @ layer["wqkv"]
-            if "bqkv" in layer:
-                qkv = qkv + layer["bqkv"]
+            pk = packs[i] if packs is not None else None
+            qkv = _mm(self._rms(x), layer, pk, "wqkv", layer.get("bqkv"))
             qk = qkv[:, : (nh + nkv) * hd].reshape(n, nh + nkv, hd // 2, 2)
             qk = torch.view_as_real(torch.view_as_complex(qk.float()) * cis).to(x.dtype).view(n, nh + nkv, hd)
             v = qkv[:, (nh + nkv) * hd :].view(n, nkv, hd)
             o = paged_attention(qk[:, :nh], qk[:, nh:], v, k_cache, v_cache, meta, self.scale)
-            x = x + o @ layer["wo"]
-            gu = self._rms(x) @ layer["wgu"]
-            x = x + (F.silu(gu[:, :inter]) * gu[:, inter:]) @ layer["wd"]
+            x = x + _mm(o, layer, pk, "wo")
+            gu = _mm(self._rms(x), layer, pk, "wgu")
+            x = x + _mm(F.silu(gu[:, :inter]) * gu[:, inter:], layer, pk, "wd")
         return self._rms(x) * self.norm
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.lm_head_packed is not None and hidden.shape[0] > 1:
             return _LINEAR(hidden.contiguous(), self.lm_head_packed, None, "none", [], "")
         return (hidden @ self.lm_head).float()
+
+
+def _mm(
+    x: torch.Tensor,
+    layer: dict[str, torch.Tensor],
+    packed: dict[str, torch.Tensor] | None,
+    name: str,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """x @ layer[name] (+ bias), through the oneDNN-packed copy when the caller has one for this batch."""
+    if packed is not None:
+        return _LINEAR(x, packed[name], bias, "none", [], "")
+    y = x @ layer[name]
+    return y if bias is None else y + bias
 
 
 def can_pack(device: torch.device, dtype: torch.dtype) -> bool:
