@@ -13,7 +13,6 @@ from gateway.limits import Admission, BudgetSpec, Limiter, LimitSpec, denial_err
 from gateway.limits.errors import Denial
 from gateway.outcome import Outcome
 from gateway.pricing import TokenPrice
-from gateway.usage import prompt_tokens
 from providers.deployment import Deployment
 
 DEFAULT_MAX_OUTPUT = 4096
@@ -77,7 +76,7 @@ class Control:
                     )
         if not limits and not budgets:
             return
-        prompt = prompt_tokens(body)
+        prompt = outcome.count_prompt(body)
         requested = body.get("max_completion_tokens") or body.get("max_tokens")
         max_tokens = int(requested or self.max_output.get(dep.id) or DEFAULT_MAX_OUTPUT)
         price = self.prices.get(dep.id)

@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from gateway.settings import Settings
@@ -41,7 +41,6 @@ class Served(Generic[T]):
     attempts: int
     # How many other deployments failed before this one answered.
     fallbacks: int
-    errors: list[str] = field(default_factory=list)
 
 
 class Dispatcher:
@@ -94,7 +93,7 @@ class Dispatcher:
     async def run(self, names: list[str], invoke: Callable[[Provider], Awaitable[T]]) -> Served[T]:
         """Call `invoke` on deployments until one succeeds; raise the last error otherwise."""
         last: UpstreamError | None = None
-        errors: list[str] = []
+        failed: set[str] = set()
         attempts = 0
         for name in names:
             for dep in self._order(name):
@@ -108,7 +107,7 @@ class Dispatcher:
                     except UpstreamError as exc:
                         exc.deployment = dep
                         last = exc
-                        errors.append(f"{dep.id}:{exc.status}")
+                        failed.add(dep.id)
                         if not exc.retryable and exc.status not in _MOVE_ON:
                             raise
                         self._failed(dep)
@@ -118,8 +117,7 @@ class Dispatcher:
                             await asyncio.sleep(self._backoff(retry, exc))
                         continue
                     self._succeeded(dep)
-                    failed = {e.rsplit(":", 1)[0] for e in errors} - {dep.id}
-                    return Served(result, dep, attempts, len(failed), errors)
+                    return Served(result, dep, attempts, len(failed - {dep.id}))
         if last is None:
             raise UpstreamError(503, "no deployment is available for this model", retryable=True)
         raise last

@@ -17,7 +17,7 @@ from gateway.errors import bad_request
 from gateway.outcome import Outcome
 from gateway.proxy import SSE_HEADERS, ClientGone, Proxy, new_request_id, open_stream
 from gateway.streaming import end_stream
-from gateway.usage import StreamCounter, prompt_tokens
+from gateway.usage import StreamCounter
 from gateway.validate import model_of, stream_flag
 from providers.anthropic_translate import (
     TranslationError,
@@ -81,10 +81,11 @@ async def _complete(
     served = await proxy.dispatch(request, names, invoke, outcome)
     native, resp = served.result
     usage = resp.usage
-    payload = resp.body if native else orjson.dumps(openai_response_to_anthropic(resp.data, body["model"]))
+    message = resp.data if native else openai_response_to_anthropic(resp.data, body["model"])
+    payload = resp.body if native else orjson.dumps(message)
     if usage is None:
         outcome.usage_counted = True
-        usage = Usage(prompt_tokens(as_openai), _count_anthropic(orjson.loads(payload)))
+        usage = Usage(outcome.count_prompt(as_openai), _count_anthropic(message))
     proxy.settle(outcome, usage)
     proxy.finish(outcome)
     return Response(payload, media_type="application/json", headers=outcome.headers())
@@ -168,7 +169,7 @@ async def _relay_native(
 
         def counted() -> Usage:
             return Usage(
-                prompt if prompt is not None else prompt_tokens(as_openai),
+                prompt if prompt is not None else outcome.count_prompt(as_openai),
                 completion if completion is not None else counter.tokens(),
                 cached,
             )
@@ -197,7 +198,7 @@ async def _relay_translated(
                 yield event
             chunk = await anext(rest, None)
         if usage is None:
-            usage = Usage(prompt_tokens(as_openai), counter.tokens())
+            usage = Usage(outcome.count_prompt(as_openai), counter.tokens())
             outcome.usage_counted = True
             converter.usage = {
                 "prompt_tokens": usage.prompt_tokens,
@@ -210,5 +211,5 @@ async def _relay_translated(
         yield _error_event(exc)
     finally:
         await end_stream(
-            outcome, usage, lambda: Usage(prompt_tokens(as_openai), counter.tokens()), rest, finish
+            outcome, usage, lambda: Usage(outcome.count_prompt(as_openai), counter.tokens()), rest, finish
         )

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.pricing import format_usd
+from gateway.usage import prompt_tokens
 from providers.base import Usage
 from providers.deployment import Deployment
 
@@ -38,6 +39,14 @@ class Outcome:
     principal: Any = None
     # The limiter's admission (gateway.limits.Admission) when limits or budgets applied.
     admission: Any = None
+    # The prompt's tiktoken count, taken at most once: the limits' estimate, then any usage the
+    # upstream left out.
+    prompt_count: int | None = None
+
+    def count_prompt(self, body: dict[str, Any]) -> int:
+        if self.prompt_count is None:
+            self.prompt_count = prompt_tokens(body)
+        return self.prompt_count
 
     def failed(self, exc: Exception) -> None:
         self.status = getattr(exc, "status", 500)

@@ -23,7 +23,7 @@ from gateway.outcome import Outcome
 from gateway.planner import RoutePlanner
 from gateway.pricing import TokenPrice
 from gateway.streaming import relay_openai
-from gateway.usage import completion_tokens, prompt_tokens
+from gateway.usage import completion_tokens
 from gateway.validate import check_openai, model_of, stream_flag
 from providers.base import (
     Chunk,
@@ -179,7 +179,7 @@ class Proxy:
         if usage is None:
             outcome.usage_counted = True
             completion = 0 if endpoint is Endpoint.EMBED else completion_tokens(resp.data)
-            usage = Usage(prompt_tokens(body), completion)
+            usage = Usage(outcome.count_prompt(body), completion)
         self.settle(outcome, usage)
         self.finish(outcome)
         return Response(resp.body, media_type="application/json", headers=outcome.headers())

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from gateway.outcome import Outcome
-from gateway.usage import StreamCounter, prompt_tokens
+from gateway.usage import StreamCounter
 from providers.base import Chunk, UpstreamError, Usage
 
 DONE = b"data: [DONE]\n\n"
@@ -48,7 +48,7 @@ async def relay_openai(
                 yield chunk.raw if convert is None else Chunk.from_data(convert(data)).raw
             chunk = await anext(rest, None)
         if usage is None:
-            usage = Usage(prompt_tokens(body), counter.tokens())
+            usage = Usage(outcome.count_prompt(body), counter.tokens())
             outcome.usage_counted = True
             if include_usage:
                 synthetic = {
@@ -69,7 +69,9 @@ async def relay_openai(
         outcome.failed(exc)
         yield _error_event(exc)
     finally:
-        await end_stream(outcome, usage, lambda: Usage(prompt_tokens(body), counter.tokens()), rest, finish)
+        await end_stream(
+            outcome, usage, lambda: Usage(outcome.count_prompt(body), counter.tokens()), rest, finish
+        )
 
 
 async def end_stream(

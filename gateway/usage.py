@@ -29,8 +29,6 @@ def prompt_tokens(body: dict[str, Any]) -> int:
             for call in m.get("tool_calls") or []:
                 fn = call.get("function") or {} if isinstance(call, dict) else {}
                 total += count_tokens(str(fn.get("name", "")) + str(fn.get("arguments", "")))
-        if isinstance(body.get("system"), str | list):  # Anthropic's top-level system prompt
-            total += count_tokens(_text_of(body["system"]))
         return total
     for field in ("prompt", "input"):
         value = body.get(field)
