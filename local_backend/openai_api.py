@@ -121,23 +121,16 @@ class OpenAIFrontend:
         lp = _logprobs(tokenizer, logprobs, text) if logprobs else None
         if text:
             choice = {"index": 0, "text": answer, "logprobs": lp, "finish_reason": last.finish_reason}
-            return {
-                "id": _id("cmpl"),
-                "object": "text_completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [choice],
-                "usage": _usage(last),
+        else:
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer},
+                "logprobs": lp,
+                "finish_reason": last.finish_reason,
             }
-        choice = {
-            "index": 0,
-            "message": {"role": "assistant", "content": answer},
-            "logprobs": lp,
-            "finish_reason": last.finish_reason,
-        }
         return {
-            "id": _id("chatcmpl"),
-            "object": "chat.completion",
+            "id": _id("cmpl" if text else "chatcmpl"),
+            "object": "text_completion" if text else "chat.completion",
             "created": int(time.time()),
             "model": model,
             "choices": [choice],

@@ -25,6 +25,7 @@ from providers.anthropic_translate_stream import (
     ANTHROPIC_ERROR_STATUS,
     AnthropicStreamToOpenAI,
     anthropic_usage_to_openai,
+    merge_anthropic_usage,
 )
 from providers.anthropic_translate_upstream import anthropic_response_to_openai, openai_request_to_anthropic
 from providers.base import (
@@ -84,10 +85,7 @@ class AnthropicStreamUsage:
             usage = event.get("usage")
         else:
             return
-        # Counts are cumulative totals: later non-null values overwrite earlier ones.
-        for key, value in (usage or {}).items():
-            if isinstance(value, int) and not isinstance(value, bool):
-                self._usage[key] = value
+        merge_anthropic_usage(self._usage, usage)
 
     @property
     def usage(self) -> Usage | None:

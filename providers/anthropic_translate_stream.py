@@ -119,6 +119,13 @@ def sse_event(name: str, data: Mapping[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
+def merge_anthropic_usage(into: dict[str, Any], usage: Mapping[str, Any] | None) -> None:
+    """Anthropic's stream counts are cumulative totals: later integer values overwrite earlier ones."""
+    for key, value in (usage or {}).items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            into[key] = value
+
+
 class AnthropicStreamToOpenAI:
     """Anthropic stream events (parsed `data` dicts, in order) -> OpenAI `chat.completion.chunk` dicts.
 
@@ -162,15 +169,7 @@ class AnthropicStreamToOpenAI:
         return []
 
     def usage_chunk(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": None,
-            "choices": [],
-            "usage": anthropic_usage_to_openai(self.usage),
-        }
+        return {**self._envelope(), "choices": [], "usage": anthropic_usage_to_openai(self.usage)}
 
     def _block_start(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
         block = event.get("content_block") or {}
@@ -212,19 +211,20 @@ class AnthropicStreamToOpenAI:
         return [self._chunk({}, finish_reason=reason)]
 
     def _merge_usage(self, usage: Mapping[str, Any] | None) -> None:
-        for key, value in (usage or {}).items():
-            if isinstance(value, int) and not isinstance(value, bool):
-                self.usage[key] = value
+        merge_anthropic_usage(self.usage, usage)
 
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    def _envelope(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
             "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
         }
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return {**self._envelope(), "choices": [choice]}
 
 
 class OpenAIStreamToAnthropic:

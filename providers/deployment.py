@@ -42,7 +42,3 @@ class Deployment(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     # Filled by the config loader: unique among deployments, used in headers, records and cooldowns.
     id: str = ""
-
-    @property
-    def tier_rank(self) -> int:
-        return TIER_RANK[self.tier]

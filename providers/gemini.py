@@ -102,7 +102,7 @@ class GeminiProvider:
                 raise error_from_body(response.status, body, response.headers.get("retry-after"))
             try:
                 async for _name, data in sse_events(response.pieces()):
-                    if not data.strip() or data.strip() == b"[DONE]":
+                    if data.strip() in (b"", b"[DONE]"):
                         continue
                     for chunk in state.feed(_parse_event(data, started=started)):
                         started = True

@@ -149,6 +149,7 @@ class LitellmProvider:
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
+        self._timeout = httpx.Timeout(deployment.timeout, connect=deployment.connect_timeout)
         # Process-wide litellm settings, harmless to repeat: the gateway is litellm's only user here.
         # litellm prints a "Give Feedback / Get Help" banner on every exception unless told not to.
         litellm.suppress_debug_info = True
@@ -166,7 +167,7 @@ class LitellmProvider:
         kwargs["drop_params"] = True
         kwargs["num_retries"] = 0
         kwargs["max_retries"] = 0
-        kwargs["timeout"] = httpx.Timeout(d.timeout, connect=d.connect_timeout)
+        kwargs["timeout"] = self._timeout
         if call.endpoint is not Endpoint.EMBED:
             # With tools present litellm imports its MCP proxy gateway (and the optional `mcp` package,
             # failing without it); the gateway never uses MCP tools, so that path is skipped.
