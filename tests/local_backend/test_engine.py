@@ -58,7 +58,7 @@ def test_logprobs_of_greedy_tokens_are_the_top_entries(
     [out] = engine.generate(
         [chat_prompts[2]], SamplingParams(max_tokens=5, temperature=0, logprobs=True, top_logprobs=3)
     )
-    assert len(out.logprobs) == len(out.token_ids)
+    assert out.token_ids and len(out.logprobs) == len(out.token_ids)
     for token, info in zip(out.token_ids, out.logprobs, strict=True):
         assert info.top[0][0] == token and abs(info.top[0][1] - info.logprob) < 1e-6 and info.logprob <= 0
         assert [v for _, v in info.top] == sorted((v for _, v in info.top), reverse=True)

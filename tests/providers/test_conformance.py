@@ -163,6 +163,7 @@ async def collect(stream: AsyncIterator[Chunk]) -> list[Chunk]:
 
 
 def check_chunk_framing(chunks: list[Chunk]) -> None:
+    assert chunks, "the stream yielded nothing"
     for chunk in chunks:
         assert isinstance(chunk, Chunk)
         assert chunk.raw.startswith(b"data: ") and chunk.raw.endswith(b"\n\n"), chunk.raw

@@ -14,9 +14,8 @@ import pytest
 from providers.base import Chunk, Endpoint, UpstreamCall, UpstreamError
 from providers.deployment import Deployment
 from providers.litellm_sdk import LitellmProvider, clean_chunk, map_exception
+from tests.fakes import openai_upstream as fake_openai
 from tests.fakes.server import ServerThread, closed_port
-
-fake_openai = pytest.importorskip("tests.fakes.openai_upstream")
 
 GREETING = "Hello from openai!"
 WEATHER_TOOL = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from decimal import Decimal
 
@@ -22,6 +21,8 @@ from gateway.limits import (
     denial_error,
 )
 from gateway.limits.model import Admission, Ticket
+from tests.fakes.redis_server import fake_redis
+from tests.fakes.server import closed_port
 
 ZERO = Decimal(0)
 LIMITS = [LimitSpec("key:k", rpm=3)]
@@ -30,10 +31,7 @@ LIMITS = [LimitSpec("key:k", rpm=3)]
 @pytest.fixture
 def dead_url() -> str:
     """A port nothing listens on: connections are refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"redis://127.0.0.1:{port}/0"
+    return f"redis://127.0.0.1:{closed_port()}/0"
 
 
 async def test_no_url_is_in_process() -> None:
@@ -186,18 +184,16 @@ async def test_settle_nowait_routes_and_drains() -> None:
 
 
 async def test_background_settlement_failure_is_counted_and_marks_redis_down() -> None:
-    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         while await reader.read(4096):
             writer.write(b"-ERR READONLY You can't write against a read only replica.\r\n")
         writer.close()
 
-    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    lim = FailoverLimiter(RedisLimiter.from_url(f"redis://127.0.0.1:{port}/0"), MemoryLimiter(), "open")
-    ticket = Ticket("m.1", "r", 10, 1000, ("key:k",), (), origin="redis")
-    lim.settle_nowait(ticket, 4, Decimal("0.01"))
-    await lim.aclose()
-    server.close()
+    async with fake_redis(refuse) as url:
+        lim = FailoverLimiter(RedisLimiter.from_url(url), MemoryLimiter(), "open")
+        ticket = Ticket("m.1", "r", 10, 1000, ("key:k",), (), origin="redis")
+        lim.settle_nowait(ticket, 4, Decimal("0.01"))
+        await lim.aclose()
     assert lim.settle_errors == 1 and lim.degraded
 
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis
@@ -14,6 +11,8 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.limits.resp import RespConnection
+from tests.fakes.redis_server import fake_redis
+from tests.fakes.server import closed_port
 
 
 async def test_concurrent_calls_get_their_own_replies(redis_url: str, prefix: str) -> None:
@@ -30,8 +29,9 @@ async def test_errors_are_redis_py_types(redis_url: str) -> None:
     conn = RespConnection(redis_url)
     with pytest.raises(NoScriptError):
         await conn.evalsha("0" * 40, 0)
-    with pytest.raises(ResponseError):
+    with pytest.raises(ResponseError, match="unknown command") as refused:
         await conn.execute("NOSUCHCOMMAND")
+    assert type(refused.value) is ResponseError
     assert await conn.execute("PING") == b"PONG"  # an error reply leaves the connection usable
     sha = await conn.script_load("return ARGV[1]")
     assert await conn.evalsha(sha, 0, "x") == b"x"
@@ -62,29 +62,13 @@ async def test_cancelled_caller_does_not_shift_replies(redis_url: str, prefix: s
     await conn.aclose()
 
 
-@contextlib.asynccontextmanager
-async def fake_redis(
-    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], object],
-) -> AsyncIterator[str]:
-    """A loopback server speaking just enough RESP; `handle` gets the connection's ordinal."""
-    count = [0]
-
-    async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        count[0] += 1
-        await handle(reader, writer, count[0])  # type: ignore[misc]
-
-    server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.close()
-
-
 async def test_silent_redis_times_out_then_heals() -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         while await reader.read(4096):
-            if n > 1:  # the first connection hangs; later ones answer everything with PONG
+            if n == 1:  # the first connection answers too late, and wrongly; later ones answer PONG
+                await asyncio.sleep(0.3)
+                writer.write(b"$4\r\nLATE\r\n" * 5)
+            else:
                 writer.write(b"+PONG\r\n")
         writer.close()
 
@@ -118,10 +102,7 @@ async def test_dropped_connection_fails_in_flight_calls_and_redials() -> None:
 
 
 async def test_refused_connection_is_a_connection_error() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    conn = RespConnection(f"redis://127.0.0.1:{port}/0")
+    conn = RespConnection(f"redis://127.0.0.1:{closed_port()}/0")
     with pytest.raises(RedisConnectionError):
         await conn.execute("PING")
     await conn.aclose()
