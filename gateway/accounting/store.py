@@ -2,6 +2,11 @@
 
 Idempotent on request_id: a record already in the log is skipped by the INSERT, and only the rows that
 INSERT actually added (its RETURNING) are added to daily_spend, so replaying a batch changes nothing.
+
+On PostgreSQL a batch travels by binary COPY into a temporary table and moves on from there: asyncpg
+encodes COPY rows in C, where SQLAlchemy's multi-row VALUES binds every cell in Python. The writer
+shares the request process, and its CPU per record (34 us that way, 4 us by COPY on this machine)
+showed up as the gateway's tail latency.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from datetime import date
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Table
@@ -25,6 +31,32 @@ _DAILY: Table = DailySpend.__table__  # type: ignore[assignment]
 _FIELDS = tuple(f.name for f in fields(RequestRecord))
 _KEY = ("day", "team_id", "key_id", "model", "tier")
 _SUMS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "errors")
+_ROW = attrgetter(*_FIELDS)
+_TS = _FIELDS.index("ts")
+
+
+_STAGE = "request_log_stage"
+# Per connection, emptied by every commit (and rollback): COPY cannot say ON CONFLICT, the INSERT that
+# moves the rows on can.
+_PG_STAGE = f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE {_LOG.name}) ON COMMIT DELETE ROWS"
+_PG_MOVE = (
+    f"INSERT INTO {_LOG.name} ({', '.join(_FIELDS)}) SELECT {', '.join(_FIELDS)} FROM {_STAGE} "
+    "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+)
+
+
+def _pg_daily() -> str:
+    pg = postgresql.dialect()
+    names = _KEY + _SUMS
+    casts = ", ".join(f"${i}::{_DAILY.c[n].type.compile(dialect=pg)}[]" for i, n in enumerate(names, 1))
+    updates = ", ".join(f"{n} = {_DAILY.name}.{n} + excluded.{n}" for n in _SUMS)
+    return (
+        f"INSERT INTO {_DAILY.name} ({', '.join(names)}) SELECT * FROM unnest({casts}) "
+        f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {updates}"
+    )
+
+
+_PG_DAILY = _pg_daily()
 
 
 def _insert_for(conn: AsyncConnection) -> Callable[[Table], Any]:
@@ -69,6 +101,8 @@ async def write_records(conn: AsyncConnection, records: Sequence[RequestRecord])
         unique.setdefault(r.request_id, r)
     if not unique:
         return 0
+    if conn.dialect.name == "postgresql":
+        return await _write_pg(conn, unique)
     insert = _insert_for(conn)
     rows = [{name: getattr(r, name) for name in _FIELDS} for r in unique.values()]
     # A statement without values, executed with a list of rows: SQLAlchemy compiles it once (cached)
@@ -89,9 +123,27 @@ async def write_records(conn: AsyncConnection, records: Sequence[RequestRecord])
     return len(inserted)
 
 
+async def _write_pg(conn: AsyncConnection, unique: dict[str, RequestRecord]) -> int:
+    rows = list(map(_ROW, unique.values()))
+    if any(row[_TS].tzinfo is None for row in rows):
+        raise ValueError("a record's ts is a naive datetime: records carry timezone-aware UTC times")
+    await conn.exec_driver_sql(_PG_STAGE)  # also opens the transaction the COPY then joins
+    driver = (await conn.get_raw_connection()).driver_connection
+    await driver.copy_records_to_table(_STAGE, records=rows, columns=_FIELDS)  # type: ignore[union-attr]
+    inserted = set((await conn.exec_driver_sql(_PG_MOVE)).scalars())
+    if not inserted:
+        return 0
+    deltas = aggregate([r for rid, r in unique.items() if rid in inserted])
+    await conn.exec_driver_sql(
+        _PG_DAILY, tuple(list(c) for c in zip(*(d.values() for d in deltas), strict=True))
+    )
+    return len(inserted)
+
+
 def _sqlstate(exc: BaseException) -> str | None:
     orig = getattr(exc, "orig", None)
-    for candidate in (orig, getattr(orig, "__cause__", None)):
+    # The driver's own errors (the COPY goes to asyncpg directly) carry the state themselves.
+    for candidate in (exc, orig, getattr(orig, "__cause__", None)):
         state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
         if isinstance(state, str):
             return state
@@ -104,11 +156,11 @@ def is_bad_data(exc: BaseException) -> bool:
     Anything else (refused connection, timeout, lock, missing table) is treated as an outage: the
     records are kept and retried, never dropped.
     """
+    state = _sqlstate(exc)
+    if state is not None:
+        # SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation).
+        return state[:2] in ("22", "23")
     if isinstance(exc, DBAPIError):
-        state = _sqlstate(exc)
-        if state is not None:
-            # SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation).
-            return state[:2] in ("22", "23")
         return type(exc).__name__ in ("DataError", "IntegrityError")
     # Raised while binding parameters (our types' conversions), before anything reached the server.
     return isinstance(exc, StatementError | ValueError | TypeError | ArithmeticError)

@@ -100,6 +100,27 @@ async def test_a_record_the_database_refuses_does_not_hold_up_the_rest(
     assert rejected_ids(tmp_path) == [bad.request_id]
 
 
+async def test_records_refused_before_reaching_the_database_are_set_aside_too(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Bad values the driver or our checks refuse (no SQLSTATE) count as bad data, not as an outage."""
+    records = [make_record(i) for i in range(40)]
+    naive = make_record(20_000, run="naive")
+    naive.ts = naive.ts.replace(tzinfo=None)
+    wrong_type = make_record(20_001, run="type")
+    wrong_type.prompt_tokens = "many"  # type: ignore[assignment]
+    writer = SpendWriter(engine, spool_dir=tmp_path, batch_size=50, **FAST)
+    await writer.start()
+    for r in [*records[:20], naive, wrong_type, *records[20:]]:
+        writer.submit(r)
+    await writer.stop()
+
+    assert_logged_exactly(await fetch_log(engine), records)
+    assert await fetch_daily(engine) == expected_daily(records)
+    assert sorted(rejected_ids(tmp_path)) == sorted([naive.request_id, wrong_type.request_id])
+    assert writer.failures == 0
+
+
 @pytest.fixture
 def unreachable_url(db_url: str, tmp_path: Path) -> str:
     if db_url.startswith("sqlite"):
