@@ -3,6 +3,8 @@
 # ROUNDS times so that a host whose speed drifts affects both sides alike; prints medians and ratios.
 #   ROUNDS=3 LATS=0 deploy/bench/compare.sh
 set -euo pipefail
+# Longer than run_suite.sh's defaults: a 1,000-request c=1 run lasts a second and reads noisy.
+export JSON_RUNS=${JSON_RUNS:-1:3000,16:3000,64:3000} STREAM_RUNS=${STREAM_RUNS:-1:1000,16:1000,64:1000}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd); H=${BENCH_HOME:-/tmp/switchyard-bench}
 OUTDIR=$H/results/compare-$(date +%Y%m%d-%H%M%S); mkdir -p "$OUTDIR"
 for r in $(seq 1 "${ROUNDS:-3}"); do

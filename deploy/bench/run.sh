@@ -2,7 +2,7 @@
 # Switchyard vs LiteLLM proxy vs direct, with ../shared/bench (read its README first; run its setup.sh once).
 #   deploy/bench/run.sh              # embedded mode: SQLite spend log, in-process limiter
 #   MODE=pg deploy/bench/run.sh      # PostgreSQL + Redis (pinned to CPU 0 beside the mock), and a
-#                                    # virtual key with RPM/TPM limits
+#                                    # virtual key with RPM/TPM limits; PIN_SERVICES=0 leaves them floating
 # LITELLM=0 skips the LiteLLM side (it takes ~6 min a repetition).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd); B=${SHARED_BENCH:-$ROOT/../shared/bench}; H=${BENCH_HOME:-/tmp/switchyard-bench}
@@ -16,10 +16,10 @@ if [ "$MODE" = pg ]; then
   switchyard migrate >/dev/null
   switchyard teams create bench --rpm 1000000 --tpm 1000000000 >/dev/null
   KEY=$(switchyard keys create --team bench --rpm 1000000 --tpm 1000000000)
-  # Redis and PostgreSQL join the mock and the load generator on CPU 0, so the gateway keeps CPU 1
-  # to itself as in the core benchmark, with PIN_SERVICES=1 (the default leaves them floating: pinned,
-  # they slow the load generator instead).
-  if [ "${PIN_SERVICES:-0}" = 1 ]; then
+  # Redis and PostgreSQL join the mock and the load generator on CPU 0, so the gateway keeps CPU 1 to
+  # itself as the harness requires. Left floating, the scheduler runs Redis on CPU 1 whenever the
+  # gateway wakes it: py-spy then charged ~15% of the gateway's time at c=64 to its socket writes.
+  if [ "${PIN_SERVICES:-1}" = 1 ]; then
     for p in $(pgrep -x redis-server) $(pgrep -x postgres); do taskset -a -p -c 0 "$p" >/dev/null; done
     trap 'for p in $(pgrep -x redis-server) $(pgrep -x postgres); do taskset -a -p -c 0-$(($(nproc) - 1)) "$p" >/dev/null; done' EXIT
   fi
