@@ -25,7 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-_Pending = collections.deque[tuple[asyncio.Future[object], asyncio.TimerHandle]]
+_Pending = collections.deque[tuple[asyncio.Future[object], float]]  # (future, deadline in loop time)
 
 
 def _encode(args: tuple[object, ...]) -> bytes:
@@ -42,9 +42,11 @@ def _error(reply: hiredis.ReplyError) -> ResponseError:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
         self.reader = hiredis.Reader(notEnoughData=False)
         self.pending: _Pending = collections.deque()
+        self.watch: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
         # Commands queued by `send_soon`, written with the next command or when the linger ends.
@@ -60,8 +62,7 @@ class _Protocol(asyncio.Protocol):
             if not self.pending:
                 self.fail(RedisConnectionError("Redis sent a reply nobody asked for"))
                 return
-            fut, deadline = self.pending.popleft()
-            deadline.cancel()
+            fut, _ = self.pending.popleft()
             if fut.done():  # its caller was cancelled; the reply still had to be read in turn
                 continue
             if isinstance(reply, hiredis.ReplyError):
@@ -71,6 +72,26 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(RedisConnectionError(f"connection to Redis lost ({exc or 'closed by server'})"))
+
+    def track(self, fut: asyncio.Future[object], deadline: float) -> None:
+        self.pending.append((fut, deadline))
+        if self.watch is None:
+            self.watch = asyncio.get_running_loop().call_at(deadline, self._check)
+
+    def _check(self) -> None:
+        """One timer per connection, armed for the oldest unanswered call, instead of a timer set and
+        cancelled per call (in uvloop each is a libuv handle opened and closed). Calls queue in
+        deadline order, up to `send_soon`'s linger, so the oldest is the first to expire."""
+        self.watch = None
+        if self.closed or not self.pending:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = self.pending[0][1]
+        if deadline > loop.time():
+            self.watch = loop.call_at(deadline, self._check)
+        else:
+            # Later replies on this socket can no longer be matched safely: drop it, dial afresh.
+            self.fail(RedisTimeoutError(f"Redis did not answer within {self.timeout_s}s"))
 
     def write(self, data: bytes) -> None:
         if self.outbox:
@@ -89,9 +110,10 @@ class _Protocol(asyncio.Protocol):
         self.outbox.clear()
         if self.flush_handle is not None:
             self.flush_handle.cancel()
+        if self.watch is not None:
+            self.watch.cancel()
         while self.pending:
-            fut, deadline = self.pending.popleft()
-            deadline.cancel()
+            fut, _ = self.pending.popleft()
             if not fut.done():
                 fut.set_exception(exc)
         if self.transport is not None:
@@ -121,12 +143,15 @@ class RespConnection:
         self._dialing: asyncio.Future[_Protocol] | None = None
         self._tasks: set[asyncio.Future[object]] = set()
 
+    def _protocol(self) -> _Protocol:
+        return _Protocol(self.timeout_s)
+
     async def _dial(self) -> _Protocol:
         loop = asyncio.get_running_loop()
         if self.unix_path:
-            _, proto = await loop.create_unix_connection(_Protocol, self.unix_path)
+            _, proto = await loop.create_unix_connection(self._protocol, self.unix_path)
         else:
-            _, proto = await loop.create_connection(_Protocol, self.host, self.port, ssl=self.tls)
+            _, proto = await loop.create_connection(self._protocol, self.host, self.port, ssl=self.tls)
         hello: list[tuple[object, ...]] = []
         if self.password is not None:
             auth = ("AUTH", self.username, self.password) if self.username else ("AUTH", self.password)
@@ -165,17 +190,12 @@ class RespConnection:
         return proto
 
     def _send(self, proto: _Protocol, args: tuple[object, ...]) -> asyncio.Future[object]:
-        # A timer per call, not asyncio.timeout: the reply path stays a few cheap operations.
+        # A deadline per call, not asyncio.timeout: the reply path stays a few cheap operations.
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[object] = loop.create_future()
-        proto.pending.append((fut, loop.call_later(self.timeout_s, self._expire, proto, fut)))
+        proto.track(fut, loop.time() + self.timeout_s)
         proto.write(_encode(args))
         return fut
-
-    def _expire(self, proto: _Protocol, fut: asyncio.Future[object]) -> None:
-        if not fut.done():
-            # Later replies on this socket can no longer be matched safely: drop it, dial afresh.
-            proto.fail(RedisTimeoutError(f"Redis did not answer within {self.timeout_s}s"))
 
     async def execute(self, *args: object) -> object:
         proto = self._proto
@@ -196,7 +216,7 @@ class RespConnection:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[object] = loop.create_future()
         fut.add_done_callback(done)
-        proto.pending.append((fut, loop.call_later(self.linger_s + self.timeout_s, self._expire, proto, fut)))
+        proto.track(fut, loop.time() + self.linger_s + self.timeout_s)
         proto.outbox.append(_encode(args))
         if proto.flush_handle is None:
             proto.flush_handle = loop.call_later(self.linger_s, proto.flush)
