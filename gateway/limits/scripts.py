@@ -2,7 +2,8 @@
 
 Per window subject (rpm/tpm), two keys, expiring one to two windows after their last write:
   <prefix>w:<subject>   ZSET   member -> admission time (ms, Redis server clock)
-  <prefix>t:<subject>   HASH   member -> tokens charged; `_sum` -> total of the members
+  <prefix>t:<subject>   HASH   member -> tokens charged; `_sum` -> total of the members;
+                               `_exp` -> when (ms) both keys' TTLs, as last set, run out
 Per budget subject and period, two keys, expiring a day after the period ends (never for `total`):
   <prefix>b:<subject>:<period_start>   HASH   `spent` -> settled nano-dollars; `held` -> total of
                                               outstanding reservations; member -> its reservation
@@ -80,19 +81,28 @@ local function expiry_of(zkey, rank)
   return tonumber(e[2]) + window - now
 end
 
+local exps = {}
 for i = 1, nw do
   local zk, hk = KEYS[2 * i - 1], KEYS[2 * i]
   local rpm, tpm = tonumber(A[5 + 2 * i]), tonumber(A[6 + 2 * i])
-  drop(zk, hk, '_sum', now - window)
-  local count = redis.call('ZCARD', zk)
-  local used = tonumber(redis.call('HGET', hk, '_sum') or '0') or 0
+  -- The oldest entry says both whether anything left the window and when the window next frees up.
+  local first = redis.call('ZRANGE', zk, 0, 0, 'WITHSCORES')
+  if #first > 0 and tonumber(first[2]) <= now - window then
+    drop(zk, hk, '_sum', now - window)
+    first = redis.call('ZRANGE', zk, 0, 0, 'WITHSCORES')
+  end
+  local count = 0
+  if #first > 0 then count = redis.call('ZCARD', zk) end
+  local h = redis.call('HMGET', hk, '_sum', '_exp')
+  local used = tonumber(h[1]) or 0
+  exps[i] = tonumber(h[2]) or 0
   if count == 0 and used ~= 0 then
     -- The two keys disagree (one was evicted under memory pressure): start the window afresh.
     redis.call('DEL', hk)
-    used = 0
+    used, exps[i] = 0, 0
   end
   local reset = 0
-  if count > 0 then reset = expiry_of(zk, 0) end
+  if count > 0 then reset = tonumber(first[2]) + window - now end
   if status == 0 and rpm >= 0 and count + 1 > rpm then
     status, index = 1, i
     if rpm == 0 then retry = -1 else retry = expiry_of(zk, count - rpm) end
@@ -149,18 +159,21 @@ for j = 1, nb do
 end
 
 if status == 0 then
-  -- Keys live two windows and are refreshed once less than a window is left: a read on most calls
-  -- instead of two writes, and an entry always outlives its window.
+  -- Keys live two windows and are refreshed once less than a window is left, so an entry always
+  -- outlives its window. When that is comes from `_exp`, read with `_sum`: no TTL reads per call.
+  -- A key evicted and written afresh has no `_exp`, so it gets its TTL on the spot.
   local floor = window + 1000
   for i = 1, nw do
     local zk, hk = KEYS[2 * i - 1], KEYS[2 * i]
     redis.call('ZADD', zk, now, member)
-    redis.call('HSET', hk, member, A[2])
-    if est ~= 0 then redis.call('HINCRBY', hk, '_sum', A[2]) end
-    if redis.call('PTTL', zk) < floor or redis.call('PTTL', hk) < floor then
+    if exps[i] - now < floor then
+      redis.call('HSET', hk, member, A[2], '_exp', string.format('%d', now + floor + window))
       redis.call('PEXPIRE', zk, floor + window)
       redis.call('PEXPIRE', hk, floor + window)
+    else
+      redis.call('HSET', hk, member, A[2])
     end
+    if est ~= 0 then redis.call('HINCRBY', hk, '_sum', A[2]) end
     if out[3 * i - 2] == 0 then out[3 * i] = window end
     out[3 * i - 2] = out[3 * i - 2] + 1
     out[3 * i - 1] = out[3 * i - 1] + est

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 import redis
 
 from gateway.limits import BudgetSpec, LimitSpec, RedisLimiter, period_start
@@ -25,9 +26,14 @@ async def test_key_layout_and_expiries(redis_url: str, prefix: str) -> None:
     sync = redis.Redis.from_url(redis_url)
     member = adm.ticket.member
     assert sync.zscore(f"{prefix}w:key:k", member) is not None
-    assert sync.hgetall(f"{prefix}t:key:k") == {member.encode(): b"100", b"_sum": b"100"}
+    tokens = sync.hgetall(f"{prefix}t:key:k")
+    # `_exp` records when the TTLs set with it run out, so the script need not read them back.
+    ttl_end = int(tokens.pop(b"_exp"))
+    assert tokens == {member.encode(): b"100", b"_sum": b"100"}
     assert 60_000 < sync.pttl(f"{prefix}w:key:k") <= 121_000
     assert 60_000 < sync.pttl(f"{prefix}t:key:k") <= 121_000
+    server_ms = int(sync.time()[0]) * 1000
+    assert abs(ttl_end - server_ms - sync.pttl(f"{prefix}t:key:k")) < 2_000
     assert sync.hgetall(f"{prefix}b:key:k:{day}") == {member.encode(): b"10000000", b"held": b"10000000"}
     assert sync.expiretime(f"{prefix}b:key:k:{day}") == period_expire_at(day)
     assert sync.expiretime(f"{prefix}r:key:k:{day}") == period_expire_at(day)
@@ -36,7 +42,8 @@ async def test_key_layout_and_expiries(redis_url: str, prefix: str) -> None:
     assert sync.ttl(f"{prefix}b:team:t:total") == -1  # a total budget never expires
 
     await lim.settle(adm.ticket, 40, D("0.004"))
-    assert sync.hgetall(f"{prefix}t:key:k") == {member.encode(): b"40", b"_sum": b"40"}
+    settled = {member.encode(): b"40", b"_sum": b"40", b"_exp": b"%d" % ttl_end}
+    assert sync.hgetall(f"{prefix}t:key:k") == settled
     assert sync.hgetall(f"{prefix}b:key:k:{day}") == {b"held": b"0", b"spent": b"4000000"}
     assert sync.exists(f"{prefix}r:key:k:{day}") == 0
     assert await lim.spent("key:k", day) == D("0.004")
@@ -85,5 +92,27 @@ async def test_cancelled_acquire_releases_its_reservation(redis_url: str, prefix
     assert await lim.spent("team:t", "total") == 0
     sync = redis.Redis.from_url(redis_url)
     assert sync.hget(f"{prefix}t:key:k", "_sum") == b"0"
+    sync.close()
+    await lim.aclose()
+
+
+@pytest.mark.parametrize("lost", ["t", "w"])
+async def test_window_key_lost_and_written_afresh_gets_its_expiry_back(
+    redis_url: str, prefix: str, lost: str
+) -> None:
+    """A window key evicted under memory pressure is recreated by the next admission without a TTL of
+    its own; the script must notice (no `_exp`) rather than leave it to live forever."""
+    lim = RedisLimiter.from_url(redis_url, prefix=prefix, window_s=60)
+    spec = [LimitSpec("key:k", rpm=10, tpm=1000)]
+    assert (await lim.acquire(spec, [], 100, D(0), "r1")).allowed
+    sync = redis.Redis.from_url(redis_url)
+    sync.delete(f"{prefix}{lost}:key:k")
+    adm = await lim.acquire(spec, [], 100, D(0), "r2")
+    assert adm.allowed
+    for kind in "wt":
+        assert 60_000 < sync.pttl(f"{prefix}{kind}:key:k") <= 121_000
+    # With the token hash gone the window starts afresh; with the zset gone the hash is dropped too.
+    assert sync.hget(f"{prefix}t:key:k", "_sum") == b"100"
+    assert sync.zcard(f"{prefix}w:key:k") == (2 if lost == "t" else 1)
     sync.close()
     await lim.aclose()
