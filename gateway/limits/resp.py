@@ -28,14 +28,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 _Pending = collections.deque[tuple[asyncio.Future[object], float]]  # (future, deadline in loop time)
 
 
-def _encode(args: tuple[object, ...]) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        b = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-    return b"".join(out)
-
-
 def _error(reply: hiredis.ReplyError) -> ResponseError:
     msg = str(reply)
     return NoScriptError(msg) if msg.startswith("NOSCRIPT") else ResponseError(msg)
@@ -194,7 +186,7 @@ class RespConnection:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[object] = loop.create_future()
         proto.track(fut, loop.time() + self.timeout_s)
-        proto.write(_encode(args))
+        proto.write(hiredis.pack_command(args))
         return fut
 
     async def execute(self, *args: object) -> object:
@@ -217,7 +209,7 @@ class RespConnection:
         fut: asyncio.Future[object] = loop.create_future()
         fut.add_done_callback(done)
         proto.track(fut, loop.time() + self.linger_s + self.timeout_s)
-        proto.outbox.append(_encode(args))
+        proto.outbox.append(hiredis.pack_command(args))
         if proto.flush_handle is None:
             proto.flush_handle = loop.call_later(self.linger_s, proto.flush)
 
