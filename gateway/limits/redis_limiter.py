@@ -66,6 +66,7 @@ class RedisLimiter:
         self._acquire_sha = _sha(ACQUIRE)
         self._settle_sha = _sha(SETTLE)
         self._periods: dict[str, tuple[int, int]] = {}
+        self._windows: dict[tuple[LimitSpec, ...], tuple[tuple[str, ...], str, tuple[str, ...]]] = {}
         self._orphan_release_s = orphan_release_s
         self._background = Background()
 
@@ -98,6 +99,22 @@ class RedisLimiter:
             hit = self._periods[start] = (0 if end is None else int(end.timestamp()), period_expire_at(start))
         return hit
 
+    def _window_part(self, limits: Sequence[LimitSpec]) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
+        """(keys, argument text, subjects) for a set of windows. A key's requests ask for the same few
+        sets again and again, so each is formatted once."""
+        spec_set = tuple(limits)
+        hit = self._windows.get(spec_set)
+        if hit is None:
+            if len(self._windows) > 4096:
+                self._windows.clear()
+            p = self.prefix
+            keys = tuple(k for s in spec_set for k in (f"{p}w:{s.subject}", f"{p}t:{s.subject}"))
+            args = [len(spec_set)]
+            for s in spec_set:
+                args += (-1 if s.rpm is None else s.rpm, -1 if s.tpm is None else s.tpm)
+            hit = self._windows[spec_set] = (keys, _pack(args), tuple(s.subject for s in spec_set))
+        return hit
+
     def _budget_keys(self, subject: str, start: str) -> tuple[str, str]:
         return f"{self.prefix}b:{subject}:{start}", f"{self.prefix}r:{subject}:{start}"
 
@@ -114,15 +131,17 @@ class RedisLimiter:
             return Admission(True)
         member = f"{self._nonce}.{next(self._seq)}"
         reserve_nano = usd_to_nano_up(reserve_usd) if reserve_usd > 0 else 0
-        p = self.prefix
-        keys: list[str] = []
-        args: list[object] = [member, est_tokens, reserve_nano, self._ttl_ms, self._window_ms, len(limits)]
-        for spec in limits:
-            keys.append(f"{p}w:{spec.subject}")
-            keys.append(f"{p}t:{spec.subject}")
-            args.append(-1 if spec.rpm is None else spec.rpm)
-            args.append(-1 if spec.tpm is None else spec.tpm)
-        args.append(len(budgets))
+        window_keys, window_args, subjects = self._window_part(limits)
+        keys = list(window_keys)
+        args: list[object] = [
+            member,
+            est_tokens,
+            reserve_nano,
+            self._ttl_ms,
+            self._window_ms,
+            window_args,
+            len(budgets),
+        ]
         for b in budgets:
             keys.extend(self._budget_keys(b.subject, b.period_start))
             end_s, expire_at = self._period(b.period_start)
@@ -130,15 +149,7 @@ class RedisLimiter:
             args.append(end_s)
             args.append(expire_at)
             args.append("-" if b.seed_usd is None else usd_to_nano(b.seed_usd))
-        ticket = Ticket(
-            member,
-            request_id,
-            est_tokens,
-            reserve_nano,
-            tuple(s.subject for s in limits),
-            tuple(budgets),
-            self.origin,
-        )
+        ticket = Ticket(member, request_id, est_tokens, reserve_nano, subjects, tuple(budgets), self.origin)
         try:
             raw = await self._eval(self._acquire_sha, ACQUIRE, keys, _pack(args))
         except asyncio.CancelledError:
