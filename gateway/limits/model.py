@@ -170,14 +170,18 @@ def format_duration(seconds: float) -> str:
 
 def _pick(states: Sequence[WindowState], attr: str) -> WindowState | None:
     """The key-level window with the least room left; any subject's when no key-level one has it."""
-    candidates = [s for s in states if getattr(s.spec, attr) is not None]
-    keyed = [s for s in candidates if s.spec.subject.startswith("key:")]
-    pool = keyed or candidates
-    if not pool:
-        return None
-    if attr == "rpm":
-        return min(pool, key=lambda s: (s.spec.rpm or 0) - s.requests)
-    return min(pool, key=lambda s: (s.spec.tpm or 0) - s.tokens)
+    rpm = attr == "rpm"
+    best: WindowState | None = None
+    best_room, best_keyed = 0, False
+    for s in states:  # one pass: this runs twice on every admitted request
+        limit = s.spec.rpm if rpm else s.spec.tpm
+        if limit is None:
+            continue
+        keyed = s.spec.subject.startswith("key:")
+        room = limit - (s.requests if rpm else s.tokens)
+        if best is None or (keyed and not best_keyed) or (keyed == best_keyed and room < best_room):
+            best, best_room, best_keyed = s, room, keyed
+    return best
 
 
 def fill_headers(adm: Admission, states: Sequence[WindowState], failed: WindowState | None) -> Admission:

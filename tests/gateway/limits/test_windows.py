@@ -129,6 +129,14 @@ async def test_headers_follow_the_key_level_limit(make_limiter: LimiterFactory) 
     assert "retry-after" not in h
 
 
+async def test_headers_without_a_key_level_limit_follow_the_tightest(make_limiter: LimiterFactory) -> None:
+    lim = make_limiter()
+    limits = [LimitSpec("dep:d", rpm=50), LimitSpec("team:t", rpm=10), LimitSpec("key:k", tpm=900)]
+    h = (await lim.acquire(limits, [], 50, ZERO, "r")).headers()
+    assert (h["x-ratelimit-limit-requests"], h["x-ratelimit-remaining-requests"]) == ("10", "9")
+    assert (h["x-ratelimit-limit-tokens"], h["x-ratelimit-remaining-tokens"]) == ("900", "850")
+
+
 async def test_concurrent_acquires_never_overshoot(make_limiter: LimiterFactory) -> None:
     lim = make_limiter()
     limits = [LimitSpec("key:c", rpm=25)]
