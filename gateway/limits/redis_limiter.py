@@ -187,8 +187,8 @@ class RedisLimiter:
         actual_cost_usd: Decimal | None,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
-        """`settle` off the request path and without a task: the command rides along with the next
-        one written to Redis (or leaves within a few ms). `on_error` hears of a failure."""
+        """`settle` off the request path and without a task: the command leaves with the next one
+        written to Redis, or on the event loop's next pass. `on_error` hears of a failure."""
         parts = self._settle_args(ticket, actual_tokens, actual_cost_usd)
         if parts is None:
             return

@@ -132,6 +132,22 @@ async def test_send_soon_rides_with_the_next_command(redis_url: str, prefix: str
     await conn.aclose()
 
 
+async def test_send_soon_without_linger_leaves_on_the_next_loop_pass(redis_url: str, prefix: str) -> None:
+    """The default: one write for everything queued in this pass, sent as soon as the pass ends."""
+    conn = RespConnection(redis_url, timeout_s=1.0)
+    await conn.execute("PING")
+    replies: list[object] = []
+    for _ in range(3):
+        conn.send_soon(("INCRBY", f"{prefix}pass", 2), lambda f: replies.append(f.result()))
+    proto = conn._proto
+    assert proto is not None and len(proto.outbox) == 3
+    await asyncio.sleep(0)
+    assert proto.outbox == []
+    await asyncio.sleep(0.05)
+    assert replies == [2, 4, 6]
+    await conn.aclose()
+
+
 async def test_send_soon_leaves_alone_and_before_close(redis_url: str, prefix: str) -> None:
     sync = redis.Redis.from_url(redis_url)
     conn = RespConnection(redis_url, timeout_s=1.0, linger_s=0.01)
