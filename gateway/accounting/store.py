@@ -11,6 +11,7 @@ showed up as the gateway's tail latency.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from datetime import date
@@ -35,10 +36,23 @@ _ROW = attrgetter(*_FIELDS)
 _TS = _FIELDS.index("ts")
 
 
-_STAGE = "request_log_stage"
+def _stage_name() -> str:
+    """Named after the columns and types this code writes: a session whose stage predates a schema
+    change (a long-lived pooled connection, a rolling upgrade) builds a new one instead of copying
+    into the old shape."""
+    pg = postgresql.dialect()
+    shape = ",".join(f"{n}:{_LOG.c[n].type.compile(dialect=pg)}" for n in _FIELDS)
+    return f"request_log_stage_{hashlib.sha1(shape.encode()).hexdigest()[:10]}"
+
+
+_STAGE = _stage_name()
 # Per connection, emptied by every commit (and rollback): COPY cannot say ON CONFLICT, the INSERT that
-# moves the rows on can.
-_PG_STAGE = f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE {_LOG.name}) ON COMMIT DELETE ROWS"
+# moves the rows on can. Built AS SELECT so it takes the live columns' types and no constraints: a
+# NULL where the log wants a value is refused by that INSERT, record by record, as bad data.
+_PG_STAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS AS "
+    f"SELECT {', '.join(_FIELDS)} FROM {_LOG.name} WITH NO DATA"
+)
 _PG_MOVE = (
     f"INSERT INTO {_LOG.name} ({', '.join(_FIELDS)}) SELECT {', '.join(_FIELDS)} FROM {_STAGE} "
     "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
@@ -125,10 +139,13 @@ async def write_records(conn: AsyncConnection, records: Sequence[RequestRecord])
 
 async def _write_pg(conn: AsyncConnection, unique: dict[str, RequestRecord]) -> int:
     rows = list(map(_ROW, unique.values()))
-    if any(row[_TS].tzinfo is None for row in rows):
-        raise ValueError("a record's ts is a naive datetime: records carry timezone-aware UTC times")
+    if any(getattr(row[_TS], "tzinfo", None) is None for row in rows):
+        raise ValueError("a record's ts is not a timezone-aware (UTC) datetime")
     await conn.exec_driver_sql(_PG_STAGE)  # also opens the transaction the COPY then joins
     driver = (await conn.get_raw_connection()).driver_connection
+    if not driver.is_in_transaction():  # type: ignore[union-attr]
+        # Outside one the stage would empty at each statement and the records vanish as "duplicates".
+        raise RuntimeError("write_records runs inside a transaction (engine.begin())")
     await driver.copy_records_to_table(_STAGE, records=rows, columns=_FIELDS)  # type: ignore[union-attr]
     inserted = set((await conn.exec_driver_sql(_PG_MOVE)).scalars())
     if not inserted:

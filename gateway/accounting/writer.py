@@ -264,7 +264,12 @@ class SpendWriter:
         self.rejected += 1
         log.error("spend writer: database refused record %s: %s", record.request_id, exc)
         path = self._spool.directory / f"rejected-{os.getpid()}.jsonl"
-        line = orjson.dumps(record.to_json(), default=str) + b"\n"
+        try:
+            payload = record.to_json()
+        except (AttributeError, TypeError, ValueError):
+            # Too broken to serialise field by field: keep it as text rather than stall the writer.
+            payload = {"request_id": str(record.request_id), "record": repr(record)}
+        line = orjson.dumps(payload, default=str) + b"\n"
         try:
             await asyncio.to_thread(_append_line, path, line)
         except OSError as err:

@@ -65,10 +65,16 @@ class _Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(RedisConnectionError(f"connection to Redis lost ({exc or 'closed by server'})"))
 
-    def track(self, fut: asyncio.Future[object], deadline: float) -> None:
+    def track(self, fut: asyncio.Future[object], deadline: float) -> bool:
+        """Await a reply in turn; False (and `fut` failed) when the socket has already closed, since
+        nothing would ever answer or time it out."""
+        if self.closed:
+            fut.set_exception(RedisConnectionError("the connection to Redis closed"))
+            return False
         self.pending.append((fut, deadline))
         if self.watch is None:
             self.watch = asyncio.get_running_loop().call_at(deadline, self._check)
+        return True
 
     def _check(self) -> None:
         """One timer per connection, armed for the oldest unanswered call, instead of a timer set and
@@ -104,6 +110,7 @@ class _Protocol(asyncio.Protocol):
             self.flush_handle.cancel()
         if self.watch is not None:
             self.watch.cancel()
+            self.watch = None
         while self.pending:
             fut, _ = self.pending.popleft()
             if not fut.done():
@@ -191,8 +198,10 @@ class RespConnection:
         # A deadline per call, not asyncio.timeout: the reply path stays a few cheap operations.
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[object] = loop.create_future()
-        proto.track(fut, loop.time() + self.timeout_s)
-        proto.write(hiredis.pack_command(args))
+        # Packed before it is queued: a command that cannot be packed must not leave a reply slot.
+        data = hiredis.pack_command(args)
+        if proto.track(fut, loop.time() + self.timeout_s):
+            proto.write(data)
         return fut
 
     async def execute(self, *args: object) -> object:
@@ -212,10 +221,11 @@ class RespConnection:
             task.add_done_callback(done)
             return
         loop = asyncio.get_running_loop()
+        data = hiredis.pack_command(args)
         fut: asyncio.Future[object] = loop.create_future()
         fut.add_done_callback(done)
         proto.track(fut, loop.time() + self.linger_s + self.timeout_s)
-        proto.outbox.append(hiredis.pack_command(args))
+        proto.outbox.append(data)
         if proto.flush_handle is None:
             if self.linger_s > 0:
                 proto.flush_handle = loop.call_later(self.linger_s, proto.flush)

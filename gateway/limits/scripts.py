@@ -96,10 +96,14 @@ for i = 1, nw do
   local h = redis.call('HMGET', hk, '_sum', '_exp')
   local used = tonumber(h[1]) or 0
   exps[i] = tonumber(h[2]) or 0
-  if count == 0 and used ~= 0 then
-    -- The two keys disagree (one was evicted under memory pressure): start the window afresh.
-    redis.call('DEL', hk)
-    used, exps[i] = 0, 0
+  if count == 0 then
+    -- An empty window's zset is written afresh below: give both keys their TTL again.
+    exps[i] = 0
+    if used ~= 0 then
+      -- The two keys disagree (one was evicted under memory pressure): start the window afresh.
+      redis.call('DEL', hk)
+      used = 0
+    end
   end
   local reset = 0
   if count > 0 then reset = tonumber(first[2]) + window - now end

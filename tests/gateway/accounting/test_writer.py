@@ -14,6 +14,7 @@ from gateway.accounting.record import RequestRecord
 from gateway.accounting.spool import Spool
 from gateway.accounting.store import write_records
 from gateway.accounting.writer import SpendWriter
+from gateway.db.engine import make_engine
 from tests.gateway.accounting.helpers import (
     assert_logged_exactly,
     expected_daily,
@@ -109,16 +110,31 @@ async def test_records_refused_before_reaching_the_database_are_set_aside_too(
     naive.ts = naive.ts.replace(tzinfo=None)
     wrong_type = make_record(20_001, run="type")
     wrong_type.prompt_tokens = "many"  # type: ignore[assignment]
+    not_a_time = make_record(20_002, run="ts")
+    not_a_time.ts = "yesterday"  # type: ignore[assignment]
+    bad = [naive, wrong_type, not_a_time]
     writer = SpendWriter(engine, spool_dir=tmp_path, batch_size=50, **FAST)
     await writer.start()
-    for r in [*records[:20], naive, wrong_type, *records[20:]]:
+    for r in [*records[:20], *bad, *records[20:]]:
         writer.submit(r)
     await writer.stop()
 
     assert_logged_exactly(await fetch_log(engine), records)
     assert await fetch_daily(engine) == expected_daily(records)
-    assert sorted(rejected_ids(tmp_path)) == sorted([naive.request_id, wrong_type.request_id])
+    assert sorted(rejected_ids(tmp_path)) == sorted(r.request_id for r in bad)
     assert writer.failures == 0
+
+
+async def test_postgres_batches_refuse_to_run_outside_a_transaction(pg_database: str) -> None:
+    """The COPY stage empties at every commit: under autocommit the rows would vanish as duplicates."""
+    eng = make_engine(pg_database)
+    try:
+        async with eng.connect() as conn:
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            with pytest.raises(RuntimeError, match="transaction"):
+                await write_records(auto, [make_record(30_000, run="autocommit")])
+    finally:
+        await eng.dispose()
 
 
 @pytest.fixture

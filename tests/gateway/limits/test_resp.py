@@ -10,7 +10,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.limits.resp import RespConnection
+from gateway.limits.resp import RespConnection, _Protocol
 from tests.fakes.redis_server import fake_redis
 from tests.fakes.server import closed_port
 
@@ -81,6 +81,48 @@ async def test_silent_redis_times_out_then_heals() -> None:
         assert all(isinstance(r, RedisTimeoutError) for r in results)
         assert await conn.execute("PING") == b"PONG"  # a fresh connection: no late reply handed over
         await conn.aclose()
+
+
+async def test_a_call_behind_answered_ones_still_times_out() -> None:
+    """The one deadline timer, armed for the first call, finds it answered and re-arms for the next."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        answered = False
+        while await reader.read(4096):
+            if not answered:  # answers the first command, then falls silent
+                writer.write(b"+PONG\r\n")
+                answered = True
+        writer.close()
+
+    async with fake_redis(handle) as url:
+        conn = RespConnection(url, timeout_s=0.15)
+        assert await conn.execute("PING") == b"PONG"
+        await asyncio.sleep(0.1)  # the timer armed for the first call fires during the second
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(RedisTimeoutError):
+            await conn.execute("PING")
+        assert 0.12 < loop.time() - t0 < 0.5
+        await conn.aclose()
+
+
+async def test_a_command_that_cannot_be_packed_leaves_no_reply_slot(redis_url: str, prefix: str) -> None:
+    conn = RespConnection(redis_url, timeout_s=1.0)
+    await conn.execute("SET", f"{prefix}x", "1")
+    with pytest.raises(TypeError):
+        await conn.execute("SET", f"{prefix}x", None)
+    assert await conn.execute("GET", f"{prefix}x") == b"1"  # its own reply, not the SET's
+    await conn.aclose()
+
+
+async def test_a_call_on_a_closed_socket_fails_at_once() -> None:
+    proto = _Protocol(timeout_s=1.0)
+    proto.fail(RedisConnectionError("gone"))
+    fut = asyncio.get_running_loop().create_future()
+    assert proto.track(fut, 0.0) is False
+    with pytest.raises(RedisConnectionError):
+        fut.result()
+    assert not proto.pending and proto.watch is None
 
 
 async def test_dropped_connection_fails_in_flight_calls_and_redials() -> None:
