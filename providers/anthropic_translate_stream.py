@@ -150,14 +150,14 @@ class AnthropicStreamToOpenAI:
             message = event.get("message") or {}
             if message.get("id"):
                 self.id = str(message["id"])
-            self._merge_usage(message.get("usage"))
+            merge_anthropic_usage(self.usage, message.get("usage"))
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
             return self._block_start(event)
         if kind == "content_block_delta":
             return self._block_delta(event)
         if kind == "message_delta":
-            self._merge_usage(event.get("usage"))
+            merge_anthropic_usage(self.usage, event.get("usage"))
             reason = (event.get("delta") or {}).get("stop_reason")
             if reason:
                 self.stop_reason = reason
@@ -209,9 +209,6 @@ class AnthropicStreamToOpenAI:
         self._finish_sent = True
         reason = finish_reason_from_anthropic(self.stop_reason, has_tool_calls=bool(self._tool_index))
         return [self._chunk({}, finish_reason=reason)]
-
-    def _merge_usage(self, usage: Mapping[str, Any] | None) -> None:
-        merge_anthropic_usage(self.usage, usage)
 
     def _envelope(self) -> dict[str, Any]:
         return {

@@ -12,7 +12,7 @@ Wiring, per request:
     ... dispatch; add adm.headers() to the response ...
     finally (also on errors and client disconnects, once the response or stream has ended):
         limiter.settle_nowait(adm.ticket, actual_tokens, actual_cost_usd)   (off the path: Redis gets it
-        with its next command, or within a few ms)
+        with the next command written, or on the event loop's next pass)
     actual_cost_usd=None means "unknown": the reservation is charged; Decimal(0) for a failed call.
 """
 

@@ -4,8 +4,8 @@ matched to callers in order (Redis answers one connection's commands in the orde
 Why not redis-py: its asyncio client checks a connection out of a pool, builds a command object and
 parses through several layers on every call. Measured back to back (`python -m gateway.limits.bench`,
 acquire + settle per request), redis-py took 571 us of gateway CPU per request at c=1 and 337 us at
-c=32; this connection takes 307 us and 138 us. One connection also puts concurrent calls into the same
-socket writes for free, so there is no pool to size.
+c=32; this connection takes 307 us and 138 us. One connection carries every concurrent call, so there
+is no pool to size, and settlements queued in one pass of the event loop share a socket write.
 
 Errors are redis-py's exception types, so callers (the failover wrapper) handle one family. A timeout
 or a broken socket fails every call in flight on that connection and the next call dials again: a

@@ -164,7 +164,7 @@ end
 
 if status == 0 then
   -- Keys live two windows and are refreshed once less than a window is left, so an entry always
-  -- outlives its window. When that is comes from `_exp`, read with `_sum`: no TTL reads per call.
+  -- outlives its window. When that is due comes from `_exp`, read with `_sum`: no TTL reads per call.
   -- A key evicted and written afresh has no `_exp`, so it gets its TTL on the spot.
   local floor = window + 1000
   for i = 1, nw do
