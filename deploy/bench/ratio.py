@@ -11,32 +11,32 @@ from pathlib import Path
 
 
 def main(folder: str) -> None:
-    rows: dict[tuple[str, int, str], list[tuple[float, float, float]]] = defaultdict(list)
+    rows: dict[tuple[str, str, int, str], list[tuple[float, float, float]]] = defaultdict(list)
     for path in sorted(Path(folder).glob("r*-*.jsonl")):
         side = path.stem.split("-", 1)[1]
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        direct = {(r["stream"], r["concurrency"]): r for r in records if r["label"] == "direct"}
+        direct = {(r["tag"], r["stream"], r["concurrency"]): r for r in records if r["label"] == "direct"}
         for r in records:
-            d = direct.get((r["stream"], r["concurrency"]))
+            d = direct.get((r["tag"], r["stream"], r["concurrency"]))
             if r["label"] == "direct" or d is None:
                 continue
             mode = "stream" if r["stream"] else "json"
-            rows[(mode, r["concurrency"], side)].append(
+            rows[(r["tag"], mode, r["concurrency"], side)].append(
                 (r["p50_ms"] - d["p50_ms"], r["p99_ms"] - d["p99_ms"], r["rps"])
             )
     print(
-        "| mode | c | embedded +p50 | pg +p50 | ratio | embedded +p99 | pg +p99 | ratio "
+        "| mock | mode | c | embedded +p50 | pg +p50 | ratio | embedded +p99 | pg +p99 | ratio "
         "| req/s embedded / pg |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for mode, c in sorted({(k[0], k[1]) for k in rows}):
-        e, p = rows[(mode, c, "embedded")], rows[(mode, c, "pg")]
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for tag, mode, c in sorted({k[:3] for k in rows}):
+        e, p = rows[(tag, mode, c, "embedded")], rows[(tag, mode, c, "pg")]
         if not e or not p:
             continue
         m = [[statistics.median(x[i] for x in side) for i in range(3)] for side in (e, p)]
         print(
-            f"| {mode} | {c} | {m[0][0]:.2f} | {m[1][0]:.2f} | {m[1][0] / m[0][0]:.2f} | {m[0][1]:.2f} | "
-            f"{m[1][1]:.2f} | {m[1][1] / m[0][1]:.2f} | {m[0][2]:.0f} / {m[1][2]:.0f} |"
+            f"| {tag} | {mode} | {c} | {m[0][0]:.2f} | {m[1][0]:.2f} | {m[1][0] / m[0][0]:.2f} | "
+            f"{m[0][1]:.2f} | {m[1][1]:.2f} | {m[1][1] / m[0][1]:.2f} | {m[0][2]:.0f} / {m[1][2]:.0f} |"
         )
 
 
