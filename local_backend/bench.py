@@ -181,17 +181,21 @@ def hf_llama_config(mc: Any, **extra: Any) -> Any:
 
 
 def bench_hf(
-    checkpoint: Checkpoint, workloads: dict[str, tuple[list[list[int]], int]], eos_ids: set[int]
+    checkpoint: Checkpoint,
+    workloads: dict[str, tuple[list[list[int]], int]],
+    eos_ids: set[int],
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, float]:
     """The same greedy workloads through transformers `generate`: one request at a time, then one padded
-    batch. Weights are our dequantised tensors, so only the serving differs. Tokens are counted up to
-    each request's end of sequence, as the engine counts them."""
+    batch. Weights are our dequantised tensors in the engine's dtype, so only the serving differs.
+    Tokens are counted up to each request's end of sequence, as the engine counts them."""
     pad_id = min(eos_ids)
     import transformers
 
     model = transformers.LlamaForCausalLM(hf_llama_config(checkpoint.config, pad_token_id=pad_id)).eval()
     model.load_state_dict(checkpoint.tensors, strict=False)
     model.tie_weights()
+    model.to(dtype)
     res = {}
     with torch.inference_mode():
         warm = next(iter(workloads.values()))[0][0]
@@ -279,7 +283,10 @@ def run_bench(args: argparse.Namespace) -> int:
     streaming.shutdown()
     if not args.no_hf:
         hf = bench_hf(
-            checkpoint, {"fixed": (ids, args.output_tokens), "natural": (mixed, natural_cap)}, eos_ids
+            checkpoint,
+            {"fixed": (ids, args.output_tokens), "natural": (mixed, natural_cap)},
+            eos_ids,
+            runner.dtype,
         )
         for key, value in hf.items():
             note(key, value)

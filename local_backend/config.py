@@ -33,7 +33,9 @@ class ModelConfig:
 @dataclass(slots=True)
 class EngineConfig:
     device: str = "auto"  # "auto" picks cuda when available
-    dtype: str = "auto"  # auto: bfloat16 on cuda, float32 on cpu (AVX2 has no fast bf16 matmul)
+    # auto: bfloat16 on cuda, float32 on cpu (exact, and AVX2 has no fast bf16 matmul). On an AVX-512
+    # CPU, bfloat16 runs oneDNN-packed at every batch size, ~1.4x fp32's decode speed (README).
+    dtype: str = "auto"
     kv_cache_bytes: int = 512 * 1024**2
     block_size: int = 16
     max_num_seqs: int = 64
