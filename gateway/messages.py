@@ -45,11 +45,12 @@ async def messages(proxy: Proxy, request: Request, body: dict[str, Any], princip
     _check(body)
     outcome = Outcome(new_request_id(), model, "messages", principal=principal)
     stream = stream_flag(body)
-    names = proxy.resolve(request, model, body, outcome)
     try:
         as_openai = anthropic_request_to_openai(body)
     except TranslationError as exc:
         raise bad_request(exc.message, param=exc.param) from None
+    # Routing reads the OpenAI shape: the top-level `system` and content blocks count as they would there.
+    names = proxy.resolve(request, model, as_openai, outcome)
     try:
         await proxy.admit(outcome, names, as_openai)
     except Denied as denied:

@@ -7,6 +7,7 @@ from typing import Any
 
 import anthropic
 import httpx
+import openai
 import pytest
 
 from tests.e2e.conftest import CLAUDE_WEATHER_TOOL, GREETINGS, MASTER_KEY, Gateway
@@ -35,6 +36,29 @@ def test_messages_create(claude_client: anthropic.Anthropic, model: str) -> None
     assert msg.stop_reason == "end_turn"
     assert msg.usage.output_tokens == 3
     assert msg.usage.input_tokens >= 1
+
+
+def test_routed_messages_read_like_their_openai_twin(
+    claude_client: anthropic.Anthropic, client: openai.OpenAI
+) -> None:
+    """The router sees an Anthropic request as its OpenAI translation: the top-level system prompt and
+    the content blocks weigh as they would in chat completions, so both explain the same decision."""
+    system = "You are a meticulous tax accountant. Cite the relevant statute for every claim."
+    question = "Can I deduct a home office if I also rent a desk at a coworking space?"
+    raw = claude_client.messages.with_raw_response.create(
+        model="auto",
+        max_tokens=64,
+        system=system,
+        messages=[{"role": "user", "content": [{"type": "text", "text": question}]}],
+    )
+    twin = client.chat.completions.with_raw_response.create(
+        model="auto",
+        max_tokens=64,
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": question}],
+    )
+    route = raw.headers["x-switchyard-route"]
+    assert "difficulty=" in route
+    assert route == twin.headers["x-switchyard-route"]
 
 
 def test_messages_native_passthrough(claude_client: anthropic.Anthropic, gateway: Gateway) -> None:
