@@ -70,17 +70,23 @@ class OpenAICompatibleProvider:
             if resp.status >= 400:
                 raise _error_from(resp.status, resp.headers, await resp.read())
             started = False
-            async for _event, data in sse_events(resp.pieces()):
-                if data == b"[DONE]":
-                    return
-                try:
-                    parsed = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise midstream_error("upstream sent a malformed event") from None
-                if "error" in parsed and "choices" not in parsed:
-                    raise _error_payload(parsed, 502 if started else 500)
-                started = True
-                yield Chunk(raw=b"data: " + data + b"\n\n", data=parsed)
+            try:
+                async for _event, data in sse_events(resp.pieces()):
+                    if data == b"[DONE]":
+                        return
+                    try:
+                        parsed = orjson.loads(data)
+                    except orjson.JSONDecodeError:
+                        raise midstream_error("upstream sent a malformed event") from None
+                    if "error" in parsed and "choices" not in parsed:
+                        raise _error_payload(parsed, 502 if started else 500)
+                    started = True
+                    yield Chunk(raw=b"data: " + data + b"\n\n", data=parsed)
+            except UpstreamError as exc:
+                # A stall after the first event is an interrupted stream, as the other adapters say.
+                if started and exc.type == "timeout_error":
+                    raise midstream_error(exc.message) from None
+                raise
             if not started:
                 raise midstream_error("upstream closed the stream before sending anything")
 

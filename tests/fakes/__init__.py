@@ -9,6 +9,8 @@ for Gemini is the model in the URL path):
   flaky-N-<any>   500 for the first N calls of that model id on this server, then normal answers
   hang            never answers (sleeps 60 s): for client timeouts
   die-midstream   streams two content chunks, then drops the connection without finishing
+  stall-midstream streams two content chunks (streamed chat only), then sends nothing until the
+                  client gives up: for read timeouts after the stream started
   anything else   a normal, deterministic answer
 Connection refused is tested by pointing a deployment at a closed port (`closed_port()`).
 

@@ -1,8 +1,9 @@
 """Fake Anthropic Messages API (`POST /v1/messages`, streamed and not) for tests.
 
-Honours the fault convention in `tests.fakes` (fail-400/401/429/500, flaky-N-*, hang, die-midstream)
-and its deterministic answers ("Hello from anthropic!"; a call of the first tool, or of the tool named
-by tool_choice, with {"city": "Paris"}; "The tool said: ..."). Anthropic-specific behaviour on top:
+Honours the fault convention in `tests.fakes` (fail-400/401/429/500, flaky-N-*, hang, die-midstream,
+stall-midstream) and its deterministic answers ("Hello from anthropic!"; a call of the first tool, or
+of the tool named by tool_choice, with {"city": "Paris"}; "The tool said: ..."). Anthropic-specific
+behaviour on top:
   - requests are validated the way the real API does (x-api-key or Authorization: Bearer,
     anthropic-version, max_tokens,
     unknown top-level fields, alternating roles starting with user, tool_result right after its
@@ -35,6 +36,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from tests.fakes.stall import StallingStream
 
 TEXT_PIECES = ["Hello", " from", " anthropic!"]
 TOOL_JSON_PIECES = ["", '{"city": ', '"Paris"}']
@@ -124,6 +127,8 @@ async def _messages(request: Request) -> Response:
         return Response(orjson.dumps(_message(answer)), headers=headers, media_type="application/json")
     if model == "die-midstream":
         return _DyingStream(_events(answer, die=True), headers)
+    if model == "stall-midstream":
+        return StallingStream(_events(answer, die=True), headers)
     return StreamingResponse(_stream(answer, model), headers=headers, media_type="text/event-stream")
 
 

@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes.stall import StallingStream
+
 CONTENT = "Hello from gemini!"
 CONTENT_PIECES = ["Hello ", "from ", "gemini!"]
 JSON_CONTENT = '{"ok": true}'
@@ -219,6 +221,8 @@ def create_app(*, hang_seconds: float = 60.0) -> Starlette:
         if request.query_params.get("alt") != "sse":
             # Without alt=sse the real endpoint returns one JSON array at the end: useless for streaming.
             return Response(orjson.dumps([_generate_doc(model, body)]), media_type="application/json")
+        if model == "stall-midstream":
+            return StallingStream([frame async for frame in _stream(model, body)][:2])
         return StreamingResponse(_stream(model, body), media_type="text/event-stream")
 
     app = Starlette(routes=[Route("/v1beta/models/{spec:path}", dispatch, methods=["POST"])])

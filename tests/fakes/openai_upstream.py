@@ -37,6 +37,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes.stall import StallingStream
+
 PROVIDER = "openai"
 GREETING = f"Hello from {PROVIDER}!"
 COMPLETION_TOKENS = 3
@@ -281,7 +283,8 @@ class _Fake:
         return model
 
     async def _fault(self, model: str, request: Request) -> str | None:
-        """Raise the fault the model id asks for; return "die" for die-midstream, else None."""
+        """Raise the fault the model id asks for; return "die" for die-midstream, "stall" for
+        stall-midstream, else None."""
         if model == "fail-400":
             raise ApiError(400, "Fake upstream: bad request (fail-400).", param=None, code="fake_fail_400")
         if model == "fail-401":
@@ -308,6 +311,8 @@ class _Fake:
             await self._hang(request)
         if model == "die-midstream":
             return "die"
+        if model == "stall-midstream":
+            return "stall"
         return None
 
     async def _hang(self, request: Request) -> None:
@@ -657,6 +662,8 @@ class _Fake:
             return StreamingResponse(
                 self._dying_body(b"".join(frames[: n + 2 * n])), media_type="text/event-stream"
             )
+        if fault == "stall":
+            return StallingStream(frames[: n + 2 * n])
         for i in range(n):
             frames.append(chunk([delta(i, {}, finish_reason=finish)]))
         if include_usage:

@@ -437,6 +437,20 @@ async def test_die_midstream(make: MakeProvider) -> None:
     assert info.value.retryable and info.value.status >= 500, vars(info.value)
 
 
+async def test_stall_midstream_is_a_midstream_failure(make: MakeProvider) -> None:
+    """A stream that starts and then goes quiet past the read timeout fails as an interrupted stream
+    (502, not the 504 of a call that never answered), alike for every adapter: the record and the
+    client's error event must not depend on which upstream stalled."""
+    provider = make("stall-midstream", timeout=FAST_TIMEOUT)
+    got: list[Chunk] = []
+    with pytest.raises(UpstreamError) as info:
+        async for chunk in provider.stream(chat(provider, [USER], stream=True)):
+            got.append(chunk)
+    assert stream_text(got), "no content arrived before the stall"
+    err = info.value
+    assert (err.status, err.type, err.retryable) == (502, "api_error", True), vars(err)
+
+
 # ---------------------------------------------------------------- embeddings and legacy text
 
 
