@@ -225,7 +225,9 @@ def create_app(*, hang_seconds: float = 60.0) -> Starlette:
             return StallingStream([frame async for frame in _stream(model, body)][:2])
         return StreamingResponse(_stream(model, body), media_type="text/event-stream")
 
-    app = Starlette(routes=[Route("/v1beta/models/{spec:path}", dispatch, methods=["POST"])])
+    # The real API answers on both versions; google-genai 3.x asks /v1 by default, our adapter /v1beta.
+    routes = [Route(f"/{v}/models/{{spec:path}}", dispatch, methods=["POST"]) for v in ("v1beta", "v1")]
+    app = Starlette(routes=routes)
     app.state.requests = []
     app.state.calls = {}
     return app
