@@ -40,12 +40,13 @@ class Outcome:
     # The limiter's admission (gateway.limits.Admission) when limits or budgets applied.
     admission: Any = None
     # The prompt's tiktoken count, taken at most once: the limits' estimate, then any usage the
-    # upstream left out.
+    # upstream left out. `token_counts` holds the texts the router already tokenised.
     prompt_count: int | None = None
+    token_counts: dict[str, int] = field(default_factory=dict)
 
     def count_prompt(self, body: dict[str, Any]) -> int:
         if self.prompt_count is None:
-            self.prompt_count = prompt_tokens(body)
+            self.prompt_count = prompt_tokens(body, self.token_counts)
         return self.prompt_count
 
     def failed(self, exc: Exception) -> None:

@@ -29,7 +29,13 @@ class RoutePlan:
 
 class RoutePlanner(Protocol):
     def plan(
-        self, name: str, route: Route, body: dict[str, Any], headers: dict[str, str], principal: Principal
+        self,
+        name: str,
+        route: Route,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        principal: Principal,
+        counts: dict[str, int] | None = None,
     ) -> RoutePlan: ...
 
 
@@ -37,7 +43,13 @@ class InOrderPlanner:
     """Candidates as configured; the dispatcher skips cooled-down ones, so the first healthy one serves."""
 
     def plan(
-        self, name: str, route: Route, body: dict[str, Any], headers: dict[str, str], principal: Principal
+        self,
+        name: str,
+        route: Route,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        principal: Principal,
+        counts: dict[str, int] | None = None,
     ) -> RoutePlan:
         return RoutePlan(list(route.candidates), f"route={name}; policy=first-healthy")
 
@@ -67,7 +79,13 @@ class LearnedPlanner:
             self._candidates[route_name] = cands
 
     def plan(
-        self, name: str, route: Route, body: dict[str, Any], headers: dict[str, str], principal: Principal
+        self,
+        name: str,
+        route: Route,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        principal: Principal,
+        counts: dict[str, int] | None = None,
     ) -> RoutePlan:
         min_tier = headers.get(MIN_TIER_HEADER)
         if min_tier is not None and min_tier not in TIER_RANK:
@@ -94,7 +112,7 @@ class LearnedPlanner:
             strong_fraction=strong_fraction,
             tools_min_tier=route.tools_min_tier,
         )
-        decision = self.router.decide(body, spec, self._candidates[name], ctx)
+        decision = self.router.decide(body, spec, self._candidates[name], ctx, counts)
         return RoutePlan(
             [c.name for c in decision.candidates], f"route={name}; {decision.explain()}", decision.difficulty
         )

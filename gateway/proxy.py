@@ -75,7 +75,9 @@ class Proxy:
         route = self.config.routes.get(model)
         if route is None:
             raise model_not_found(model)
-        plan = self.planner.plan(model, route, body, dict(request.headers), outcome.principal)
+        plan = self.planner.plan(
+            model, route, body, dict(request.headers), outcome.principal, outcome.token_counts
+        )
         outcome.route = model
         outcome.route_explain = plan.explain
         outcome.difficulty = plan.difficulty

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from routing.tokens import count_tokens
@@ -18,14 +19,17 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-def prompt_tokens(body: dict[str, Any]) -> int:
+def prompt_tokens(body: dict[str, Any], known: Mapping[str, int] | None = None) -> int:
+    """The prompt's o200k count; `known` holds counts already taken of some texts (by the router)."""
     messages = body.get("messages")
     if isinstance(messages, list):
         total = 3
         for m in messages:
             if not isinstance(m, dict):
                 continue
-            total += _PER_MESSAGE + count_tokens(_text_of(m.get("content")))
+            text = _text_of(m.get("content"))
+            n = known.get(text) if known else None
+            total += _PER_MESSAGE + (count_tokens(text) if n is None else n)
             for call in m.get("tool_calls") or []:
                 fn = call.get("function") or {} if isinstance(call, dict) else {}
                 total += count_tokens(str(fn.get("name", "")) + str(fn.get("arguments", "")))

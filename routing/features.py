@@ -161,11 +161,13 @@ def hash_tokens(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return buckets, values
 
 
-def _encode(text: str, tail: bool = True) -> tuple[list[int], int]:
+def _encode(text: str, counts: dict[str, int] | None, tail: bool = True) -> tuple[list[int], int]:
     """Token ids of the text (or of a window at its tail / head when it is long) and its token count
-    (exact, or extrapolated from the window)."""
+    (exact, or extrapolated from the window). Exact counts are noted in `counts`, when given."""
     if len(text) <= MAX_EXACT_CHARS:
         ids = encoding().encode_ordinary(text)
+        if counts is not None and text:
+            counts[text] = len(ids)
         return ids, len(ids)
     window = text[-_WINDOW_CHARS:] if tail else text[:_WINDOW_CHARS]
     ids = encoding().encode_ordinary(window)
@@ -180,18 +182,20 @@ def _max_tokens(body: Mapping[str, Any]) -> int | None:
     return None
 
 
-def extract(body: Mapping[str, Any]) -> Features:
+def extract(body: Mapping[str, Any], counts: dict[str, int] | None = None) -> Features:
     """Features of an OpenAI chat-completions body (`messages`, optional `max_tokens`, `tools`,
-    `response_format`). A body with `prompt` instead of messages (legacy completions) works too."""
+    `response_format`). A body with `prompt` instead of messages (legacy completions) works too.
+    `counts` (text -> o200k token count) receives every text tokenised whole, so a caller that
+    counts the same prompt again (usage, rate limits) need not tokenise it twice."""
     messages = body.get("messages")
     if isinstance(messages, list):
         system, users, assistants = _split_messages(messages)
     else:
         system, users, assistants = "", [content_text(body.get("prompt"))], 0
     last_user = users[-1] if users else ""
-    last_ids, last_count = _encode(last_user)
-    system_ids, system_count = _encode(system, tail=False)
-    earlier_tokens = sum(_encode(u)[1] for u in users[:-1])
+    last_ids, last_count = _encode(last_user, counts)
+    system_ids, system_count = _encode(system, counts, tail=False)
+    earlier_tokens = sum(_encode(u, counts)[1] for u in users[:-1])
     prompt_tokens = last_count + system_count + earlier_tokens + 4 * (len(users) + assistants)
 
     hashed_ids = last_ids[-MAX_HASHED_TOKENS:] + system_ids[: MAX_HASHED_TOKENS // 4]

@@ -161,8 +161,10 @@ class Router:
     def load(cls, path: Path | str | None = None) -> Router:
         return cls(load(path))
 
-    def predict(self, body: Mapping[str, Any]) -> tuple[Prediction, int, int | None, bool]:
-        features = extract(body)
+    def predict(
+        self, body: Mapping[str, Any], counts: dict[str, int] | None = None
+    ) -> tuple[Prediction, int, int | None, bool]:
+        features = extract(body, counts)
         return self.model.predict(features), features.prompt_tokens, features.max_tokens, features.has_tools
 
     def decide(
@@ -171,11 +173,13 @@ class Router:
         route: RouteSpec,
         candidates: Sequence[Candidate],
         ctx: RouteContext | None = None,
+        counts: dict[str, int] | None = None,
     ) -> Decision:
+        """`counts` collects the token counts the features took (see `features.extract`)."""
         if not candidates:
             raise ValueError(f"route {route.name!r} has no candidates")
         ctx = ctx or RouteContext()
-        prediction, prompt_tokens, max_tokens, has_tools = self.predict(body)
+        prediction, prompt_tokens, max_tokens, has_tools = self.predict(body, counts)
         costs: dict[str, float | None] = {
             c.name: None
             if c.input_per_mtok is None or c.output_per_mtok is None

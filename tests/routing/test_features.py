@@ -79,3 +79,27 @@ def test_very_long_prompts_are_counted_on_a_window() -> None:
     exact = count_tokens(text)
     assert abs(features.prompt_tokens - exact) / exact < 0.05
     assert features.get("log_last_user_tokens") > 10
+
+
+def test_texts_tokenised_whole_are_noted_for_the_caller() -> None:
+    system, first, last = "You are terse.", "first question about databases", "and now the second one"
+    body = {
+        "messages": [
+            {"role": "system", "content": system},
+            {"role": "user", "content": first},
+            {"role": "assistant", "content": "an answer"},
+            {"role": "user", "content": last},
+        ]
+    }
+    counts: dict[str, int] = {}
+    plain = extract(body)
+    noted = extract(body, counts)
+    assert np.array_equal(plain.dense, noted.dense)
+    assert counts == {t: count_tokens(t) for t in (system, first, last)}
+
+
+def test_a_windowed_count_is_not_noted_as_exact() -> None:
+    text = "The quick brown fox jumps over the lazy dog near 42 riverbanks. " * 4000
+    counts: dict[str, int] = {}
+    extract(_body(text), counts)
+    assert text not in counts
