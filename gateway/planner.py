@@ -28,6 +28,9 @@ class RoutePlan:
 
 
 class RoutePlanner(Protocol):
+    """`counts`, when given, receives the token count of each text the plan tokenised whole, so that
+    the request's own count (limits, a missing usage) can reuse it."""
+
     def plan(
         self,
         name: str,
@@ -35,6 +38,7 @@ class RoutePlanner(Protocol):
         body: dict[str, Any],
         headers: dict[str, str],
         principal: Principal,
+        *,
         counts: dict[str, int] | None = None,
     ) -> RoutePlan: ...
 
@@ -49,6 +53,7 @@ class InOrderPlanner:
         body: dict[str, Any],
         headers: dict[str, str],
         principal: Principal,
+        *,
         counts: dict[str, int] | None = None,
     ) -> RoutePlan:
         return RoutePlan(list(route.candidates), f"route={name}; policy=first-healthy")
@@ -85,6 +90,7 @@ class LearnedPlanner:
         body: dict[str, Any],
         headers: dict[str, str],
         principal: Principal,
+        *,
         counts: dict[str, int] | None = None,
     ) -> RoutePlan:
         min_tier = headers.get(MIN_TIER_HEADER)
@@ -112,7 +118,7 @@ class LearnedPlanner:
             strong_fraction=strong_fraction,
             tools_min_tier=route.tools_min_tier,
         )
-        decision = self.router.decide(body, spec, self._candidates[name], ctx, counts)
+        decision = self.router.decide(body, spec, self._candidates[name], ctx, counts=counts)
         return RoutePlan(
             [c.name for c in decision.candidates], f"route={name}; {decision.explain()}", decision.difficulty
         )

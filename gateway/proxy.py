@@ -76,7 +76,7 @@ class Proxy:
         if route is None:
             raise model_not_found(model)
         plan = self.planner.plan(
-            model, route, body, dict(request.headers), outcome.principal, outcome.token_counts
+            model, route, body, dict(request.headers), outcome.principal, counts=outcome.token_counts
         )
         outcome.route = model
         outcome.route_explain = plan.explain

@@ -37,7 +37,8 @@ def prompt_tokens(body: dict[str, Any], known: Mapping[str, int] | None = None) 
     for field in ("prompt", "input"):
         value = body.get(field)
         if isinstance(value, str):
-            return count_tokens(value)
+            n = known.get(value) if known else None
+            return count_tokens(value) if n is None else n
         if isinstance(value, list):
             return sum(
                 count_tokens(v) if isinstance(v, str) else len(v) if isinstance(v, list) else 1 for v in value

@@ -196,6 +196,11 @@ def bench_hf(
     model.load_state_dict(checkpoint.tensors, strict=False)
     model.tie_weights()
     model.to(dtype)
+    for module in model.modules():  # rope frequencies stay fp32, as the engine keeps them
+        for name in ("inv_freq", "original_inv_freq"):
+            buffer = getattr(module, name, None)
+            if isinstance(buffer, torch.Tensor):
+                setattr(module, name, buffer.float())
     res = {}
     with torch.inference_mode():
         warm = next(iter(workloads.values()))[0][0]
@@ -286,7 +291,8 @@ def run_bench(args: argparse.Namespace) -> int:
             checkpoint,
             {"fixed": (ids, args.output_tokens), "natural": (mixed, natural_cap)},
             eos_ids,
-            runner.dtype,
+            # transformers runs on the CPU: in the engine's dtype there, in fp32 beside a GPU engine
+            runner.dtype if runner.device.type == "cpu" else torch.float32,
         )
         for key, value in hf.items():
             note(key, value)

@@ -86,6 +86,7 @@ class LlamaModel(nn.Module):
             self.layers.append(layer)
         self.norm = place(take("model.norm.weight"))
         embed = place(take("model.embed_tokens.weight"))
+        self.lm_head: torch.Tensor | None
         if cfg.tie_embeddings:
             # One copy: rows are gathered from the transposed matrix rather than keeping both layouts.
             self.lm_head = embed.t().contiguous()
@@ -104,7 +105,8 @@ class LlamaModel(nn.Module):
         # batch 1 keeps the plain [in, out] GEMV, the faster of the two for the bandwidth-bound case;
         # in bf16 (a CPU with native bf16 dot products) the packed kernel is faster at every size: at
         # one row 1.6x MKL's fp32 GEMV and 1.8x torch's own bf16 one, 3.3x for the lm_head (README,
-        # "A second host"). The plain layer matrices are then never read, so they are dropped.
+        # "A second host"). The plain matrices are then never read, so they are dropped, all but a
+        # tied lm_head, which is also the embedding.
         self.packed: list[dict[str, torch.Tensor]] | None = None
         self.lm_head_packed: torch.Tensor | None = None
         self.pack_from_rows = 1 if dtype == torch.bfloat16 else 2
@@ -113,10 +115,13 @@ class LlamaModel(nn.Module):
             self.lm_head_packed = pack(self.lm_head)
             if self.pack_from_rows == 1:
                 self.layers = [{k: w for k, w in layer.items() if k == "bqkv"} for layer in self.layers]
+                if self.embed is not None:
+                    self.lm_head = None
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         if self.embed is not None:
             return self.embed[ids]
+        assert self.lm_head is not None  # a tied lm_head is never dropped: it is the embedding
         return self.lm_head.index_select(1, ids).t()
 
     def rope(self, positions: torch.Tensor) -> torch.Tensor:
@@ -162,6 +167,7 @@ class LlamaModel(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.lm_head_packed is not None and hidden.shape[0] >= self.pack_from_rows:
             return _LINEAR(hidden.contiguous(), self.lm_head_packed, None, "none", [], "").float()
+        assert self.lm_head is not None  # dropped only where the packed copy serves every batch size
         return (hidden @ self.lm_head).float()
 
 
@@ -183,9 +189,10 @@ def can_pack(device: torch.device, dtype: torch.dtype) -> bool:
     if device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return False
     if dtype == torch.bfloat16:
-        # oneDNN's bf16 kernels want AVX-512 (native bf16 dot products with AVX512-BF16 or AMX); on
-        # AVX2 bf16 stays on the plain path, where it is slower than fp32.
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        # Only where the CPU has native bf16 dot products (AVX512-BF16, AMX): elsewhere oneDNN
+        # emulates them, unmeasured here, and bf16 stays on the plain path.
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return bool(native and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return dtype == torch.float32
 
 

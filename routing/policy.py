@@ -173,6 +173,7 @@ class Router:
         route: RouteSpec,
         candidates: Sequence[Candidate],
         ctx: RouteContext | None = None,
+        *,
         counts: dict[str, int] | None = None,
     ) -> Decision:
         """`counts` collects the token counts the features took (see `features.extract`)."""

@@ -1,4 +1,4 @@
-"""A fake Gemini REST API (v1beta generateContent / streamGenerateContent / batchEmbedContents).
+"""A fake Gemini REST API (generateContent / streamGenerateContent / batchEmbedContents, on v1beta and v1).
 
 Honours the shared fault convention in `tests.fakes` (the fault is the model id in the URL path) and
 validates requests the way the real API does, answering with Google-style error bodies. Every request

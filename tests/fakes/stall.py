@@ -25,7 +25,7 @@ class StallingStream(Response):
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         for frame in self._frames:
             await send({"type": "http.response.body", "body": frame, "more_body": True})
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STALL_S):
                 while (await receive())["type"] != "http.disconnect":
                     pass
