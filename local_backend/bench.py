@@ -281,7 +281,9 @@ def run_bench(args: argparse.Namespace) -> int:
     note("engine_fixed_tok_s", engine_throughput(engine, ids, args.output_tokens, ignore_eos=True))
     note("engine_natural_tok_s", engine_throughput(engine, mixed, natural_cap, ignore_eos=False))
     eos_ids = set(engine.tokenizer.eos_ids) or {0}
-    del engine
+    # transformers runs on the CPU: in the engine's dtype there, in fp32 beside a GPU engine
+    hf_dtype = runner.dtype if runner.device.type == "cpu" else torch.float32
+    del engine, runner  # its weights and KV cache must not share memory with the next engines
     streaming = AsyncEngine(checkpoint, config)
     for key, value in asyncio.run(_streams(streaming, ids, args.output_tokens)).items():
         note(key, value)
@@ -291,8 +293,7 @@ def run_bench(args: argparse.Namespace) -> int:
             checkpoint,
             {"fixed": (ids, args.output_tokens), "natural": (mixed, natural_cap)},
             eos_ids,
-            # transformers runs on the CPU: in the engine's dtype there, in fp32 beside a GPU engine
-            runner.dtype if runner.device.type == "cpu" else torch.float32,
+            hf_dtype,
         )
         for key, value in hf.items():
             note(key, value)
