@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -42,7 +43,7 @@ class Outcome:
     # The prompt's tiktoken count, taken at most once: the limits' estimate, then any usage the
     # upstream left out. `token_counts` holds the texts the router already tokenised.
     prompt_count: int | None = None
-    token_counts: dict[str, int] = field(default_factory=dict)
+    token_counts: Mapping[str, int] | None = None
 
     def count_prompt(self, body: dict[str, Any]) -> int:
         if self.prompt_count is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,21 +26,13 @@ class RoutePlan:
     names: list[str]
     explain: str
     difficulty: float | None = None
+    # Token counts the plan already took (routing.features.Features.token_counts), for reuse.
+    token_counts: Mapping[str, int] | None = None
 
 
 class RoutePlanner(Protocol):
-    """`counts`, when given, receives the token count of each text the plan tokenised whole, so that
-    the request's own count (limits, a missing usage) can reuse it."""
-
     def plan(
-        self,
-        name: str,
-        route: Route,
-        body: dict[str, Any],
-        headers: dict[str, str],
-        principal: Principal,
-        *,
-        counts: dict[str, int] | None = None,
+        self, name: str, route: Route, body: dict[str, Any], headers: dict[str, str], principal: Principal
     ) -> RoutePlan: ...
 
 
@@ -47,14 +40,7 @@ class InOrderPlanner:
     """Candidates as configured; the dispatcher skips cooled-down ones, so the first healthy one serves."""
 
     def plan(
-        self,
-        name: str,
-        route: Route,
-        body: dict[str, Any],
-        headers: dict[str, str],
-        principal: Principal,
-        *,
-        counts: dict[str, int] | None = None,
+        self, name: str, route: Route, body: dict[str, Any], headers: dict[str, str], principal: Principal
     ) -> RoutePlan:
         return RoutePlan(list(route.candidates), f"route={name}; policy=first-healthy")
 
@@ -84,14 +70,7 @@ class LearnedPlanner:
             self._candidates[route_name] = cands
 
     def plan(
-        self,
-        name: str,
-        route: Route,
-        body: dict[str, Any],
-        headers: dict[str, str],
-        principal: Principal,
-        *,
-        counts: dict[str, int] | None = None,
+        self, name: str, route: Route, body: dict[str, Any], headers: dict[str, str], principal: Principal
     ) -> RoutePlan:
         min_tier = headers.get(MIN_TIER_HEADER)
         if min_tier is not None and min_tier not in TIER_RANK:
@@ -118,9 +97,12 @@ class LearnedPlanner:
             strong_fraction=strong_fraction,
             tools_min_tier=route.tools_min_tier,
         )
-        decision = self.router.decide(body, spec, self._candidates[name], ctx, counts=counts)
+        decision = self.router.decide(body, spec, self._candidates[name], ctx)
         return RoutePlan(
-            [c.name for c in decision.candidates], f"route={name}; {decision.explain()}", decision.difficulty
+            [c.name for c in decision.candidates],
+            f"route={name}; {decision.explain()}",
+            decision.difficulty,
+            decision.token_counts,
         )
 
 

@@ -75,10 +75,9 @@ class Proxy:
         route = self.config.routes.get(model)
         if route is None:
             raise model_not_found(model)
-        plan = self.planner.plan(
-            model, route, body, dict(request.headers), outcome.principal, counts=outcome.token_counts
-        )
+        plan = self.planner.plan(model, route, body, dict(request.headers), outcome.principal)
         outcome.route = model
+        outcome.token_counts = plan.token_counts
         outcome.route_explain = plan.explain
         outcome.difficulty = plan.difficulty
         return plan.names

@@ -107,6 +107,9 @@ class Features:
     prompt_tokens: int
     max_tokens: int | None
     has_tools: bool
+    # text -> o200k count of each text tokenised whole, for a caller that counts the prompt again
+    # (usage, rate limits) without tokenising it twice.
+    token_counts: dict[str, int]
 
     def get(self, name: str) -> float:
         return float(self.dense[DENSE_NAMES.index(name)])
@@ -161,12 +164,12 @@ def hash_tokens(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return buckets, values
 
 
-def _encode(text: str, counts: dict[str, int] | None, tail: bool = True) -> tuple[list[int], int]:
+def _encode(text: str, counts: dict[str, int], tail: bool = True) -> tuple[list[int], int]:
     """Token ids of the text (or of a window at its tail / head when it is long) and its token count
-    (exact, or extrapolated from the window). Exact counts are noted in `counts`, when given."""
+    (exact, or extrapolated from the window). Exact counts are noted in `counts`."""
     if len(text) <= MAX_EXACT_CHARS:
         ids = encoding().encode_ordinary(text)
-        if counts is not None and text:
+        if text:
             counts[text] = len(ids)
         return ids, len(ids)
     window = text[-_WINDOW_CHARS:] if tail else text[:_WINDOW_CHARS]
@@ -182,17 +185,16 @@ def _max_tokens(body: Mapping[str, Any]) -> int | None:
     return None
 
 
-def extract(body: Mapping[str, Any], counts: dict[str, int] | None = None) -> Features:
+def extract(body: Mapping[str, Any]) -> Features:
     """Features of an OpenAI chat-completions body (`messages`, optional `max_tokens`, `tools`,
-    `response_format`). A body with `prompt` instead of messages (legacy completions) works too.
-    `counts` (text -> o200k token count) receives every text tokenised whole, so a caller that
-    counts the same prompt again (usage, rate limits) need not tokenise it twice."""
+    `response_format`). A body with `prompt` instead of messages (legacy completions) works too."""
     messages = body.get("messages")
     if isinstance(messages, list):
         system, users, assistants = _split_messages(messages)
     else:
         system, users, assistants = "", [content_text(body.get("prompt"))], 0
     last_user = users[-1] if users else ""
+    counts: dict[str, int] = {}
     last_ids, last_count = _encode(last_user, counts)
     system_ids, system_count = _encode(system, counts, tail=False)
     earlier_tokens = sum(_encode(u, counts)[1] for u in users[:-1])
@@ -259,4 +261,5 @@ def extract(body: Mapping[str, Any], counts: dict[str, int] | None = None) -> Fe
         prompt_tokens=prompt_tokens,
         max_tokens=max_tokens,
         has_tools=bool(tools),
+        token_counts=counts,
     )

@@ -103,6 +103,7 @@ class Decision:
     pins: tuple[str, ...] = field(default_factory=tuple)
     budget_pressure: float = 0.0
     tiers: tuple[str, ...] = ()  # every tier the route offered, for the explanation
+    token_counts: Mapping[str, int] = field(default_factory=dict)  # see Features.token_counts
 
     @property
     def chosen(self) -> Candidate:
@@ -161,10 +162,8 @@ class Router:
     def load(cls, path: Path | str | None = None) -> Router:
         return cls(load(path))
 
-    def predict(
-        self, body: Mapping[str, Any], counts: dict[str, int] | None = None
-    ) -> tuple[Prediction, int, int | None, bool]:
-        features = extract(body, counts)
+    def predict(self, body: Mapping[str, Any]) -> tuple[Prediction, int, int | None, bool]:
+        features = extract(body)
         return self.model.predict(features), features.prompt_tokens, features.max_tokens, features.has_tools
 
     def decide(
@@ -173,23 +172,23 @@ class Router:
         route: RouteSpec,
         candidates: Sequence[Candidate],
         ctx: RouteContext | None = None,
-        *,
-        counts: dict[str, int] | None = None,
     ) -> Decision:
-        """`counts` collects the token counts the features took (see `features.extract`)."""
         if not candidates:
             raise ValueError(f"route {route.name!r} has no candidates")
         ctx = ctx or RouteContext()
-        prediction, prompt_tokens, max_tokens, has_tools = self.predict(body, counts)
+        features = extract(body)
+        prediction = self.model.predict(features)
         costs: dict[str, float | None] = {
             c.name: None
             if c.input_per_mtok is None or c.output_per_mtok is None
-            else self.cost.estimate(prompt_tokens, c.input_per_mtok, c.output_per_mtok, max_tokens)
+            else self.cost.estimate(
+                features.prompt_tokens, c.input_per_mtok, c.output_per_mtok, features.max_tokens
+            )
             for c in candidates
         }
         # The ladder is the tier order; cost only orders candidates within a tier (unknown last).
         ladder = sorted(candidates, key=lambda c: (c.rank, _cost_key(costs[c.name])))
-        eligible, pins = _apply_pins(ladder, route, ctx, has_tools)
+        eligible, pins = _apply_pins(ladder, route, ctx, features.has_tools)
         pressure = _clamp(ctx.budget_pressure)
         squeeze = _clamp((pressure - route.budget_soft_start) / max(1e-9, 1.0 - route.budget_soft_start))
         relief = 1.0 - route.budget_relief * squeeze
@@ -218,6 +217,7 @@ class Router:
             pins=pins,
             budget_pressure=pressure,
             tiers=tuple(dict.fromkeys(c.tier for c in ladder)),
+            token_counts=features.token_counts,
         )
 
 

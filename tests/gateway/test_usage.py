@@ -17,8 +17,7 @@ BODY = {
 
 
 def test_router_counts_give_the_same_total() -> None:
-    counts: dict[str, int] = {}
-    extract(BODY, counts)
+    counts = extract(BODY).token_counts
     assert counts  # the router tokenised the system prompt and the string user turn whole
     assert prompt_tokens(BODY, counts) == prompt_tokens(BODY)
 

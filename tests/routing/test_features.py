@@ -91,15 +91,9 @@ def test_texts_tokenised_whole_are_noted_for_the_caller() -> None:
             {"role": "user", "content": last},
         ]
     }
-    counts: dict[str, int] = {}
-    plain = extract(body)
-    noted = extract(body, counts)
-    assert np.array_equal(plain.dense, noted.dense)
-    assert counts == {t: count_tokens(t) for t in (system, first, last)}
+    assert extract(body).token_counts == {t: count_tokens(t) for t in (system, first, last)}
 
 
 def test_a_windowed_count_is_not_noted_as_exact() -> None:
     text = "The quick brown fox jumps over the lazy dog near 42 riverbanks. " * 4000
-    counts: dict[str, int] = {}
-    extract(_body(text), counts)
-    assert text not in counts
+    assert text not in extract(_body(text)).token_counts
