@@ -38,6 +38,7 @@ from providers.base import (
     http_error,
     midstream_error,
     parse_retry_after,
+    stalled,
 )
 from providers.deployment import Deployment
 from providers.http import HttpClient
@@ -234,10 +235,7 @@ class AnthropicProvider:
                     if failure is not None:
                         raise failure
             except UpstreamError as exc:
-                # A stall once content went out is a broken stream like any other, not a 504 answer.
-                if started and exc.type == "timeout_error":
-                    raise midstream_error(exc.message) from None
-                raise
+                raise stalled(exc, started) from None
             ready, failure = accept(decoder.flush())
             for item in ready:
                 started = True

@@ -189,6 +189,11 @@ def midstream_error(detail: str) -> UpstreamError:
     return UpstreamError(502, f"upstream stream interrupted: {detail}", type="api_error", retryable=True)
 
 
+def stalled(exc: UpstreamError, started: bool) -> UpstreamError:
+    """A read timeout once content went out is a broken stream like any other, not a 504 answer."""
+    return midstream_error(exc.message) if started and exc.type == "timeout_error" else exc
+
+
 def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None

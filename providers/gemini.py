@@ -17,7 +17,15 @@ from typing import Any
 
 import orjson
 
-from providers.base import Chunk, Endpoint, UpstreamCall, UpstreamError, UpstreamResponse, midstream_error
+from providers.base import (
+    Chunk,
+    Endpoint,
+    UpstreamCall,
+    UpstreamError,
+    UpstreamResponse,
+    midstream_error,
+    stalled,
+)
 from providers.deployment import Deployment
 from providers.gemini_embeddings import build_embed_request, build_embed_response, embed_inputs
 from providers.gemini_errors import bad_request, error_from_body
@@ -108,10 +116,7 @@ class GeminiProvider:
                         started = True
                         yield Chunk.from_data(chunk)
             except UpstreamError as exc:
-                # A stall once chunks went out is a broken stream like any other, not a 504 answer.
-                if started and exc.type == "timeout_error":
-                    raise midstream_error(exc.message) from None
-                raise
+                raise stalled(exc, started) from None
         for chunk in state.close():
             yield Chunk.from_data(chunk)
 

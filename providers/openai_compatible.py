@@ -20,6 +20,7 @@ from providers.base import (
     http_error,
     midstream_error,
     parse_retry_after,
+    stalled,
 )
 from providers.deployment import Deployment
 from providers.http import HttpClient
@@ -83,10 +84,7 @@ class OpenAICompatibleProvider:
                     started = True
                     yield Chunk(raw=b"data: " + data + b"\n\n", data=parsed)
             except UpstreamError as exc:
-                # A stall after the first event is an interrupted stream, as the other adapters say.
-                if started and exc.type == "timeout_error":
-                    raise midstream_error(exc.message) from None
-                raise
+                raise stalled(exc, started) from None
             if not started:
                 raise midstream_error("upstream closed the stream before sending anything")
 
