@@ -35,9 +35,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
-from tests.fakes.stall import StallingStream
+from tests.fakes.partial_stream import PartialStream
 
 TEXT_PIECES = ["Hello", " from", " anthropic!"]
 TOOL_JSON_PIECES = ["", '{"city": ', '"Paris"}']
@@ -126,9 +125,9 @@ async def _messages(request: Request) -> Response:
     if not body.get("stream"):
         return Response(orjson.dumps(_message(answer)), headers=headers, media_type="application/json")
     if model == "die-midstream":
-        return _DyingStream(_events(answer, die=True), headers)
+        return PartialStream(_events(answer, die=True), headers, stall=False, gap_s=0.01)
     if model == "stall-midstream":
-        return StallingStream(_events(answer, die=True), headers)
+        return PartialStream(_events(answer, die=True), headers, stall=True)
     return StreamingResponse(_stream(answer, model), headers=headers, media_type="text/event-stream")
 
 
@@ -294,23 +293,6 @@ async def _stream(answer: dict[str, Any], model: str) -> AsyncIterator[bytes]:
     for event in _events(answer, overloaded=overloaded):
         yield event
         await asyncio.sleep(0)
-
-
-class _DyingStream(Response):
-    """Sends some events, then returns without finishing the chunked body: uvicorn then closes the
-    connection, which the client sees as a truncated response (a dropped upstream)."""
-
-    def __init__(self, events: list[bytes], headers: dict[str, str]) -> None:
-        super().__init__(None, 200, headers=headers, media_type="text/event-stream")
-        # Without a length, uvicorn frames the body as chunked, so stopping early truncates it.
-        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
-        self._events = events
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        for event in self._events:
-            await send({"type": "http.response.body", "body": event, "more_body": True})
-            await asyncio.sleep(0.01)
 
 
 # ---------------------------------------------------------------------------------------- validation

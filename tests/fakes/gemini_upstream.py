@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.fakes.stall import StallingStream
+from tests.fakes.partial_stream import PartialStream
 
 CONTENT = "Hello from gemini!"
 CONTENT_PIECES = ["Hello ", "from ", "gemini!"]
@@ -222,7 +222,7 @@ def create_app(*, hang_seconds: float = 60.0) -> Starlette:
             # Without alt=sse the real endpoint returns one JSON array at the end: useless for streaming.
             return Response(orjson.dumps([_generate_doc(model, body)]), media_type="application/json")
         if model == "stall-midstream":
-            return StallingStream([frame async for frame in _stream(model, body)][:2])
+            return PartialStream([frame async for frame in _stream(model, body)][:2], stall=True)
         return StreamingResponse(_stream(model, body), media_type="text/event-stream")
 
     # The real API answers on both versions; google-genai 3.x asks /v1 by default, our adapter /v1beta.

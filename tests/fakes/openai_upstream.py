@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.fakes.stall import StallingStream
+from tests.fakes.partial_stream import PartialStream
 
 PROVIDER = "openai"
 GREETING = f"Hello from {PROVIDER}!"
@@ -663,7 +663,7 @@ class _Fake:
                 self._dying_body(b"".join(frames[: n + 2 * n])), media_type="text/event-stream"
             )
         if fault == "stall":
-            return StallingStream(frames[: n + 2 * n])
+            return PartialStream(frames[: n + 2 * n], stall=True)
         for i in range(n):
             frames.append(chunk([delta(i, {}, finish_reason=finish)]))
         if include_usage:
