@@ -75,10 +75,13 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local status, index, retry = 0, 0, 0
 local out = {}
 
+-- ms until an entry admitted at `score` leaves the window
+local function until_out(score) return tonumber(score) + window - now end
+
 local function expiry_of(zkey, rank)
   local e = redis.call('ZRANGE', zkey, rank, rank, 'WITHSCORES')
   if #e == 0 then return 0 end
-  return tonumber(e[2]) + window - now
+  return until_out(e[2])
 end
 
 local exps = {}
@@ -106,7 +109,7 @@ for i = 1, nw do
     end
   end
   local reset = 0
-  if count > 0 then reset = tonumber(first[2]) + window - now end
+  if count > 0 then reset = until_out(first[2]) end
   if status == 0 and rpm >= 0 and count + 1 > rpm then
     status, index = 1, i
     if rpm == 0 then retry = -1 else retry = expiry_of(zk, count - rpm) end
@@ -124,7 +127,7 @@ for i = 1, nw do
       for k = 1, #entries, 2 do ids[#ids + 1] = entries[k] end
       local toks = redis.call('HMGET', hk, unpack(ids))
       for k = 1, #ids do
-        retry = tonumber(entries[2 * k]) + window - now
+        retry = until_out(entries[2 * k])
         freed = freed + (tonumber(toks[k]) or 0)
         if freed >= need then break end
       end
