@@ -49,6 +49,8 @@ class EngineConfig:
     # cpu fp32: also hold oneDNN-packed weights for multi-row matmuls (2x weight memory; batched decode
     # and prefill ~1.3-2.5x faster). Off for a model whose weights would not fit twice.
     cpu_packed_weights: bool = True
+    # cpu fp32: compile our batch-1 decode kernels at start (needs a C compiler; else torch's ops).
+    cpu_kernels: bool = True
     seed: int = 0
     served_model_name: str = ""
 

@@ -1,13 +1,14 @@
 """The Llama-family graph (Llama 2/3, SmolLM2, Mistral, Qwen2 with q/k/v biases) over a paged KV cache.
 
-Weights are stored transposed, [in, out], and multiplied with `x @ w`: on this kind of AVX2 CPU MKL's
-GEMV streams that layout ~1.5x faster than `F.linear`'s [out, in] at batch 1, which is the case that is
-bandwidth-bound. q/k/v and gate/up are fused so each layer makes three weight reads, not seven.
+q/k/v and gate/up are fused so each layer makes three weight reads, not seven. The plain weights are
+kept [out, in] for our own batch-1 GEMV on CPU (`cpu_kernels.py`) and [in, out] otherwise, multiplied
+with `x @ w`: on an AVX2 CPU MKL's GEMV streams that layout ~1.5x faster than `F.linear`'s [out, in].
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,7 @@ from torch import nn
 
 from local_backend.attention import AttnMetadata, paged_attention, prepare_decode
 from local_backend.config import ModelConfig
+from local_backend.cpu_kernels import CpuKernels
 
 
 def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
@@ -48,6 +50,7 @@ class LlamaModel(nn.Module):
         device: torch.device,
         block_size: int,
         packed: bool = False,
+        kernels: CpuKernels | None = None,
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -57,8 +60,16 @@ class LlamaModel(nn.Module):
         def take(name: str) -> torch.Tensor:
             return tensors.pop(name).float()
 
+        # Our batch-1 kernels are fp32 only: bf16 with native dot products runs packed at every size.
+        self.kernels = kernels if device.type == "cpu" and dtype == torch.float32 else None
+        self.out_in = self.kernels is not None
+
         def place(w: torch.Tensor) -> torch.Tensor:
             return w.to(device=device, dtype=dtype).contiguous()
+
+        def place_matrix(w: torch.Tensor) -> torch.Tensor:
+            """w is [out, in]; kept so for our GEMV, else as [in, out]."""
+            return place(w if self.out_in else w.t())
 
         # Interleave each q/k head's halves (0, d/2, 1, d/2+1, ...) so rope is one complex multiply; q.k
         # is unchanged because queries and keys are permuted alike.
@@ -75,10 +86,10 @@ class LlamaModel(nn.Module):
             gate, up = take(p + "mlp.gate_proj.weight"), take(p + "mlp.up_proj.weight")
             # RMSNorm's gain is folded into the next matmul's input rows: one elementwise op fewer.
             layer = {
-                "wqkv": place(torch.cat([q[q_perm], k[k_perm], v], 0).t() * ln1.unsqueeze(1)),
-                "wo": place(take(p + "self_attn.o_proj.weight").t()),
-                "wgu": place(torch.cat([gate, up], 0).t() * ln2.unsqueeze(1)),
-                "wd": place(take(p + "mlp.down_proj.weight").t()),
+                "wqkv": place_matrix(torch.cat([q[q_perm], k[k_perm], v], 0) * ln1),
+                "wo": place_matrix(take(p + "self_attn.o_proj.weight")),
+                "wgu": place_matrix(torch.cat([gate, up], 0) * ln2),
+                "wd": place_matrix(take(p + "mlp.down_proj.weight")),
             }
             if cfg.attention_bias:
                 bq, bk, bv = (take(p + f"self_attn.{x}_proj.bias") for x in "qkv")
@@ -88,12 +99,12 @@ class LlamaModel(nn.Module):
         embed = place(take("model.embed_tokens.weight"))
         self.lm_head: torch.Tensor | None
         if cfg.tie_embeddings:
-            # One copy: rows are gathered from the transposed matrix rather than keeping both layouts.
-            self.lm_head = embed.t().contiguous()
+            # One copy: [out, in] is the embedding itself; [in, out] has its columns gathered.
+            self.lm_head = embed if self.out_in else embed.t().contiguous()
             self.embed = None
         else:
             self.embed = embed
-            self.lm_head = place(take("lm_head.weight").t())
+            self.lm_head = place_matrix(take("lm_head.weight"))
         del embed
         inv = rope_inv_freq(cfg).to(device)
         if "rope_freqs" in tensors:  # llama 3.1 GGUFs carry their frequency factors as a tensor
@@ -111,8 +122,10 @@ class LlamaModel(nn.Module):
         self.lm_head_packed: torch.Tensor | None = None
         self.pack_from_rows = 1 if dtype == torch.bfloat16 else 2
         if packed and can_pack(device, dtype):
-            self.packed = [{k: pack(w) for k, w in layer.items() if k != "bqkv"} for layer in self.layers]
-            self.lm_head_packed = pack(self.lm_head)
+            self.packed = [
+                {k: pack(w, self.out_in) for k, w in layer.items() if k != "bqkv"} for layer in self.layers
+            ]
+            self.lm_head_packed = pack(self.lm_head, self.out_in)
             if self.pack_from_rows == 1:
                 self.layers = [{k: w for k, w in layer.items() if k == "bqkv"} for layer in self.layers]
                 if self.embed is not None:
@@ -122,7 +135,7 @@ class LlamaModel(nn.Module):
         if self.embed is not None:
             return self.embed[ids]
         assert self.lm_head is not None  # a tied lm_head is never dropped: it is the embedding
-        return self.lm_head.index_select(1, ids).t()
+        return self.lm_head[ids] if self.out_in else self.lm_head.index_select(1, ids).t()
 
     def rope(self, positions: torch.Tensor) -> torch.Tensor:
         """Unit complex rotations [T, 1, head_dim / 2], one per position and frequency."""
@@ -147,42 +160,79 @@ class LlamaModel(nn.Module):
         """Hidden states [T, hidden] after the final norm, for every input token."""
         cfg = self.cfg
         nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        n, inter = input_ids.shape[0], cfg.intermediate_size
+        n = input_ids.shape[0]
         cis = self.rope(positions)
-        prepare_decode(meta, self.block_size, self.dtype)
+        kernels = self.kernels if n == 1 else None
+        row = None
+        if kernels is not None and meta.num_decode == 1:
+            assert meta.block_tables is not None and meta.context_lens is not None
+            ctx_len = int(meta.context_lens[0])
+            row = kernels.decode_row(meta.block_tables, ctx_len, cis, kv_caches[0][0].shape)
+        else:
+            prepare_decode(meta, self.block_size, self.dtype)
         x = self.embed_tokens(input_ids)
         packs = self.packed if n >= self.pack_from_rows else None
         for i, (layer, (k_cache, v_cache)) in enumerate(zip(self.layers, kv_caches, strict=True)):
             pk = packs[i] if packs is not None else None
-            qkv = _mm(self._rms(x), layer, pk, "wqkv", layer.get("bqkv"))
-            qk = qkv[:, : (nh + nkv) * hd].reshape(n, nh + nkv, hd // 2, 2)
-            qk = torch.view_as_real(torch.view_as_complex(qk.float()) * cis).to(x.dtype).view(n, nh + nkv, hd)
-            v = qkv[:, (nh + nkv) * hd :].view(n, nkv, hd)
-            o = paged_attention(qk[:, :nh], qk[:, nh:], v, k_cache, v_cache, meta, self.scale)
-            x = x + _mm(o, layer, pk, "wo")
-            gu = _mm(self._rms(x), layer, pk, "wgu")
-            x = x + _mm(F.silu(gu[:, :inter]) * gu[:, inter:], layer, pk, "wd")
+            mm = partial(self._mm, layer=layer, packed=pk, kernels=kernels)
+            qkv = mm(x, "wqkv", layer.get("bqkv"), norm=True)
+            if row is not None:
+                assert kernels is not None
+                o = kernels.decode_attention(qkv, row, k_cache, v_cache, nh, self.scale)
+            else:
+                qk = qkv[:, : (nh + nkv) * hd].reshape(n, nh + nkv, hd // 2, 2)
+                qk = torch.view_as_complex(qk.float()) * cis
+                qk = torch.view_as_real(qk).to(x.dtype).view(n, nh + nkv, hd)
+                v = qkv[:, (nh + nkv) * hd :].view(n, nkv, hd)
+                o = paged_attention(qk[:, :nh], qk[:, nh:], v, k_cache, v_cache, meta, self.scale)
+            x = mm(o, "wo", residual=x)
+            gu = mm(x, "wgu", norm=True)
+            x = mm(gu, "wd", residual=x, swiglu=True)
         return self._rms(x) * self.norm
+
+    def _mm(
+        self,
+        x: torch.Tensor,
+        name: str,
+        bias: torch.Tensor | None = None,
+        residual: torch.Tensor | None = None,
+        *,
+        layer: dict[str, torch.Tensor],
+        packed: dict[str, torch.Tensor] | None,
+        kernels: CpuKernels | None,
+        norm: bool = False,
+        swiglu: bool = False,
+    ) -> torch.Tensor:
+        """residual + v @ W (+ bias) for the weight `name`, where v is x, x RMS-normalised (`norm`) or
+        silu(gate) * up from x = [gate | up] (`swiglu`). Our GEMV for one fp32 row does all of it in one
+        call (adding into `residual` in place); otherwise the oneDNN-packed copy when the caller has one
+        for this batch, else the plain matrix."""
+        if kernels is not None:
+            eps = self.cfg.rms_norm_eps if norm else None
+            if bias is None and residual is not None:
+                return kernels.gemv(layer[name], x, add_to=residual, rms_eps=eps, swiglu=swiglu)
+            y = kernels.gemv(layer[name], x, rms_eps=eps, swiglu=swiglu)
+            return y if bias is None else y.add_(bias)
+        if norm:
+            x = self._rms(x)
+        if swiglu:
+            inter = x.shape[1] // 2
+            x = F.silu(x[:, :inter]) * x[:, inter:]
+        if packed is not None:
+            y = _LINEAR(x, packed[name], bias, "none", [], "")
+        else:
+            y = F.linear(x, layer[name]) if self.out_in else x @ layer[name]
+            if bias is not None:
+                y = y + bias
+        return y if residual is None else residual + y
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.lm_head_packed is not None and hidden.shape[0] >= self.pack_from_rows:
             return _LINEAR(hidden.contiguous(), self.lm_head_packed, None, "none", [], "").float()
         assert self.lm_head is not None  # dropped only where the packed copy serves every batch size
-        return (hidden @ self.lm_head).float()
-
-
-def _mm(
-    x: torch.Tensor,
-    layer: dict[str, torch.Tensor],
-    packed: dict[str, torch.Tensor] | None,
-    name: str,
-    bias: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """x @ layer[name] (+ bias), through the oneDNN-packed copy when the caller has one for this batch."""
-    if packed is not None:
-        return _LINEAR(x, packed[name], bias, "none", [], "")
-    y = x @ layer[name]
-    return y if bias is None else y + bias
+        if self.kernels is not None and hidden.shape[0] == 1:
+            return self.kernels.gemv(self.lm_head, hidden.contiguous())
+        return (F.linear(hidden, self.lm_head) if self.out_in else hidden @ self.lm_head).float()
 
 
 def can_pack(device: torch.device, dtype: torch.dtype) -> bool:
@@ -196,9 +246,9 @@ def can_pack(device: torch.device, dtype: torch.dtype) -> bool:
     return dtype == torch.float32
 
 
-def pack(w: torch.Tensor) -> torch.Tensor:
-    """A [in, out] weight in oneDNN's blocked layout for `_LINEAR` (which takes [out, in])."""
-    return torch.ops.mkldnn._reorder_linear_weight(w.t().contiguous(), None)
+def pack(w: torch.Tensor, out_in: bool) -> torch.Tensor:
+    """A plain weight ([out, in] or [in, out]) in oneDNN's blocked layout for `_LINEAR`."""
+    return torch.ops.mkldnn._reorder_linear_weight(w if out_in else w.t().contiguous(), None)
 
 
 _LINEAR = torch.ops.mkldnn._linear_pointwise

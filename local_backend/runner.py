@@ -7,6 +7,7 @@ import torch
 
 from local_backend.attention import AttnMetadata, PrefillSpan, flash_available
 from local_backend.config import EngineConfig
+from local_backend.cpu_kernels import build_cpu_kernels
 from local_backend.cuda_graphs import StaticDecode, capture_buckets
 from local_backend.model import LlamaModel
 from local_backend.sampler import TokenLogprobs, sample
@@ -52,6 +53,7 @@ class ModelRunner:
             self.device,
             self.block_size,
             packed=cfg.cpu_packed_weights,
+            kernels=build_cpu_kernels() if cfg.cpu_kernels and self.device.type == "cpu" else None,
         )
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         self.weight_bytes = mc.weight_bytes(itemsize)

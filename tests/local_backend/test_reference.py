@@ -11,6 +11,7 @@ import torch
 
 from local_backend.bench import hf_llama_config
 from local_backend.config import EngineConfig
+from local_backend.cpu_kernels import build_cpu_kernels
 from local_backend.cuda_graphs import StaticDecode, capture_buckets
 from local_backend.engine import LLMEngine
 from local_backend.scheduler import ScheduledBatch
@@ -86,8 +87,10 @@ def test_logits_match_transformers_through_every_attention_path(
     decode = _forward(fresh, [sa, sb], [1, 1], 2)  # two decodes of different lengths, padded
     assert (decode[0] - ref_a[-1]).abs().max() < TOL
     assert (decode[1] - ref_b[-1]).abs().max() < TOL
-    # Batch 1 takes the plain GEMV, batches the packed weights (when oneDNN is there): both must agree.
+    # Batch 1 takes our C kernels (where a compiler built them), batches the packed weights (when oneDNN
+    # is there): both must agree with transformers.
     assert fresh.runner.model.packed is not None or not torch.backends.mkldnn.is_available()
+    assert fresh.runner.model.kernels is not None or build_cpu_kernels() is None
     nxt = int(decode[0].argmax())
     with torch.inference_mode():
         ref_next = hf_model(torch.tensor([[*a, nxt]])).logits[0, -1]
