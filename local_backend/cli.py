@@ -15,6 +15,7 @@ ENGINE_FLAGS = (
     "block_size",
     "num_threads",
     "enforce_eager",
+    "cpu_kernels",
 )
 
 
@@ -33,6 +34,13 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--block-size", type=int, default=None)
     p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--enforce-eager", action="store_true", default=None, help="no CUDA graphs")
+    p.add_argument(
+        "--no-cpu-kernels",
+        dest="cpu_kernels",
+        action="store_false",
+        default=None,
+        help="fp32 CPU batch 1 through torch's ops instead of our compiled kernels",
+    )
 
 
 def engine_options(args: argparse.Namespace) -> dict[str, Any]:

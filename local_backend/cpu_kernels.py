@@ -11,8 +11,10 @@ there is no cache to go stale. Without a compiler the engine keeps torch's ops.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
+import mmap
 import shutil
 import subprocess
 import tempfile
@@ -49,8 +51,12 @@ class DecodeRow:
     cache_shape: torch.Size
 
 
-def _fp32(*tensors: torch.Tensor) -> bool:
-    return all(t.dtype == torch.float32 and t.is_contiguous() and t.device.type == "cpu" for t in tensors)
+def _fp32(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None = None) -> bool:
+    """Contiguous fp32 (on the CPU: the model only builds kernels there). Called per matmul, so terse."""
+    f32 = torch.float32
+    if a.dtype is not f32 or b.dtype is not f32 or not (a.is_contiguous() and b.is_contiguous()):
+        return False
+    return c is None or (c.dtype is f32 and c.is_contiguous())
 
 
 class CpuKernels:
@@ -83,7 +89,7 @@ class CpuKernels:
         flags = (RMS_NORM if rms_eps is not None else 0) | (SWIGLU if swiglu else 0)
         if add_to is None:
             out = torch.empty(1, n)
-        elif add_to.numel() != n or not _fp32(add_to):
+        elif add_to.numel() != n or not _fp32(add_to, x):
             raise ValueError(f"gemv: add_to {tuple(add_to.shape)} against w {tuple(w.shape)}")
         else:
             out, flags = add_to, flags | ACCUMULATE
@@ -139,6 +145,24 @@ class CpuKernels:
         if self._attn(*ptrs, row.ctx_len, block_size, n_heads, n_kv, dim, scale, out.data_ptr()):
             raise MemoryError("decode_attention: no memory for the scores")
         return out
+
+
+def in_one_arena(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Copies of `tensors` (fp32) back to back, each 64-byte aligned, in one anonymous mapping advised
+    for transparent huge pages. The batch-1 step streams them all in this order, and on the AVX-512
+    EPYC our GEMV read 2 MB pages ~10% faster than 4 KB ones (fewer TLB misses). Where the advice is
+    refused (not Linux, THP off) the copies sit in ordinary pages. The originals can then be freed."""
+    sizes = [-(-t.numel() // 16) * 16 for t in tensors]
+    # Private: a shared anonymous mapping is shmem, which THP's "madvise" setting does not cover.
+    buf = mmap.mmap(-1, 4 * sum(sizes), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    with contextlib.suppress(AttributeError, OSError):
+        buf.madvise(mmap.MADV_HUGEPAGE)
+    flat = torch.frombuffer(buf, dtype=torch.float32)  # holds a reference to the mapping
+    out, offset = [], 0
+    for t, size in zip(tensors, sizes, strict=True):
+        out.append(flat[offset : offset + t.numel()].view(t.shape).copy_(t))
+        offset += size
+    return out
 
 
 def build_cpu_kernels() -> CpuKernels | None:

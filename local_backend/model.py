@@ -16,7 +16,7 @@ from torch import nn
 
 from local_backend.attention import AttnMetadata, paged_attention, prepare_decode
 from local_backend.config import ModelConfig
-from local_backend.cpu_kernels import CpuKernels
+from local_backend.cpu_kernels import CpuKernels, in_one_arena
 
 
 def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
@@ -106,6 +106,13 @@ class LlamaModel(nn.Module):
             self.embed = embed
             self.lm_head = place_matrix(take("lm_head.weight"))
         del embed
+        if self.kernels is not None:
+            names = ("wqkv", "wo", "wgu", "wd")
+            matrices = [layer[k] for layer in self.layers for k in names]
+            moved = iter(in_one_arena([*matrices, self.lm_head]))
+            for layer in self.layers:
+                layer.update((k, next(moved)) for k in names)
+            self.lm_head = next(moved)
         inv = rope_inv_freq(cfg).to(device)
         if "rope_freqs" in tensors:  # llama 3.1 GGUFs carry their frequency factors as a tensor
             inv = inv / take("rope_freqs").to(device)

@@ -63,9 +63,14 @@ int decode_attention(float *restrict qkv, const float *restrict cis, float *rest
                      float *restrict v_cache, const long *restrict block_table, long ctx_len,
                      long block_size, long n_heads, long n_kv, long head_dim, float scale,
                      float *restrict out) {
-  float *scores = malloc(sizeof(float) * ctx_len);
-  if (scores == NULL) return -1;
-  long half = head_dim / 2, row = n_kv * head_dim;
+  long group = n_heads / n_kv, half = head_dim / 2, row = n_kv * head_dim;
+  float *scores = malloc(sizeof(float) * group * ctx_len);
+  long *slots = malloc(sizeof(long) * ctx_len);
+  if (scores == NULL || slots == NULL) {
+    free(scores);
+    free(slots);
+    return -1;
+  }
   for (long h = 0; h < n_heads + n_kv; h++) {
     float *p = qkv + h * head_dim;
     for (long i = 0; i < half; i++) {
@@ -74,32 +79,38 @@ int decode_attention(float *restrict qkv, const float *restrict cis, float *rest
       p[2 * i + 1] = a * s + b * c;
     }
   }
-  long pos = ctx_len - 1;
-  long slot = block_table[pos / block_size] * block_size + pos % block_size;
-  memcpy(k_cache + slot * row, qkv + n_heads * head_dim, sizeof(float) * row);
-  memcpy(v_cache + slot * row, qkv + (n_heads + n_kv) * head_dim, sizeof(float) * row);
-  long group = n_heads / n_kv;
-  for (long h = 0; h < n_heads; h++) {
-    const float *q = qkv + h * head_dim;
-    long g = h / group;
-    float top = -INFINITY;
+  for (long t = 0; t < ctx_len; t++) slots[t] = (block_table[t / block_size] * block_size + t % block_size) * row;
+  memcpy(k_cache + slots[ctx_len - 1], qkv + n_heads * head_dim, sizeof(float) * row);
+  memcpy(v_cache + slots[ctx_len - 1], qkv + (n_heads + n_kv) * head_dim, sizeof(float) * row);
+  /* Per kv head, its `group` query heads share each key and value row as it is read. */
+  for (long g = 0; g < n_kv; g++) {
+    const float *q0 = qkv + g * group * head_dim;
     for (long t = 0; t < ctx_len; t++) {
-      const float *k = k_cache + (block_table[t / block_size] * block_size + t % block_size) * row + g * head_dim;
-      float s = 0.f;
-      for (long d = 0; d < head_dim; d++) s += q[d] * k[d];
-      scores[t] = s * scale;
-      if (scores[t] > top) top = scores[t];
+      const float *k = k_cache + slots[t] + g * head_dim;
+      for (long j = 0; j < group; j++) {
+        const float *q = q0 + j * head_dim;
+        float s = 0.f;
+        for (long d = 0; d < head_dim; d++) s += q[d] * k[d];
+        scores[j * ctx_len + t] = s * scale;
+      }
     }
-    float total = 0.f;
-    for (long t = 0; t < ctx_len; t++) total += scores[t] = expf(scores[t] - top);
-    float *o = out + h * head_dim;
-    for (long d = 0; d < head_dim; d++) o[d] = 0.f;
+    for (long j = 0; j < group; j++) {
+      float *sc = scores + j * ctx_len, top = -INFINITY, total = 0.f;
+      for (long t = 0; t < ctx_len; t++) top = sc[t] > top ? sc[t] : top;
+      for (long t = 0; t < ctx_len; t++) total += sc[t] = expf(sc[t] - top);
+      for (long t = 0; t < ctx_len; t++) sc[t] /= total;
+    }
+    float *o0 = out + g * group * head_dim;
+    memset(o0, 0, sizeof(float) * group * head_dim);
     for (long t = 0; t < ctx_len; t++) {
-      const float *v = v_cache + (block_table[t / block_size] * block_size + t % block_size) * row + g * head_dim;
-      float w = scores[t] / total;
-      for (long d = 0; d < head_dim; d++) o[d] += w * v[d];
+      const float *v = v_cache + slots[t] + g * head_dim;
+      for (long j = 0; j < group; j++) {
+        float w = scores[j * ctx_len + t], *o = o0 + j * head_dim;
+        for (long d = 0; d < head_dim; d++) o[d] += w * v[d];
+      }
     }
   }
   free(scores);
+  free(slots);
   return 0;
 }

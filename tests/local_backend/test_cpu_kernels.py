@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from local_backend.config import EngineConfig
-from local_backend.cpu_kernels import CpuKernels, build_cpu_kernels
+from local_backend.cpu_kernels import CpuKernels, build_cpu_kernels, in_one_arena
 from local_backend.engine import LLMEngine
 from local_backend.sequence import SamplingParams
 from local_backend.weights import Checkpoint
@@ -96,6 +96,15 @@ def test_kernels_refuse_shapes_they_would_read_past(kernels: CpuKernels) -> None
     row = kernels.decode_row(torch.tensor([1, 2]), 5, cis, cache.shape)
     with pytest.raises(ValueError):
         kernels.decode_attention(torch.randn(1, 100), row, cache, cache.clone(), 4, 0.25)
+
+
+def test_arena_copies_are_equal_aligned_and_in_order() -> None:
+    tensors = [torch.randn(3, 5), torch.randn(7), torch.randn(2, 16)]
+    copies = in_one_arena(tensors)
+    assert all(torch.equal(a, b) for a, b in zip(tensors, copies, strict=True))
+    starts = [c.data_ptr() for c in copies]
+    assert all(p % 64 == 0 for p in starts) and starts == sorted(starts)
+    assert starts[1] - starts[0] == 64  # 15 floats padded to 16
 
 
 def test_no_compiler_means_torch_ops(monkeypatch: pytest.MonkeyPatch) -> None:
