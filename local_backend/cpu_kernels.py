@@ -2,8 +2,8 @@
 
 At batch 1 a decode step reads every weight once, so its speed is how fast the matrix-vector products
 stream memory, plus the fixed cost of the small ops around them. On an AVX-512 EPYC, MKL's GEMV read
-SmolLM2's matrices at 11-14 GB/s where `torch.sum` reads 27; our loop reads 23-25, and folding the
-norms, SwiGLU, residual adds, rope and attention into the same calls removes ~60 torch ops per layer
+SmolLM2's matrices at 11-14 GB/s where `torch.sum` reads 27; our loop reads 23-25, and one C call
+per layer (norms, products, rope, cache write, attention, SwiGLU, residuals) replaces ~60 torch ops
 (README, "Batch 1: our own kernels"). The library is compiled per process with the host's C compiler
 and `-march=native` (~0.3 s) into a temporary file: the code always matches the CPU it runs on and
 there is no cache to go stale. Without a compiler the engine keeps torch's ops.
@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from local_backend.config import ModelConfig
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("kernels") / "cpu_decode.c"
@@ -38,70 +40,83 @@ FLAGS = (
     "-shared",
     "-fPIC",
 )
-ACCUMULATE, RMS_NORM, SWIGLU = 1, 2, 4  # the C side's flags
-
-_P, _L = ctypes.c_void_p, ctypes.c_long
+_P, _L, _F = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
 
 
 @dataclass(frozen=True, slots=True)
 class DecodeRow:
+    """One decode token's place in the paged cache, checked once per step for every layer."""
+
     block_table: torch.Tensor
     ctx_len: int
     cis: torch.Tensor
     cache_shape: torch.Size
 
 
-def _fp32(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None = None) -> bool:
-    """Contiguous fp32 (on the CPU: the model only builds kernels there). Called per matmul, so terse."""
-    f32 = torch.float32
-    if a.dtype is not f32 or b.dtype is not f32 or not (a.is_contiguous() and b.is_contiguous()):
-        return False
-    return c is None or (c.dtype is f32 and c.is_contiguous())
+@dataclass(frozen=True, slots=True)
+class KernelLayer:
+    """A layer's weights as the C side takes them, checked once when the model is built. Holds the
+    tensors so the addresses stay valid."""
+
+    tensors: tuple[torch.Tensor, ...]
+    weights: tuple[int, int | None, int, int, int]  # wqkv, bqkv (or None), wo, wgu, wd
+    shape: tuple[int, int, float, int, int, int, float]  # hidden, inter, eps, heads, kv heads, D, scale
+
+
+def _fp32(*tensors: torch.Tensor) -> bool:
+    return all(t.dtype is torch.float32 and t.is_contiguous() for t in tensors)
 
 
 class CpuKernels:
-    """The C side trusts its arguments (a wrong shape reads past a tensor rather than raising), so each
-    call checks shapes, dtypes and contiguity first."""
+    """The C side trusts its arguments (a wrong shape reads past a tensor rather than raising), so
+    everything it is given is checked: weights once per model, the cache position once per step, the
+    activations per call."""
 
     def __init__(self, lib: ctypes.CDLL) -> None:
         self._gemv = lib.gemv_f32
-        self._gemv.argtypes = [_P, _P, _P, _L, _L, ctypes.c_int, ctypes.c_float]
-        self._attn = lib.decode_attention
-        self._attn.argtypes = [_P, _P, _P, _P, _P, _L, _L, _L, _L, _L, ctypes.c_float, _P]
-        for fn in (self._gemv, self._attn):
-            fn.restype = ctypes.c_int
+        self._gemv.argtypes = [_P, _P, _P, _L, _L]
+        self._gemv.restype = None
+        self._layer = lib.decode_layer
+        self._layer.argtypes = [_P] * 6 + [_L, _L, _F, _L, _L, _L, _F, _P, _P, _L, _L, _P, _P]
+        self._layer.restype = ctypes.c_int
 
-    def gemv(
-        self,
-        w: torch.Tensor,
-        x: torch.Tensor,
-        *,
-        add_to: torch.Tensor | None = None,
-        rms_eps: float | None = None,
-        swiglu: bool = False,
-    ) -> torch.Tensor:
-        """v @ w.T as [1, N] for one row x and w [N, K], where v is x, x RMS-normalised (`rms_eps`; the
-        norm's gain lives in w) or silu(x[:K]) * x[K:] (`swiglu`). With `add_to` ([1, N]) the product is
-        added into it in place."""
+    def gemv(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """x @ w.T as [1, N] for one row x [1, K] and w [N, K]."""
         n, k = w.shape
-        if x.numel() != (2 * k if swiglu else k) or not _fp32(w, x):
+        if x.numel() != k or not _fp32(w, x):
             raise ValueError(f"gemv: x {tuple(x.shape)} {x.dtype} against w {tuple(w.shape)} {w.dtype}")
-        flags = (RMS_NORM if rms_eps is not None else 0) | (SWIGLU if swiglu else 0)
-        if add_to is None:
-            out = torch.empty(1, n)
-        elif add_to.numel() != n or not _fp32(add_to, x):
-            raise ValueError(f"gemv: add_to {tuple(add_to.shape)} against w {tuple(w.shape)}")
-        else:
-            out, flags = add_to, flags | ACCUMULATE
-        if self._gemv(w.data_ptr(), x.data_ptr(), out.data_ptr(), n, k, flags, rms_eps or 0.0):
-            raise MemoryError("gemv: no memory for the SwiGLU row")
+        out = torch.empty(1, n)
+        self._gemv(w.data_ptr(), x.data_ptr(), out.data_ptr(), n, k)
         return out
+
+    def layer(self, weights: dict[str, torch.Tensor], cfg: ModelConfig, scale: float) -> KernelLayer:
+        """wqkv [(H + 2 Hkv) D, hidden] (RMS gain folded in, q/k heads' halves interleaved), optional bqkv,
+        wo [hidden, H D], wgu [2 inter, hidden] (gain folded in) and wd [hidden, inter], all [out, in]."""
+        h, i, d = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
+        n_qkv = (cfg.num_heads + 2 * cfg.num_kv_heads) * d
+        want = {"wqkv": (n_qkv, h), "wo": (h, cfg.num_heads * d), "wgu": (2 * i, h), "wd": (h, i)}
+        if "bqkv" in weights:
+            want["bqkv"] = (n_qkv,)
+        got = {k: tuple(w.shape) for k, w in weights.items()}
+        if got != want or not _fp32(*weights.values()) or cfg.num_heads % cfg.num_kv_heads or d % 2:
+            raise ValueError(f"kernel layer: weights {got}, expected {want}")
+        bias = weights.get("bqkv")
+        return KernelLayer(
+            tuple(weights.values()),
+            (
+                weights["wqkv"].data_ptr(),
+                None if bias is None else bias.data_ptr(),
+                weights["wo"].data_ptr(),
+                weights["wgu"].data_ptr(),
+                weights["wd"].data_ptr(),
+            ),
+            (h, i, cfg.rms_norm_eps, cfg.num_heads, cfg.num_kv_heads, d, scale),
+        )
 
     def decode_row(
         self, block_table: torch.Tensor, ctx_len: int, cis: torch.Tensor, cache_shape: torch.Size
     ) -> DecodeRow:
-        """One decode token's place in the cache, checked once for every layer's `decode_attention`:
-        block_table [blocks] int64, ctx_len tokens after this step, cis [D / 2] complex rotations."""
+        """block_table [blocks] int64, ctx_len tokens after this step, cis [D / 2] complex rotations."""
         num_blocks, block_size, _, dim = cache_shape
         table = block_table.reshape(-1)
         cis = cis.reshape(-1)
@@ -114,37 +129,41 @@ class CpuKernels:
             or cis.numel() != dim // 2
             or not cis.is_contiguous()
         ):
-            raise ValueError(
-                f"decode_row: table {tuple(table.shape)}, ctx_len {ctx_len}, cache {cache_shape}"
-            )
+            raise ValueError(f"decode_row: table {tuple(table.shape)}, ctx {ctx_len}, cache {cache_shape}")
         return DecodeRow(table, ctx_len, cis, cache_shape)
 
-    def decode_attention(
+    def decode_layer(
         self,
-        qkv: torch.Tensor,
+        x: torch.Tensor,
+        layer: KernelLayer,
         row: DecodeRow,
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
-        n_heads: int,
-        scale: float,
-    ) -> torch.Tensor:
-        """One decode token's attention: rope on qkv's q and k heads (in place), its k and v into the
-        cache at position ctx_len - 1, then attention over [0, ctx_len). qkv [1, (H + 2 Hkv) D] with each
-        q/k head's halves interleaved; caches [blocks, block_size, Hkv, D]. Returns [1, H D]."""
-        _, block_size, n_kv, dim = row.cache_shape
+    ) -> None:
+        """One layer for one decode token, x [1, hidden] updated in place; writes the token's k and v to
+        the caches ([blocks, block_size, Hkv, D]) at position ctx_len - 1."""
+        hidden, _, _, _, n_kv, dim, _ = layer.shape
         if (
-            qkv.numel() != (n_heads + 2 * n_kv) * dim
+            x.numel() != hidden
             or k_cache.shape != row.cache_shape
             or v_cache.shape != row.cache_shape
-            or not _fp32(qkv, k_cache, v_cache)
+            or row.cache_shape[2:] != (n_kv, dim)
+            or not _fp32(x, k_cache, v_cache)
         ):
-            raise ValueError(f"decode_attention: qkv {tuple(qkv.shape)}, cache {tuple(k_cache.shape)}")
-        out = torch.empty(1, n_heads * dim)
-        tensors = (qkv, row.cis, k_cache, v_cache, row.block_table)
-        ptrs = [t.data_ptr() for t in tensors]
-        if self._attn(*ptrs, row.ctx_len, block_size, n_heads, n_kv, dim, scale, out.data_ptr()):
-            raise MemoryError("decode_attention: no memory for the scores")
-        return out
+            raise ValueError(f"decode_layer: x {tuple(x.shape)}, cache {tuple(k_cache.shape)}")
+        rc = self._layer(
+            x.data_ptr(),
+            *layer.weights,
+            *layer.shape,
+            row.cis.data_ptr(),
+            row.block_table.data_ptr(),
+            row.ctx_len,
+            row.cache_shape[1],
+            k_cache.data_ptr(),
+            v_cache.data_ptr(),
+        )
+        if rc:
+            raise MemoryError("decode_layer: no memory for its scratch")
 
 
 def in_one_arena(tensors: list[torch.Tensor]) -> list[torch.Tensor]:

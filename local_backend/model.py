@@ -8,7 +8,6 @@ with `x @ w`: on an AVX2 CPU MKL's GEMV streams that layout ~1.5x faster than `F
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -113,6 +112,7 @@ class LlamaModel(nn.Module):
             for layer in self.layers:
                 layer.update((k, next(moved)) for k in names)
             self.lm_head = next(moved)
+            self.kernel_layers = [self.kernels.layer(layer, cfg, self.scale) for layer in self.layers]
         inv = rope_inv_freq(cfg).to(device)
         if "rope_freqs" in tensors:  # llama 3.1 GGUFs carry their frequency factors as a tensor
             inv = inv / take("rope_freqs").to(device)
@@ -167,71 +167,54 @@ class LlamaModel(nn.Module):
         """Hidden states [T, hidden] after the final norm, for every input token."""
         cfg = self.cfg
         nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        n = input_ids.shape[0]
+        n, inter = input_ids.shape[0], cfg.intermediate_size
         cis = self.rope(positions)
-        kernels = self.kernels if n == 1 else None
-        row = None
-        if kernels is not None and meta.num_decode == 1:
-            assert meta.block_tables is not None and meta.context_lens is not None
-            ctx_len = int(meta.context_lens[0])
-            row = kernels.decode_row(meta.block_tables, ctx_len, cis, kv_caches[0][0].shape)
-        else:
-            prepare_decode(meta, self.block_size, self.dtype)
         x = self.embed_tokens(input_ids)
+        if self.kernels is not None and n == 1 and meta.num_decode == 1:
+            return self._decode_one(x, cis, meta, kv_caches)
+        prepare_decode(meta, self.block_size, self.dtype)
         packs = self.packed if n >= self.pack_from_rows else None
         for i, (layer, (k_cache, v_cache)) in enumerate(zip(self.layers, kv_caches, strict=True)):
             pk = packs[i] if packs is not None else None
-            mm = partial(self._mm, layer=layer, packed=pk, kernels=kernels)
-            qkv = mm(x, "wqkv", layer.get("bqkv"), norm=True)
-            if row is not None:
-                assert kernels is not None
-                o = kernels.decode_attention(qkv, row, k_cache, v_cache, nh, self.scale)
-            else:
-                qk = qkv[:, : (nh + nkv) * hd].reshape(n, nh + nkv, hd // 2, 2)
-                qk = torch.view_as_complex(qk.float()) * cis
-                qk = torch.view_as_real(qk).to(x.dtype).view(n, nh + nkv, hd)
-                v = qkv[:, (nh + nkv) * hd :].view(n, nkv, hd)
-                o = paged_attention(qk[:, :nh], qk[:, nh:], v, k_cache, v_cache, meta, self.scale)
-            x = mm(o, "wo", residual=x)
-            gu = mm(x, "wgu", norm=True)
-            x = mm(gu, "wd", residual=x, swiglu=True)
+            qkv = self._mm(self._rms(x), layer, pk, "wqkv", layer.get("bqkv"))
+            qk = qkv[:, : (nh + nkv) * hd].reshape(n, nh + nkv, hd // 2, 2)
+            qk = torch.view_as_real(torch.view_as_complex(qk.float()) * cis).to(x.dtype).view(n, nh + nkv, hd)
+            v = qkv[:, (nh + nkv) * hd :].view(n, nkv, hd)
+            o = paged_attention(qk[:, :nh], qk[:, nh:], v, k_cache, v_cache, meta, self.scale)
+            x = x + self._mm(o, layer, pk, "wo")
+            gu = self._mm(self._rms(x), layer, pk, "wgu")
+            x = x + self._mm(F.silu(gu[:, :inter]) * gu[:, inter:], layer, pk, "wd")
+        return self._rms(x) * self.norm
+
+    def _decode_one(
+        self,
+        x: torch.Tensor,
+        cis: torch.Tensor,
+        meta: AttnMetadata,
+        kv_caches: list[tuple[torch.Tensor, torch.Tensor]],
+    ) -> torch.Tensor:
+        """One decode token through our C kernels, one call per layer; x is updated in place."""
+        assert self.kernels is not None and meta.block_tables is not None and meta.context_lens is not None
+        row = self.kernels.decode_row(
+            meta.block_tables, int(meta.context_lens[0]), cis, kv_caches[0][0].shape
+        )
+        for layer, (k_cache, v_cache) in zip(self.kernel_layers, kv_caches, strict=True):
+            self.kernels.decode_layer(x, layer, row, k_cache, v_cache)
         return self._rms(x) * self.norm
 
     def _mm(
         self,
         x: torch.Tensor,
-        name: str,
-        bias: torch.Tensor | None = None,
-        residual: torch.Tensor | None = None,
-        *,
         layer: dict[str, torch.Tensor],
         packed: dict[str, torch.Tensor] | None,
-        kernels: CpuKernels | None,
-        norm: bool = False,
-        swiglu: bool = False,
+        name: str,
+        bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """residual + v @ W (+ bias) for the weight `name`, where v is x, x RMS-normalised (`norm`) or
-        silu(gate) * up from x = [gate | up] (`swiglu`). Our GEMV for one fp32 row does all of it in one
-        call (adding into `residual` in place); otherwise the oneDNN-packed copy when the caller has one
-        for this batch, else the plain matrix."""
-        if kernels is not None:
-            eps = self.cfg.rms_norm_eps if norm else None
-            if bias is None and residual is not None:
-                return kernels.gemv(layer[name], x, add_to=residual, rms_eps=eps, swiglu=swiglu)
-            y = kernels.gemv(layer[name], x, rms_eps=eps, swiglu=swiglu)
-            return y if bias is None else y.add_(bias)
-        if norm:
-            x = self._rms(x)
-        if swiglu:
-            inter = x.shape[1] // 2
-            x = F.silu(x[:, :inter]) * x[:, inter:]
+        """x @ W (+ bias): through the oneDNN-packed copy when the caller has one for this batch."""
         if packed is not None:
-            y = _LINEAR(x, packed[name], bias, "none", [], "")
-        else:
-            y = F.linear(x, layer[name]) if self.out_in else x @ layer[name]
-            if bias is not None:
-                y = y + bias
-        return y if residual is None else residual + y
+            return _LINEAR(x, packed[name], bias, "none", [], "")
+        y = F.linear(x, layer[name]) if self.out_in else x @ layer[name]
+        return y if bias is None else y + bias
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.lm_head_packed is not None and hidden.shape[0] >= self.pack_from_rows:

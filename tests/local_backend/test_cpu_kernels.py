@@ -1,16 +1,20 @@
-"""Our batch-1 CPU kernels against the torch ops they replace, and the engine with and without them."""
+"""Our batch-1 CPU kernels against the torch path they replace, and the engine with and without them."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
+from local_backend.attention import AttnMetadata
 from local_backend.config import EngineConfig
 from local_backend.cpu_kernels import CpuKernels, build_cpu_kernels, in_one_arena
 from local_backend.engine import LLMEngine
+from local_backend.model import LlamaModel
 from local_backend.sequence import SamplingParams
 from local_backend.weights import Checkpoint
+from tests.local_backend.tiny_model import CFG, tiny_tensors
+
+CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
@@ -21,81 +25,59 @@ def kernels() -> CpuKernels:
     return built
 
 
-def test_gemv_matches_torch_plain_normed_swiglu_and_accumulated(kernels: CpuKernels) -> None:
+def test_gemv_matches_torch(kernels: CpuKernels) -> None:
     g = torch.Generator().manual_seed(0)
-    w = torch.randn(300, 96, generator=g)
-    x = torch.randn(1, 96, generator=g)
-    assert torch.allclose(kernels.gemv(w, x), x @ w.t(), atol=1e-4)
-    normed = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5)
-    assert torch.allclose(kernels.gemv(w, x, rms_eps=1e-5), normed @ w.t(), atol=1e-4)
-    gu = torch.randn(1, 192, generator=g)
-    swiglu = F.silu(gu[:, :96]) * gu[:, 96:]
-    assert torch.allclose(kernels.gemv(w, gu, swiglu=True), swiglu @ w.t(), atol=1e-4)
-    residual = torch.randn(1, 300, generator=g)
-    expected = residual + x @ w.t()
-    out = kernels.gemv(w, x, add_to=residual)
-    assert out is residual and torch.allclose(residual, expected, atol=1e-4)
+    w, x = torch.randn(300, 96, generator=g), torch.randn(1, 96, generator=g)
+    torch.testing.assert_close(kernels.gemv(w, x), x @ w.t(), atol=1e-4, rtol=1e-5)
 
 
-def _reference_attention(
-    qkv: torch.Tensor, cis: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, heads: int, scale: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """rope (interleaved halves) then SDPA of the one query over earlier keys plus its own."""
-    kv, dim = keys.shape[1], keys.shape[2]
-    pairs = qkv[0, : (heads + kv) * dim].reshape(-1, dim // 2, 2)
-    qk = torch.view_as_real(torch.view_as_complex(pairs) * cis).reshape(heads + kv, dim)
-    q, k_new = qk[:heads], qk[heads:]
-    v_new = qkv[0, (heads + kv) * dim :].view(kv, dim)
-    k_all, v_all = torch.cat([keys, k_new[None]]), torch.cat([values, v_new[None]])
-    group = heads // kv
-    out = F.scaled_dot_product_attention(
-        q.view(kv, group, 1, dim),
-        k_all.transpose(0, 1)[:, None],
-        v_all.transpose(0, 1)[:, None],
-        scale=scale,
+def _decode(model: LlamaModel, caches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Token 42 at position 10 of a sequence whose blocks (of 4) are 5, 1, 7: the cache slot is 30."""
+    meta = AttnMetadata(
+        torch.tensor([30]), 1, block_tables=torch.tensor([[5, 1, 7]]), context_lens=torch.tensor([11])
     )
-    return out.reshape(1, heads * dim), k_new, v_new
+    with torch.inference_mode():
+        return model.logits(model(torch.tensor([42]), torch.tensor([10]), meta, caches))
 
 
-def test_decode_attention_writes_the_cache_and_matches_sdpa_over_scattered_blocks(
-    kernels: CpuKernels,
-) -> None:
+def test_decode_layer_matches_the_torch_path_biases_gqa_and_scattered_blocks(kernels: CpuKernels) -> None:
+    fast = LlamaModel(CFG, tiny_tensors(), torch.float32, CPU, block_size=4, kernels=kernels)
+    slow = LlamaModel(CFG, tiny_tensors(), torch.float32, CPU, block_size=4)
+    assert len(fast.kernel_layers) == CFG.num_layers and slow.kernels is None
     g = torch.Generator().manual_seed(1)
-    heads, kv, dim, block, ctx = 6, 2, 16, 4, 11
-    k_cache = torch.randn(8, block, kv, dim, generator=g)
-    v_cache = torch.randn(8, block, kv, dim, generator=g)
-    table = torch.tensor([5, 1, 7])  # 11 tokens: the new one is position 10, slot 7 * 4 + 2
-    positions = [int(table[p // block]) * block + p % block for p in range(ctx - 1)]
-    keys = k_cache.view(-1, kv, dim)[positions].clone()
-    values = v_cache.view(-1, kv, dim)[positions].clone()
-    qkv = torch.randn(1, (heads + 2 * kv) * dim, generator=g)
-    cis = torch.polar(torch.ones(dim // 2), torch.rand(dim // 2, generator=g) * 6)
-    expected, k_new, v_new = _reference_attention(qkv.clone(), cis, keys, values, heads, 0.25)
-    row = kernels.decode_row(table, ctx, cis, k_cache.shape)
-    out = kernels.decode_attention(qkv, row, k_cache, v_cache, heads, 0.25)
-    assert torch.allclose(out, expected, atol=1e-5)
-    assert torch.allclose(k_cache[7, 2], k_new, atol=1e-6) and torch.equal(v_cache[7, 2], v_new)
+    shape = (9, 4, CFG.num_kv_heads, CFG.head_dim)
+    caches = [
+        (torch.randn(shape, generator=g), torch.randn(shape, generator=g)) for _ in range(CFG.num_layers)
+    ]
+    copies = [(k.clone(), v.clone()) for k, v in caches]
+    torch.testing.assert_close(_decode(fast, caches), _decode(slow, copies), atol=1e-5, rtol=1e-5)
+    for (k, v), (k_ref, v_ref) in zip(caches, copies, strict=True):
+        torch.testing.assert_close(k, k_ref, atol=1e-6, rtol=1e-6)  # the token's key and value, at slot 30
+        torch.testing.assert_close(v, v_ref, atol=1e-6, rtol=1e-6)
 
 
-def test_kernels_refuse_shapes_they_would_read_past(kernels: CpuKernels) -> None:
-    w = torch.randn(8, 16)
+def test_kernels_refuse_what_they_would_read_past(kernels: CpuKernels) -> None:
     with pytest.raises(ValueError):
-        kernels.gemv(w, torch.randn(1, 15))
+        kernels.gemv(torch.randn(8, 16), torch.randn(1, 15))
     with pytest.raises(ValueError):
-        kernels.gemv(w, torch.randn(1, 16), swiglu=True)  # SwiGLU reads 2K values
+        kernels.gemv(torch.randn(8, 16).double(), torch.randn(1, 16).double())
+    model = LlamaModel(CFG, tiny_tensors(), torch.float32, CPU, block_size=4, kernels=kernels)
+    weights = dict(model.layers[0])
+    weights["wd"] = weights["wd"][:, :-1].contiguous()
     with pytest.raises(ValueError):
-        kernels.gemv(w, torch.randn(1, 16), add_to=torch.randn(1, 7))
-    with pytest.raises(ValueError):
-        kernels.gemv(w.double(), torch.randn(1, 16).double())
-    cache = torch.zeros(4, 4, 2, 16)
-    cis = torch.ones(8, dtype=torch.complex64)
+        kernels.layer(weights, CFG, model.scale)
+    cache = torch.zeros(4, 4, CFG.num_kv_heads, CFG.head_dim)
+    cis = torch.ones(CFG.head_dim // 2, dtype=torch.complex64)
     with pytest.raises(ValueError):
         kernels.decode_row(torch.tensor([1, 4]), 5, cis, cache.shape)  # block 4 is past the cache
     with pytest.raises(ValueError):
         kernels.decode_row(torch.tensor([1, 2]), 9, cis, cache.shape)  # 9 tokens need a third block
     row = kernels.decode_row(torch.tensor([1, 2]), 5, cis, cache.shape)
+    layer = model.kernel_layers[0]
     with pytest.raises(ValueError):
-        kernels.decode_attention(torch.randn(1, 100), row, cache, cache.clone(), 4, 0.25)
+        kernels.decode_layer(torch.randn(1, CFG.hidden_size + 1), layer, row, cache, cache.clone())
+    with pytest.raises(ValueError):
+        kernels.decode_layer(torch.randn(1, CFG.hidden_size), layer, row, cache, cache[:3].clone())
 
 
 def test_arena_copies_are_equal_aligned_and_in_order() -> None:
