@@ -65,6 +65,16 @@ def prepare_decode(meta: AttnMetadata, block_size: int, dtype: torch.dtype) -> N
     )
 
 
+def prefill_part(meta: AttnMetadata) -> AttnMetadata:
+    """The metadata of a batch's prefill rows alone, renumbered from 0, for when the decode rows are
+    attended elsewhere (our CPU kernels)."""
+    nd = meta.num_decode
+    spans = [
+        PrefillSpan(s.q_start - nd, s.q_end - nd, s.start_pos, s.slots, s.block_table) for s in meta.prefills
+    ]
+    return AttnMetadata(meta.slot_mapping[nd:], 0, prefills=spans, use_flash=meta.use_flash)
+
+
 def _causal_mask(n: int, start: int, total: int, device: torch.device) -> torch.Tensor:
     q_pos = torch.arange(start, start + n, device=device).unsqueeze(1)
     return torch.arange(total, device=device).unsqueeze(0) <= q_pos

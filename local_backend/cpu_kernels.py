@@ -44,12 +44,13 @@ _P, _L, _F = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
 
 
 @dataclass(frozen=True, slots=True)
-class DecodeRow:
-    """One decode token's place in the paged cache, checked once per step for every layer."""
+class DecodeRows:
+    """A step's decode tokens and their places in the paged cache, checked once for every layer."""
 
-    block_table: torch.Tensor
-    ctx_len: int
-    cis: torch.Tensor
+    block_tables: torch.Tensor  # [rows, width] int64
+    ctx_lens: torch.Tensor  # [rows] int64: tokens in the cache once this step's token is written
+    max_ctx: int
+    cis: torch.Tensor  # [rows, D / 2] complex64, each row's rotations
     cache_shape: torch.Size
 
 
@@ -79,6 +80,9 @@ class CpuKernels:
         self._layer = lib.decode_layer
         self._layer.argtypes = [_P] * 6 + [_L, _L, _F, _L, _L, _L, _F, _P, _P, _L, _L, _P, _P]
         self._layer.restype = ctypes.c_int
+        self._attention = lib.decode_attention
+        self._attention.argtypes = [_P, _P, _P, _L, _P, _L, _L, _L, _L, _L, _F, _P, _P, _P]
+        self._attention.restype = ctypes.c_int
 
     def gemv(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """x @ w.T as [1, N] for one row x [1, K] and w [N, K]."""
@@ -113,30 +117,84 @@ class CpuKernels:
             (h, i, cfg.rms_norm_eps, cfg.num_heads, cfg.num_kv_heads, d, scale),
         )
 
-    def decode_row(
-        self, block_table: torch.Tensor, ctx_len: int, cis: torch.Tensor, cache_shape: torch.Size
-    ) -> DecodeRow:
-        """block_table [blocks] int64, ctx_len tokens after this step, cis [D / 2] complex rotations."""
+    def decode_rows(
+        self, block_tables: torch.Tensor, ctx_lens: torch.Tensor, cis: torch.Tensor, cache_shape: torch.Size
+    ) -> DecodeRows:
+        """block_tables [rows, width] int64 (padded with any valid block), ctx_lens [rows] int64,
+        cis [rows, ..., D / 2] complex rotations for each row's position."""
         num_blocks, block_size, _, dim = cache_shape
-        table = block_table.reshape(-1)
-        cis = cis.reshape(-1)
+        rows = ctx_lens.numel()
+        cis = cis.reshape(rows, -1)
+        max_ctx = int(ctx_lens.max()) if rows else 0
         if (
-            table.dtype != torch.long
-            or not table.is_contiguous()
-            or not 0 < ctx_len <= table.numel() * block_size
-            or not 0 <= int(table.min()) <= int(table.max()) < num_blocks
+            block_tables.dim() != 2
+            or block_tables.shape[0] != rows
+            or block_tables.dtype != torch.long
+            or ctx_lens.dtype != torch.long
+            or not (block_tables.is_contiguous() and ctx_lens.is_contiguous() and cis.is_contiguous())
+            or not 0 < int(ctx_lens.min()) <= max_ctx <= block_tables.shape[1] * block_size
+            or not 0 <= int(block_tables.min()) <= int(block_tables.max()) < num_blocks
             or cis.dtype != torch.complex64
-            or cis.numel() != dim // 2
-            or not cis.is_contiguous()
+            or cis.shape[1] != dim // 2
         ):
-            raise ValueError(f"decode_row: table {tuple(table.shape)}, ctx {ctx_len}, cache {cache_shape}")
-        return DecodeRow(table, ctx_len, cis, cache_shape)
+            raise ValueError(
+                f"decode_rows: tables {tuple(block_tables.shape)}, lens {ctx_lens.tolist()}, "
+                f"cache {cache_shape}"
+            )
+        return DecodeRows(block_tables, ctx_lens, max_ctx, cis, cache_shape)
+
+    def decode_attention(
+        self,
+        qkv: torch.Tensor,
+        rows: DecodeRows,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        n_heads: int,
+        scale: float,
+    ) -> torch.Tensor:
+        """Attention for the decode rows of a batch whose products run in torch: qkv [rows, (H + 2 Hkv) D]
+        (each q/k head's halves interleaved) is roped in place, each row's k and v are written to the
+        cache at its position ctx_len - 1, and each row attends to its own sequence. Returns [rows, H D]."""
+        n_rows = rows.ctx_lens.numel()
+        _, block_size, n_kv, dim = rows.cache_shape
+        if (
+            qkv.shape != (n_rows, (n_heads + 2 * n_kv) * dim)
+            or k_cache.shape != rows.cache_shape
+            or v_cache.shape != rows.cache_shape
+            or not _fp32(qkv, k_cache, v_cache)
+            or n_heads % n_kv
+        ):
+            raise ValueError(f"decode_attention: qkv {tuple(qkv.shape)}, cache {tuple(k_cache.shape)}")
+        out = torch.empty(n_rows, n_heads * dim)
+        tables = rows.block_tables
+        args = (
+            qkv.data_ptr(),
+            rows.cis.data_ptr(),
+            tables.data_ptr(),
+            tables.shape[1],
+            rows.ctx_lens.data_ptr(),
+        )
+        rc = self._attention(
+            *args,
+            n_rows,
+            block_size,
+            n_heads,
+            n_kv,
+            dim,
+            scale,
+            k_cache.data_ptr(),
+            v_cache.data_ptr(),
+            out.data_ptr(),
+        )
+        if rc:
+            raise MemoryError("decode_attention: no memory for its scratch")
+        return out
 
     def decode_layer(
         self,
         x: torch.Tensor,
         layer: KernelLayer,
-        row: DecodeRow,
+        row: DecodeRows,
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
     ) -> None:
@@ -148,6 +206,7 @@ class CpuKernels:
             or k_cache.shape != row.cache_shape
             or v_cache.shape != row.cache_shape
             or row.cache_shape[2:] != (n_kv, dim)
+            or row.ctx_lens.numel() != 1
             or not _fp32(x, k_cache, v_cache)
         ):
             raise ValueError(f"decode_layer: x {tuple(x.shape)}, cache {tuple(k_cache.shape)}")
@@ -156,8 +215,8 @@ class CpuKernels:
             *layer.weights,
             *layer.shape,
             row.cis.data_ptr(),
-            row.block_table.data_ptr(),
-            row.ctx_len,
+            row.block_tables.data_ptr(),
+            row.max_ctx,
             row.cache_shape[1],
             k_cache.data_ptr(),
             v_cache.data_ptr(),

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from local_backend.attention import AttnMetadata, paged_attention, prepare_decode
+from local_backend.attention import AttnMetadata, paged_attention, prefill_part, prepare_decode
 from local_backend.config import ModelConfig
 from local_backend.cpu_kernels import CpuKernels, in_one_arena
 
@@ -166,41 +166,54 @@ class LlamaModel(nn.Module):
     ) -> torch.Tensor:
         """Hidden states [T, hidden] after the final norm, for every input token."""
         cfg = self.cfg
-        nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        n, inter = input_ids.shape[0], cfg.intermediate_size
+        n, nd, inter = input_ids.shape[0], meta.num_decode, cfg.intermediate_size
         cis = self.rope(positions)
         x = self.embed_tokens(input_ids)
-        if self.kernels is not None and n == 1 and meta.num_decode == 1:
-            return self._decode_one(x, cis, meta, kv_caches)
-        prepare_decode(meta, self.block_size, self.dtype)
+        rows = None
+        if self.kernels is not None and nd:
+            # Our kernels take the decode rows' attention (and at batch 1 the whole layer); torch keeps
+            # the prefill rows, with their own metadata.
+            assert meta.block_tables is not None and meta.context_lens is not None
+            rows = self.kernels.decode_rows(
+                meta.block_tables, meta.context_lens, cis[:nd], kv_caches[0][0].shape
+            )
+            if n == 1:
+                for kernel_layer, (k_cache, v_cache) in zip(self.kernel_layers, kv_caches, strict=True):
+                    self.kernels.decode_layer(x, kernel_layer, rows, k_cache, v_cache)
+                return self._rms(x) * self.norm
+            meta = prefill_part(meta)
+        else:
+            prepare_decode(meta, self.block_size, self.dtype)
         packs = self.packed if n >= self.pack_from_rows else None
         for i, (layer, (k_cache, v_cache)) in enumerate(zip(self.layers, kv_caches, strict=True)):
             pk = packs[i] if packs is not None else None
             qkv = self._mm(self._rms(x), layer, pk, "wqkv", layer.get("bqkv"))
-            qk = qkv[:, : (nh + nkv) * hd].reshape(n, nh + nkv, hd // 2, 2)
-            qk = torch.view_as_real(torch.view_as_complex(qk.float()) * cis).to(x.dtype).view(n, nh + nkv, hd)
-            v = qkv[:, (nh + nkv) * hd :].view(n, nkv, hd)
-            o = paged_attention(qk[:, :nh], qk[:, nh:], v, k_cache, v_cache, meta, self.scale)
+            if rows is None:
+                o = self._attend(qkv, cis, meta, k_cache, v_cache)
+            else:
+                assert self.kernels is not None
+                o = self.kernels.decode_attention(qkv[:nd], rows, k_cache, v_cache, cfg.num_heads, self.scale)
+                if n > nd:
+                    o = torch.cat([o, self._attend(qkv[nd:], cis[nd:], meta, k_cache, v_cache)])
             x = x + self._mm(o, layer, pk, "wo")
             gu = self._mm(self._rms(x), layer, pk, "wgu")
             x = x + self._mm(F.silu(gu[:, :inter]) * gu[:, inter:], layer, pk, "wd")
         return self._rms(x) * self.norm
 
-    def _decode_one(
+    def _attend(
         self,
-        x: torch.Tensor,
+        qkv: torch.Tensor,
         cis: torch.Tensor,
         meta: AttnMetadata,
-        kv_caches: list[tuple[torch.Tensor, torch.Tensor]],
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
     ) -> torch.Tensor:
-        """One decode token through our C kernels, one call per layer; x is updated in place."""
-        assert self.kernels is not None and meta.block_tables is not None and meta.context_lens is not None
-        row = self.kernels.decode_row(
-            meta.block_tables, int(meta.context_lens[0]), cis, kv_caches[0][0].shape
-        )
-        for layer, (k_cache, v_cache) in zip(self.kernel_layers, kv_caches, strict=True):
-            self.kernels.decode_layer(x, layer, row, k_cache, v_cache)
-        return self._rms(x) * self.norm
+        """Rope, then attention over the paged cache for the rows `meta` describes."""
+        n, nh, nkv, hd = qkv.shape[0], self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim
+        qk = qkv[:, : (nh + nkv) * hd].reshape(n, nh + nkv, hd // 2, 2)
+        qk = torch.view_as_real(torch.view_as_complex(qk.float()) * cis).to(qkv.dtype).view(n, nh + nkv, hd)
+        v = qkv[:, (nh + nkv) * hd :].view(n, nkv, hd)
+        return paged_attention(qk[:, :nh], qk[:, nh:], v, k_cache, v_cache, meta, self.scale)
 
     def _mm(
         self,

@@ -129,3 +129,32 @@ int decode_layer(float *restrict x, const float *wqkv, const float *bqkv, const 
   free(slots);
   return 0;
 }
+
+/* Attention for a batch's decode rows, each its own token of its own sequence (the products around it
+ * run in torch there). Row r of qkv [n_rows, (n_heads + 2 n_kv) head_dim] is roped in place by row r of
+ * cis [n_rows, head_dim / 2] (cos, sin), its k and v go to position ctx_lens[r] - 1 of its block table
+ * (row r of block_tables [n_rows, width]), and its attention lands in row r of out. Returns 0, or -1
+ * when the scratch could not be allocated (nothing written). */
+int decode_attention(float *restrict qkv, const float *cis, const long *block_tables, long width,
+                     const long *ctx_lens, long n_rows, long block_size, long n_heads, long n_kv,
+                     long head_dim, float scale, float *k_cache, float *v_cache, float *restrict out) {
+  long max_ctx = 0, n_qkv = (n_heads + 2 * n_kv) * head_dim;
+  for (long r = 0; r < n_rows; r++) max_ctx = ctx_lens[r] > max_ctx ? ctx_lens[r] : max_ctx;
+  float *scores = malloc(sizeof(float) * (n_heads / n_kv) * max_ctx);
+  long *slots = malloc(sizeof(long) * max_ctx);
+  if (scores == NULL || slots == NULL) {
+    free(scores);
+    free(slots);
+    return -1;
+  }
+  for (long r = 0; r < n_rows; r++) {
+    struct attention a = {.n_heads = n_heads, .n_kv = n_kv, .head_dim = head_dim,
+                          .block_size = block_size, .ctx_len = ctx_lens[r], .scale = scale,
+                          .cis = cis + r * head_dim, .block_table = block_tables + r * width,
+                          .k_cache = k_cache, .v_cache = v_cache, .scores = scores, .slots = slots};
+    attend(&a, qkv + r * n_qkv, out + r * n_heads * head_dim);
+  }
+  free(scores);
+  free(slots);
+  return 0;
+}

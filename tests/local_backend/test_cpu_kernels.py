@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from local_backend.attention import AttnMetadata
+from local_backend.attention import AttnMetadata, PrefillSpan
 from local_backend.config import EngineConfig
 from local_backend.cpu_kernels import CpuKernels, build_cpu_kernels, in_one_arena
 from local_backend.engine import LLMEngine
@@ -31,16 +31,34 @@ def test_gemv_matches_torch(kernels: CpuKernels) -> None:
     torch.testing.assert_close(kernels.gemv(w, x), x @ w.t(), atol=1e-4, rtol=1e-5)
 
 
-def _decode(model: LlamaModel, caches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """Token 42 at position 10 of a sequence whose blocks (of 4) are 5, 1, 7: the cache slot is 30."""
-    meta = AttnMetadata(
-        torch.tensor([30]), 1, block_tables=torch.tensor([[5, 1, 7]]), context_lens=torch.tensor([11])
-    )
+def _step(model: LlamaModel, caches: list[tuple[torch.Tensor, torch.Tensor]], batched: bool) -> torch.Tensor:
+    """Token 42 at position 10 of a sequence whose blocks (of 4) are 5, 1, 7 (cache slot 30). Batched:
+    also a second decode (blocks 4, 6; position 5, slot 25) and a 3-token chunk of a third sequence
+    (blocks 2, 3; positions 4-6) that reads the keys of its positions 0-3 from the cache."""
+    if not batched:
+        meta = AttnMetadata(
+            torch.tensor([30]), 1, block_tables=torch.tensor([[5, 1, 7]]), context_lens=torch.tensor([11])
+        )
+        ids, positions = torch.tensor([42]), torch.tensor([10])
+    else:
+        meta = AttnMetadata(
+            torch.tensor([30, 25, 12, 13, 14]),
+            2,
+            block_tables=torch.tensor([[5, 1, 7], [4, 6, 0]]),
+            context_lens=torch.tensor([11, 6]),
+            prefills=[PrefillSpan(2, 5, 4, slots=torch.arange(8, 15))],
+        )
+        ids, positions = torch.tensor([42, 7, 3, 9, 11]), torch.tensor([10, 5, 4, 5, 6])
     with torch.inference_mode():
-        return model.logits(model(torch.tensor([42]), torch.tensor([10]), meta, caches))
+        return model.logits(model(ids, positions, meta, caches))
 
 
-def test_decode_layer_matches_the_torch_path_biases_gqa_and_scattered_blocks(kernels: CpuKernels) -> None:
+@pytest.mark.parametrize(
+    "batched", [False, True], ids=["one decode, whole layers", "decode rows beside a chunk"]
+)
+def test_kernels_match_the_torch_path_biases_gqa_and_scattered_blocks(
+    kernels: CpuKernels, batched: bool
+) -> None:
     fast = LlamaModel(CFG, tiny_tensors(), torch.float32, CPU, block_size=4, kernels=kernels)
     slow = LlamaModel(CFG, tiny_tensors(), torch.float32, CPU, block_size=4)
     assert len(fast.kernel_layers) == CFG.num_layers and slow.kernels is None
@@ -50,9 +68,10 @@ def test_decode_layer_matches_the_torch_path_biases_gqa_and_scattered_blocks(ker
         (torch.randn(shape, generator=g), torch.randn(shape, generator=g)) for _ in range(CFG.num_layers)
     ]
     copies = [(k.clone(), v.clone()) for k, v in caches]
-    torch.testing.assert_close(_decode(fast, caches), _decode(slow, copies), atol=1e-5, rtol=1e-5)
+    got, want = _step(fast, caches, batched), _step(slow, copies, batched)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     for (k, v), (k_ref, v_ref) in zip(caches, copies, strict=True):
-        torch.testing.assert_close(k, k_ref, atol=1e-6, rtol=1e-6)  # the token's key and value, at slot 30
+        torch.testing.assert_close(k, k_ref, atol=1e-6, rtol=1e-6)  # each new token's key and value
         torch.testing.assert_close(v, v_ref, atol=1e-6, rtol=1e-6)
 
 
@@ -68,11 +87,16 @@ def test_kernels_refuse_what_they_would_read_past(kernels: CpuKernels) -> None:
         kernels.layer(weights, CFG, model.scale)
     cache = torch.zeros(4, 4, CFG.num_kv_heads, CFG.head_dim)
     cis = torch.ones(CFG.head_dim // 2, dtype=torch.complex64)
+    tables, lens = torch.tensor([[1, 2]]), torch.tensor([5])
     with pytest.raises(ValueError):
-        kernels.decode_row(torch.tensor([1, 4]), 5, cis, cache.shape)  # block 4 is past the cache
+        kernels.decode_rows(torch.tensor([[1, 4]]), lens, cis, cache.shape)  # block 4 is past the cache
     with pytest.raises(ValueError):
-        kernels.decode_row(torch.tensor([1, 2]), 9, cis, cache.shape)  # 9 tokens need a third block
-    row = kernels.decode_row(torch.tensor([1, 2]), 5, cis, cache.shape)
+        kernels.decode_rows(tables, torch.tensor([9]), cis, cache.shape)  # 9 tokens need a third block
+    with pytest.raises(ValueError):
+        kernels.decode_rows(tables, torch.tensor([0]), cis, cache.shape)  # no token
+    row = kernels.decode_rows(tables, lens, cis, cache.shape)
+    with pytest.raises(ValueError):  # qkv rows must match the decode rows
+        kernels.decode_attention(torch.randn(2, 100), row, cache, cache.clone(), CFG.num_heads, 0.25)
     layer = model.kernel_layers[0]
     with pytest.raises(ValueError):
         kernels.decode_layer(torch.randn(1, CFG.hidden_size + 1), layer, row, cache, cache.clone())
