@@ -34,8 +34,8 @@ class ModelConfig:
 class EngineConfig:
     device: str = "auto"  # "auto" picks cuda when available
     # auto: bfloat16 on cuda, float32 on cpu (exact, and AVX2 has no fast bf16 matmul). On an AVX-512
-    # CPU with native bf16, bfloat16 runs oneDNN-packed at every batch size: 1.3-1.7x fp32's decode
-    # speed at batch 1, 1.5-1.9x at 16 on one EPYC (README).
+    # CPU with native bf16, bfloat16 runs oneDNN-packed at every batch size: on one EPYC ~0.75x fp32's
+    # decode speed at batch 1 (fp32 has our C kernels there) and ~1.25-1.3x at 16 (README).
     dtype: str = "auto"
     kv_cache_bytes: int = 512 * 1024**2
     block_size: int = 16
