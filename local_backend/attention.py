@@ -3,8 +3,8 @@
 The cache is one tensor per layer, [num_blocks, block_size, kv_heads, head_dim]; a token's slot is
 block_id * block_size + offset. The kernels: SDPA over keys gathered from the blocks (CPU, and CUDA
 without flash-attn), and flash-attn's paged kernel on CUDA when it can be imported. On CPU in fp32,
-decode rows go to our C kernel instead (`cpu_kernels.py`), which reads the blocks in place; this module
-then sees only the prefill rows (`prefill_part`).
+where our C kernels were built, decode rows go to them instead (`cpu_kernels.py`), reading the blocks
+in place; this module then sees only the prefill rows (`prefill_part`).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
         dest="cpu_kernels",
         action="store_false",
         default=None,
-        help="fp32 CPU batch 1 through torch's ops instead of our compiled kernels",
+        help="fp32 CPU decode through torch's ops instead of our compiled C kernels",
     )
 
 

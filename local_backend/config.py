@@ -49,7 +49,8 @@ class EngineConfig:
     # cpu fp32: also hold oneDNN-packed weights for multi-row matmuls (2x weight memory; batched decode
     # and prefill ~1.3-2.5x faster). Off for a model whose weights would not fit twice.
     cpu_packed_weights: bool = True
-    # cpu fp32: compile our batch-1 decode kernels at start (needs a C compiler; else torch's ops).
+    # cpu fp32, at most 2 torch threads: compile our decode kernels at start (a one-token step in C, a
+    # batch's decode-row attention in C). Needs a C compiler; without one, or off, torch's ops.
     cpu_kernels: bool = True
     seed: int = 0
     served_model_name: str = ""

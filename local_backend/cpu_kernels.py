@@ -1,4 +1,5 @@
-"""The fp32 CPU decode step at batch 1, compiled from `kernels/cpu_decode.c` when the engine starts.
+"""The fp32 CPU decode in C, compiled from `kernels/cpu_decode.c` when the engine starts: a one-token
+step as one call per layer, and in a batch the decode rows' attention.
 
 At batch 1 a decode step reads every weight once, so its speed is how fast the matrix-vector products
 stream memory, plus the fixed cost of the small ops around them. On an AVX-512 EPYC, MKL's GEMV read
@@ -17,6 +18,7 @@ import logging
 import mmap
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +42,7 @@ FLAGS = (
     "-shared",
     "-fPIC",
 )
-_P, _L, _F = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
+_P, _L, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +67,13 @@ class KernelLayer:
 
 
 def _fp32(*tensors: torch.Tensor) -> bool:
-    return all(t.dtype is torch.float32 and t.is_contiguous() for t in tensors)
+    return all(t.dtype is torch.float32 and t.is_cpu and t.is_contiguous() for t in tensors)
 
 
 class CpuKernels:
-    """The C side trusts its arguments (a wrong shape reads past a tensor rather than raising), so
-    everything it is given is checked: weights once per model, the cache position once per step, the
-    activations per call."""
+    """The C side trusts its arguments (a wrong shape reads past a tensor rather than raising), so the
+    arguments are checked here: weights once per model, the cache positions once per step (`DecodeRows`
+    from `decode_rows` only), activations per call."""
 
     def __init__(self, lib: ctypes.CDLL) -> None:
         self._gemv = lib.gemv_f32
@@ -89,7 +91,7 @@ class CpuKernels:
         n, k = w.shape
         if x.numel() != k or not _fp32(w, x):
             raise ValueError(f"gemv: x {tuple(x.shape)} {x.dtype} against w {tuple(w.shape)} {w.dtype}")
-        out = torch.empty(1, n)
+        out = torch.empty(1, n, dtype=torch.float32)
         self._gemv(w.data_ptr(), x.data_ptr(), out.data_ptr(), n, k)
         return out
 
@@ -124,8 +126,10 @@ class CpuKernels:
         cis [rows, ..., D / 2] complex rotations for each row's position."""
         num_blocks, block_size, _, dim = cache_shape
         rows = ctx_lens.numel()
+        if rows == 0 or dim % 2 or not (block_tables.is_cpu and ctx_lens.is_cpu and cis.is_cpu):
+            raise ValueError(f"decode_rows: {rows} rows, head_dim {dim}, on {ctx_lens.device}")
         cis = cis.reshape(rows, -1)
-        max_ctx = int(ctx_lens.max()) if rows else 0
+        max_ctx = int(ctx_lens.max())
         if (
             block_tables.dim() != 2
             or block_tables.shape[0] != rows
@@ -163,9 +167,10 @@ class CpuKernels:
             or v_cache.shape != rows.cache_shape
             or not _fp32(qkv, k_cache, v_cache)
             or n_heads % n_kv
+            or dim % 2
         ):
             raise ValueError(f"decode_attention: qkv {tuple(qkv.shape)}, cache {tuple(k_cache.shape)}")
-        out = torch.empty(n_rows, n_heads * dim)
+        out = torch.empty(n_rows, n_heads * dim, dtype=torch.float32)
         tables = rows.block_tables
         args = (
             qkv.data_ptr(),
@@ -244,12 +249,13 @@ def in_one_arena(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def build_cpu_kernels() -> CpuKernels | None:
-    """Compile and load the kernels; None (logged) where there is no working C compiler."""
+    """Compile and load the kernels; None (logged) where there is no working C compiler, and on Windows
+    (unmeasured there, and a loaded DLL cannot be removed with its temporary directory)."""
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        log.info("no C compiler: the CPU decode step at batch 1 uses torch's ops")
+    if cc is None or sys.platform == "win32":
+        log.info("no C kernels (compiler %s, platform %s): CPU decode uses torch's ops", cc, sys.platform)
         return None
-    with tempfile.TemporaryDirectory(prefix="switchyard-kernels-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="switchyard-kernels-", ignore_cleanup_errors=True) as tmp:
         lib_path = Path(tmp) / "cpu_decode.so"
         try:
             subprocess.run(

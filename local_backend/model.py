@@ -1,8 +1,10 @@
 """The Llama-family graph (Llama 2/3, SmolLM2, Mistral, Qwen2 with q/k/v biases) over a paged KV cache.
 
-q/k/v and gate/up are fused so each layer makes three weight reads, not seven. The plain weights are
-kept [out, in] for our own batch-1 GEMV on CPU (`cpu_kernels.py`) and [in, out] otherwise, multiplied
-with `x @ w`: on an AVX2 CPU MKL's GEMV streams that layout ~1.5x faster than `F.linear`'s [out, in].
+q/k/v and gate/up are fused so each layer makes four weight reads, not seven. The plain weights are
+kept [out, in] where our C kernels run the CPU decode (`cpu_kernels.py`) and [in, out] otherwise,
+multiplied with `x @ w`: on an AVX2 CPU MKL's GEMV streams that layout ~1.5x faster than `F.linear`'s
+[out, in]. With the kernels, a one-token decode is one C call per layer, and a batch's decode rows
+attend in C while torch runs the products and any prefill rows.
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class LlamaModel(nn.Module):
             for layer in self.layers:
                 layer.update((k, next(moved)) for k in names)
             self.lm_head = next(moved)
+            del matrices, moved  # the originals go now, not after packing has made a third copy
             self.kernel_layers = [self.kernels.layer(layer, cfg, self.scale) for layer in self.layers]
         inv = rope_inv_freq(cfg).to(device)
         if "rope_freqs" in tensors:  # llama 3.1 GGUFs carry their frequency factors as a tensor
@@ -120,7 +123,7 @@ class LlamaModel(nn.Module):
         self.dtype, self.device = dtype, device
         # oneDNN-packed copies for multi-row matmuls (batched decode, prefill): MKL's sgemm repacks the
         # weights on every call, which at 2-32 rows costs about as much as the arithmetic. In fp32,
-        # batch 1 keeps the plain [in, out] GEMV, the faster of the two for the bandwidth-bound case;
+        # batch 1 keeps the plain weights (our C GEMV, else MKL's), faster there than the packed kernel;
         # in bf16 (a CPU with native bf16 dot products) the packed kernel is faster at every size: at
         # one row 1.6x MKL's fp32 GEMV and 1.8x torch's own bf16 one, 3.3x for the lm_head (README,
         # "A second host"). The plain matrices are then never read, so they are dropped, all but a

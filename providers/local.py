@@ -2,9 +2,9 @@
 
 `deployment.model` is "smollm2" / "smollm2-135m-instruct" (the bundled GGUF) or a path to a GGUF file or
 a safetensors folder. Engine knobs come from `deployment.options` (see local_backend.config.EngineConfig:
-kv_cache_mb, device, dtype, max_num_seqs / max_batch, max_model_len, num_threads, enforce_eager...);
-num_threads defaults to half the cores; `preload: true` starts loading when the provider is built
-instead of on the first request.
+kv_cache_mb, device, dtype, max_num_seqs / max_batch, max_model_len, num_threads, enforce_eager,
+cpu_kernels...); num_threads defaults to half the cores; `preload: true` starts loading when the
+provider is built instead of on the first request.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-/* The fp32 CPU decode step at batch 1, compiled at engine start (cpu_kernels.py).
+/* The fp32 CPU decode in C, compiled at engine start (cpu_kernels.py).
  *
  * At batch 1 a step reads every weight once, and each small torch op around the products costs more
- * than its arithmetic. So a whole Llama-family layer is one call here: RMS norm, the q/k/v product,
- * rope, the cache write, attention over the paged cache, the output product and residual, the second
- * norm, gate/up, SwiGLU, down and residual.
+ * than its arithmetic. So a whole Llama-family layer is one call here (decode_layer): RMS norm, the
+ * q/k/v product, rope, the cache write, attention over the paged cache, the output product and
+ * residual, the second norm, gate/up, SwiGLU, down and residual. In a batch, torch runs the products
+ * and decode_attention serves the decode rows, reading each row's blocks in place.
  *
  * GEMV: one output row at a time, so the weights are read as a single sequential stream. On an
  * AVX-512 EPYC that reads at ~90% of torch.sum's rate, where MKL's GEMV (and a kernel that
@@ -14,84 +15,85 @@
  * that follows the norm, so the norm itself is one scale of the product.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* y[n] = scale * (W[n, :] . x), added to y[n] when `accumulate`. */
-static void gemv(const float *restrict W, const float *restrict x, float *restrict y, long N, long K,
+static void gemv(const float *restrict W, const float *restrict x, float *restrict y, int64_t N, int64_t K,
                  float scale, int accumulate) {
-  for (long n = 0; n < N; n++) {
+  for (int64_t n = 0; n < N; n++) {
     const float *restrict w = W + n * K;
     float s = 0.f;
-    for (long k = 0; k < K; k++) s += w[k] * x[k];
+    for (int64_t k = 0; k < K; k++) s += w[k] * x[k];
     s *= scale;
     y[n] = accumulate ? y[n] + s : s;
   }
 }
 
-static float rms_scale(const float *restrict x, long K, float eps) {
+static float rms_scale(const float *restrict x, int64_t K, float eps) {
   float ss = 0.f;
-  for (long k = 0; k < K; k++) ss += x[k] * x[k];
+  for (int64_t k = 0; k < K; k++) ss += x[k] * x[k];
   return 1.f / sqrtf(ss / (float)K + eps);
 }
 
 /* y = x @ W.T for one row: the lm_head. */
-void gemv_f32(const float *restrict W, const float *restrict x, float *restrict y, long N, long K) {
+void gemv_f32(const float *restrict W, const float *restrict x, float *restrict y, int64_t N, int64_t K) {
   gemv(W, x, y, N, K, 1.f, 0);
 }
 
 struct attention {
-  long n_heads, n_kv, head_dim, block_size, ctx_len;
+  int64_t n_heads, n_kv, head_dim, block_size, ctx_len;
   float scale;
   const float *cis;         /* [head_dim / 2] (cos, sin) for the token's position */
-  const long *block_table;  /* the sequence's blocks */
+  const int64_t *block_table;  /* the sequence's blocks */
   float *k_cache, *v_cache; /* [blocks, block_size, n_kv, head_dim] */
   float *scores;            /* scratch: [n_heads / n_kv, ctx_len] */
-  long *slots;              /* scratch: [ctx_len] */
+  int64_t *slots;              /* scratch: [ctx_len] */
 };
 
 /* qkv: the token's [q heads | k heads | v heads], each q/k head's halves interleaved (model.py
  * permutes the weights so), rotated here in place. Its k and v go to the cache at position
  * ctx_len - 1, then each query head attends to positions [0, ctx_len) of its kv head. */
 static void attend(const struct attention *a, float *restrict qkv, float *restrict out) {
-  long hd = a->head_dim, group = a->n_heads / a->n_kv, row = a->n_kv * hd, ctx = a->ctx_len;
-  for (long h = 0; h < a->n_heads + a->n_kv; h++) {
+  int64_t hd = a->head_dim, group = a->n_heads / a->n_kv, row = a->n_kv * hd, ctx = a->ctx_len;
+  for (int64_t h = 0; h < a->n_heads + a->n_kv; h++) {
     float *p = qkv + h * hd;
-    for (long i = 0; i < hd / 2; i++) {
+    for (int64_t i = 0; i < hd / 2; i++) {
       float x = p[2 * i], y = p[2 * i + 1], c = a->cis[2 * i], s = a->cis[2 * i + 1];
       p[2 * i] = x * c - y * s;
       p[2 * i + 1] = x * s + y * c;
     }
   }
-  for (long t = 0; t < ctx; t++)
+  for (int64_t t = 0; t < ctx; t++)
     a->slots[t] = (a->block_table[t / a->block_size] * a->block_size + t % a->block_size) * row;
   memcpy(a->k_cache + a->slots[ctx - 1], qkv + a->n_heads * hd, sizeof(float) * row);
   memcpy(a->v_cache + a->slots[ctx - 1], qkv + (a->n_heads + a->n_kv) * hd, sizeof(float) * row);
   /* Per kv head, its `group` query heads share each key and value row as it is read. */
-  for (long g = 0; g < a->n_kv; g++) {
+  for (int64_t g = 0; g < a->n_kv; g++) {
     const float *q0 = qkv + g * group * hd;
-    for (long t = 0; t < ctx; t++) {
+    for (int64_t t = 0; t < ctx; t++) {
       const float *k = a->k_cache + a->slots[t] + g * hd;
-      for (long j = 0; j < group; j++) {
+      for (int64_t j = 0; j < group; j++) {
         const float *q = q0 + j * hd;
         float s = 0.f;
-        for (long d = 0; d < hd; d++) s += q[d] * k[d];
+        for (int64_t d = 0; d < hd; d++) s += q[d] * k[d];
         a->scores[j * ctx + t] = s * a->scale;
       }
     }
-    for (long j = 0; j < group; j++) {
+    for (int64_t j = 0; j < group; j++) {
       float *sc = a->scores + j * ctx, top = -INFINITY, total = 0.f;
-      for (long t = 0; t < ctx; t++) top = sc[t] > top ? sc[t] : top;
-      for (long t = 0; t < ctx; t++) total += sc[t] = expf(sc[t] - top);
-      for (long t = 0; t < ctx; t++) sc[t] /= total;
+      for (int64_t t = 0; t < ctx; t++) top = sc[t] > top ? sc[t] : top;
+      for (int64_t t = 0; t < ctx; t++) total += sc[t] = expf(sc[t] - top);
+      for (int64_t t = 0; t < ctx; t++) sc[t] /= total;
     }
     float *o0 = out + g * group * hd;
     memset(o0, 0, sizeof(float) * group * hd);
-    for (long t = 0; t < ctx; t++) {
+    for (int64_t t = 0; t < ctx; t++) {
       const float *v = a->v_cache + a->slots[t] + g * hd;
-      for (long j = 0; j < group; j++) {
+      for (int64_t j = 0; j < group; j++) {
         float w = a->scores[j * ctx + t], *o = o0 + j * hd;
-        for (long d = 0; d < hd; d++) o[d] += w * v[d];
+        for (int64_t d = 0; d < hd; d++) o[d] += w * v[d];
       }
     }
   }
@@ -101,12 +103,12 @@ static void attend(const struct attention *a, float *restrict qkv, float *restri
  * NULL (Qwen2 has q/k/v biases, Llama none). Returns 0, or -1 when the scratch could not be allocated
  * (then nothing is written). */
 int decode_layer(float *restrict x, const float *wqkv, const float *bqkv, const float *wo, const float *wgu,
-                 const float *wd, long hidden, long inter, float eps, long n_heads, long n_kv, long head_dim,
-                 float scale, const float *cis, const long *block_table, long ctx_len, long block_size,
+                 const float *wd, int64_t hidden, int64_t inter, float eps, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+                 float scale, const float *cis, const int64_t *block_table, int64_t ctx_len, int64_t block_size,
                  float *k_cache, float *v_cache) {
-  long n_qkv = (n_heads + 2 * n_kv) * head_dim, n_q = n_heads * head_dim, group = n_heads / n_kv;
+  int64_t n_qkv = (n_heads + 2 * n_kv) * head_dim, n_q = n_heads * head_dim, group = n_heads / n_kv;
   float *scratch = malloc(sizeof(float) * (n_qkv + n_q + 2 * inter + group * ctx_len));
-  long *slots = malloc(sizeof(long) * ctx_len);
+  int64_t *slots = malloc(sizeof(int64_t) * ctx_len);
   if (scratch == NULL || slots == NULL) {
     free(scratch);
     free(slots);
@@ -119,11 +121,11 @@ int decode_layer(float *restrict x, const float *wqkv, const float *bqkv, const 
                         .scores = scores, .slots = slots};
   gemv(wqkv, x, qkv, n_qkv, hidden, rms_scale(x, hidden, eps), 0);
   if (bqkv != NULL)
-    for (long i = 0; i < n_qkv; i++) qkv[i] += bqkv[i];
+    for (int64_t i = 0; i < n_qkv; i++) qkv[i] += bqkv[i];
   attend(&a, qkv, attn);
   gemv(wo, attn, x, hidden, n_q, 1.f, 1);
   gemv(wgu, x, gu, 2 * inter, hidden, rms_scale(x, hidden, eps), 0);
-  for (long i = 0; i < inter; i++) gu[i] = gu[i] / (1.f + expf(-gu[i])) * gu[inter + i];
+  for (int64_t i = 0; i < inter; i++) gu[i] = gu[i] / (1.f + expf(-gu[i])) * gu[inter + i];
   gemv(wd, gu, x, hidden, inter, 1.f, 1);
   free(scratch);
   free(slots);
@@ -135,19 +137,19 @@ int decode_layer(float *restrict x, const float *wqkv, const float *bqkv, const 
  * cis [n_rows, head_dim / 2] (cos, sin), its k and v go to position ctx_lens[r] - 1 of its block table
  * (row r of block_tables [n_rows, width]), and its attention lands in row r of out. Returns 0, or -1
  * when the scratch could not be allocated (nothing written). */
-int decode_attention(float *restrict qkv, const float *cis, const long *block_tables, long width,
-                     const long *ctx_lens, long n_rows, long block_size, long n_heads, long n_kv,
-                     long head_dim, float scale, float *k_cache, float *v_cache, float *restrict out) {
-  long max_ctx = 0, n_qkv = (n_heads + 2 * n_kv) * head_dim;
-  for (long r = 0; r < n_rows; r++) max_ctx = ctx_lens[r] > max_ctx ? ctx_lens[r] : max_ctx;
+int decode_attention(float *restrict qkv, const float *cis, const int64_t *block_tables, int64_t width,
+                     const int64_t *ctx_lens, int64_t n_rows, int64_t block_size, int64_t n_heads, int64_t n_kv,
+                     int64_t head_dim, float scale, float *k_cache, float *v_cache, float *restrict out) {
+  int64_t max_ctx = 0, n_qkv = (n_heads + 2 * n_kv) * head_dim;
+  for (int64_t r = 0; r < n_rows; r++) max_ctx = ctx_lens[r] > max_ctx ? ctx_lens[r] : max_ctx;
   float *scores = malloc(sizeof(float) * (n_heads / n_kv) * max_ctx);
-  long *slots = malloc(sizeof(long) * max_ctx);
+  int64_t *slots = malloc(sizeof(int64_t) * max_ctx);
   if (scores == NULL || slots == NULL) {
     free(scores);
     free(slots);
     return -1;
   }
-  for (long r = 0; r < n_rows; r++) {
+  for (int64_t r = 0; r < n_rows; r++) {
     struct attention a = {.n_heads = n_heads, .n_kv = n_kv, .head_dim = head_dim,
                           .block_size = block_size, .ctx_len = ctx_lens[r], .scale = scale,
                           .cis = cis + r * head_dim, .block_table = block_tables + r * width,

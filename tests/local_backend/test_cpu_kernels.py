@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from local_backend.attention import AttnMetadata, PrefillSpan
-from local_backend.config import EngineConfig
+from local_backend.config import EngineConfig, ModelConfig
 from local_backend.cpu_kernels import CpuKernels, build_cpu_kernels, in_one_arena
 from local_backend.engine import LLMEngine
 from local_backend.model import LlamaModel
 from local_backend.sequence import SamplingParams
 from local_backend.weights import Checkpoint
-from tests.local_backend.tiny_model import CFG, tiny_tensors
+from tests.local_backend.tiny_model import CFG, LLAMA_CFG, tiny_tensors
 
 CPU = torch.device("cpu")
 
@@ -31,44 +31,49 @@ def test_gemv_matches_torch(kernels: CpuKernels) -> None:
     torch.testing.assert_close(kernels.gemv(w, x), x @ w.t(), atol=1e-4, rtol=1e-5)
 
 
-def _step(model: LlamaModel, caches: list[tuple[torch.Tensor, torch.Tensor]], batched: bool) -> torch.Tensor:
-    """Token 42 at position 10 of a sequence whose blocks (of 4) are 5, 1, 7 (cache slot 30). Batched:
-    also a second decode (blocks 4, 6; position 5, slot 25) and a 3-token chunk of a third sequence
-    (blocks 2, 3; positions 4-6) that reads the keys of its positions 0-3 from the cache."""
-    if not batched:
-        meta = AttnMetadata(
-            torch.tensor([30]), 1, block_tables=torch.tensor([[5, 1, 7]]), context_lens=torch.tensor([11])
-        )
-        ids, positions = torch.tensor([42]), torch.tensor([10])
-    else:
-        meta = AttnMetadata(
-            torch.tensor([30, 25, 12, 13, 14]),
-            2,
-            block_tables=torch.tensor([[5, 1, 7], [4, 6, 0]]),
-            context_lens=torch.tensor([11, 6]),
-            prefills=[PrefillSpan(2, 5, 4, slots=torch.arange(8, 15))],
-        )
-        ids, positions = torch.tensor([42, 7, 3, 9, 11]), torch.tensor([10, 5, 4, 5, 6])
+# Blocks of 4. Sequence A: blocks 5, 1, 7, its token at position 10 (slot 30). B: blocks 4, 6, position 5
+# (slot 25). C: blocks 2, 3, a 3-token chunk at positions 4-6 that reads its positions 0-3 from the cache.
+BATCHES = {
+    "one decode, whole layers in C": ([42], [10], [30], [[5, 1, 7]], [11], []),
+    "two decodes": ([42, 7], [10, 5], [30, 25], [[5, 1, 7], [4, 6, 0]], [11, 6], []),
+    "decodes beside a chunk": (
+        [42, 7, 3, 9, 11],
+        [10, 5, 4, 5, 6],
+        [30, 25, 12, 13, 14],
+        [[5, 1, 7], [4, 6, 0]],
+        [11, 6],
+        [PrefillSpan(2, 5, 4, slots=torch.arange(8, 15))],
+    ),
+}
+
+
+def _step(model: LlamaModel, caches: list[tuple[torch.Tensor, torch.Tensor]], batch: str) -> torch.Tensor:
+    ids, positions, slots, tables, lens, spans = BATCHES[batch]
+    meta = AttnMetadata(
+        torch.tensor(slots),
+        len(lens),
+        block_tables=torch.tensor(tables),
+        context_lens=torch.tensor(lens),
+        prefills=spans,
+    )
     with torch.inference_mode():
-        return model.logits(model(ids, positions, meta, caches))
+        return model.logits(model(torch.tensor(ids), torch.tensor(positions), meta, caches))
 
 
-@pytest.mark.parametrize(
-    "batched", [False, True], ids=["one decode, whole layers", "decode rows beside a chunk"]
-)
-def test_kernels_match_the_torch_path_biases_gqa_and_scattered_blocks(
-    kernels: CpuKernels, batched: bool
-) -> None:
-    fast = LlamaModel(CFG, tiny_tensors(), torch.float32, CPU, block_size=4, kernels=kernels)
-    slow = LlamaModel(CFG, tiny_tensors(), torch.float32, CPU, block_size=4)
-    assert len(fast.kernel_layers) == CFG.num_layers and slow.kernels is None
+@pytest.mark.parametrize("batch", list(BATCHES))
+@pytest.mark.parametrize("cfg", [CFG, LLAMA_CFG], ids=["qwen2-like", "llama-like"])
+def test_kernels_match_the_torch_path(kernels: CpuKernels, cfg: ModelConfig, batch: str) -> None:
+    """Biases or none, GQA or MQA, tied or own lm_head, scattered blocks; logits and every layer's cache."""
+    fast = LlamaModel(cfg, tiny_tensors(cfg), torch.float32, CPU, block_size=4, kernels=kernels)
+    slow = LlamaModel(cfg, tiny_tensors(cfg), torch.float32, CPU, block_size=4)
+    assert len(fast.kernel_layers) == cfg.num_layers and slow.kernels is None
     g = torch.Generator().manual_seed(1)
-    shape = (9, 4, CFG.num_kv_heads, CFG.head_dim)
+    shape = (9, 4, cfg.num_kv_heads, cfg.head_dim)
     caches = [
-        (torch.randn(shape, generator=g), torch.randn(shape, generator=g)) for _ in range(CFG.num_layers)
+        (torch.randn(shape, generator=g), torch.randn(shape, generator=g)) for _ in range(cfg.num_layers)
     ]
     copies = [(k.clone(), v.clone()) for k, v in caches]
-    got, want = _step(fast, caches, batched), _step(slow, copies, batched)
+    got, want = _step(fast, caches, batch), _step(slow, copies, batch)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     for (k, v), (k_ref, v_ref) in zip(caches, copies, strict=True):
         torch.testing.assert_close(k, k_ref, atol=1e-6, rtol=1e-6)  # each new token's key and value
@@ -94,6 +99,8 @@ def test_kernels_refuse_what_they_would_read_past(kernels: CpuKernels) -> None:
         kernels.decode_rows(tables, torch.tensor([9]), cis, cache.shape)  # 9 tokens need a third block
     with pytest.raises(ValueError):
         kernels.decode_rows(tables, torch.tensor([0]), cis, cache.shape)  # no token
+    with pytest.raises(ValueError):
+        kernels.decode_rows(tables, lens, cis, torch.Size((4, 4, CFG.num_kv_heads, 15)))  # odd head_dim
     row = kernels.decode_rows(tables, lens, cis, cache.shape)
     with pytest.raises(ValueError):  # qkv rows must match the decode rows
         kernels.decode_attention(torch.randn(2, 100), row, cache, cache.clone(), CFG.num_heads, 0.25)

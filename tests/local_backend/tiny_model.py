@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from local_backend.config import ModelConfig
@@ -23,20 +25,27 @@ CFG = ModelConfig(
 )
 
 
-def tiny_tensors() -> dict[str, torch.Tensor]:
+# Llama-like: no biases, tied embeddings, one kv head for all four query heads (MQA).
+LLAMA_CFG = dataclasses.replace(
+    CFG, architecture="llama", attention_bias=False, tie_embeddings=True, num_kv_heads=1
+)
+
+
+def tiny_tensors(cfg: ModelConfig = CFG) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     h, i, q, kv = (
-        CFG.hidden_size,
-        CFG.intermediate_size,
-        CFG.num_heads * CFG.head_dim,
-        CFG.num_kv_heads * CFG.head_dim,
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.num_heads * cfg.head_dim,
+        cfg.num_kv_heads * cfg.head_dim,
     )
     shapes: dict[str, tuple[int, ...]] = {
         "model.norm.weight": (h,),
-        "model.embed_tokens.weight": (CFG.vocab_size, h),
+        "model.embed_tokens.weight": (cfg.vocab_size, h),
     }
-    shapes["lm_head.weight"] = (CFG.vocab_size, h)
-    for n in range(CFG.num_layers):
+    if not cfg.tie_embeddings:
+        shapes["lm_head.weight"] = (cfg.vocab_size, h)
+    for n in range(cfg.num_layers):
         p = f"model.layers.{n}."
         shapes |= {
             p + "input_layernorm.weight": (h,),
@@ -45,11 +54,11 @@ def tiny_tensors() -> dict[str, torch.Tensor]:
             p + "self_attn.k_proj.weight": (kv, h),
             p + "self_attn.v_proj.weight": (kv, h),
             p + "self_attn.o_proj.weight": (h, q),
-            p + "self_attn.q_proj.bias": (q,),
-            p + "self_attn.k_proj.bias": (kv,),
-            p + "self_attn.v_proj.bias": (kv,),
             p + "mlp.gate_proj.weight": (i, h),
             p + "mlp.up_proj.weight": (i, h),
             p + "mlp.down_proj.weight": (h, i),
         }
+        if cfg.attention_bias:
+            shapes |= {p + "self_attn.q_proj.bias": (q,), p + "self_attn.k_proj.bias": (kv,)}
+            shapes[p + "self_attn.v_proj.bias"] = (kv,)
     return {name: torch.randn(shape, generator=g) * 0.1 for name, shape in shapes.items()}
