@@ -3,11 +3,11 @@ step as one call per layer, and in a batch the decode rows' attention.
 
 At batch 1 a decode step reads every weight once, so its speed is how fast the matrix-vector products
 stream memory, plus the fixed cost of the small ops around them. On an AVX-512 EPYC, MKL's GEMV read
-SmolLM2's matrices at 11-14 GB/s where `torch.sum` reads 27; our loop reads 23-25, and one C call
-per layer (norms, products, rope, cache write, attention, SwiGLU, residuals) replaces ~60 torch ops
-(README, "Batch 1: our own kernels"). The library is compiled per process with the host's C compiler
-and `-march=native` (~0.3 s) into a temporary file: the code always matches the CPU it runs on and
-there is no cache to go stale. Without a compiler the engine keeps torch's ops.
+SmolLM2's matrices at 11-13 GB/s where `torch.sum` reads 27; our loop reads 23-25, and one C call
+per layer (norms, products, rope, cache write, attention, SwiGLU, residuals) takes a step from ~4,500
+aten calls to ~100 (README, "Batch 1: our own kernels"). The library is compiled per process with
+the host's C compiler and `-march=native` (~0.3 s) into a temporary file: the code always matches the
+CPU it runs on and there is no cache to go stale. Without a compiler the engine keeps torch's ops.
 """
 
 from __future__ import annotations
@@ -64,6 +64,11 @@ class KernelLayer:
     tensors: tuple[torch.Tensor, ...]
     weights: tuple[int, int | None, int, int, int]  # wqkv, bqkv (or None), wo, wgu, wd
     shape: tuple[int, int, float, int, int, int, float]  # hidden, inter, eps, heads, kv heads, D, scale
+
+
+def serves(device: torch.device, dtype: torch.dtype) -> bool:
+    """Where the kernels apply: CPU, fp32 (bf16 with native dot products runs packed at every size)."""
+    return device.type == "cpu" and dtype == torch.float32
 
 
 def _fp32(*tensors: torch.Tensor) -> bool:
@@ -172,15 +177,12 @@ class CpuKernels:
             raise ValueError(f"decode_attention: qkv {tuple(qkv.shape)}, cache {tuple(k_cache.shape)}")
         out = torch.empty(n_rows, n_heads * dim, dtype=torch.float32)
         tables = rows.block_tables
-        args = (
+        rc = self._attention(
             qkv.data_ptr(),
             rows.cis.data_ptr(),
             tables.data_ptr(),
             tables.shape[1],
             rows.ctx_lens.data_ptr(),
-        )
-        rc = self._attention(
-            *args,
             n_rows,
             block_size,
             n_heads,
@@ -233,7 +235,7 @@ class CpuKernels:
 def in_one_arena(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """Copies of `tensors` (fp32) back to back, each 64-byte aligned, in one anonymous mapping advised
     for transparent huge pages. The batch-1 step streams them all in this order, and on the AVX-512
-    EPYC our GEMV read 2 MB pages ~10% faster than 4 KB ones (fewer TLB misses). Where the advice is
+    EPYC our GEMV read 2 MB pages 3-12% faster than 4 KB ones (fewer TLB misses). Where the advice is
     refused (not Linux, THP off) the copies sit in ordinary pages. The originals can then be freed."""
     sizes = [-(-t.numel() // 16) * 16 for t in tensors]
     # Private: a shared anonymous mapping is shmem, which THP's "madvise" setting does not cover.

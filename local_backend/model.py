@@ -17,7 +17,7 @@ from torch import nn
 
 from local_backend.attention import AttnMetadata, paged_attention, prefill_part, prepare_decode
 from local_backend.config import ModelConfig
-from local_backend.cpu_kernels import CpuKernels, in_one_arena
+from local_backend.cpu_kernels import CpuKernels, in_one_arena, serves
 
 
 def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
@@ -61,9 +61,7 @@ class LlamaModel(nn.Module):
         def take(name: str) -> torch.Tensor:
             return tensors.pop(name).float()
 
-        # Our batch-1 kernels are fp32 only: bf16 with native dot products runs packed at every size.
-        self.kernels = kernels if device.type == "cpu" and dtype == torch.float32 else None
-        self.out_in = self.kernels is not None
+        self.kernels = kernels if serves(device, dtype) else None
 
         def place(w: torch.Tensor) -> torch.Tensor:
             return w.to(device=device, dtype=dtype).contiguous()
@@ -140,6 +138,11 @@ class LlamaModel(nn.Module):
                 self.layers = [{k: w for k, w in layer.items() if k == "bqkv"} for layer in self.layers]
                 if self.embed is not None:
                     self.lm_head = None
+
+    @property
+    def out_in(self) -> bool:
+        """Plain weights are [out, in] for our kernels, else [in, out] for MKL's `x @ w`."""
+        return self.kernels is not None
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         if self.embed is not None:

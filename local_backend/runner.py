@@ -7,7 +7,7 @@ import torch
 
 from local_backend.attention import AttnMetadata, PrefillSpan, flash_available
 from local_backend.config import EngineConfig
-from local_backend.cpu_kernels import build_cpu_kernels
+from local_backend.cpu_kernels import build_cpu_kernels, serves
 from local_backend.cuda_graphs import StaticDecode, capture_buckets
 from local_backend.model import LlamaModel
 from local_backend.sampler import TokenLogprobs, sample
@@ -91,12 +91,7 @@ class ModelRunner:
     def _wants_kernels(self, cfg: EngineConfig) -> bool:
         # The C kernels run on one thread. On a 2-core EPYC one thread of them beat MKL's GEMV on two
         # (23 against 14 GB/s); with more torch threads than that, unmeasured, torch's ops keep the step.
-        return (
-            cfg.cpu_kernels
-            and self.device.type == "cpu"
-            and self.dtype == torch.float32
-            and torch.get_num_threads() <= 2
-        )
+        return cfg.cpu_kernels and serves(self.device, self.dtype) and torch.get_num_threads() <= 2
 
     def _tensor(self, data: list[int], dtype: torch.dtype = torch.long) -> torch.Tensor:
         return torch.tensor(data, dtype=dtype).to(self.device, non_blocking=True)

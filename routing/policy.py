@@ -44,7 +44,7 @@ from providers.deployment import TIER_RANK, Deployment
 from routing.artifact import RouterArtifact, load
 from routing.classifier import DifficultyModel, Prediction
 from routing.cost import CostModel
-from routing.features import extract
+from routing.features import Features, extract
 
 DEFAULT_QUALITY = 0.9
 _HEADER_UNSAFE = re.compile(r"[^A-Za-z0-9._:/@+-]")
@@ -162,9 +162,9 @@ class Router:
     def load(cls, path: Path | str | None = None) -> Router:
         return cls(load(path))
 
-    def predict(self, body: Mapping[str, Any]) -> tuple[Prediction, int, int | None, bool]:
+    def predict(self, body: Mapping[str, Any]) -> tuple[Prediction, Features]:
         features = extract(body)
-        return self.model.predict(features), features.prompt_tokens, features.max_tokens, features.has_tools
+        return self.model.predict(features), features
 
     def decide(
         self,
@@ -176,8 +176,7 @@ class Router:
         if not candidates:
             raise ValueError(f"route {route.name!r} has no candidates")
         ctx = ctx or RouteContext()
-        features = extract(body)
-        prediction = self.model.predict(features)
+        prediction, features = self.predict(body)
         costs: dict[str, float | None] = {
             c.name: None
             if c.input_per_mtok is None or c.output_per_mtok is None

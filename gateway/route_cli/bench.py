@@ -67,7 +67,7 @@ def run_bench(router: Router, iterations: int = 3000, warmup: int = 200) -> Benc
         cpu[i] = (time.thread_time_ns() - start_cpu) / 1e6
         samples[i] = (time.perf_counter_ns() - start) / 1e6
     return BenchResult(
-        prompt_tokens=router.predict(body)[1],
+        prompt_tokens=router.predict(body)[1].prompt_tokens,
         iterations=iterations,
         p50_ms=float(np.percentile(samples, 50)),
         p99_ms=float(np.percentile(samples, 99)),

@@ -45,11 +45,11 @@ void gemv_f32(const float *restrict W, const float *restrict x, float *restrict 
 struct attention {
   int64_t n_heads, n_kv, head_dim, block_size, ctx_len;
   float scale;
-  const float *cis;         /* [head_dim / 2] (cos, sin) for the token's position */
-  const int64_t *block_table;  /* the sequence's blocks */
-  float *k_cache, *v_cache; /* [blocks, block_size, n_kv, head_dim] */
-  float *scores;            /* scratch: [n_heads / n_kv, ctx_len] */
-  int64_t *slots;              /* scratch: [ctx_len] */
+  const float *cis;           /* [head_dim / 2] (cos, sin) for the token's position */
+  const int64_t *block_table; /* the sequence's blocks */
+  float *k_cache, *v_cache;   /* [blocks, block_size, n_kv, head_dim] */
+  float *scores;              /* scratch: [n_heads / n_kv, ctx_len] */
+  int64_t *slots;             /* scratch: [ctx_len] */
 };
 
 /* qkv: the token's [q heads | k heads | v heads], each q/k head's halves interleaved (model.py
@@ -99,47 +99,15 @@ static void attend(const struct attention *a, float *restrict qkv, float *restri
   }
 }
 
-/* One layer for one decode token; x [hidden] is the residual stream, updated in place. bqkv may be
- * NULL (Qwen2 has q/k/v biases, Llama none). Returns 0, or -1 when the scratch could not be allocated
- * (then nothing is written). */
-int decode_layer(float *restrict x, const float *wqkv, const float *bqkv, const float *wo, const float *wgu,
-                 const float *wd, int64_t hidden, int64_t inter, float eps, int64_t n_heads, int64_t n_kv, int64_t head_dim,
-                 float scale, const float *cis, const int64_t *block_table, int64_t ctx_len, int64_t block_size,
-                 float *k_cache, float *v_cache) {
-  int64_t n_qkv = (n_heads + 2 * n_kv) * head_dim, n_q = n_heads * head_dim, group = n_heads / n_kv;
-  float *scratch = malloc(sizeof(float) * (n_qkv + n_q + 2 * inter + group * ctx_len));
-  int64_t *slots = malloc(sizeof(int64_t) * ctx_len);
-  if (scratch == NULL || slots == NULL) {
-    free(scratch);
-    free(slots);
-    return -1;
-  }
-  float *qkv = scratch, *attn = qkv + n_qkv, *gu = attn + n_q, *scores = gu + 2 * inter;
-  struct attention a = {.n_heads = n_heads, .n_kv = n_kv, .head_dim = head_dim,
-                        .block_size = block_size, .ctx_len = ctx_len, .scale = scale, .cis = cis,
-                        .block_table = block_table, .k_cache = k_cache, .v_cache = v_cache,
-                        .scores = scores, .slots = slots};
-  gemv(wqkv, x, qkv, n_qkv, hidden, rms_scale(x, hidden, eps), 0);
-  if (bqkv != NULL)
-    for (int64_t i = 0; i < n_qkv; i++) qkv[i] += bqkv[i];
-  attend(&a, qkv, attn);
-  gemv(wo, attn, x, hidden, n_q, 1.f, 1);
-  gemv(wgu, x, gu, 2 * inter, hidden, rms_scale(x, hidden, eps), 0);
-  for (int64_t i = 0; i < inter; i++) gu[i] = gu[i] / (1.f + expf(-gu[i])) * gu[inter + i];
-  gemv(wd, gu, x, hidden, inter, 1.f, 1);
-  free(scratch);
-  free(slots);
-  return 0;
-}
-
-/* Attention for a batch's decode rows, each its own token of its own sequence (the products around it
- * run in torch there). Row r of qkv [n_rows, (n_heads + 2 n_kv) head_dim] is roped in place by row r of
- * cis [n_rows, head_dim / 2] (cos, sin), its k and v go to position ctx_lens[r] - 1 of its block table
- * (row r of block_tables [n_rows, width]), and its attention lands in row r of out. Returns 0, or -1
- * when the scratch could not be allocated (nothing written). */
+/* Attention for decode rows, each its own token of its own sequence. Row r of qkv
+ * [n_rows, (n_heads + 2 n_kv) head_dim] is roped in place by row r of cis [n_rows, head_dim / 2]
+ * (cos, sin), its k and v go to position ctx_lens[r] - 1 of its block table (row r of block_tables
+ * [n_rows, width]), and its attention lands in row r of out. Returns 0, or -1 when the scratch could
+ * not be allocated (nothing written). */
 int decode_attention(float *restrict qkv, const float *cis, const int64_t *block_tables, int64_t width,
-                     const int64_t *ctx_lens, int64_t n_rows, int64_t block_size, int64_t n_heads, int64_t n_kv,
-                     int64_t head_dim, float scale, float *k_cache, float *v_cache, float *restrict out) {
+                     const int64_t *ctx_lens, int64_t n_rows, int64_t block_size, int64_t n_heads,
+                     int64_t n_kv, int64_t head_dim, float scale, float *k_cache, float *v_cache,
+                     float *restrict out) {
   int64_t max_ctx = 0, n_qkv = (n_heads + 2 * n_kv) * head_dim;
   for (int64_t r = 0; r < n_rows; r++) max_ctx = ctx_lens[r] > max_ctx ? ctx_lens[r] : max_ctx;
   float *scores = malloc(sizeof(float) * (n_heads / n_kv) * max_ctx);
@@ -158,5 +126,34 @@ int decode_attention(float *restrict qkv, const float *cis, const int64_t *block
   }
   free(scores);
   free(slots);
+  return 0;
+}
+
+/* One layer for one decode token; x [hidden] is the residual stream, updated in place. bqkv may be
+ * NULL (Qwen2 has q/k/v biases, Llama none). Returns 0, or -1 when scratch could not be allocated
+ * (then nothing is written). */
+int decode_layer(float *restrict x, const float *wqkv, const float *bqkv, const float *wo,
+                 const float *wgu, const float *wd, int64_t hidden, int64_t inter, float eps,
+                 int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale, const float *cis,
+                 const int64_t *block_table, int64_t ctx_len, int64_t block_size, float *k_cache,
+                 float *v_cache) {
+  int64_t n_qkv = (n_heads + 2 * n_kv) * head_dim, n_q = n_heads * head_dim;
+  float *scratch = malloc(sizeof(float) * (n_qkv + n_q + 2 * inter));
+  if (scratch == NULL) return -1;
+  float *qkv = scratch, *attn = qkv + n_qkv, *gu = attn + n_q;
+  gemv(wqkv, x, qkv, n_qkv, hidden, rms_scale(x, hidden, eps), 0);
+  if (bqkv != NULL)
+    for (int64_t i = 0; i < n_qkv; i++) qkv[i] += bqkv[i];
+  /* One row; its table's width is never read. Fails before the cache or x is written. */
+  if (decode_attention(qkv, cis, block_table, 0, &ctx_len, 1, block_size, n_heads, n_kv, head_dim, scale,
+                       k_cache, v_cache, attn)) {
+    free(scratch);
+    return -1;
+  }
+  gemv(wo, attn, x, hidden, n_q, 1.f, 1);
+  gemv(wgu, x, gu, 2 * inter, hidden, rms_scale(x, hidden, eps), 0);
+  for (int64_t i = 0; i < inter; i++) gu[i] = gu[i] / (1.f + expf(-gu[i])) * gu[inter + i];
+  gemv(wd, gu, x, hidden, inter, 1.f, 1);
+  free(scratch);
   return 0;
 }

@@ -1,4 +1,4 @@
-"""Our batch-1 CPU kernels against the torch path they replace, and the engine with and without them."""
+"""Our CPU decode kernels against the torch path they replace, and the engine with and without them."""
 
 from __future__ import annotations
 

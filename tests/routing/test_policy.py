@@ -121,7 +121,7 @@ def test_explain_is_one_ascii_header_line(router: Router) -> None:
 
 def test_cost_estimate_uses_prior_and_max_tokens(router: Router) -> None:
     d = router.decide(SHORT, RouteSpec(quality=1.0), [LARGE])
-    prompt_tokens = router.predict(SHORT)[1]
+    prompt_tokens = router.predict(SHORT)[1].prompt_tokens
     assert d.estimated_cost_usd == pytest.approx((prompt_tokens * 2.5 + 199 * 10.0) / 1e6)
     capped = router.decide({**SHORT, "max_tokens": 10}, RouteSpec(quality=1.0), [LARGE])
     assert capped.estimated_cost_usd == pytest.approx((prompt_tokens * 2.5 + 10 * 10.0) / 1e6)
