@@ -22,6 +22,7 @@ from gateway.defaults import default_config
 from gateway.dispatch import Dispatcher
 from gateway.errors import install_handlers
 from gateway.limits import create_limiter
+from gateway.limits.headroom import Headroom
 from gateway.metrics import Metrics, writer_lines
 from gateway.offline import prepare_offline_env
 from gateway.planner import RoutePlanner, build_planner
@@ -89,8 +90,13 @@ def create_app(
         # Token counts (TPM estimates, budget reservations, routing) need the BPE table: loading it
         # took ~0.9 s of the first counting request here (cProfile), which belongs to start-up.
         await asyncio.to_thread(encoding)
-        proxy.control = Control(limiter, writer, prices, max_output)
-        metrics.sources = [writer_lines(writer), getattr(limiter, "metrics_lines", list)]
+        headroom = Headroom(settings.limits_overlap_margin) if settings.limits_overlap_margin < 1 else None
+        proxy.control = Control(limiter, writer, prices, max_output, headroom)
+        metrics.sources = [
+            writer_lines(writer),
+            getattr(limiter, "metrics_lines", list),
+            proxy.control.metrics_lines,
+        ]
         _announce(config, prices, master is not None)
         try:
             yield

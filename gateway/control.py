@@ -1,16 +1,30 @@
 """Admission and accounting around each proxied call: limits and budget reservation before the call
-(one limiter round trip), settlement and the spend record after (both off the request path)."""
+(one limiter round trip, which the call may overlap when there is room: see limits/headroom.py),
+settlement and the spend record after (both off the request path)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from gateway.accounting.record import RequestRecord
 from gateway.accounting.thread import WriterThread
 from gateway.auth import Principal
-from gateway.limits import Admission, BudgetSpec, Limiter, LimitSpec, denial_error, worst_case_usd
+from gateway.limits import (
+    Admission,
+    BudgetSpec,
+    Limiter,
+    LimitSpec,
+    denial_error,
+    usd_to_nano_up,
+    worst_case_usd,
+)
 from gateway.limits.errors import Denial
+from gateway.limits.headroom import Headroom
 from gateway.outcome import Outcome
 from gateway.pricing import TokenPrice
 from providers.deployment import Deployment
@@ -24,6 +38,15 @@ class Denied(Exception):
         self.denial = denial
 
 
+@dataclass(frozen=True, slots=True)
+class Check:
+    limits: list[LimitSpec]
+    budgets: list[BudgetSpec]
+    est_tokens: int
+    reserve: Decimal
+    reserve_nano: int
+
+
 class Control:
     def __init__(
         self,
@@ -31,16 +54,22 @@ class Control:
         writer: WriterThread,
         prices: dict[str, TokenPrice | None],
         max_output: dict[str, int],
+        headroom: Headroom | None = None,
     ) -> None:
         self.limiter = limiter
         self.writer = writer
         self.prices = prices
         self.max_output = max_output
+        # None: every call waits for the limiter's answer before it goes upstream.
+        self.headroom = headroom
+        # Metrics: calls sent before their admission came back, and how many of those it refused.
+        self.overlapped = 0
+        self.overlap_refusals = 0
 
-    async def admit(
+    def check(
         self, principal: Principal, dep: Deployment, body: dict[str, Any], outcome: Outcome
-    ) -> None:
-        """Raise Denied when a limit or budget says no; otherwise hold the reservation on the outcome."""
+    ) -> Check | None:
+        """What the limiter must check for this call on `dep`; None when no limit or budget applies."""
         limits = [LimitSpec(f"dep:{dep.id}", dep.rpm, dep.tpm)] if dep.rpm or dep.tpm else []
         budgets: list[BudgetSpec] = []
         if principal.kind == "key":
@@ -75,24 +104,72 @@ class Control:
                         )
                     )
         if not limits and not budgets:
-            return
+            return None
         prompt = outcome.count_prompt(body)
         requested = body.get("max_completion_tokens") or body.get("max_tokens")
         max_tokens = int(requested or self.max_output.get(dep.id) or DEFAULT_MAX_OUTPUT)
         price = self.prices.get(dep.id)
         reserve = worst_case_usd(prompt, max_tokens, price.input, price.output) if price else Decimal(0)
-        adm = await self.limiter.acquire(limits, budgets, prompt + max_tokens, reserve, outcome.request_id)
+        return Check(limits, budgets, prompt + max_tokens, reserve, usd_to_nano_up(reserve))
+
+    def overlap(self, check: Check, outcome: Outcome) -> asyncio.Task[None] | None:
+        """The admission as a task that runs beside the upstream call, when the figures leave room
+        (see limits/headroom.py); None when the call must wait for `acquire`."""
+        room = self.headroom
+        if room is None or not self.limiter.round_trip:
+            return None
+        if not room.clear(
+            check.limits, check.budgets, check.est_tokens, check.reserve_nano, time.monotonic()
+        ):
+            return None
+        self.overlapped += 1
+        return asyncio.ensure_future(self._overlapped(check, outcome))
+
+    async def _overlapped(self, check: Check, outcome: Outcome) -> None:
+        try:
+            await self.acquire(check, outcome)
+        except Denied:
+            self.overlap_refusals += 1
+            raise
+
+    async def acquire(self, check: Check, outcome: Outcome) -> None:
+        """Raise Denied when a limit or budget says no; otherwise hold the reservation on the outcome."""
+        room = self.headroom
+        if room is None:
+            adm = await self._acquire(check, outcome)
+        else:
+            room.sent(check.est_tokens, check.reserve_nano)
+            adm = None
+            try:
+                adm = await self._acquire(check, outcome)
+            finally:
+                room.answered(check.budgets, check.est_tokens, check.reserve_nano, adm, time.monotonic())
         outcome.admission = adm
         if not adm.allowed:
             raise Denied(denial_error(adm))
 
+    def _acquire(self, check: Check, outcome: Outcome) -> Awaitable[Admission]:
+        return self.limiter.acquire(
+            check.limits, check.budgets, check.est_tokens, check.reserve, outcome.request_id
+        )
+
+    def metrics_lines(self) -> list[str]:
+        return [
+            "# TYPE switchyard_limiter_overlapped_total counter",
+            f"switchyard_limiter_overlapped_total {self.overlapped}",
+            "# TYPE switchyard_limiter_overlap_refusals_total counter",
+            f"switchyard_limiter_overlap_refusals_total {self.overlap_refusals}",
+        ]
+
     def finish(self, outcome: Outcome, principal: Principal) -> None:
         adm: Admission | None = outcome.admission
         usage = outcome.usage
-        if adm is not None and adm.allowed and adm.ticket is not None:
+        if adm is not None and adm.ticket is not None:
             tokens = usage.prompt_tokens + usage.completion_tokens if usage else 0
             cost = outcome.cost if outcome.status < 400 or usage else Decimal(0)
-            self.limiter.settle_nowait(adm.ticket, tokens, cost)
+            # A refused call is charged only when it had already gone upstream (an overlap).
+            if adm.allowed or cost:
+                self.limiter.settle_nowait(adm.ticket, tokens, cost)
         self.writer.submit(record_of(outcome, principal))
 
 

@@ -53,12 +53,11 @@ async def messages(proxy: Proxy, request: Request, body: dict[str, Any], princip
     names = proxy.resolve(request, model, as_openai, outcome)
     try:
         await proxy.admit(outcome, names, as_openai)
-    except Denied as denied:
-        return proxy.deny(outcome, denied, anthropic=True)
-    try:
         if stream:
             return await _stream(proxy, request, body, as_openai, names, outcome)
         return await _complete(proxy, request, body, as_openai, names, outcome)
+    except Denied as denied:
+        return proxy.deny(outcome, denied, anthropic=True)
     except UpstreamError as exc:
         return proxy.fail(outcome, exc, anthropic=True)
     except ClientGone:
@@ -88,6 +87,7 @@ async def _complete(
         outcome.usage_counted = True
         usage = Usage(outcome.count_prompt(as_openai), _count_anthropic(message))
     proxy.settle(outcome, usage)
+    proxy.admitted(outcome)
     proxy.finish(outcome)
     return Response(payload, media_type="application/json", headers=outcome.headers())
 
@@ -118,9 +118,10 @@ async def _stream(
         return False, await open_stream(provider.stream(UpstreamCall(upstream, Endpoint.CHAT)))
 
     served = await proxy.dispatch(request, names, invoke, outcome)
+    native, (first, rest) = served.result
+    await proxy.refuse_stream(outcome, rest, as_openai)
     outcome.streamed = True
     outcome.ttft_s = time.perf_counter() - outcome.started
-    native, (first, rest) = served.result
     relay = _relay_native if native else _relay_translated
     events = relay(first, rest, outcome, as_openai, body["model"], proxy.finish)
     return StreamingResponse(

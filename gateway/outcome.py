@@ -40,6 +40,8 @@ class Outcome:
     principal: Any = None
     # The limiter's admission (gateway.limits.Admission) when limits or budgets applied.
     admission: Any = None
+    # The admission while it runs beside the upstream call (an asyncio.Task): see Proxy.admit.
+    gate: Any = None
     # The prompt's tiktoken count, taken at most once: the limits' estimate, then any usage the
     # upstream left out. `token_counts` holds the texts the router already tokenised.
     prompt_count: int | None = None

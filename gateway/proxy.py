@@ -22,7 +22,7 @@ from gateway.metrics import Metrics
 from gateway.outcome import Outcome
 from gateway.planner import RoutePlanner
 from gateway.pricing import TokenPrice
-from gateway.streaming import relay_openai
+from gateway.streaming import close_quietly, relay_openai
 from gateway.usage import completion_tokens
 from gateway.validate import check_openai, model_of, stream_flag
 from providers.base import (
@@ -89,6 +89,9 @@ class Proxy:
         outcome.cost = price.cost(usage) if price is not None and usage is not None else None
 
     def finish(self, outcome: Outcome) -> None:
+        gate, outcome.gate = outcome.gate, None
+        if gate is not None and gate.done() and not gate.cancelled():
+            gate.exception()  # a refusal after a failure or a disconnect: the call is over either way
         if outcome.latency_s == 0.0:
             outcome.latency_s = time.perf_counter() - outcome.started
         if outcome.deployment is not None and outcome.cost is None and outcome.usage is not None:
@@ -98,12 +101,38 @@ class Proxy:
             self.control.finish(outcome, outcome.principal)
 
     async def admit(self, outcome: Outcome, names: list[str], body: dict[str, Any]) -> None:
-        """Limits and budgets are checked against the deployment the call will most likely use."""
+        """Limits and budgets are checked against the deployment the call will most likely use. With
+        room to spare the check runs beside the call (`outcome.gate`): `dispatch` cancels the call on
+        a refusal that comes first, and `admitted` applies one that comes after the answer."""
         if self.control is None:
             return
         primary = self.dispatcher.deployments(names[0])
-        if primary:
-            await self.control.admit(outcome.principal, primary[0], body, outcome)
+        if not primary:
+            return
+        check = self.control.check(outcome.principal, primary[0], body, outcome)
+        if check is None:
+            return
+        # Created before dispatch's task, so the limiter's command is written first.
+        outcome.gate = self.control.overlap(check, outcome)
+        if outcome.gate is None:
+            await self.control.acquire(check, outcome)
+
+    def admitted(self, outcome: Outcome) -> None:
+        """Raise the refusal of an admission that ran beside the call and answered after it (dispatch
+        has waited for it). The caller has settled the call's usage first: it was paid for."""
+        gate, outcome.gate = outcome.gate, None
+        if gate is not None and (exc := gate.exception()) is not None:
+            raise exc
+
+    async def refuse_stream(self, outcome: Outcome, rest: AsyncIterator[Chunk], body: dict[str, Any]) -> None:
+        """`admitted` for a stream that has begun: close it and charge what it cost so far."""
+        try:
+            self.admitted(outcome)
+        except Denied:
+            await close_quietly(rest)
+            outcome.usage_counted = True
+            self.settle(outcome, Usage(outcome.count_prompt(body), 0))
+            raise
 
     def gone(self, outcome: Outcome) -> Response:
         """The client hung up before the answer: nothing is sent, the outcome is still recorded."""
@@ -134,7 +163,7 @@ class Proxy:
     async def dispatch(
         self, request: Request, names: list[str], invoke: Callable[[Provider], Awaitable[T]], outcome: Outcome
     ) -> Served[T]:
-        served = await race_disconnect(request, self.dispatcher.run(names, invoke))
+        served = await race_disconnect(request, self.dispatcher.run(names, invoke), outcome.gate)
         outcome.deployment = served.deployment
         outcome.fallbacks = served.fallbacks
         outcome.attempts = served.attempts
@@ -151,12 +180,11 @@ class Proxy:
         names = self.resolve(request, model, body, outcome)
         try:
             await self.admit(outcome, names, body)
-        except Denied as denied:
-            return self.deny(outcome, denied)
-        try:
             if stream:
                 return await self._stream(request, body, endpoint, names, outcome)
             return await self._complete(request, body, endpoint, names, outcome)
+        except Denied as denied:
+            return self.deny(outcome, denied)
         except UpstreamError as exc:
             return self.fail(outcome, exc)
         except ClientGone:
@@ -182,6 +210,7 @@ class Proxy:
             completion = 0 if endpoint is Endpoint.EMBED else completion_tokens(resp.data)
             usage = Usage(outcome.count_prompt(body), completion)
         self.settle(outcome, usage)
+        self.admitted(outcome)
         self.finish(outcome)
         return Response(resp.body, media_type="application/json", headers=outcome.headers())
 
@@ -206,9 +235,10 @@ class Proxy:
             return await open_stream(provider.stream(call))
 
         served = await self.dispatch(request, names, invoke, outcome)
+        first, rest = served.result
+        await self.refuse_stream(outcome, rest, body)
         outcome.streamed = True
         outcome.ttft_s = time.perf_counter() - outcome.started
-        first, rest = served.result
         events = relay_openai(
             first,
             rest,
@@ -235,14 +265,34 @@ async def open_stream(events: AsyncIterator[Chunk]) -> tuple[Chunk, AsyncIterato
     return first, it
 
 
-async def race_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Run `work` while watching the client: a disconnect cancels the upstream call."""
+async def race_disconnect(
+    request: Request, work: Awaitable[T], gate: asyncio.Future[None] | None = None
+) -> T:
+    """Run `work` while watching the client: a disconnect cancels the upstream call. `gate` is an
+    admission running beside it: a refusal that comes first cancels the call and is raised; either
+    way it has finished by the time this returns or raises (see Proxy.admitted)."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_disconnected(request))
+    pending: set[asyncio.Future[Any]] = {task, watcher}
+    if gate is not None:
+        pending.add(gate)
     try:
-        done, _ = await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        while True:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if gate is None or gate not in done:
+                break
+            if gate.exception() is not None:
+                task.cancel()
+                gate.result()
+            gate = None
+            if task in done or watcher in done:
+                break
+        if gate is not None:
+            await asyncio.wait((gate,))
     except asyncio.CancelledError:
         task.cancel()
+        if gate is not None:
+            gate.cancel()
         raise
     finally:
         watcher.cancel()

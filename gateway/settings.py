@@ -35,6 +35,9 @@ class Settings(BaseSettings):
 
     # Rate limits and budgets: what to do when Redis is unreachable.
     limits_fail_mode: Literal["open", "closed"] = "open"
+    # Send a call upstream while its Redis check is still out, when the last answers left at least
+    # this share of every limit and budget free (gateway/limits/headroom.py); 1 turns it off.
+    limits_overlap_margin: float = Field(default=0.25, gt=0, le=1)
     # Past this a Redis call counts as down (fail-open/closed); too short and a busy host flaps.
     redis_timeout_s: float = Field(default=0.5, gt=0)
     # Records wait here (append-only files) while the database is unreachable.

@@ -25,6 +25,7 @@ class FailoverLimiter:
     outage costs one timeout per interval, not one per request."""
 
     origin = "failover"
+    round_trip = True
 
     def __init__(
         self,

@@ -77,6 +77,7 @@ class _Budget:
 
 class MemoryLimiter:
     origin = "memory"
+    round_trip = False
 
     def __init__(
         self,
@@ -189,9 +190,8 @@ class MemoryLimiter:
                     retry = -1.0
             use.append((spent, b.held))
 
-        ticket = None
+        member = f"{self._nonce}.{next(self._seq)}"
         if status == 0:
-            member = f"{self._nonce}.{next(self._seq)}"
             for k, w in enumerate(objs):
                 w.entries.append((now, member))
                 w.tokens[member] = est_tokens
@@ -201,15 +201,8 @@ class MemoryLimiter:
             if reserve:
                 for b in bobjs:
                     b.reserve(member, reserve, now + self._ttl)
-            ticket = Ticket(
-                member,
-                request_id,
-                est_tokens,
-                reserve,
-                tuple(s.subject for s in limits),
-                tuple(budgets),
-                self.origin,
-            )
+        subjects = tuple(s.subject for s in limits)
+        ticket = Ticket(member, request_id, est_tokens, reserve, subjects, tuple(budgets), self.origin)
         return admission_from(
             limits, budgets, status, index, retry, windows, use, est_tokens, reserve, ticket
         )

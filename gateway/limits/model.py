@@ -92,9 +92,12 @@ class Admission:
     limit: int | Decimal | None = None
     used: int | Decimal | None = None
     requested: int | Decimal | None = None
+    # Admitted: settles the request. Refused: charges only (est_tokens and reserve_nano are 0).
     ticket: Ticket | None = field(default=None, repr=False)
     # (spent, held) nano-dollars per budget as the check saw them, in the order given.
     budget_use: Sequence[tuple[int, int]] = ()
+    # Every window as the check saw it, in the order given.
+    windows: Sequence[WindowState] = ()
 
     def headers(self) -> dict[str, str]:
         h: dict[str, str] = {}
@@ -114,6 +117,9 @@ class Admission:
 
 
 class Limiter(Protocol):
+    # Whether acquire waits on another process (Redis): only then may a call overlap it.
+    round_trip: bool
+
     async def acquire(
         self,
         limits: Sequence[LimitSpec],
@@ -188,6 +194,7 @@ def fill_headers(adm: Admission, states: Sequence[WindowState], failed: WindowSt
     """Copy the header figures onto `adm`: the failing window's for its dimension, else the tightest."""
     req = failed if failed is not None and adm.reason == "rpm" else _pick(states, "rpm")
     tok = failed if failed is not None and adm.reason == "tpm" else _pick(states, "tpm")
+    adm.windows = states
     if req is not None and req.spec.rpm is not None:
         adm.limit_requests = req.spec.rpm
         adm.remaining_requests = req.spec.rpm - req.requests
@@ -218,6 +225,10 @@ def admission_from(
     ]
     if status == 0:
         return fill_headers(Admission(True, ticket=ticket, budget_use=budget_use), states, None)
+    if ticket is not None:
+        # A refusal holds nothing; its ticket can only charge the budgets for a call that went
+        # upstream before the refusal came back (see headroom.py).
+        ticket = Ticket(ticket.member, ticket.request_id, 0, 0, (), ticket.budgets, ticket.origin)
     retry = math.inf if retry_s < 0 else retry_s
     if status in (1, 2):
         spec, state = limits[index - 1], states[index - 1]
@@ -230,6 +241,7 @@ def admission_from(
             limit=spec.rpm if rpm else spec.tpm,
             used=state.requests if rpm else state.tokens,
             requested=1 if rpm else est_tokens,
+            ticket=ticket,
             budget_use=budget_use,
         )
         return fill_headers(adm, states, state)
@@ -243,6 +255,7 @@ def admission_from(
         limit=budget.limit_usd,
         used=nano_to_usd(spent + held),
         requested=nano_to_usd(reserve_nano),
+        ticket=ticket,
         budget_use=budget_use,
     )
     return fill_headers(adm, states, None)

@@ -46,6 +46,7 @@ def _pack(args: list[object]) -> str:
 
 class RedisLimiter:
     origin = "redis"
+    round_trip = True
 
     def __init__(
         self,
@@ -161,8 +162,6 @@ class RedisLimiter:
         windows = [(int(res[4 + 3 * i]), int(res[5 + 3 * i]), int(res[6 + 3 * i]) / 1000) for i in range(n)]
         base = 4 + 3 * n
         use = [(int(res[base + 2 * j]), int(res[base + 2 * j + 1])) for j in range(len(budgets))]
-        if status != 0:
-            ticket = None
         retry_s = -1.0 if retry_ms < 0 else retry_ms / 1000
         return admission_from(
             limits, budgets, status, index, retry_s, windows, use, est_tokens, reserve_nano, ticket

@@ -396,13 +396,15 @@ class TcpProxy:
     """127.0.0.1:<port> -> target, on its own event loop thread.
 
     cut(): every open connection is aborted (RST) and the listening socket closed, so new connects are
-    refused at once; restore(): listen again on the same port."""
+    refused at once; restore(): listen again on the same port. `reply_delay_s` holds back what the
+    target sends (a slow server)."""
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
         self.port = free_port()
         self.accepted = 0
         self.aborted = 0
+        self.reply_delay_s = 0.0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
         self._server: asyncio.Server | None = None
@@ -455,7 +457,7 @@ class TcpProxy:
         pair = {writer, up_writer}
         self._open |= pair
         try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer, self))
         finally:
             for w in pair:
                 if w in self._open:
@@ -463,9 +465,13 @@ class TcpProxy:
                     w.transport.abort()
 
     @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delayed: TcpProxy | None = None
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if delayed is not None and delayed.reply_delay_s:
+                    await asyncio.sleep(delayed.reply_delay_s)
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

@@ -32,7 +32,11 @@ async def test_rpm_admits_exactly_the_limit(make_limiter: LimiterFactory) -> Non
     assert int(h["retry-after"]) >= 1 and "retry-after-ms" in h
     assert res[0].headers()["x-ratelimit-remaining-requests"] == "4"
     assert res[4].headers()["x-ratelimit-remaining-requests"] == "0"
-    assert res[0].ticket is not None and denied.ticket is None
+    assert res[0].ticket is not None
+    # A refusal holds nothing: its ticket can only charge budgets (a call already gone upstream).
+    charge = denied.ticket
+    assert charge is not None and charge.est_tokens == 0 and charge.reserve_nano == 0
+    assert charge.window_subjects == ()
 
 
 async def test_sliding_window_has_no_burst_at_the_edge(make_limiter: LimiterFactory) -> None:
