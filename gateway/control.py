@@ -28,6 +28,7 @@ from gateway.limits.headroom import Headroom
 from gateway.outcome import Outcome
 from gateway.pricing import TokenPrice
 from providers.deployment import Deployment
+from routing.tokens import CountCache
 
 DEFAULT_MAX_OUTPUT = 4096
 
@@ -62,6 +63,7 @@ class Control:
         self.max_output = max_output
         # None: every call waits for the limiter's answer before it goes upstream.
         self.headroom = headroom
+        self.counts = CountCache()
         # Metrics: calls sent before their admission came back, and how many of those it refused.
         self.overlapped = 0
         self.overlap_refusals = 0
@@ -105,7 +107,7 @@ class Control:
                     )
         if not limits and not budgets:
             return None
-        prompt = outcome.count_prompt(body)
+        prompt = outcome.count_prompt(body, self.counts.count)
         requested = body.get("max_completion_tokens") or body.get("max_tokens")
         max_tokens = int(requested or self.max_output.get(dep.id) or DEFAULT_MAX_OUTPUT)
         price = self.prices.get(dep.id)

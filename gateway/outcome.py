@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -13,6 +13,7 @@ from gateway.pricing import format_usd
 from gateway.usage import prompt_tokens
 from providers.base import Usage
 from providers.deployment import Deployment
+from routing.tokens import count_tokens
 
 
 @dataclass(slots=True)
@@ -47,9 +48,9 @@ class Outcome:
     prompt_count: int | None = None
     token_counts: Mapping[str, int] | None = None
 
-    def count_prompt(self, body: dict[str, Any]) -> int:
+    def count_prompt(self, body: dict[str, Any], count: Callable[[str], int] | None = None) -> int:
         if self.prompt_count is None:
-            self.prompt_count = prompt_tokens(body, self.token_counts)
+            self.prompt_count = prompt_tokens(body, self.token_counts, count or count_tokens)
         return self.prompt_count
 
     def failed(self, exc: Exception) -> None:

@@ -269,8 +269,9 @@ async def race_disconnect(
     request: Request, work: Awaitable[T], gate: asyncio.Future[None] | None = None
 ) -> T:
     """Run `work` while watching the client: a disconnect cancels the upstream call. `gate` is an
-    admission running beside it: a refusal that comes first cancels the call and is raised; either
-    way it has finished by the time this returns or raises (see Proxy.admitted)."""
+    admission running beside it: a refusal that comes before the answer cancels the call and is
+    raised; otherwise the gate has finished by the time this returns or raises, and a refusal in it
+    is for the caller to apply once it has counted the answer (Proxy.admitted)."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_disconnected(request))
     pending: set[asyncio.Future[Any]] = {task, watcher}
@@ -281,10 +282,11 @@ async def race_disconnect(
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             if gate is None or gate not in done:
                 break
-            if gate.exception() is not None:
+            if gate.exception() is not None and task not in done:
                 task.cancel()
                 gate.result()
-            gate = None
+            if gate.exception() is None:
+                gate = None
             if task in done or watcher in done:
                 break
         if gate is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from routing.tokens import count_tokens
@@ -19,8 +19,11 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-def prompt_tokens(body: dict[str, Any], known: Mapping[str, int] | None = None) -> int:
-    """The prompt's o200k count; `known` holds counts already taken of some texts (by the router)."""
+def prompt_tokens(
+    body: dict[str, Any], known: Mapping[str, int] | None = None, count: Callable[[str], int] = count_tokens
+) -> int:
+    """The prompt's o200k count; `known` holds counts already taken of some texts (by the router),
+    `count` counts the rest."""
     messages = body.get("messages")
     if isinstance(messages, list):
         total = 3
@@ -29,19 +32,19 @@ def prompt_tokens(body: dict[str, Any], known: Mapping[str, int] | None = None) 
                 continue
             text = _text_of(m.get("content"))
             n = known.get(text) if known else None
-            total += _PER_MESSAGE + (count_tokens(text) if n is None else n)
+            total += _PER_MESSAGE + (count(text) if n is None else n)
             for call in m.get("tool_calls") or []:
                 fn = call.get("function") or {} if isinstance(call, dict) else {}
-                total += count_tokens(str(fn.get("name", "")) + str(fn.get("arguments", "")))
+                total += count(str(fn.get("name", "")) + str(fn.get("arguments", "")))
         return total
     for field in ("prompt", "input"):
         value = body.get(field)
         if isinstance(value, str):
             n = known.get(value) if known else None
-            return count_tokens(value) if n is None else n
+            return count(value) if n is None else n
         if isinstance(value, list):
             return sum(
-                count_tokens(v) if isinstance(v, str) else len(v) if isinstance(v, list) else 1 for v in value
+                count(v) if isinstance(v, str) else len(v) if isinstance(v, list) else 1 for v in value
             )
     return 0
 

