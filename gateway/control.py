@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -137,23 +136,19 @@ class Control:
     async def acquire(self, check: Check, outcome: Outcome) -> None:
         """Raise Denied when a limit or budget says no; otherwise hold the reservation on the outcome."""
         room = self.headroom
-        if room is None:
-            adm = await self._acquire(check, outcome)
-        else:
+        if room is not None:
             room.sent(check.est_tokens, check.reserve_nano)
-            adm = None
-            try:
-                adm = await self._acquire(check, outcome)
-            finally:
+        adm: Admission | None = None
+        try:
+            adm = await self.limiter.acquire(
+                check.limits, check.budgets, check.est_tokens, check.reserve, outcome.request_id
+            )
+        finally:
+            if room is not None:
                 room.answered(check.budgets, check.est_tokens, check.reserve_nano, adm, time.monotonic())
         outcome.admission = adm
         if not adm.allowed:
             raise Denied(denial_error(adm))
-
-    def _acquire(self, check: Check, outcome: Outcome) -> Awaitable[Admission]:
-        return self.limiter.acquire(
-            check.limits, check.budgets, check.est_tokens, check.reserve, outcome.request_id
-        )
 
     def metrics_lines(self) -> list[str]:
         return [

@@ -48,9 +48,9 @@ class Outcome:
     prompt_count: int | None = None
     token_counts: Mapping[str, int] | None = None
 
-    def count_prompt(self, body: dict[str, Any], count: Callable[[str], int] | None = None) -> int:
+    def count_prompt(self, body: dict[str, Any], count: Callable[[str], int] = count_tokens) -> int:
         if self.prompt_count is None:
-            self.prompt_count = prompt_tokens(body, self.token_counts, count or count_tokens)
+            self.prompt_count = prompt_tokens(body, self.token_counts, count)
         return self.prompt_count
 
     def failed(self, exc: Exception) -> None:

@@ -280,13 +280,12 @@ async def race_disconnect(
     try:
         while True:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if gate is None or gate not in done:
-                break
-            if gate.exception() is not None and task not in done:
-                task.cancel()
-                gate.result()
-            if gate.exception() is None:
-                gate = None
+            if gate in done:
+                if gate.exception() is None:
+                    gate = None  # admitted: only the call is left to wait for
+                elif task not in done:
+                    task.cancel()
+                    gate.result()
             if task in done or watcher in done:
                 break
         if gate is not None:

@@ -25,8 +25,9 @@ from gateway.limits.money import usd_to_nano
 @dataclass(frozen=True, slots=True)
 class _Room:
     seen: float
-    requests: int | None  # left in the window after the request that reported it; None: no limit
-    tokens: int | None
+    # What the window had left after the request that reported it, less the margin; None: no limit.
+    requests: float | None
+    tokens: float | None
 
 
 class Headroom:
@@ -34,7 +35,8 @@ class Headroom:
         self.fraction = fraction
         self.max_age_s = max_age_s
         self._windows: dict[str, _Room] = {}
-        self._budgets: dict[tuple[str, str], tuple[float, int]] = {}
+        # (seen, nano-dollars left less the margin) per budget subject and period.
+        self._budgets: dict[tuple[str, str], tuple[float, float]] = {}
         # Acquires sent and not yet answered: Redis' last figures do not include them.
         self._pending = 0
         self._pending_tokens = 0
@@ -55,21 +57,15 @@ class Headroom:
             room = self._windows.get(spec.subject)
             if room is None or room.seen < oldest:
                 return False
-            if spec.rpm is not None and (
-                room.requests is None or room.requests - self._pending - 1 < self.fraction * spec.rpm
-            ):
+            if spec.rpm is not None and (room.requests is None or room.requests - self._pending - 1 < 0):
                 return False
             if spec.tpm is not None and (
-                room.tokens is None
-                or room.tokens - self._pending_tokens - est_tokens < self.fraction * spec.tpm
+                room.tokens is None or room.tokens - self._pending_tokens - est_tokens < 0
             ):
                 return False
         for b in budgets:
             hit = self._budgets.get((b.subject, b.period_start))
-            if hit is None or hit[0] < oldest:
-                return False
-            limit = usd_to_nano(b.limit_usd)
-            if hit[1] - self._pending_nano - reserve_nano < self.fraction * limit:
+            if hit is None or hit[0] < oldest or hit[1] - self._pending_nano - reserve_nano < 0:
                 return False
         return True
 
@@ -94,14 +90,15 @@ class Headroom:
             return
         if len(self._windows) > 65536:
             self._windows.clear()
+        keep = 1 - self.fraction
         for w in adm.windows:
-            spec = w.spec
-            self._windows[spec.subject] = _Room(
+            rpm, tpm = w.spec.rpm, w.spec.tpm
+            self._windows[w.spec.subject] = _Room(
                 now,
-                None if spec.rpm is None else spec.rpm - w.requests,
-                None if spec.tpm is None else spec.tpm - w.tokens,
+                None if rpm is None else keep * rpm - w.requests,
+                None if tpm is None else keep * tpm - w.tokens,
             )
         if len(self._budgets) > 65536:
             self._budgets.clear()
         for b, (spent, held) in zip(budgets, adm.budget_use, strict=False):
-            self._budgets[b.subject, b.period_start] = (now, usd_to_nano(b.limit_usd) - spent - held)
+            self._budgets[b.subject, b.period_start] = (now, keep * usd_to_nano(b.limit_usd) - spent - held)
