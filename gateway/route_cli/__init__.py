@@ -60,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from gateway.route_cli.baselines import LiteLLMComplexity
-    from gateway.route_cli.evaluate import format_table, run_folds, target_check
+    from gateway.route_cli.evaluate import format_reference, format_table, run_folds, target_check
     from gateway.route_cli.plot import write_plot
     from gateway.route_cli.train import TrainConfig
 
@@ -72,6 +72,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(format_table(results, routing_folds=True))
     print("\nSame-size pairs (RouterDC seven 7B models; reported apart, see `route eval --help`):\n")
     print(format_table(results, routing_folds=False))
+    print(
+        "\nIn-domain reference (the same features fitted on each file's own gain, 5-fold cross-validated;"
+        " labels no router here has):\n"
+    )
+    print(format_reference(results))
     print()
     for line in target_check(results):
         print(line)
@@ -90,6 +95,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
                     for m, v in r.metrics.items()
                     for k in ("apgr", "cpt50", "cpt80")
                 },
+                **(
+                    {f"in_domain_{k}": getattr(r.reference, k) for k in ("apgr", "cpt50", "cpt80")}
+                    if r.reference
+                    else {}
+                ),
             }
             for r in results
         ]

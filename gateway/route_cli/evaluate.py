@@ -9,6 +9,11 @@ Routing folds are the files whose weak/strong pair differs in capability class (
 7-9B vs 49-70B). RouterDC's seven-7B files compare models of one size; they train the classifier
 and are evaluated too, but reported apart, since a "strong" 7B model beating a "weak" one there is
 mostly per-prompt noise that no prompt-only router can predict.
+
+Beside the routers, each routing fold gets an in-domain reference: the same features fitted on the
+held-out file's *own* labels (its pair's gain, strong minus weak), scored by cross-validation. No
+router here has those labels; the reference shows how much of the gap this feature family could
+close if it had them.
 """
 
 from __future__ import annotations
@@ -18,11 +23,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from gateway.route_cli.data import OutcomeSet, normalise
-from gateway.route_cli.train import FeatureMatrix, TrainConfig, fit_score, mean_success
+from gateway.route_cli.train import (
+    FeatureMatrix,
+    TrainConfig,
+    design,
+    fit_score,
+    mean_success,
+    standardisation,
+)
 from routing.metrics import RouterMetrics, evaluate
 
 METHODS = ("switchyard", "length", "litellm", "random")
 RANDOM_SEEDS = 10
+REFERENCE_SPLITS = 5
 
 
 @dataclass
@@ -33,6 +46,7 @@ class FoldResult:
     weak: str
     strong: str
     metrics: dict[str, RouterMetrics]
+    reference: RouterMetrics | None = None  # in-domain reference, routing folds only
 
 
 def is_routing_fold(outcome: OutcomeSet) -> bool:
@@ -51,6 +65,21 @@ def training_parts(
         if keep.sum() >= 20:
             parts.append((fm.rows(np.flatnonzero(keep)), mean_success(outcome)[keep]))
     return parts
+
+
+def in_domain_reference(
+    fm: FeatureMatrix, weak: np.ndarray, strong: np.ndarray, config: TrainConfig
+) -> RouterMetrics:
+    """Out-of-fold scores of a ridge fitted on the file's own gain (strong - weak), 5 splits."""
+    from sklearn.linear_model import Ridge
+
+    x = design(fm, *standardisation(fm.dense), config.dense_weight)
+    gain = strong - weak
+    scores = np.empty(len(gain))
+    for part in np.array_split(np.random.default_rng(0).permutation(len(gain)), REFERENCE_SPLITS):
+        train = np.setdiff1d(np.arange(len(gain)), part)
+        scores[part] = Ridge(alpha=config.alpha).fit(x[train], gain[train]).predict(x[part])
+    return evaluate(scores, weak, strong)
 
 
 def _random_metrics(n: int, weak: np.ndarray, strong: np.ndarray) -> RouterMetrics:
@@ -90,8 +119,14 @@ def run_folds(
             "litellm": evaluate(litellm_scores[k][ok], weak, strong),
             "random": _random_metrics(int(ok.sum()), weak, strong),
         }
+        routing = is_routing_fold(held)
+        reference = (
+            in_domain_reference(matrices[k].rows(np.flatnonzero(ok)), weak, strong, config)
+            if routing
+            else None
+        )
         results.append(
-            FoldResult(held.name, is_routing_fold(held), int(ok.sum()), held.weak, held.strong, metrics)
+            FoldResult(held.name, routing, int(ok.sum()), held.weak, held.strong, metrics, reference)
         )
     return results
 
@@ -119,18 +154,41 @@ def format_table(results: list[FoldResult], routing_folds: bool) -> str:
     for r in chosen:
         pair = f"{r.weak.split('/')[-1]} -> {r.strong.split('/')[-1]}"
         lines.append(_row([r.name, str(r.n), pair, *cells(r.metrics)]))
-    mean = {
-        method: RouterMetrics(
-            apgr=float(np.mean([r.metrics[method].apgr for r in chosen])),
-            cpt50=float(np.mean([r.metrics[method].cpt50 for r in chosen])),
-            cpt80=float(np.mean([r.metrics[method].cpt80 for r in chosen])),
-            weak_quality=0.0,
-            strong_quality=0.0,
-            curve=(),
-        )
-        for method in METHODS
-    }
+    mean = {method: _mean([r.metrics[method] for r in chosen]) for method in METHODS}
     lines.append(_row(["**mean**", str(sum(r.n for r in chosen)), "", *cells(mean)]))
+    return "\n".join(lines)
+
+
+def _mean(metrics: list[RouterMetrics]) -> RouterMetrics:
+    return RouterMetrics(
+        apgr=float(np.mean([m.apgr for m in metrics])),
+        cpt50=float(np.mean([m.cpt50 for m in metrics])),
+        cpt80=float(np.mean([m.cpt80 for m in metrics])),
+        weak_quality=0.0,
+        strong_quality=0.0,
+        curve=(),
+    )
+
+
+def format_reference(results: list[FoldResult]) -> str:
+    """Ours on each held-out file beside the in-domain reference on the same file."""
+    chosen = [r for r in results if r.reference is not None]
+    header = ["fold", "switchyard APGR (held out)", "CPT50", "in-domain reference APGR", "CPT50"]
+    lines = [_row(header), _row(["---"] * len(header))]
+    rows = [(r.name, r.metrics["switchyard"], r.reference) for r in chosen]
+    rows.append(("**mean**", _mean([r[1] for r in rows]), _mean([r[2] for r in rows])))
+    for name, ours, ref in rows:
+        lines.append(
+            _row(
+                [
+                    name,
+                    f"{ours.apgr:.3f}",
+                    f"{100 * ours.cpt50:.1f}%",
+                    f"{ref.apgr:.3f}",
+                    f"{100 * ref.cpt50:.1f}%",
+                ]
+            )
+        )
     return "\n".join(lines)
 
 

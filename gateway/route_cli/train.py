@@ -69,26 +69,31 @@ class FittedScore:
         return dense @ self.w_dense + fm.hashed @ self.w_hashed
 
 
-def _design(fm: FeatureMatrix, mean: np.ndarray, scale: np.ndarray, dense_weight: float) -> sparse.csr_matrix:
+def standardisation(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale of each dense feature (the bias column and constant columns left as they are)."""
+    mean = dense.mean(axis=0)
+    scale = dense.std(axis=0)
+    bias = DENSE_NAMES.index("bias")
+    mean[bias], scale[bias] = 0.0, 1.0
+    scale[scale < 1e-6] = 1.0
+    return mean, scale
+
+
+def design(fm: FeatureMatrix, mean: np.ndarray, scale: np.ndarray, dense_weight: float) -> sparse.csr_matrix:
     dense = (fm.dense - mean) / scale * dense_weight
     return sparse.hstack([sparse.csr_matrix(dense), fm.hashed], format="csr")
 
 
 def fit_score(parts: list[tuple[FeatureMatrix, np.ndarray]], config: TrainConfig) -> FittedScore:
     """`parts`: per dataset, its features and per-prompt mean success (0..1)."""
-    dense_all = np.vstack([fm.dense for fm, _ in parts])
-    mean = dense_all.mean(axis=0)
-    scale = dense_all.std(axis=0)
-    bias = DENSE_NAMES.index("bias")
-    mean[bias], scale[bias] = 0.0, 1.0
-    scale[scale < 1e-6] = 1.0
+    mean, scale = standardisation(np.vstack([fm.dense for fm, _ in parts]))
     blocks, targets, weights = [], [], []
     for k, (fm, y) in enumerate(parts):
         n = len(y)
         onehot = sparse.csr_matrix(
             (np.full(n, _FE_SCALE), (np.arange(n), np.full(n, k))), shape=(n, len(parts))
         )
-        blocks.append(sparse.hstack([_design(fm, mean, scale, config.dense_weight), onehot], format="csr"))
+        blocks.append(sparse.hstack([design(fm, mean, scale, config.dense_weight), onehot], format="csr"))
         targets.append(y)
         weights.append(np.full(n, n**config.dataset_power / n))
     sample_weight = np.concatenate(weights)
