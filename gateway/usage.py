@@ -5,18 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from routing.features import content_text
 from routing.tokens import count_tokens
 
 # Per-message framing overhead of OpenAI's chat format.
 _PER_MESSAGE = 3
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
 
 
 def prompt_tokens(
@@ -30,7 +23,7 @@ def prompt_tokens(
         for m in messages:
             if not isinstance(m, dict):
                 continue
-            text = _text_of(m.get("content"))
+            text = content_text(m.get("content"))
             n = known.get(text) if known else None
             total += _PER_MESSAGE + (count(text) if n is None else n)
             for call in m.get("tool_calls") or []:
