@@ -68,6 +68,8 @@ class LearnedPlanner:
                     )
                 )
             self._candidates[route_name] = cands
+        # Routes are fixed for the planner's life (teams' overrides come per request, in the context).
+        self._specs = {name: _spec(name, route) for name, route in config.routes.items()}
 
     def plan(
         self, name: str, route: Route, body: dict[str, Any], headers: dict[str, str], principal: Principal
@@ -88,22 +90,22 @@ class LearnedPlanner:
             strong_fraction=overrides.get("strong_fraction"),
             budget_pressure=pressure,
         )
-        strong_fraction = route.strong_fraction
-        if route.quality is None and strong_fraction is None:
-            strong_fraction = DEFAULT_STRONG_FRACTION
-        spec = RouteSpec(
-            name=name,
-            quality=route.quality,
-            strong_fraction=strong_fraction,
-            tools_min_tier=route.tools_min_tier,
-        )
-        decision = self.router.decide(body, spec, self._candidates[name], ctx)
+        decision = self.router.decide(body, self._specs[name], self._candidates[name], ctx)
         return RoutePlan(
             [c.name for c in decision.candidates],
             f"route={name}; {decision.explain()}",
             decision.difficulty,
             decision.token_counts,
         )
+
+
+def _spec(name: str, route: Route) -> RouteSpec:
+    strong_fraction = route.strong_fraction
+    if route.quality is None and strong_fraction is None:
+        strong_fraction = DEFAULT_STRONG_FRACTION
+    return RouteSpec(
+        name=name, quality=route.quality, strong_fraction=strong_fraction, tools_min_tier=route.tools_min_tier
+    )
 
 
 def build_planner(config: GatewayConfig, prices: dict[str, TokenPrice | None]) -> RoutePlanner:
