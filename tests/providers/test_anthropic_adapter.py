@@ -1,19 +1,14 @@
-"""AnthropicProvider against the fake Anthropic upstream over real loopback HTTP."""
+"""AnthropicProvider against the fake Anthropic upstream over real loopback HTTP: the happy paths (chat,
+streams, tools, usage), native /v1/messages passthrough, and the official SDK reading the fake."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anthropic
 import httpx
 import orjson
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import StreamingResponse
-from starlette.routing import Route
 
 from providers.anthropic import (
     ANTHROPIC_VERSION,
@@ -21,12 +16,14 @@ from providers.anthropic import (
     AnthropicStreamUsage,
     usage_from_anthropic,
 )
-from providers.anthropic_sse import SSEDecoder
-from providers.anthropic_translate_stream import anthropic_error_body
-from providers.base import Chunk, Endpoint, UpstreamCall, UpstreamError, Usage
-from providers.deployment import Deployment
-from tests.fakes.anthropic_upstream import create_app
-from tests.fakes.server import ServerThread, closed_port
+from providers.base import UpstreamCall, UpstreamError, Usage
+from tests.fakes.server import ServerThread
+from tests.providers import anthropic_adapter_cases as cases
+from tests.providers.anthropic_adapter_cases import chat, collect, make, requests_of
+
+# The shared fixtures, bound as module globals so that pytest finds them here.
+server = cases.server
+provider = cases.provider
 
 WEATHER_TOOL = {
     "type": "function",
@@ -35,47 +32,6 @@ WEATHER_TOOL = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
     },
 }
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
-    with ServerThread(create_app()) as srv:
-        yield srv
-
-
-def requests_of(server: ServerThread) -> list[dict[str, Any]]:
-    return server.app.state.requests
-
-
-def make(server_url: str, **overrides: Any) -> AnthropicProvider:
-    fields: dict[str, Any] = {
-        "name": "claude",
-        "provider": "anthropic",
-        "model": "claude-test",
-        "api_base": server_url,
-        "api_key": "sk-ant-test",
-        "headers": {"x-team": "blue"},
-        "timeout": 5.0,
-        "connect_timeout": 1.0,
-    }
-    fields.update(overrides)
-    return AnthropicProvider(Deployment(**fields))
-
-
-@pytest.fixture
-async def provider(server: ServerThread) -> AsyncIterator[AnthropicProvider]:
-    p = make(server.url)
-    yield p
-    await p.aclose()
-
-
-def chat(model: str = "claude-test", content: str = "hello there world", **extra: Any) -> UpstreamCall:
-    return UpstreamCall(body={"model": model, "messages": [{"role": "user", "content": content}], **extra})
-
-
-async def collect(stream: AsyncIterator[Chunk]) -> list[Chunk]:
-    return [chunk async for chunk in stream]
-
 
 # ------------------------------------------------------------------------------ happy paths
 
@@ -208,127 +164,6 @@ async def test_client_headers_forwarded_but_never_credentials(
     assert headers["x-api-key"] == "sk-ant-test"
 
 
-# ------------------------------------------------------------------------------ failures
-
-
-@pytest.mark.parametrize(
-    ("model", "status", "kind", "retryable"),
-    [
-        ("fail-400", 400, "invalid_request_error", False),
-        ("fail-401", 401, "authentication_error", False),
-        ("fail-429", 429, "rate_limit_error", True),
-        ("fail-500", 500, "api_error", True),
-    ],
-)
-async def test_http_errors(
-    provider: AnthropicProvider, model: str, status: int, kind: str, retryable: bool
-) -> None:
-    with pytest.raises(UpstreamError) as info:
-        await provider.complete(chat(model=model))
-    err = info.value
-    assert (err.status, err.retryable, err.code) == (status, retryable, kind)
-    assert err.message.startswith("fake: ")
-    if status == 429:
-        assert err.retry_after == 0.0
-    # A stream fails the same way, from its first __anext__.
-    stream = provider.stream(chat(model=model, stream=True))
-    with pytest.raises(UpstreamError) as info:
-        await anext(stream)
-    assert (info.value.status, info.value.retryable) == (status, retryable)
-
-
-async def test_flaky_then_ok(provider: AnthropicProvider) -> None:
-    for _ in range(2):
-        with pytest.raises(UpstreamError) as info:
-            await provider.complete(chat(model="flaky-2-adapter"))
-        assert info.value.status == 500 and info.value.retryable
-    assert (await provider.complete(chat(model="flaky-2-adapter"))).usage is not None
-
-
-async def test_hang_times_out(server: ServerThread) -> None:
-    p = make(server.url, timeout=0.3)
-    try:
-        with pytest.raises(UpstreamError) as info:
-            await p.complete(chat(model="hang"))
-        assert (info.value.status, info.value.type, info.value.retryable) == (504, "timeout_error", True)
-        with pytest.raises(UpstreamError) as info:
-            await anext(p.stream(chat(model="hang", stream=True)))
-        assert info.value.type == "timeout_error"
-    finally:
-        await p.aclose()
-
-
-async def test_closed_port_is_a_connect_error() -> None:
-    p = make(f"http://127.0.0.1:{closed_port()}")
-    try:
-        with pytest.raises(UpstreamError) as info:
-            await p.complete(chat())
-        assert (info.value.status, info.value.type, info.value.retryable) == (
-            502,
-            "api_connection_error",
-            True,
-        )
-        with pytest.raises(UpstreamError) as info:
-            await anext(p.stream(chat(stream=True)))
-        assert info.value.type == "api_connection_error"
-    finally:
-        await p.aclose()
-
-
-async def test_die_midstream_raises_after_some_chunks(provider: AnthropicProvider) -> None:
-    received: list[Chunk] = []
-    with pytest.raises(UpstreamError) as info:
-        async for chunk in provider.stream(chat(model="die-midstream", stream=True)):
-            received.append(chunk)
-    assert "interrupted" in info.value.message and info.value.status == 502
-    assert "".join(c.data["choices"][0]["delta"].get("content") or "" for c in received) == "Hello from"
-
-
-async def test_error_event_before_content_is_raised_first(provider: AnthropicProvider) -> None:
-    # Anthropic's overloaded_error inside a 200 stream, right after message_start: nothing was yielded,
-    # so the gateway can still retry.
-    stream = provider.stream(chat(model="overloaded-midstream", stream=True))
-    with pytest.raises(UpstreamError) as info:
-        await anext(stream)
-    assert (info.value.status, info.value.code, info.value.retryable) == (529, "overloaded_error", True)
-
-
-async def test_error_event_after_content_is_midstream(provider: AnthropicProvider) -> None:
-    received: list[Chunk] = []
-    with pytest.raises(UpstreamError) as info:
-        async for chunk in provider.stream(chat(model="overloaded-late", stream=True)):
-            received.append(chunk)
-    assert received and info.value.code == "overloaded_error" and info.value.retryable
-    assert info.value.message == "Overloaded"  # the upstream's own words, relayed unchanged
-
-
-async def test_untranslatable_requests_fail_before_sending(
-    provider: AnthropicProvider, server: ServerThread
-) -> None:
-    before = len(requests_of(server))
-    with pytest.raises(UpstreamError) as info:
-        await provider.complete(chat(n=3))
-    assert (info.value.status, info.value.param, info.value.retryable) == (400, "n", False)
-    with pytest.raises(UpstreamError) as info:
-        await anext(provider.stream(chat(n=3, stream=True)))
-    assert info.value.status == 400
-    with pytest.raises(UpstreamError) as info:
-        await provider.complete(UpstreamCall(body={"model": "m", "prompt": "x"}, endpoint=Endpoint.TEXT))
-    assert info.value.status == 400
-    with pytest.raises(UpstreamError) as info:
-        await provider.embed(UpstreamCall(body={"model": "m", "input": "x"}, endpoint=Endpoint.EMBED))
-    assert (info.value.status, info.value.type) == (400, "invalid_request_error")
-    assert len(requests_of(server)) == before
-
-
-async def test_upstream_validation_error_keeps_status(provider: AnthropicProvider) -> None:
-    bad = UpstreamCall(body={"model": "m", "messages": [{"role": "assistant", "content": "I start"}]})
-    with pytest.raises(UpstreamError) as info:
-        await provider.complete(bad)
-    assert (info.value.status, info.value.retryable) == (400, False)
-    assert "first message" in info.value.message
-
-
 # ------------------------------------------------------------------------------ native passthrough
 
 
@@ -400,147 +235,6 @@ def test_usage_from_anthropic() -> None:
     }
     assert usage_from_anthropic(usage) == Usage(prompt_tokens=127, completion_tokens=9, cached_tokens=100)
     assert usage_from_anthropic(None) is None
-
-
-def test_sse_decoder_split_reads_and_line_endings() -> None:
-    stream = (
-        b": comment\n"
-        b'event: message_start\ndata: {"a":1}\n\n'
-        b'event: ping\r\ndata: {"type": "ping"}\r\n\r\n'
-        b"event: multi\rdata: line1\rdata: line2\r\r"
-        b"\n\n"
-        b'event: last\ndata: {"z":0}'
-    )
-    for size in (1, 2, 3, 7, len(stream)):
-        decoder = SSEDecoder()
-        events = []
-        for i in range(0, len(stream), size):
-            events += decoder.feed(stream[i : i + size])
-        events += decoder.flush()
-        assert [(e.event, e.data) for e in events] == [
-            ("message_start", b'{"a":1}'),
-            ("ping", b'{"type": "ping"}'),
-            ("multi", b"line1\nline2"),
-            ("last", b'{"z":0}'),
-        ]
-        assert events[0].raw == b': comment\nevent: message_start\ndata: {"a":1}\n\n'
-        assert events[1].raw == b'event: ping\r\ndata: {"type": "ping"}\r\n\r\n'
-
-
-@pytest.fixture(scope="module")
-def script_server() -> Iterator[ServerThread]:
-    """An upstream that answers 200 with exactly the pieces in `app.state.pieces` (see `scripted`)."""
-
-    async def messages(request: Request) -> StreamingResponse:
-        pieces: tuple[bytes, ...] = request.app.state.pieces
-        stall: float = request.app.state.stall
-
-        async def body() -> AsyncIterator[bytes]:
-            for piece in pieces:
-                yield piece
-                # A pause between writes so the pieces tend to arrive as separate reads.
-                await asyncio.sleep(0.001)
-            await asyncio.sleep(stall)
-
-        return StreamingResponse(body(), media_type="text/event-stream")
-
-    app = Starlette(routes=[Route("/v1/messages", messages, methods=["POST"])])
-    with ServerThread(app) as srv:
-        yield srv
-
-
-def scripted(
-    server: ServerThread, *pieces: bytes, stall: float = 0.0, timeout: float = 5.0
-) -> AnthropicProvider:
-    """A provider whose upstream answers 200 with exactly these stream pieces, then goes silent for
-    `stall` seconds before it ends the stream."""
-    server.app.state.pieces = pieces
-    server.app.state.stall = stall
-    return make(server.url, name="c", model="m", api_key="k", headers={}, timeout=timeout)
-
-
-def crlf_event(name: str, data: dict[str, Any], end: bytes = b"\r\n\r\n") -> bytes:
-    return b"event: " + name.encode() + b"\r\ndata: " + orjson.dumps(data) + end
-
-
-START = crlf_event(
-    "message_start", {"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 2}}}
-)
-BLOCK = crlf_event(
-    "content_block_start",
-    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-)
-DELTA = crlf_event(
-    "content_block_delta",
-    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
-)
-OVERLOADED = crlf_event(
-    "error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-)
-END = crlf_event(
-    "message_delta",
-    {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}},
-) + crlf_event("message_stop", {"type": "message_stop"}, end=b"")  # no final blank line: still accepted
-
-
-async def test_stream_parsing_is_robust_to_read_boundaries(script_server: ServerThread) -> None:
-    whole = START + BLOCK + DELTA + END
-    p = scripted(script_server, *(whole[i : i + 5] for i in range(0, len(whole), 5)))
-    data = [c.data for c in await collect(p.stream(chat(stream=True)))]
-    await p.aclose()
-    assert [d["choices"][0]["delta"].get("content") for d in data[:-1]] == ["", "Hi", None]
-    assert data[-1]["usage"]["prompt_tokens"] == 2
-
-
-async def test_error_after_content_in_the_same_read_yields_the_content_first(
-    script_server: ServerThread,
-) -> None:
-    p = scripted(script_server, START + BLOCK + DELTA + OVERLOADED)
-    received: list[Chunk] = []
-    with pytest.raises(UpstreamError) as info:
-        async for chunk in p.stream(chat(stream=True)):
-            received.append(chunk)
-    await p.aclose()
-    assert [c.data["choices"][0]["delta"].get("content") for c in received] == ["", "Hi"]
-    assert info.value.code == "overloaded_error" and info.value.retryable
-
-
-@pytest.mark.parametrize(
-    ("pieces", "status"),
-    [
-        ((START, BLOCK, DELTA), 502),  # closed cleanly but before message_stop
-        ((START, b"event: content_block_delta\ndata: {not json\n\n"), 502),
-        ((START, BLOCK, OVERLOADED), 529),
-    ],
-)
-async def test_broken_streams(script_server: ServerThread, pieces: tuple[bytes, ...], status: int) -> None:
-    p = scripted(script_server, *pieces)
-    with pytest.raises(UpstreamError) as info:
-        await collect(p.stream(chat(stream=True)))
-    await p.aclose()
-    assert info.value.status == status and info.value.retryable
-
-
-async def test_stall_after_content_is_midstream_not_a_timeout_answer(script_server: ServerThread) -> None:
-    p = scripted(script_server, START + BLOCK + DELTA, stall=2.0, timeout=0.3)
-    received: list[Chunk] = []
-    with pytest.raises(UpstreamError) as info:
-        async for chunk in p.stream(chat(stream=True)):
-            received.append(chunk)
-    await p.aclose()
-    assert [c.data["choices"][0]["delta"].get("content") for c in received] == ["", "Hi"]
-    assert (info.value.status, info.value.retryable) == (502, True)
-    assert "interrupted" in info.value.message
-
-
-def test_anthropic_error_body() -> None:
-    assert anthropic_error_body(429, "slow down") == {
-        "type": "error",
-        "error": {"type": "rate_limit_error", "message": "slow down"},
-    }
-    assert anthropic_error_body(502, "x", "api_connection_error")["error"]["type"] == "api_error"
-    assert anthropic_error_body(529, "x", "overloaded_error")["error"]["type"] == "overloaded_error"
-    assert anthropic_error_body(422, "x")["error"]["type"] == "invalid_request_error"
 
 
 def test_official_sdk_against_fake(server: ServerThread) -> None:
