@@ -22,9 +22,9 @@ from gateway.config import parse_config
 from gateway.db.migrate import upgrade
 from gateway.settings import Settings
 from tests.fakes.server import ServerThread
-from tests.integration.conftest import (
+from tests.integration.gateway_proc import MASTER_KEY
+from tests.integration.harness import (
     COMPLETION_TOKENS,
-    MASTER_KEY,
     assert_daily_matches,
     daily_rows,
     deployment,

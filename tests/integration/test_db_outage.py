@@ -22,11 +22,10 @@ from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.settings import Settings
 from tests.fakes.server import ServerThread
-from tests.integration.conftest import (
-    MASTER_KEY,
+from tests.integration.gateway_proc import MASTER_KEY, TcpProxy
+from tests.integration.harness import (
     PG_PORT,
     Credentials,
-    TcpProxy,
     assert_daily_matches,
     chat,
     daily_rows,

@@ -24,11 +24,10 @@ from gateway.config import parse_config
 from gateway.limits import BudgetSpec, LimitSpec, RedisLimiter
 from gateway.settings import Settings
 from tests.fakes.server import ServerThread
-from tests.integration.conftest import (
-    MASTER_KEY,
+from tests.integration.gateway_proc import MASTER_KEY, TcpProxy
+from tests.integration.harness import (
     REDIS_DB,
     Call,
-    TcpProxy,
     chat,
     deployment,
     expected_cost,

@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 
 from tests.fakes.server import ServerThread
-from tests.integration.conftest import (
+from tests.integration.gateway_proc import GatewayProcess
+from tests.integration.harness import (
     Call,
-    GatewayProcess,
     assert_daily_matches,
     chat,
     daily_rows,
