@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import CLAUDE_WEATHER_TOOL, GREETINGS, MASTER_KEY, Gateway
+from tests.e2e.gateway_harness import CLAUDE_WEATHER_TOOL, GREETINGS, MASTER_KEY, Gateway
 
 HELLO = [{"role": "user", "content": "Say hello to the gateway"}]
 ASK_WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]

@@ -1,5 +1,5 @@
 """Failure handling seen from the outside: retries, fallbacks, cooldown, timeouts, refused connections,
-streams that die, clients that hang up. Every name used here is its own deployment (see conftest), so
+streams that die, clients that hang up. Every name used here is its own deployment (see gateway_harness), so
 the call counts, cooldowns and load-balancing turns below are deterministic."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import HANG_TIMEOUT_S, MASTER_KEY, Gateway, error_of, wait_for
+from tests.e2e.gateway_harness import HANG_TIMEOUT_S, MASTER_KEY, Gateway, error_of, wait_for
 
 HELLO = [{"role": "user", "content": "Say hello to the gateway"}]
 

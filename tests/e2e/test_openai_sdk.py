@@ -9,7 +9,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.e2e.conftest import GREETINGS, WEATHER_TOOL, Gateway
+from tests.e2e.gateway_harness import GREETINGS, WEATHER_TOOL, Gateway
 from tests.e2e.openai_sdk_cases import HELLO, marker
 
 CHAT_BACKENDS = list(GREETINGS)

@@ -10,7 +10,7 @@ import struct
 import openai
 import pytest
 
-from tests.e2e.conftest import GREETINGS, Gateway
+from tests.e2e.gateway_harness import GREETINGS, Gateway
 from tests.e2e.openai_sdk_cases import marker
 from tests.fakes.openai_upstream import embedding_vector
 

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import MASTER_KEY, MAX_BODY_BYTES, Gateway, error_of
+from tests.e2e.gateway_harness import MASTER_KEY, MAX_BODY_BYTES, Gateway, error_of
 from tests.e2e.openai_sdk_cases import HELLO, REQUEST_ID
 
 # --------------------------------------------------------------------------- errors

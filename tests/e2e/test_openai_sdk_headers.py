@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import GREETINGS, expected_cost
+from tests.e2e.gateway_harness import GREETINGS, expected_cost
 from tests.e2e.openai_sdk_cases import HELLO, REQUEST_ID
 
 # --------------------------------------------------------------------------- routing headers
