@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.linear_model import Ridge
 
 from gateway.route_cli.data import OutcomeSet, normalise
 from gateway.route_cli.train import (
@@ -70,9 +71,8 @@ def training_parts(
 def in_domain_reference(
     fm: FeatureMatrix, weak: np.ndarray, strong: np.ndarray, config: TrainConfig
 ) -> RouterMetrics:
-    """Out-of-fold scores of a ridge fitted on the file's own gain (strong - weak), 5 splits."""
-    from sklearn.linear_model import Ridge
-
+    """Out-of-fold scores of a ridge fitted on the file's own gain (strong - weak), over
+    REFERENCE_SPLITS random splits."""
     x = design(fm, *standardisation(fm.dense), config.dense_weight)
     gain = strong - weak
     scores = np.empty(len(gain))

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -99,26 +99,24 @@ async def new_key(
     return Credentials(t.id, made.row.id, made.key)
 
 
-async def log_rows(url: str, key_id: str) -> list[RequestLog]:
+Row = TypeVar("Row", RequestLog, DailySpend)
+
+
+async def _key_rows(url: str, table: type[Row], key_id: str) -> list[Row]:
     engine = make_engine(url)
     try:
         async with session_factory(engine)() as session:
-            return list(
-                (await session.execute(select(RequestLog).where(RequestLog.key_id == key_id))).scalars()
-            )
+            return list((await session.execute(select(table).where(table.key_id == key_id))).scalars())
     finally:
         await engine.dispose()
+
+
+async def log_rows(url: str, key_id: str) -> list[RequestLog]:
+    return await _key_rows(url, RequestLog, key_id)
 
 
 async def daily_rows(url: str, key_id: str) -> list[DailySpend]:
-    engine = make_engine(url)
-    try:
-        async with session_factory(engine)() as session:
-            return list(
-                (await session.execute(select(DailySpend).where(DailySpend.key_id == key_id))).scalars()
-            )
-    finally:
-        await engine.dispose()
+    return await _key_rows(url, DailySpend, key_id)
 
 
 async def wait_rows(url: str, key_id: str, want: int, within_s: float = 30.0) -> list[RequestLog]:

@@ -4,7 +4,7 @@ request and stream helpers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,14 +12,13 @@ import pytest
 from providers.anthropic import AnthropicProvider
 from providers.base import Chunk, UpstreamCall
 from providers.deployment import Deployment
-from tests.fakes.anthropic_upstream import create_app
 from tests.fakes.server import ServerThread
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
-    with ServerThread(create_app()) as srv:
-        yield srv
+def server(anthropic_upstream: ServerThread) -> ServerThread:
+    """The conftest's fake Anthropic upstream, under the name these tests use."""
+    return anthropic_upstream
 
 
 def requests_of(server: ServerThread) -> list[dict[str, Any]]:
