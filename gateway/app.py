@@ -25,9 +25,9 @@ from gateway.limits import create_limiter
 from gateway.limits.headroom import Headroom
 from gateway.metrics import Metrics, writer_lines
 from gateway.offline import prepare_offline_env
+from gateway.pipeline.core import Pipeline
 from gateway.planner import RoutePlanner, build_planner
 from gateway.pricing import load_price_map, max_output_tokens, price_for
-from gateway.proxy import Proxy
 from gateway.registry import build_providers
 from gateway.settings import Settings
 from routing.tokens import encoding
@@ -64,8 +64,14 @@ def create_app(
     providers = build_providers(config.models)
     dispatcher = Dispatcher(providers, config.models, settings)
     metrics = Metrics()
-    proxy = Proxy(
-        config, dispatcher, prices, planner or build_planner(config, prices), metrics, settings.max_body_bytes
+    pipeline = Pipeline(
+        config,
+        dispatcher,
+        prices,
+        planner or build_planner(config, prices),
+        metrics,
+        settings.max_body_bytes,
+        max_output,
     )
     master = settings.master_key.get_secret_value() if settings.master_key else config.master_key
     engine = make_engine(settings.database_url)
@@ -91,11 +97,11 @@ def create_app(
         # took ~0.9 s of the first counting request here (cProfile), which belongs to start-up.
         await asyncio.to_thread(encoding)
         headroom = Headroom(settings.limits_overlap_margin) if settings.limits_overlap_margin < 1 else None
-        proxy.control = Control(limiter, writer, prices, max_output, headroom)
+        pipeline.control = Control(limiter, writer, prices, max_output, headroom)
         metrics.sources = [
             writer_lines(writer),
             getattr(limiter, "metrics_lines", list),
-            proxy.control.metrics_lines,
+            pipeline.control.metrics_lines,
         ]
         _announce(config, prices, master is not None)
         try:
@@ -110,7 +116,7 @@ def create_app(
 
     app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    app.state.proxy = proxy
+    app.state.pipeline = pipeline
     app.state.master_key = master.encode() if master else None
     app.state.sessions = sessions
     app.state.key_cache = key_cache

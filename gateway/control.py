@@ -24,7 +24,7 @@ from gateway.limits import (
 )
 from gateway.limits.errors import Denial
 from gateway.limits.headroom import Headroom
-from gateway.outcome import Outcome
+from gateway.pipeline.outcome import Outcome
 from gateway.pricing import TokenPrice
 from providers.deployment import Deployment
 from routing.tokens import CountCache
@@ -53,7 +53,7 @@ class Control:
         limiter: Limiter,
         writer: WriterThread,
         prices: dict[str, TokenPrice | None],
-        max_output: dict[str, int],
+        max_output: dict[str, int | None],
         headroom: Headroom | None = None,
     ) -> None:
         self.limiter = limiter
@@ -170,6 +170,12 @@ class Control:
         self.writer.submit(record_of(outcome, principal))
 
 
+def clean_text(text: str, limit: int = 256) -> str:
+    """A client's string as the log keeps it: bounded, and without the NUL PostgreSQL refuses (one
+    such row would fail its whole batch)."""
+    return text[:limit].replace("\x00", "\ufffd")
+
+
 def record_of(o: Outcome, principal: Principal) -> RequestRecord:
     dep = o.deployment
     usage = o.usage
@@ -178,7 +184,7 @@ def record_of(o: Outcome, principal: Principal) -> RequestRecord:
         ts=o.arrived,
         team_id=principal.team_id,
         key_id=principal.key_id,
-        requested_model=o.requested_model,
+        requested_model=clean_text(o.requested_model),
         route=o.route,
         deployment=dep.id if dep else None,
         provider=dep.provider if dep else None,

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 
-from gateway.outcome import Outcome
+from gateway.pipeline.outcome import Outcome
 from gateway.usage import StreamCounter
 from providers.base import Chunk, UpstreamError, Usage
 
+log = logging.getLogger("switchyard")
 DONE = b"data: [DONE]\n\n"
 
 
@@ -36,6 +38,7 @@ async def relay_openai(
     usage: Usage | None = None
     last: dict[str, Any] = first.data
     chunk: Chunk | None = first
+    done = False
     try:
         while chunk is not None:
             data = chunk.data
@@ -64,14 +67,28 @@ async def relay_openai(
                     },
                 }
                 yield Chunk.from_data(convert(synthetic) if convert else synthetic).raw
+        done = True
         yield DONE
     except UpstreamError as exc:
+        done = True
         outcome.failed(exc)
         yield _error_event(exc)
+    except Exception:
+        done = True
+        yield _error_event(invalid_stream(outcome))
     finally:
         await end_stream(
-            outcome, usage, lambda: Usage(outcome.count_prompt(body), counter.tokens()), rest, finish
+            outcome, usage, lambda: Usage(outcome.count_prompt(body), counter.tokens()), rest, finish, done
         )
+
+
+def invalid_stream(outcome: Outcome) -> UpstreamError:
+    """An upstream event the relay could not handle: the stream ends with an error event and the
+    request is recorded as the upstream's failure, with what it streamed so far billed."""
+    log.exception("upstream stream for %s could not be relayed", outcome.request_id)
+    exc = UpstreamError(502, "the upstream sent a stream event the gateway could not relay", type="api_error")
+    outcome.failed(exc)
+    return exc
 
 
 async def end_stream(
@@ -80,16 +97,20 @@ async def end_stream(
     counted: Callable[[], Usage],
     rest: AsyncIterator[Any],
     finish: Callable[[Outcome], None],
+    done: bool,
 ) -> None:
     """However a stream ended (done, upstream broke, client went away): bill what was streamed when
-    the upstream's own usage never came, close the upstream, and finish the outcome."""
+    the upstream's own usage never came, finish the outcome, and close the upstream. The outcome is
+    finished before the first await: a stream cancelled by a disconnect may not get past it."""
+    if not done:
+        outcome.client_gone()
     if usage is None:
         usage = counted()
         outcome.usage_counted = True
     outcome.usage = usage
     outcome.latency_s = time.perf_counter() - outcome.started
-    await close_quietly(rest)
     finish(outcome)
+    await close_quietly(rest)
 
 
 async def close_quietly(it: AsyncIterator[Any]) -> None:

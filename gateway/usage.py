@@ -26,9 +26,11 @@ def prompt_tokens(
             text = content_text(m.get("content"))
             n = known.get(text) if known else None
             total += _PER_MESSAGE + (count(text) if n is None else n)
-            for call in m.get("tool_calls") or []:
-                fn = call.get("function") or {} if isinstance(call, dict) else {}
-                total += count(str(fn.get("name", "")) + str(fn.get("arguments", "")))
+            calls = m.get("tool_calls")
+            for call in calls if isinstance(calls, list) else ():
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict):
+                    total += count(str(fn.get("name", "")) + str(fn.get("arguments", "")))
         return total
     for field in ("prompt", "input"):
         value = body.get(field)
@@ -40,6 +42,27 @@ def prompt_tokens(
                 count(v) if isinstance(v, str) else len(v) if isinstance(v, list) else 1 for v in value
             )
     return 0
+
+
+def prompt_chars(body: dict[str, Any]) -> int:
+    """How much text `prompt_tokens` would count, without counting it: decides where it runs."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        return sum(len(content_text(m.get("content"))) for m in messages if isinstance(m, dict))
+    total = 0
+    for field in ("prompt", "input"):
+        value = body.get(field)
+        if isinstance(value, str):
+            total += len(value)
+        elif isinstance(value, list):
+            total += sum(len(v) for v in value if isinstance(v, str))
+    return total
+
+
+def max_output_of(body: dict[str, Any]) -> int | None:
+    """The output length the client asked for (validated a positive integer by its door)."""
+    value = body.get("max_completion_tokens") or body.get("max_tokens")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class StreamCounter:

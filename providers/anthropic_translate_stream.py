@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from providers.base import token_count
+
 # end_turn/stop_sequence/pause_turn are all "the model stopped on its own" for an OpenAI client;
 # refusal is the closest thing Anthropic has to OpenAI's content filter.
 STOP_REASON_TO_FINISH: dict[str, str] = {
@@ -56,11 +58,14 @@ def stop_reason_from_openai(finish_reason: str | None, *, has_tool_calls: bool =
 def anthropic_usage_to_openai(usage: Mapping[str, Any] | None) -> dict[str, Any]:
     """Anthropic usage -> OpenAI usage. Cache writes are prompt tokens too; they are also reported under
     the (non-OpenAI, LiteLLM-style) key `cache_creation_input_tokens` so accounting can price them."""
-    u = usage or {}
-    fresh = int(u.get("input_tokens") or 0)
-    read = int(u.get("cache_read_input_tokens") or 0)
-    written = int(u.get("cache_creation_input_tokens") or 0)
-    completion = int(u.get("output_tokens") or 0)
+    u = usage if isinstance(usage, Mapping) else {}
+    counts = [
+        token_count(u.get(k))
+        for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "output_tokens")
+    ]
+    if None in counts:
+        return {}  # not token counts: no usage, so the gateway counts the tokens itself
+    fresh, read, written, completion = counts
     prompt = fresh + read + written
     out: dict[str, Any] = {
         "prompt_tokens": prompt,
@@ -75,14 +80,14 @@ def anthropic_usage_to_openai(usage: Mapping[str, Any] | None) -> dict[str, Any]
 
 def openai_usage_to_anthropic(usage: Mapping[str, Any] | None) -> dict[str, int]:
     """The inverse of `anthropic_usage_to_openai` (exact round trip)."""
-    u = usage or {}
-    details = u.get("prompt_tokens_details") or {}
-    read = int(details.get("cached_tokens") or 0)
-    written = int(u.get("cache_creation_input_tokens") or 0)
-    prompt = int(u.get("prompt_tokens") or 0)
+    u = usage if isinstance(usage, Mapping) else {}
+    details = u.get("prompt_tokens_details")
+    read = (token_count(details.get("cached_tokens")) if isinstance(details, Mapping) else 0) or 0
+    written = token_count(u.get("cache_creation_input_tokens")) or 0
+    prompt = token_count(u.get("prompt_tokens")) or 0
     return {
         "input_tokens": max(prompt - read - written, 0),
-        "output_tokens": int(u.get("completion_tokens") or 0),
+        "output_tokens": token_count(u.get("completion_tokens")) or 0,
         "cache_creation_input_tokens": written,
         "cache_read_input_tokens": read,
     }

@@ -24,6 +24,24 @@ class Endpoint(StrEnum):
     EMBED = "embed"  # /v1/embeddings body
 
 
+# Token counts past this are not counts; Redis scripts and Lua doubles stay exact below it.
+MAX_TOKEN_COUNT = 2**40
+
+
+def token_count(value: Any, missing: int | None = 0) -> int | None:
+    """An upstream's token count when it is one (a non-negative integer, or a float with no fraction);
+    `missing` when absent; None when it is anything else, so the gateway counts the tokens itself."""
+    if value is None:
+        return missing
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 0 <= value < MAX_TOKEN_COUNT:
+        return value
+    return None
+
+
 @dataclass(slots=True)
 class Usage:
     prompt_tokens: int
@@ -31,15 +49,19 @@ class Usage:
     cached_tokens: int = 0
 
     @classmethod
-    def from_openai(cls, usage: dict[str, Any] | None) -> Usage | None:
-        if not usage:
+    def from_openai(cls, usage: Any) -> Usage | None:
+        """None when absent, and when the upstream's figures are not token counts: the gateway then
+        counts what was sent and received rather than bill nonsense (a negative count once credited
+        a budget)."""
+        if not usage or not isinstance(usage, dict):
             return None
-        details = usage.get("prompt_tokens_details") or {}
-        return cls(
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            cached_tokens=int(details.get("cached_tokens") or 0),
-        )
+        details = usage.get("prompt_tokens_details")
+        prompt = token_count(usage.get("prompt_tokens"))
+        completion = token_count(usage.get("completion_tokens"))
+        cached = token_count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+        if prompt is None or completion is None or cached is None:
+            return None
+        return cls(prompt, completion, min(cached, prompt))
 
 
 @dataclass(slots=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from providers.base import token_count
 from providers.gemini_tool_ids import new_call_id
 
 FINISH_REASONS: dict[str, str] = {
@@ -55,17 +56,22 @@ def finish_reason(native: str | None, has_tool_calls: bool) -> str | None:
 
 
 def usage(meta: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not meta:
+    if not meta or not isinstance(meta, dict):
         return None
+    keys = ("promptTokenCount", "toolUsePromptTokenCount", "thoughtsTokenCount", "candidatesTokenCount")
+    counts = [token_count(meta.get(k)) for k in keys]
+    cached = token_count(meta.get("cachedContentTokenCount"))
+    if None in counts or cached is None:
+        return None  # not token counts: the gateway counts the tokens itself
     # Tool-use prompt tokens (built-in tools) are billed as input, thoughts as output.
-    prompt = int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0)
-    thoughts = int(meta.get("thoughtsTokenCount") or 0)
-    completion = int(meta.get("candidatesTokenCount") or 0) + thoughts
+    prompt_only, tool_prompt, thoughts, candidates = counts
+    prompt = prompt_only + tool_prompt
+    completion = candidates + thoughts
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": int(meta.get("cachedContentTokenCount") or 0)},
+        "prompt_tokens_details": {"cached_tokens": cached},
         "completion_tokens_details": {"reasoning_tokens": thoughts},
     }
 

@@ -25,6 +25,7 @@ from providers.base import (
     midstream_error,
     parse_retry_after,
     timeout_error,
+    token_count,
 )
 from providers.deployment import Deployment
 
@@ -241,10 +242,11 @@ class LitellmProvider:
         except Exception as exc:
             raise map_exception(exc) from exc
         data = _dump(response)
-        usage = data.get("usage") or {}
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        prompt = token_count(usage.get("prompt_tokens"))
         data["usage"] = {
-            "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-            "total_tokens": int(usage.get("total_tokens") or usage.get("prompt_tokens") or 0),
+            "prompt_tokens": prompt,
+            "total_tokens": token_count(usage.get("total_tokens")) or prompt,
         }
         return UpstreamResponse.from_data(data)
 

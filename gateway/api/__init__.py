@@ -1,1 +1,1 @@
-"""HTTP routes: thin handlers that parse, authenticate and hand over to the proxy."""
+"""HTTP routes: thin handlers that parse, authenticate and hand over to the pipeline."""

@@ -1,4 +1,4 @@
-"""Dependencies shared by the routes: the proxy built at start, and who is calling."""
+"""Dependencies shared by the routes: the pipeline built at start, and who is calling."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from fastapi import Depends, Request
 
 from gateway.auth import ANONYMOUS, KEY_PREFIX, MASTER, Principal, now_utc
 from gateway.errors import GatewayError
-from gateway.proxy import Proxy
+from gateway.pipeline.core import Pipeline
 
 
-async def get_proxy(request: Request) -> Proxy:
-    return request.app.state.proxy
+async def get_pipeline(request: Request) -> Pipeline:
+    return request.app.state.pipeline
 
 
 def presented_key(request: Request) -> str | None:
@@ -51,5 +51,5 @@ async def authenticate(request: Request) -> Principal:
     raise _unauthorized("invalid API key")
 
 
-ProxyDep = Annotated[Proxy, Depends(get_proxy)]
+PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 PrincipalDep = Annotated[Principal, Depends(authenticate)]

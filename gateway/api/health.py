@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import PlainTextResponse, Response
 
-from gateway.api.deps import ProxyDep
+from gateway.api.deps import PipelineDep
 
 router = APIRouter(tags=["health"])
 
@@ -16,12 +16,12 @@ async def live() -> dict[str, str]:
 
 
 @router.get("/health/ready")
-async def ready(proxy: ProxyDep) -> Response:
-    if not proxy.dispatcher.providers:
+async def ready(pipeline: PipelineDep) -> Response:
+    if not pipeline.dispatcher.providers:
         return PlainTextResponse('{"status":"no models configured"}', 503, media_type="application/json")
     return PlainTextResponse('{"status":"ready"}', media_type="application/json")
 
 
 @router.get("/metrics")
-async def metrics(proxy: ProxyDep) -> Response:
-    return PlainTextResponse(proxy.metrics.render(), media_type="text/plain; version=0.0.4")
+async def metrics(pipeline: PipelineDep) -> Response:
+    return PlainTextResponse(pipeline.metrics.render(), media_type="text/plain; version=0.0.4")

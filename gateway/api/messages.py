@@ -5,14 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway import messages as anthropic_messages
-from gateway.api.deps import PrincipalDep, ProxyDep
-from gateway.body import read_json
+from gateway.api.deps import PipelineDep, PrincipalDep
+from gateway.pipeline.anthropic_door import AnthropicDoor
 
 router = APIRouter(prefix="/v1", tags=["anthropic"])
+_MESSAGES = AnthropicDoor()
 
 
 @router.post("/messages")
-async def create_message(request: Request, proxy: ProxyDep, principal: PrincipalDep) -> Response:
-    body = await read_json(request, proxy.max_body_bytes)
-    return await anthropic_messages.messages(proxy, request, body, principal)
+async def create_message(request: Request, pipeline: PipelineDep, principal: PrincipalDep) -> Response:
+    return await pipeline.handle(request, _MESSAGES, principal)

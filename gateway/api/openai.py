@@ -5,30 +5,28 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from gateway.api.deps import PrincipalDep, ProxyDep, authenticate
-from gateway.body import read_json
+from gateway.api.deps import PipelineDep, PrincipalDep, authenticate
 from gateway.errors import model_not_found
+from gateway.pipeline.openai_door import OpenAIDoor
 from providers.base import Endpoint
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+_CHAT, _TEXT, _EMBED = (OpenAIDoor(e) for e in (Endpoint.CHAT, Endpoint.TEXT, Endpoint.EMBED))
 
 
 @router.post("/chat/completions")
-async def chat_completions(request: Request, proxy: ProxyDep, principal: PrincipalDep) -> Response:
-    body = await read_json(request, proxy.max_body_bytes)
-    return await proxy.openai(request, body, Endpoint.CHAT, principal)
+async def chat_completions(request: Request, pipeline: PipelineDep, principal: PrincipalDep) -> Response:
+    return await pipeline.handle(request, _CHAT, principal)
 
 
 @router.post("/completions")
-async def completions(request: Request, proxy: ProxyDep, principal: PrincipalDep) -> Response:
-    body = await read_json(request, proxy.max_body_bytes)
-    return await proxy.openai(request, body, Endpoint.TEXT, principal)
+async def completions(request: Request, pipeline: PipelineDep, principal: PrincipalDep) -> Response:
+    return await pipeline.handle(request, _TEXT, principal)
 
 
 @router.post("/embeddings")
-async def embeddings(request: Request, proxy: ProxyDep, principal: PrincipalDep) -> Response:
-    body = await read_json(request, proxy.max_body_bytes)
-    return await proxy.openai(request, body, Endpoint.EMBED, principal)
+async def embeddings(request: Request, pipeline: PipelineDep, principal: PrincipalDep) -> Response:
+    return await pipeline.handle(request, _EMBED, principal)
 
 
 def _model(name: str, created: int) -> dict[str, object]:
@@ -36,12 +34,12 @@ def _model(name: str, created: int) -> dict[str, object]:
 
 
 @router.get("/models", dependencies=[Depends(authenticate)])
-async def list_models(proxy: ProxyDep) -> dict[str, object]:
-    return {"object": "list", "data": [_model(n, proxy.started_at) for n in proxy.config.names()]}
+async def list_models(pipeline: PipelineDep) -> dict[str, object]:
+    return {"object": "list", "data": [_model(n, pipeline.started_at) for n in pipeline.config.names()]}
 
 
 @router.get("/models/{model:path}", dependencies=[Depends(authenticate)])
-async def get_model(model: str, proxy: ProxyDep) -> dict[str, object]:
-    if model not in proxy.config.names():
+async def get_model(model: str, pipeline: PipelineDep) -> dict[str, object]:
+    if model not in pipeline.config.names():
         raise model_not_found(model)
-    return _model(model, proxy.started_at)
+    return _model(model, pipeline.started_at)

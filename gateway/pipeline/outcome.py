@@ -1,4 +1,4 @@
-"""What one request came to: drives the x-switchyard-* headers, metrics and (later) the spend record."""
+"""What one request came to: drives the x-switchyard-* headers, metrics and the request record."""
 
 from __future__ import annotations
 
@@ -7,13 +7,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from gateway.auth import ANONYMOUS, Principal
+from gateway.limits.model import Admission
 from gateway.pricing import format_usd
 from gateway.usage import prompt_tokens
 from providers.base import Usage
 from providers.deployment import Deployment
 from routing.tokens import count_tokens
+
+if TYPE_CHECKING:
+    from gateway.pipeline.gate import Gate
+
+CLIENT_GONE = 499
 
 
 @dataclass(slots=True)
@@ -21,6 +28,7 @@ class Outcome:
     request_id: str
     requested_model: str
     endpoint: str
+    principal: Principal = ANONYMOUS
     started: float = field(default_factory=time.perf_counter)
     arrived: datetime = field(default_factory=lambda: datetime.now(UTC))
     route: str | None = None
@@ -37,12 +45,11 @@ class Outcome:
     streamed: bool = False
     fallbacks: int = 0
     attempts: int = 0
-    # Who asked (gateway.auth.Principal); set by the proxy.
-    principal: Any = None
-    # The limiter's admission (gateway.limits.Admission) when limits or budgets applied.
-    admission: Any = None
-    # The admission while it runs beside the upstream call (an asyncio.Task): see Proxy.admit.
-    gate: Any = None
+    # The limiter's answer when limits or budgets applied, and the admission's life (Gate).
+    admission: Admission | None = None
+    gate: Gate | None = None
+    # Set once the record is written: a request is recorded exactly once, however it ended.
+    finished: bool = False
     # The prompt's tiktoken count, taken at most once: the limits' estimate, then any usage the
     # upstream left out. `token_counts` holds the texts the router already tokenised.
     prompt_count: int | None = None
@@ -56,6 +63,12 @@ class Outcome:
     def failed(self, exc: Exception) -> None:
         self.status = getattr(exc, "status", 500)
         self.error_type = getattr(exc, "type", "api_error")
+
+    def client_gone(self) -> None:
+        """The client hung up: recorded as such unless the request had already failed."""
+        if self.status < 400:
+            self.status = CLIENT_GONE
+            self.error_type = "client_disconnected"
 
     def explain(self) -> str:
         text = self.route_explain

@@ -1,0 +1,128 @@
+"""Anthropic SSE out: an Anthropic upstream's events as they are, or an OpenAI stream translated."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from gateway.pipeline.door import Finish
+from gateway.pipeline.outcome import Outcome
+from gateway.streaming import end_stream, invalid_stream
+from gateway.usage import StreamCounter
+from providers.anthropic_translate_stream import OpenAIStreamToAnthropic, anthropic_error_body, sse_event
+from providers.base import Chunk, UpstreamError, Usage, token_count
+
+
+def _error_event(exc: UpstreamError) -> bytes:
+    return sse_event("error", anthropic_error_body(exc.status, exc.message, exc.code))
+
+
+def _start_usage(data: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(prompt, cached) from message_start's usage; None when it is missing or not token counts."""
+    message = data.get("message")
+    u = message.get("usage") if isinstance(message, dict) else None
+    if not isinstance(u, dict):
+        return None
+    fresh, read, written = (
+        token_count(u.get(k))
+        for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    )
+    if fresh is None or read is None or written is None:
+        return None
+    return fresh + read + written, read
+
+
+async def relay_native(
+    first: Chunk,
+    rest: AsyncIterator[Chunk],
+    outcome: Outcome,
+    as_openai: dict[str, Any],
+    model: str,
+    finish: Finish,
+) -> AsyncIterator[bytes]:
+    counter = StreamCounter()
+    prompt: tuple[int, int] | None = None
+    completion: int | None = None
+    chunk: Chunk | None = first
+    done = False
+    try:
+        while chunk is not None:
+            data = chunk.data
+            kind = data.get("type")
+            if kind == "message_start":
+                prompt = _start_usage(data)
+            elif kind == "message_delta" and isinstance(data.get("usage"), dict):
+                completion = token_count(data["usage"].get("output_tokens"), None)
+            elif kind == "content_block_delta" and isinstance(delta := data.get("delta"), dict):
+                counter.parts.append(str(delta.get("text") or delta.get("partial_json") or ""))
+            yield chunk.raw
+            chunk = await anext(rest, None)
+        done = True
+    except UpstreamError as exc:
+        done = True
+        outcome.failed(exc)
+        yield _error_event(exc)
+    except Exception:
+        done = True
+        exc = invalid_stream(outcome)
+        yield _error_event(exc)
+    finally:
+        usage = None if prompt is None or completion is None else Usage(prompt[0], completion, prompt[1])
+
+        def counted() -> Usage:
+            return Usage(
+                prompt[0] if prompt is not None else outcome.count_prompt(as_openai),
+                completion if completion is not None else counter.tokens(),
+                prompt[1] if prompt is not None else 0,
+            )
+
+        await end_stream(outcome, usage, counted, rest, finish, done)
+
+
+async def relay_translated(
+    first: Chunk,
+    rest: AsyncIterator[Chunk],
+    outcome: Outcome,
+    as_openai: dict[str, Any],
+    model: str,
+    finish: Finish,
+) -> AsyncIterator[bytes]:
+    converter = OpenAIStreamToAnthropic(model)
+    counter = StreamCounter()
+    usage: Usage | None = None
+    chunk: Chunk | None = first
+    done = False
+    try:
+        while chunk is not None:
+            if chunk.data.get("usage"):
+                usage = Usage.from_openai(chunk.data["usage"])
+            counter.observe(chunk.data)
+            for event in converter.feed(chunk.data):
+                yield event
+            chunk = await anext(rest, None)
+        if usage is None:
+            usage = Usage(outcome.count_prompt(as_openai), counter.tokens())
+            outcome.usage_counted = True
+            converter.usage = {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+            }
+        done = True
+        for event in converter.finish():
+            yield event
+    except UpstreamError as exc:
+        done = True
+        outcome.failed(exc)
+        yield _error_event(exc)
+    except Exception:
+        done = True
+        yield _error_event(invalid_stream(outcome))
+    finally:
+        await end_stream(
+            outcome,
+            usage,
+            lambda: Usage(outcome.count_prompt(as_openai), counter.tokens()),
+            rest,
+            finish,
+            done,
+        )

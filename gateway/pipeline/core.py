@@ -1,0 +1,249 @@
+"""The request sequence, once for every door: read, parse, route, admit, dispatch, meter, record.
+
+Every request that got past authentication ends in `finish` exactly once, with its real status:
+answered, refused, failed upstream, abandoned by the client, or broken by a bug of ours. So each has a
+record, and no limiter reservation outlives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from gateway.auth import Principal
+from gateway.body import read_json
+from gateway.config import GatewayConfig
+from gateway.control import Control, Denied
+from gateway.dispatch import Dispatcher, Served
+from gateway.errors import GatewayError, bad_request, error_response, from_upstream, model_not_found
+from gateway.metrics import Metrics
+from gateway.pipeline.door import Door, Parsed
+from gateway.pipeline.gate import Gate
+from gateway.pipeline.outcome import Outcome
+from gateway.pipeline.race import ClientGone, race_disconnect
+from gateway.planner import RoutePlanner
+from gateway.pricing import TokenPrice
+from gateway.streaming import close_quietly
+from gateway.usage import max_output_of, prompt_chars, prompt_tokens
+from providers.base import Provider, UpstreamError, Usage
+
+log = logging.getLogger("switchyard")
+T = TypeVar("T")
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+# Past this many characters of prompt, tiktoken's count (~14 MB/s here) would hold the event loop
+# past ~7 ms: it runs in a thread instead, which tiktoken allows by releasing the GIL.
+OFF_LOOP_CHARS = 100_000
+# The output cap of a deployment whose maximum is not known: no model answers at greater length, and
+# a count past it only overflows the limiter's arithmetic.
+UNKNOWN_MAX_OUTPUT = 1_000_000
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        dispatcher: Dispatcher,
+        prices: dict[str, TokenPrice | None],
+        planner: RoutePlanner,
+        metrics: Metrics,
+        max_body_bytes: int,
+        max_output: dict[str, int | None],
+    ) -> None:
+        self.config = config
+        self.max_body_bytes = max_body_bytes
+        self.started_at = int(time.time())
+        # Set at startup, once the limiter and the spend writer are running.
+        self.control: Control | None = None
+        self.dispatcher = dispatcher
+        self.prices = prices
+        self.planner = planner
+        self.metrics = metrics
+        self.max_output = max_output
+
+    async def handle(self, request: Request, door: Door, principal: Principal) -> Response:
+        outcome = Outcome(new_request_id(), "", door.endpoint, principal)
+        try:
+            return await self._handle(request, door, outcome)
+        except GatewayError as exc:
+            return self._error(outcome, exc, door)
+        except Denied as denied:
+            d = denied.denial
+            exc = GatewayError(d.status, d.message, type=d.type, code=d.code, headers=d.headers)
+            return self._error(outcome, exc, door)
+        except UpstreamError as exc:
+            return self._failed(outcome, exc, door)
+        except ClientGone:
+            outcome.client_gone()
+            self.finish(outcome)
+            return Response(status_code=outcome.status)
+        except Exception:
+            log.exception("request %s failed inside the gateway", outcome.request_id)
+            return self._error(outcome, GatewayError(500, "internal gateway error", type="api_error"), door)
+
+    async def _handle(self, request: Request, door: Door, outcome: Outcome) -> Response:
+        body = await read_json(request, self.max_body_bytes)
+        model = body.get("model")
+        if isinstance(model, str):
+            outcome.requested_model = model
+        parsed = door.parse(body)
+        names = self.resolve(request, parsed, outcome)
+        self.check_output(parsed, names)
+        if prompt_chars(parsed.routing) > OFF_LOOP_CHARS:
+            outcome.prompt_count = await asyncio.to_thread(
+                prompt_tokens, parsed.routing, outcome.token_counts
+            )
+        await self.admit(outcome, names, parsed)
+        if parsed.stream:
+            return await self._stream(request, door, parsed, names, outcome)
+        return await self._complete(request, door, parsed, names, outcome)
+
+    # -- steps --------------------------------------------------------------------------------
+    def resolve(self, request: Request, parsed: Parsed, outcome: Outcome) -> list[str]:
+        if self.dispatcher.deployments(parsed.model):
+            return [parsed.model]
+        route = self.config.routes.get(parsed.model)
+        if route is None:
+            raise model_not_found(parsed.model)
+        plan = self.planner.plan(
+            parsed.model, route, parsed.routing, dict(request.headers), outcome.principal
+        )
+        outcome.route = parsed.model
+        outcome.token_counts = plan.token_counts
+        outcome.route_explain = plan.explain
+        outcome.difficulty = plan.difficulty
+        return plan.names
+
+    def check_output(self, parsed: Parsed, names: list[str]) -> None:
+        """A requested output longer than every deployment it may reach can give is the client's
+        error, and past the limiter's arithmetic: refused here rather than reserved."""
+        requested = max_output_of(parsed.routing)
+        if requested is None:
+            return
+        caps = [
+            self.max_output.get(dep.id) or UNKNOWN_MAX_OUTPUT
+            for name in names
+            for dep in self.dispatcher.deployments(name)
+        ]
+        if caps and requested > max(caps):
+            param = "max_completion_tokens" if "max_completion_tokens" in parsed.routing else "max_tokens"
+            raise bad_request(
+                f"{param} is {requested}, above the maximum output of `{parsed.model}` ({max(caps)})",
+                param=param,
+            )
+
+    async def admit(self, outcome: Outcome, names: list[str], parsed: Parsed) -> None:
+        """Limits and budgets are checked against the deployment the call will most likely use."""
+        if self.control is None:
+            return
+        primary = self.dispatcher.deployments(names[0])
+        if not primary:
+            return
+        check = self.control.check(outcome.principal, primary[0], parsed.routing, outcome)
+        if check is None:
+            return
+        outcome.gate = Gate(self.control, check, outcome)
+        await outcome.gate.open()
+
+    async def dispatch(
+        self, request: Request, names: list[str], invoke: Callable[[Provider], Awaitable[T]], outcome: Outcome
+    ) -> Served[T]:
+        gate = outcome.gate.task if outcome.gate is not None else None
+        served = await race_disconnect(request, self.dispatcher.run(names, invoke), gate)
+        outcome.deployment = served.deployment
+        outcome.fallbacks = served.fallbacks
+        outcome.attempts = served.attempts
+        return served
+
+    def settle(self, outcome: Outcome, usage: Usage | None) -> None:
+        outcome.usage = usage
+        dep = outcome.deployment
+        price = self.prices.get(dep.id) if dep is not None else None
+        outcome.cost = price.cost(usage) if price is not None and usage is not None else None
+
+    def finish(self, outcome: Outcome) -> None:
+        if outcome.finished:
+            return
+        outcome.finished = True
+        if outcome.gate is not None:
+            outcome.gate.close()
+        if outcome.latency_s == 0.0:
+            outcome.latency_s = time.perf_counter() - outcome.started
+        if outcome.deployment is not None and outcome.cost is None and outcome.usage is not None:
+            self.settle(outcome, outcome.usage)
+        self.metrics.record(outcome)
+        if self.control is not None:
+            self.control.finish(outcome, outcome.principal)
+
+    # -- answers ------------------------------------------------------------------------------
+    async def _complete(
+        self, request: Request, door: Door, parsed: Parsed, names: list[str], outcome: Outcome
+    ) -> Response:
+        served = await self.dispatch(request, names, lambda p: door.complete(p, parsed), outcome)
+        done = served.result
+        usage = done.usage
+        if usage is None:
+            outcome.usage_counted = True
+            usage = Usage(outcome.count_prompt(parsed.routing), done.completion_tokens())
+        self.settle(outcome, usage)
+        if outcome.gate is not None:
+            outcome.gate.confirm()
+        self.finish(outcome)
+        return Response(done.payload, media_type="application/json", headers=outcome.headers())
+
+    async def _stream(
+        self, request: Request, door: Door, parsed: Parsed, names: list[str], outcome: Outcome
+    ) -> Response:
+        served = await self.dispatch(request, names, lambda p: door.open(p, parsed), outcome)
+        opened = served.result
+        if outcome.gate is not None:
+            try:
+                outcome.gate.confirm()
+            except Denied:
+                # Refused after the stream began: close it and charge what it cost so far.
+                await close_quietly(opened.rest)
+                outcome.usage_counted = True
+                self.settle(outcome, Usage(outcome.count_prompt(parsed.routing), 0))
+                raise
+        outcome.streamed = True
+        outcome.ttft_s = time.perf_counter() - outcome.started
+        return StreamingResponse(
+            door.relay(parsed, opened, outcome, self.finish),
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **outcome.headers(cost_pending=True)},
+        )
+
+    # -- errors -------------------------------------------------------------------------------
+    def _error(self, outcome: Outcome, exc: GatewayError, door: Door) -> Response:
+        outcome.status = exc.status
+        outcome.error_type = exc.type
+        self.finish(outcome)
+        return error_response(
+            exc.status,
+            exc.message,
+            type_=exc.type,
+            code=exc.code,
+            param=exc.param,
+            headers={**outcome.headers(), **exc.headers},
+            anthropic=door.anthropic,
+        )
+
+    def _failed(self, outcome: Outcome, exc: UpstreamError, door: Door) -> Response:
+        outcome.failed(exc)
+        if exc.deployment is not None:
+            # Nothing was billed: the answer never came.
+            outcome.deployment = exc.deployment
+            outcome.cost = Decimal(0)
+        self.finish(outcome)
+        return from_upstream(exc, outcome.headers(), anthropic=door.anthropic)

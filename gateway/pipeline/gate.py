@@ -1,0 +1,50 @@
+"""One request's admission, from the limiter's check to its release.
+
+With room to spare (limits/headroom.py) the limiter's answer is awaited beside the upstream call
+rather than before it. Its answer can then land at three moments, and each has one place here:
+before the call answers (the race in `race.py` cancels the call and raises the refusal), after a
+complete answer (`confirm` raises it once the answer is paid for), or after a stream has begun
+(`confirm` too: the pipeline closes the stream and charges what it cost). `close` ends its life
+however the request ended, so no refusal is left unretrieved and no check is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.control import Check, Control
+from gateway.pipeline.outcome import Outcome
+
+
+class Gate:
+    __slots__ = ("_check", "_control", "_outcome", "task")
+
+    def __init__(self, control: Control, check: Check, outcome: Outcome) -> None:
+        self._control = control
+        self._check = check
+        self._outcome = outcome
+        # The admission while it runs beside the call; None once it answered (or when it did not run
+        # beside the call at all).
+        self.task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Ask the limiter. Raises Denied when it refuses before the call starts."""
+        self.task = self._control.overlap(self._check, self._outcome)
+        if self.task is None:
+            await self._control.acquire(self._check, self._outcome)
+
+    def confirm(self) -> None:
+        """Raise the refusal of an admission that ran beside the call and answered after it (the
+        race waited for it). The caller has settled the call's usage first: it was paid for."""
+        task, self.task = self.task, None
+        if task is not None and task.done() and (exc := task.exception()) is not None:
+            raise exc
+
+    def close(self) -> None:
+        task, self.task = self.task, None
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+        elif not task.cancelled():
+            task.exception()  # a refusal after a failure or a disconnect: the call is over either way
