@@ -11,9 +11,9 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -24,6 +24,7 @@ from gateway.config import GatewayConfig
 from gateway.control import Control, Denied
 from gateway.dispatch import Dispatcher, Served
 from gateway.errors import GatewayError, bad_request, error_response, from_upstream, model_not_found
+from gateway.limits.background import Background
 from gateway.metrics import Metrics
 from gateway.pipeline.door import Door, Parsed
 from gateway.pipeline.gate import Gate
@@ -44,6 +45,24 @@ OFF_LOOP_CHARS = 100_000
 # The output cap of a deployment whose maximum is not known: no model answers at greater length, and
 # a count past it only overflows the limiter's arithmetic.
 UNKNOWN_MAX_OUTPUT = 1_000_000
+
+
+class MeteredStream(StreamingResponse):
+    """A relay that is recorded even when it never starts (the client left first)."""
+
+    def __init__(
+        self, events: AsyncIterator[bytes], outcome: Outcome, abandoned: Callable[[], None], **kw: Any
+    ):
+        super().__init__(events, **kw)
+        self._outcome = outcome
+        self._abandoned = abandoned
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if not self._outcome.finished:
+                self._abandoned()
 
 
 def new_request_id() -> str:
@@ -71,6 +90,8 @@ class Pipeline:
         self.planner = planner
         self.metrics = metrics
         self.max_output = max_output
+        # Upstream streams being closed after their client left.
+        self.background = Background()
 
     async def handle(self, request: Request, door: Door, principal: Principal) -> Response:
         outcome = Outcome(new_request_id(), "", door.endpoint, principal)
@@ -218,8 +239,19 @@ class Pipeline:
                 raise
         outcome.streamed = True
         outcome.ttft_s = time.perf_counter() - outcome.started
-        return StreamingResponse(
+
+        def abandoned() -> None:
+            # The client left before the relay began: its `finally` never runs, so bill the prompt here.
+            outcome.client_gone()
+            outcome.usage_counted = True
+            self.settle(outcome, Usage(outcome.count_prompt(parsed.routing), 0))
+            self.finish(outcome)
+            self.background.spawn(close_quietly(opened.rest))
+
+        return MeteredStream(
             door.relay(parsed, opened, outcome, self.finish),
+            outcome,
+            abandoned,
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **outcome.headers(cost_pending=True)},
         )
