@@ -20,7 +20,7 @@ from gateway.limits.errors import Denial, denial_error
 from gateway.limits.factory import create_limiter
 from gateway.limits.failover import FailoverLimiter
 from gateway.limits.memory_limiter import MemoryLimiter
-from gateway.limits.model import Admission, BudgetSpec, Limiter, LimitSpec, Ticket
+from gateway.limits.model import Admission, BudgetSpec, Limiter, LimitInputError, LimitSpec, Reseed, Ticket
 from gateway.limits.money import (
     nano_to_usd,
     period_end,
@@ -36,10 +36,12 @@ __all__ = [
     "BudgetSpec",
     "Denial",
     "FailoverLimiter",
+    "LimitInputError",
     "LimitSpec",
     "Limiter",
     "MemoryLimiter",
     "RedisLimiter",
+    "Reseed",
     "Ticket",
     "create_limiter",
     "denial_error",
