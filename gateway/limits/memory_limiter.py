@@ -156,9 +156,9 @@ class MemoryLimiter:
         bounded("est_tokens", est_tokens, MAX_REQUEST_TOKENS)
         reserve = usd_nano("reservation", reserve_usd, up=True)
         for spec in limits:
-            bounded(f"{spec.subject} rpm", spec.rpm or 0)
-            bounded(f"{spec.subject} tpm", spec.tpm or 0)
-        caps = [usd_nano(f"{spec.subject} budget", spec.limit_usd) for spec in budgets]
+            bounded("rpm", spec.rpm or 0, subject=spec.subject)
+            bounded("tpm", spec.tpm or 0, subject=spec.subject)
+        caps = [usd_nano("budget", spec.limit_usd, subject=spec.subject) for spec in budgets]
         if self.seeder is not None:
             await self._seed_unseen(budgets)
         # From here on nothing awaits: the check and the record are one step, as a script is.
@@ -193,7 +193,7 @@ class MemoryLimiter:
             b = self._budget(spec.subject, spec.period_start)
             b.drop_expired(now)
             if b.spent is None and spec.seed_usd is not None and self.seeder is None:
-                b.spent = usd_nano(f"{spec.subject} seed", spec.seed_usd)
+                b.spent = usd_nano("seed", spec.seed_usd, subject=spec.subject)
             bobjs.append(b)
             spent = b.spent or 0
             limit = caps[j - 1]

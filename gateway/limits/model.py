@@ -31,22 +31,26 @@ class LimitInputError(ValueError):
     script that refused a request's figures: that request's error (invalid input), never an outage."""
 
 
-def bounded(name: str, value: object, top: int = MAX_EXACT) -> int:
-    """`value` as an int in [0, top]; LimitInputError otherwise (bools and floats included)."""
+def bounded(name: str, value: object, top: int = MAX_EXACT, *, subject: str = "") -> int:
+    """`value` as an int in [0, top]; LimitInputError otherwise (bools and floats included).
+    `subject` names whose figure it is, in the message only (nothing is formatted on the way)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
-        raise LimitInputError(f"{name} must be an integer from 0 to {top}, not {value!r}")
+        who = f"{subject} " if subject else ""
+        raise LimitInputError(f"{who}{name} must be an integer from 0 to {top}, not {value!r}")
     return value
 
 
-def usd_nano(name: str, usd: Decimal | int, *, up: bool = False) -> int:
+def usd_nano(name: str, usd: Decimal | int, *, up: bool = False, subject: str = "") -> int:
     """Dollars as nano-dollars within the exact range (reservations round up)."""
     amount = Decimal(usd)
-    if not amount.is_finite() or amount < 0:
-        raise LimitInputError(f"{name} must be a finite, non-negative amount, not {usd!r}")
-    nano = usd_to_nano_up(amount) if up else usd_to_nano(amount)
-    if nano > MAX_EXACT:
-        raise LimitInputError(f"{name} of ${amount} is past the ${nano_to_usd(MAX_EXACT)} a budget can count")
-    return nano
+    if amount.is_finite() and amount >= 0:
+        nano = usd_to_nano_up(amount) if up else usd_to_nano(amount)
+        if nano <= MAX_EXACT:
+            return nano
+    who = f"{subject} " if subject else ""
+    raise LimitInputError(
+        f"{who}{name} must be a finite amount from $0 to ${nano_to_usd(MAX_EXACT)}, not {usd!r}"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,7 @@ class Seeder:
         try:
             async with asyncio.timeout(self._timeout):
                 durable = await self._reseed(b.subject, b.period_start)
-            return usd_nano(f"{b.subject} durable spend", durable)
+            return usd_nano("durable spend", durable, subject=b.subject)
         except Exception as exc:
             # The database is away too: the figure the key was loaded with is the best there is.
             self.fallbacks += 1
@@ -60,7 +60,7 @@ class Seeder:
                 exc,
                 b.seed_usd,
             )
-            return usd_nano(f"{b.subject} seed", b.seed_usd or Decimal(0))
+            return usd_nano("seed", b.seed_usd or Decimal(0), subject=b.subject)
 
 
 class Reconciler:

@@ -140,8 +140,8 @@ class RedisLimiter:
             keys = tuple(k for s in spec_set for k in (f"{p}w:{s.subject}", f"{p}t:{s.subject}"))
             args = [len(spec_set)]
             for s in spec_set:
-                rpm = -1 if s.rpm is None else bounded(f"{s.subject} rpm", s.rpm)
-                args += (rpm, -1 if s.tpm is None else bounded(f"{s.subject} tpm", s.tpm))
+                rpm = -1 if s.rpm is None else bounded("rpm", s.rpm, subject=s.subject)
+                args += (rpm, -1 if s.tpm is None else bounded("tpm", s.tpm, subject=s.subject))
             hit = self._windows[spec_set] = (keys, _pack(args), tuple(s.subject for s in spec_set))
         return hit
 
@@ -151,7 +151,7 @@ class RedisLimiter:
     def _seed_arg(self, b: BudgetSpec) -> object:
         if self.seeder is not None:
             return "?"
-        return "-" if b.seed_usd is None else usd_nano(f"{b.subject} seed", b.seed_usd)
+        return "-" if b.seed_usd is None else usd_nano("seed", b.seed_usd, subject=b.subject)
 
     async def acquire(
         self,
@@ -174,7 +174,9 @@ class RedisLimiter:
         for b in budgets:
             keys.extend(self._budget_keys(b.subject, b.period_start))
             end_s, expire_at = self._period(b.period_start)
-            parts.append([usd_nano(f"{b.subject} budget", b.limit_usd), end_s, expire_at, self._seed_arg(b)])
+            parts.append(
+                [usd_nano("budget", b.limit_usd, subject=b.subject), end_s, expire_at, self._seed_arg(b)]
+            )
         if budgets and self.reconciler is not None:
             self.reconciler.saw(budgets)
         ticket = Ticket(member, request_id, est_tokens, reserve_nano, subjects, tuple(budgets), self.origin)
@@ -294,7 +296,7 @@ class RedisLimiter:
     async def raise_spent(self, subject: str, period_start: str, floor_usd: Decimal) -> Decimal:
         """Raise the budget's `spent` to at least `floor_usd` (never lower it); returns the total."""
         key, _ = self._budget_keys(subject, period_start)
-        floor = usd_nano(f"{subject} durable spend", floor_usd)
+        floor = usd_nano("durable spend", floor_usd, subject=subject)
         raw = await self._eval(self._raise_sha, RAISE_SPENT, [key], floor, period_expire_at(period_start))
         return nano_to_usd(int(raw))  # type: ignore[call-overload]
 
