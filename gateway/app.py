@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from gateway.accounting.queries import durable_spend_reader
 from gateway.accounting.thread import WriterThread
 from gateway.api import admin, health, messages, openai
 from gateway.auth import KeyCache
@@ -89,7 +90,11 @@ def create_app(
         # SQLite (embedded) migrates itself; an unmigrated PostgreSQL refuses to start.
         await ensure_schema(settings.database_url)
         limiter = await create_limiter(
-            settings.redis_url, settings.limits_fail_mode, timeout_s=settings.redis_timeout_s
+            settings.redis_url,
+            settings.limits_fail_mode,
+            timeout_s=settings.redis_timeout_s,
+            # Budgets Redis lost (or the per-process limiter first sees) count from the database.
+            reseed=durable_spend_reader(sessions, writer),
         )
         await writer.start()
         await key_cache.start(settings.redis_url)

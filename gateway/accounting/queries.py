@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.db.models import DailySpend
+from gateway.limits.money import period_first_day
 
 GroupBy = Literal["day", "model", "key", "tier", "team"]
 
@@ -152,3 +153,32 @@ async def period_spend(
     where = _filters(team_id=team_id, key_id=key_id, model=None, start=since, end=None)
     total = (await session.execute(select(func.sum(DailySpend.cost_usd)).where(*where))).scalar()
     return Decimal(0) if total is None else total
+
+
+class Unflushed(Protocol):
+    async def unflushed_cost(
+        self, *, team_id: str | None = None, key_id: str | None = None, since: date
+    ) -> Decimal: ...
+
+
+def durable_spend_reader(
+    sessions: async_sessionmaker[AsyncSession], writer: Unflushed
+) -> Callable[[str, str], Awaitable[Decimal]]:
+    """The limiters' reseed (gateway.limits.Reseed): a budget subject's (`team:<id>`, `key:<id>`)
+    spend in a period, from daily_spend plus what this process has not flushed to it yet. Read afresh
+    on every call: it runs only when a limiter has no total for the budget."""
+
+    async def read(subject: str, period_start: str) -> Decimal:
+        kind, _, ident = subject.partition(":")
+        if kind not in ("team", "key") or not ident:
+            raise ValueError(f"not a budget subject: {subject!r}")
+        where = {"team_id": ident} if kind == "team" else {"key_id": ident}
+        since = period_first_day(period_start)
+        # Unflushed first, then the database: a record flushed in between counts twice (the budget
+        # refuses a little early), never not at all.
+        pending = await writer.unflushed_cost(since=since, **where)
+        async with sessions() as session:
+            durable = await period_spend(session, since=since, **where)
+        return durable + pending
+
+    return read

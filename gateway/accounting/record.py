@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -47,3 +48,16 @@ class RequestRecord:
         data["ts"] = datetime.fromisoformat(data["ts"]).astimezone(UTC)
         data["cost_usd"] = None if data.get("cost_usd") is None else Decimal(data["cost_usd"])
         return cls(**data)
+
+
+def cost_of(
+    records: Iterable[RequestRecord], *, team_id: str | None, key_id: str | None, since: date
+) -> Decimal:
+    """The summed cost of the records of this team and/or key from UTC day `since` on."""
+    total = Decimal(0)
+    for r in records:
+        if not r.cost_usd or r.ts.date() < since:
+            continue
+        if (team_id is None or r.team_id == team_id) and (key_id is None or r.key_id == key_id):
+            total += r.cost_usd
+    return total

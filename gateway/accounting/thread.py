@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
-from gateway.accounting.record import RequestRecord
+from gateway.accounting.record import RequestRecord, cost_of
 from gateway.accounting.writer import SpendWriter
 
 PUMP_INTERVAL_S = 0.05
@@ -83,6 +85,22 @@ class WriterThread:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             await asyncio.to_thread(self._thread.join)
+
+    async def unflushed_cost(
+        self, *, team_id: str | None = None, key_id: str | None = None, since: date
+    ) -> Decimal:
+        """Cost of this team's or key's records (from UTC day `since` on) not yet in the database.
+        The inbox is read before the writer: a record passing between them meanwhile counts twice
+        (a budget refuses a little early), never not at all."""
+        queued = cost_of(list(self._inbox), team_id=team_id, key_id=key_id, since=since)
+        loop, writer = self._loop, self._writer
+        if loop is None or writer is None or not self._thread.is_alive():
+            return queued
+
+        async def held() -> Decimal:
+            return writer.unflushed_cost(team_id=team_id, key_id=key_id, since=since)
+
+        return queued + await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(held(), loop))
 
     def stats(self) -> dict[str, int]:
         return self._writer.stats() if self._writer is not None else {}

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
-from collections import deque
+from collections import defaultdict, deque
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.accounting.record import RequestRecord
+from gateway.accounting.record import RequestRecord, cost_of
 from gateway.accounting.spool import Claim, Spool
 from gateway.accounting.store import is_bad_data, write_records
 from gateway.db.engine import make_engine
@@ -76,6 +79,9 @@ class SpendWriter:
         self._spool_dirty = False
         self._db_up = True
         self._spooled = 0
+        # Cost of records spilled and not replayed, per (team, key, day), for budget reseeds. Replaying
+        # another process's spill subtracts too (floored at 0): an undercount reconciling repairs.
+        self._spooled_cost: defaultdict[tuple[str | None, str | None, date], Decimal] = defaultdict(Decimal)
 
         self.written = 0  # rows newly inserted into request_log
         self.duplicates = 0  # records skipped because their request_id was already logged
@@ -165,6 +171,19 @@ class SpendWriter:
             "pending": self._buffered() + self._spooled,
             "db_up": int(self._db_up),
         }
+
+    def unflushed_cost(
+        self, *, team_id: str | None = None, key_id: str | None = None, since: date
+    ) -> Decimal:
+        """Cost of the records for this team or key (from UTC day `since` on) that this process holds
+        and the database has not got yet: queued, in a batch being written, or spilled to disk. Call
+        it on the writer's event loop."""
+        held = itertools.chain(self._pending, *self._inflight.values())
+        total = cost_of(held, team_id=team_id, key_id=key_id, since=since)
+        for (team, key, day), cost in self._spooled_cost.items():
+            if day >= since and (team_id is None or team == team_id) and (key_id is None or key == key_id):
+                total += cost
+        return total
 
     @property
     def concurrency(self) -> int:
@@ -302,8 +321,18 @@ class SpendWriter:
                 return False
         self.spilled += len(records)
         self._spooled += len(records)
+        self._count_spooled(records, 1)
         self._spool_dirty = True
         return True
+
+    def _count_spooled(self, records: list[RequestRecord], sign: int) -> None:
+        costs = self._spooled_cost
+        for r in records:
+            if r.cost_usd:
+                where = (r.team_id, r.key_id, r.ts.date())
+                costs[where] = max(Decimal(0), costs[where] + sign * r.cost_usd)
+                if not costs[where]:
+                    del costs[where]
 
     async def _probe(self) -> bool:
         try:
@@ -341,6 +370,7 @@ class SpendWriter:
                     return False
                 self.replayed += len(batch)
                 self._spooled = max(0, self._spooled - len(batch))
+                self._count_spooled(batch, -1)
                 # Keep live records moving while a long spill file replays.
                 if len(self._pending) >= self._batch_size and not await self._write_live_batch(0):
                     return False

@@ -5,9 +5,12 @@ Wiring, per request:
               team.tpm), LimitSpec(f"dep:{dep.id}", dep.rpm, dep.tpm)]
     budgets = [BudgetSpec.current(f"team:{team.id}", team.budget_usd, team.budget_period,
                seed_usd=<durable spend this period, if known>), ...same for the key]
+    (create_limiter(..., reseed=...) reads a budget's durable spend whenever a limiter has no total
+    for it; seed_usd is then only the fallback for a database that is down too)
     est_tokens = prompt_tokens + max_tokens        (what TPM is charged up front)
     reserve = worst_case_usd(prompt_tokens, max_tokens, price.input, price.output)
     adm = await limiter.acquire(limits, budgets, est_tokens, reserve, request_id)
+        (raises LimitInputError, a ValueError, for figures it cannot count: answer that request 400)
     if not adm.allowed: d = denial_error(adm) -> d.status, d.body(), d.headers
     ... dispatch; add adm.headers() to the response ...
     finally (also on errors and client disconnects, once the response or stream has ended):
@@ -20,7 +23,7 @@ from gateway.limits.errors import Denial, denial_error
 from gateway.limits.factory import create_limiter
 from gateway.limits.failover import FailoverLimiter
 from gateway.limits.memory_limiter import MemoryLimiter
-from gateway.limits.model import Admission, BudgetSpec, Limiter, LimitSpec, Ticket
+from gateway.limits.model import Admission, BudgetSpec, Limiter, LimitInputError, LimitSpec, Reseed, Ticket
 from gateway.limits.money import (
     nano_to_usd,
     period_end,
@@ -36,10 +39,12 @@ __all__ = [
     "BudgetSpec",
     "Denial",
     "FailoverLimiter",
+    "LimitInputError",
     "LimitSpec",
     "Limiter",
     "MemoryLimiter",
     "RedisLimiter",
+    "Reseed",
     "Ticket",
     "create_limiter",
     "denial_error",

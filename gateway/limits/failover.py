@@ -10,13 +10,15 @@ from typing import Literal
 
 from redis.exceptions import RedisError
 
-from gateway.limits.model import Admission, BudgetSpec, Limiter, LimitSpec, Ticket
+from gateway.limits.model import Admission, BudgetSpec, Limiter, LimitInputError, LimitSpec, Ticket
 
 log = logging.getLogger("switchyard.limits")
 
 FailMode = Literal["open", "closed"]
 # Any Redis error counts, not only connection loss: an OOM or read-only replica refuses writes just
-# as surely, and the operator's fail mode should decide what happens then too.
+# as surely, and the operator's fail mode should decide what happens then too. A script refusing one
+# request's figures is not among them: the Redis limiter raises LimitInputError (a ValueError) for it,
+# which goes to that request's caller, while every other request keeps the shared limits.
 UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
 
@@ -113,6 +115,8 @@ class FailoverLimiter:
         except UNAVAILABLE as exc:
             self.settle_errors += 1
             self._mark_down(exc)
+        except LimitInputError as exc:
+            self._settle_failed(exc)
 
     def settle_nowait(
         self,

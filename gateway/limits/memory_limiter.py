@@ -15,20 +15,25 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from gateway.limits.model import (
+    MAX_REQUEST_TOKENS,
     Admission,
     BudgetSpec,
     LimitSpec,
+    Reseed,
     Ticket,
     active_limits,
     admission_from,
+    bounded,
+    settled_figures,
+    usd_nano,
 )
 from gateway.limits.money import (
     nano_to_usd,
     period_end,
     period_expire_at,
     usd_to_nano,
-    usd_to_nano_up,
 )
+from gateway.limits.reconcile import Seeder
 
 _SWEEP_EVERY = 4096
 _RETRY_SCAN = 128
@@ -86,7 +91,11 @@ class MemoryLimiter:
         reservation_ttl_s: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        reseed: Reseed | None = None,
+        reseed_timeout_s: float = 2.0,
     ) -> None:
+        """`reseed`: a budget seen for the first time starts from the durable spend it reads (see
+        model.Reseed), not from its BudgetSpec.seed_usd (the fallback when the read fails)."""
         self._window = window_s
         self._ttl = reservation_ttl_s
         self._clock = clock
@@ -96,6 +105,7 @@ class MemoryLimiter:
         self._nonce = secrets.token_hex(5)
         self._seq = itertools.count()
         self._calls = 0
+        self.seeder = Seeder(reseed, reseed_timeout_s) if reseed is not None else None
 
     def _budget(self, subject: str, start: str) -> _Budget:
         b = self._budgets.get((subject, start))
@@ -143,9 +153,17 @@ class MemoryLimiter:
         limits = active_limits(limits)
         if not limits and not budgets:
             return Admission(True)
+        bounded("est_tokens", est_tokens, MAX_REQUEST_TOKENS)
+        reserve = usd_nano("reservation", reserve_usd, up=True)
+        for spec in limits:
+            bounded("rpm", spec.rpm or 0, subject=spec.subject)
+            bounded("tpm", spec.tpm or 0, subject=spec.subject)
+        caps = [usd_nano("budget", spec.limit_usd, subject=spec.subject) for spec in budgets]
+        if self.seeder is not None:
+            await self._seed_unseen(budgets)
+        # From here on nothing awaits: the check and the record are one step, as a script is.
         now = self._clock()
         self._tick(now)
-        reserve = usd_to_nano_up(reserve_usd) if reserve_usd > 0 else 0
         status, index, retry = 0, 0, 0.0
         windows: list[tuple[int, int, float]] = []
         objs: list[_Window] = []
@@ -174,11 +192,11 @@ class MemoryLimiter:
         for j, spec in enumerate(budgets, 1):
             b = self._budget(spec.subject, spec.period_start)
             b.drop_expired(now)
-            if b.spent is None and spec.seed_usd is not None:
-                b.spent = usd_to_nano(spec.seed_usd)
+            if b.spent is None and spec.seed_usd is not None and self.seeder is None:
+                b.spent = usd_nano("seed", spec.seed_usd, subject=spec.subject)
             bobjs.append(b)
             spent = b.spent or 0
-            limit = usd_to_nano(spec.limit_usd)
+            limit = caps[j - 1]
             if status == 0 and spent + b.held + reserve > limit:
                 status, index = 3, j
                 end = period_end(spec.period_start)
@@ -207,6 +225,16 @@ class MemoryLimiter:
             limits, budgets, status, index, retry, windows, use, est_tokens, reserve, ticket
         )
 
+    async def _seed_unseen(self, budgets: Sequence[BudgetSpec]) -> None:
+        assert self.seeder is not None
+        for spec in budgets:
+            b = self._budgets.get((spec.subject, spec.period_start))
+            if b is None or b.spent is None:
+                nano = await self.seeder.nano(spec)
+                b = self._budget(spec.subject, spec.period_start)
+                if b.spent is None:
+                    b.spent = nano
+
     def _tpm_retry(self, w: _Window, need: int, now: float) -> float:
         freed, retry = 0, float(self._window)
         for ts, member in itertools.islice(w.entries, _RETRY_SCAN):
@@ -228,7 +256,8 @@ class MemoryLimiter:
     ) -> None:
         """In process there is no round trip to keep off the path and nothing to fail: settles on
         the spot."""
-        delta = actual_tokens - ticket.est_tokens
+        tokens, cost = settled_figures(ticket, actual_tokens, actual_cost_usd)
+        delta = tokens - ticket.est_tokens
         if delta:
             for subject in ticket.window_subjects:
                 w = self._windows.get(subject)
@@ -238,10 +267,12 @@ class MemoryLimiter:
         for spec in ticket.budgets:
             b = self._budget(spec.subject, spec.period_start)
             b.release(ticket.member)
-            if b.spent is None and spec.seed_usd is not None:
-                b.spent = usd_to_nano(spec.seed_usd)
-            charge = ticket.reserve_nano if actual_cost_usd is None else usd_to_nano(actual_cost_usd)
-            b.spent = (b.spent or 0) + charge
+            if b.spent is None:
+                if self.seeder is not None:
+                    continue  # as in Redis: the reseed that comes next reads this cost from the records
+                if spec.seed_usd is not None:
+                    b.spent = usd_to_nano(spec.seed_usd)
+            b.spent = (b.spent or 0) + (ticket.reserve_nano if cost == "-" else int(cost))
 
     async def seed_budget(self, subject: str, period_start: str, spent_usd: Decimal) -> None:
         b = self._budget(subject, period_start)

@@ -2,16 +2,55 @@
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal, Protocol
 
-from gateway.limits.money import Period, nano_to_usd, period_start
+from gateway.limits.money import Period, nano_to_usd, period_start, usd_to_nano, usd_to_nano_up
+
+log = logging.getLogger("switchyard.limits")
 
 Reason = Literal["rpm", "tpm", "budget", "unavailable"]
+# (subject, period_start) -> what that budget has spent this period as far as the durable records
+# know (the database plus what this process has not flushed to it yet). Read when Redis lost it.
+Reseed = Callable[[str, str], Awaitable[Decimal]]
+
+# Lua holds numbers as doubles, exact below 2**53: every figure a script gets stays within that. One
+# request's tokens stay far below it, so that a window's running sum (no TPM limit caps it) would need
+# millions of requests a window to leave the exact range, and far more to reach HINCRBY's 2**63.
+MAX_EXACT = 2**53 - 1
+MAX_REQUEST_TOKENS = 2**32
+
+
+class LimitInputError(ValueError):
+    """A figure the limiter cannot count (negative, not finite, past the exact range), or a limiter
+    script that refused a request's figures: that request's error (invalid input), never an outage."""
+
+
+def bounded(name: str, value: object, top: int = MAX_EXACT, *, subject: str = "") -> int:
+    """`value` as an int in [0, top]; LimitInputError otherwise (bools and floats included).
+    `subject` names whose figure it is, in the message only (nothing is formatted on the way)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+        who = f"{subject} " if subject else ""
+        raise LimitInputError(f"{who}{name} must be an integer from 0 to {top}, not {value!r}")
+    return value
+
+
+def usd_nano(name: str, usd: Decimal | int, *, up: bool = False, subject: str = "") -> int:
+    """Dollars as nano-dollars within the exact range (reservations round up)."""
+    amount = Decimal(usd)
+    if amount.is_finite() and amount >= 0:
+        nano = usd_to_nano_up(amount) if up else usd_to_nano(amount)
+        if nano <= MAX_EXACT:
+            return nano
+    who = f"{subject} " if subject else ""
+    raise LimitInputError(
+        f"{who}{name} must be a finite amount from $0 to ${nano_to_usd(MAX_EXACT)}, not {usd!r}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,3 +298,24 @@ def admission_from(
         budget_use=budget_use,
     )
     return fill_headers(adm, states, None)
+
+
+def settled_figures(ticket: Ticket, tokens: int, cost_usd: Decimal | None) -> tuple[int, int | str]:
+    """(tokens, nano-dollars or '-' for unknown) for a settlement. Upstream figures past what the
+    limiter counts are capped (tokens) or taken as unknown (cost: the reservation is charged), with a
+    warning: a settlement has no request left to fail."""
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 0 <= tokens <= MAX_REQUEST_TOKENS:
+        log.warning(
+            "rate limiter: %s settled with %r tokens; counting %d",
+            ticket.request_id,
+            tokens,
+            MAX_REQUEST_TOKENS,
+        )
+        tokens = MAX_REQUEST_TOKENS if isinstance(tokens, int) and tokens > 0 else 0
+    if cost_usd is None:
+        return tokens, "-"
+    try:
+        return tokens, usd_nano("cost", cost_usd)
+    except LimitInputError as exc:
+        log.warning("rate limiter: %s settled with %s; charging its reservation", ticket.request_id, exc)
+        return tokens, "-"

@@ -77,6 +77,21 @@ def period_end(period_start_key: str) -> datetime | None:
     raise ValueError(f"not a period key: {period_start_key!r}")
 
 
+def period_first_day(period_start_key: str) -> date:
+    """The first UTC day of the period named by `period_start` (1970-01-01 for the total budget)."""
+    if period_start_key == "total":
+        return date(1970, 1, 1)
+    if "-W" in period_start_key:
+        year, week = period_start_key.split("-W")
+        return date.fromisocalendar(int(year), int(week), 1)
+    parts = [int(p) for p in period_start_key.split("-")]
+    if len(parts) == 3:
+        return date(parts[0], parts[1], parts[2])
+    if len(parts) == 2:
+        return date(parts[0], parts[1], 1)
+    raise ValueError(f"not a period key: {period_start_key!r}")
+
+
 def period_expire_at(period_start_key: str) -> int:
     """Unix seconds at which a period's keys may go; 0 means never (the total budget)."""
     end = period_end(period_start_key)

@@ -11,26 +11,32 @@ import secrets
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from gateway.limits.background import Background
 from gateway.limits.model import (
+    MAX_REQUEST_TOKENS,
     Admission,
     BudgetSpec,
+    LimitInputError,
     LimitSpec,
+    Reseed,
     Ticket,
     active_limits,
     admission_from,
+    bounded,
+    settled_figures,
+    usd_nano,
 )
 from gateway.limits.money import (
     nano_to_usd,
     period_end,
     period_expire_at,
     usd_to_nano,
-    usd_to_nano_up,
 )
-from gateway.limits.resp import RespConnection
-from gateway.limits.scripts import ACQUIRE, SETTLE
+from gateway.limits.reconcile import Reconciler, Seeder
+from gateway.limits.resp import RespConnection, refusal
+from gateway.limits.scripts import ACQUIRE, RAISE_SPENT, SETTLE
 
 log = logging.getLogger("switchyard.limits")
 
@@ -56,7 +62,13 @@ class RedisLimiter:
         window_s: float = 60.0,
         reservation_ttl_s: float = 600.0,
         orphan_release_s: float = 1.0,
+        reseed: Reseed | None = None,
+        reseed_timeout_s: float = 2.0,
+        reconcile_interval_s: float = 60.0,
     ) -> None:
+        """`reseed`: where a budget whose total Redis lost reads the durable spend (see model.Reseed);
+        without it a budget starts from its BudgetSpec.seed_usd. With it, budgets are also reconciled
+        against it every `reconcile_interval_s` (0: never)."""
         self.client = client
         self.prefix = prefix
         self._window_ms = round(window_s * 1000)
@@ -70,6 +82,11 @@ class RedisLimiter:
         self._windows: dict[tuple[LimitSpec, ...], tuple[tuple[str, ...], str, tuple[str, ...]]] = {}
         self._orphan_release_s = orphan_release_s
         self._background = Background()
+        self._raise_sha = _sha(RAISE_SPENT)
+        self.seeder = Seeder(reseed, reseed_timeout_s) if reseed is not None else None
+        self.reconciler = (
+            Reconciler(reseed, self.raise_spent, reconcile_interval_s) if reseed is not None else None
+        )
 
     @classmethod
     def from_url(cls, url: str, *, timeout_s: float = 0.1, **kwargs: object) -> RedisLimiter:
@@ -81,14 +98,25 @@ class RedisLimiter:
         """Preload both scripts at startup so the request path only ever sends EVALSHA."""
         self._acquire_sha = await self.client.script_load(ACQUIRE)
         self._settle_sha = await self.client.script_load(SETTLE)
+        self._raise_sha = await self.client.script_load(RAISE_SPENT)
 
-    async def _eval(self, sha: str, script: str, keys: list[str], arg: str) -> object:
+    def start(self) -> None:
+        """Start the background reconciliation (needs a running event loop)."""
+        if self.reconciler is not None:
+            self.reconciler.start()
+
+    async def _eval(self, sha: str, script: str, keys: list[str], *args: object) -> object:
         try:
-            return await self.client.evalsha(sha, len(keys), *keys, arg)
-        except NoScriptError:
-            # Redis restarted or was flushed since load_scripts: reload once, carry on.
-            await self.client.script_load(script)
-            return await self.client.evalsha(sha, len(keys), *keys, arg)
+            try:
+                return await self.client.evalsha(sha, len(keys), *keys, *args)
+            except NoScriptError:
+                # Redis restarted or was flushed since load_scripts: reload once, carry on.
+                await self.client.script_load(script)
+                return await self.client.evalsha(sha, len(keys), *keys, *args)
+        except ResponseError as exc:
+            if (err := refusal(exc)) is not None:
+                raise err from exc
+            raise
 
     def _period(self, start: str) -> tuple[int, int]:
         """(period end, key expiry) in unix seconds, 0 for never; parsed once per period, not per call."""
@@ -112,12 +140,18 @@ class RedisLimiter:
             keys = tuple(k for s in spec_set for k in (f"{p}w:{s.subject}", f"{p}t:{s.subject}"))
             args = [len(spec_set)]
             for s in spec_set:
-                args += (-1 if s.rpm is None else s.rpm, -1 if s.tpm is None else s.tpm)
+                rpm = -1 if s.rpm is None else bounded("rpm", s.rpm, subject=s.subject)
+                args += (rpm, -1 if s.tpm is None else bounded("tpm", s.tpm, subject=s.subject))
             hit = self._windows[spec_set] = (keys, _pack(args), tuple(s.subject for s in spec_set))
         return hit
 
     def _budget_keys(self, subject: str, start: str) -> tuple[str, str]:
         return f"{self.prefix}b:{subject}:{start}", f"{self.prefix}r:{subject}:{start}"
+
+    def _seed_arg(self, b: BudgetSpec) -> object:
+        if self.seeder is not None:
+            return "?"
+        return "-" if b.seed_usd is None else usd_nano("seed", b.seed_usd, subject=b.subject)
 
     async def acquire(
         self,
@@ -130,33 +164,41 @@ class RedisLimiter:
         limits = active_limits(limits)
         if not limits and not budgets:
             return Admission(True)
-        member = f"{self._nonce}.{next(self._seq)}"
-        reserve_nano = usd_to_nano_up(reserve_usd) if reserve_usd > 0 else 0
+        bounded("est_tokens", est_tokens, MAX_REQUEST_TOKENS)
+        reserve_nano = usd_nano("reservation", reserve_usd, up=True)
         window_keys, window_args, subjects = self._window_part(limits)
+        member = f"{self._nonce}.{next(self._seq)}"
         keys = list(window_keys)
-        args: list[object] = [
-            member,
-            est_tokens,
-            reserve_nano,
-            self._ttl_ms,
-            self._window_ms,
-            window_args,
-            len(budgets),
-        ]
+        head = _pack([member, est_tokens, reserve_nano, self._ttl_ms, self._window_ms, window_args])
+        parts: list[list[object]] = []
         for b in budgets:
             keys.extend(self._budget_keys(b.subject, b.period_start))
             end_s, expire_at = self._period(b.period_start)
-            args.append(usd_to_nano(b.limit_usd))
-            args.append(end_s)
-            args.append(expire_at)
-            args.append("-" if b.seed_usd is None else usd_to_nano(b.seed_usd))
+            parts.append(
+                [usd_nano("budget", b.limit_usd, subject=b.subject), end_s, expire_at, self._seed_arg(b)]
+            )
+        if budgets and self.reconciler is not None:
+            self.reconciler.saw(budgets)
         ticket = Ticket(member, request_id, est_tokens, reserve_nano, subjects, tuple(budgets), self.origin)
         try:
-            raw = await self._eval(self._acquire_sha, ACQUIRE, keys, _pack(args))
+            for _ in range(3):
+                arg = f"{head} {len(budgets)} " + " ".join(_pack(p) for p in parts)
+                raw: bytes = await self._eval(self._acquire_sha, ACQUIRE, keys, arg)  # type: ignore[assignment]
+                if not raw.startswith(b"4 "):
+                    break
+                # Redis has no total for these budgets (restarted, flushed, evicted): count from the
+                # durable spend, then ask again. Nothing was written by the refused call.
+                missing = [int(j) - 1 for j in raw.split()[4:]]
+                assert self.seeder is not None
+                seeds = await asyncio.gather(*(self.seeder.nano(budgets[j]) for j in missing))
+                for j, nano in zip(missing, seeds, strict=True):
+                    parts[j][3] = nano
+            else:
+                raise LimitInputError("the rate limiter kept losing this request's budget totals")
         except asyncio.CancelledError:
             self._release_later(ticket)
             raise
-        res = raw.split()  # type: ignore[attr-defined]
+        res = raw.split()
         status, index, retry_ms = int(res[0]), int(res[1]), int(res[2])
         n = len(limits)
         windows = [(int(res[4 + 3 * i]), int(res[5 + 3 * i]), int(res[6 + 3 * i]) / 1000) for i in range(n)]
@@ -196,6 +238,7 @@ class RedisLimiter:
         def done(fut: asyncio.Future[object]) -> None:
             if fut.cancelled() or (exc := fut.exception()) is None:
                 return
+            exc = refusal(exc) or exc
             if isinstance(exc, NoScriptError):  # Redis lost its scripts: the awaited path reloads
                 self._background.spawn(self._settle_again(keys, arg, on_error))
             elif on_error is not None:
@@ -210,7 +253,7 @@ class RedisLimiter:
     ) -> None:
         try:
             await self._eval(self._settle_sha, SETTLE, keys, arg)
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, LimitInputError) as exc:
             if on_error is None:
                 raise
             on_error(exc)
@@ -218,7 +261,8 @@ class RedisLimiter:
     def _settle_args(
         self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None
     ) -> tuple[list[str], str] | None:
-        delta = actual_tokens - ticket.est_tokens
+        tokens, cost = settled_figures(ticket, actual_tokens, actual_cost_usd)
+        delta = tokens - ticket.est_tokens
         windows = ticket.window_subjects if delta else ()
         if not windows and not ticket.budgets:
             return None
@@ -228,13 +272,13 @@ class RedisLimiter:
             delta,
             len(windows),
             len(ticket.budgets),
-            "-" if actual_cost_usd is None else usd_to_nano(actual_cost_usd),
+            cost,
             ticket.reserve_nano,
         ]
         for b in ticket.budgets:
             keys.extend(self._budget_keys(b.subject, b.period_start))
             args.append(self._period(b.period_start)[1])
-            args.append("-" if b.seed_usd is None else usd_to_nano(b.seed_usd))
+            args.append(self._seed_arg(b))
         return keys, _pack(args)
 
     async def settle(self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None) -> None:
@@ -249,6 +293,13 @@ class RedisLimiter:
         if expire_at:
             await self.client.execute("EXPIREAT", key, expire_at)
 
+    async def raise_spent(self, subject: str, period_start: str, floor_usd: Decimal) -> Decimal:
+        """Raise the budget's `spent` to at least `floor_usd` (never lower it); returns the total."""
+        key, _ = self._budget_keys(subject, period_start)
+        floor = usd_nano("durable spend", floor_usd, subject=subject)
+        raw = await self._eval(self._raise_sha, RAISE_SPENT, [key], floor, period_expire_at(period_start))
+        return nano_to_usd(int(raw))  # type: ignore[call-overload]
+
     async def spent(self, subject: str, period_start: str) -> Decimal:
         key, _ = self._budget_keys(subject, period_start)
         raw = await self.client.execute("HGET", key, "spent")
@@ -261,6 +312,8 @@ class RedisLimiter:
         return nano_to_usd(int(raw)) if raw is not None else Decimal(0)
 
     async def aclose(self) -> None:
+        if self.reconciler is not None:
+            await self.reconciler.aclose()
         await self.client.drain()  # replies to queued settlements may still spawn retries
         await self._background.drain()
         await self.client.aclose()

@@ -25,7 +25,47 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.limits.model import LimitInputError
+
 _Pending = collections.deque[tuple[asyncio.Future[object], float]]  # (future, deadline in loop time)
+
+
+# Error codes that say Redis cannot serve (the fail mode decides), as opposed to a script refusing
+# one request's figures. Redis 7 keeps a failed command's code in a script's error; older ones wrap
+# it as `ERR Error running script ... -OOM ...`, hence the second look.
+_OUTAGE_CODES = frozenset(
+    (
+        "OOM",
+        "READONLY",
+        "LOADING",
+        "BUSY",
+        "MASTERDOWN",
+        "NOREPLICAS",
+        "CLUSTERDOWN",
+        "TRYAGAIN",
+        "MISCONF",
+        "NOAUTH",
+        "WRONGPASS",
+        "NOPERM",
+        "MOVED",
+        "ASK",
+        "CROSSSLOT",
+    )
+)
+
+
+def refusal(exc: BaseException) -> LimitInputError | None:
+    """A script's error about this request (a figure out of range, `ERR value is not an integer`)
+    as the request's error; None for an error that means Redis itself is unavailable."""
+    if not isinstance(exc, ResponseError) or isinstance(exc, NoScriptError):
+        return None
+    msg = str(exc)
+    lead = msg.split(maxsplit=2)[:2]  # `OOM ...`, or `ERR OOM ...` as some proxies put it
+    if _OUTAGE_CODES.intersection(lead) or any(f"-{code} " in msg for code in _OUTAGE_CODES):
+        return None
+    err = LimitInputError(f"the rate limiter refused this request's figures ({msg})")
+    err.__cause__ = exc
+    return err
 
 
 def _error(reply: hiredis.ReplyError) -> ResponseError:

@@ -34,6 +34,23 @@ local function split(s)
 end
 """
 
+_CHECK = """
+local MAX = 9007199254740991
+local function refuse(what)
+  error({err = 'ERR limiter figure out of range: ' .. what})
+end
+-- A[i] as an integer in [lo, MAX], digits only: `1e5` would pass tonumber but not HINCRBY.
+local function int(A, i, lo)
+  local s = A[i]
+  local n = s and string.match(s, '^%-?%d+$') and tonumber(s)
+  if not n or n < lo or n > MAX then refuse('argument ' .. i .. ' = ' .. tostring(s)) end
+  return n
+end
+local function within(sum, what)
+  if sum > MAX then refuse(what) end
+end
+"""
+
 _DROP = """
 local function drop(zkey, hkey, sumfield, maxscore)
   while true do
@@ -53,24 +70,44 @@ end
 # KEYS: per window subject: window zset, token hash; then per budget: budget hash, reservation zset.
 # ARGV[1], space-separated: member, est_tokens, reserve_nano, reservation_ttl_ms, window_ms,
 #       n_windows, (rpm, tpm) per window (-1 = no limit), n_budgets,
-#       (limit_nano, period_end_s, expire_at_s, seed_nano or '-') per budget.
+#       (limit_nano, period_end_s, expire_at_s, seed) per budget; seed: nano-dollars, '-' (none) or
+#       '?' (ask: when the budget has no `spent`, answer status 4 instead of counting from zero).
 # Returns, space-separated: status, index, retry_ms, now_ms, (requests, tokens, reset_ms) per window,
 #       (spent, held) per budget; status 0 = admitted, 1 = rpm, 2 = tpm, 3 = budget; retry_ms -1 = never.
+#       Status 4 (nothing written): `now_ms` is followed by the 1-based indexes of the budgets to seed.
+# A figure out of range (or a sum that would leave the exact range) is an error reply sent before
+# this request writes anything, so a bad figure is that request's error and leaves no partial entry.
 ACQUIRE = (
     _SPLIT
     + _DROP
+    + _CHECK
     + """
 local A = split(ARGV[1])
 local member = A[1]
-local est = tonumber(A[2])
-local reserve = tonumber(A[3])
-local ttl = tonumber(A[4])
-local window = tonumber(A[5])
-local nw = tonumber(A[6])
+local est = int(A, 2, 0)
+local reserve = int(A, 3, 0)
+local ttl = int(A, 4, 0)
+local window = int(A, 5, 0)
+local nw = int(A, 6, 0)
+for i = 1, nw do int(A, 5 + 2 * i, -1); int(A, 6 + 2 * i, -1) end
 local bbase = 7 + 2 * nw
-local nb = tonumber(A[bbase])
+local nb = int(A, bbase, 0)
+local missing = {}
+for j = 1, nb do
+  local a = bbase + 4 * (j - 1)
+  int(A, a + 1, 0); int(A, a + 2, 0); int(A, a + 3, 0)
+  local seed = A[a + 4]
+  if seed == '?' then
+    if redis.call('HEXISTS', KEYS[2 * nw + 2 * j - 1], 'spent') == 0 then missing[#missing + 1] = j end
+  elseif seed ~= '-' then
+    int(A, a + 4, 0)
+  end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if #missing > 0 then
+  return string.format('4 0 0 %d ', now) .. table.concat(missing, ' ')
+end
 
 local status, index, retry = 0, 0, 0
 local out = {}
@@ -108,6 +145,7 @@ for i = 1, nw do
       used = 0
     end
   end
+  within(used + est, 'window tokens')
   local reset = 0
   if count > 0 then reset = until_out(first[2]) end
   if status == 0 and rpm >= 0 and count + 1 > rpm then
@@ -139,17 +177,19 @@ for i = 1, nw do
   out[#out + 1] = reset
 end
 
+local seeds = {}
 for j = 1, nb do
   local bk, rk = KEYS[2 * nw + 2 * j - 1], KEYS[2 * nw + 2 * j]
   local a = bbase + 4 * (j - 1)
   local limit, period_end, seed = tonumber(A[a + 1]), tonumber(A[a + 2]), A[a + 4]
   drop(rk, bk, 'held', now)
-  if seed ~= '-' and redis.call('HSETNX', bk, 'spent', seed) == 1 then
-    local expire_at = tonumber(A[a + 3])
-    if expire_at > 0 then redis.call('EXPIREAT', bk, expire_at) end
-  end
   local v = redis.call('HMGET', bk, 'spent', 'held')
-  local spent, held = tonumber(v[1]) or 0, tonumber(v[2]) or 0
+  local spent, held = tonumber(v[1]), tonumber(v[2]) or 0
+  if spent == nil then
+    spent = 0
+    if seed ~= '-' and seed ~= '?' then spent, seeds[j] = tonumber(seed), seed end
+  end
+  within(spent + held + reserve, 'budget spend')
   if status == 0 and spent + held + reserve > limit then
     status, index = 3, j
     if spent + reserve <= limit then
@@ -163,6 +203,14 @@ for j = 1, nb do
   end
   out[#out + 1] = spent
   out[#out + 1] = held
+end
+
+-- Every check passed: from here on it writes. A seed is kept even when the request is refused.
+for j, seed in pairs(seeds) do
+  local bk = KEYS[2 * nw + 2 * j - 1]
+  redis.call('HSET', bk, 'spent', seed)
+  local expire_at = tonumber(A[bbase + 4 * (j - 1) + 3])
+  if expire_at > 0 then redis.call('EXPIREAT', bk, expire_at) end
 end
 
 if status == 0 then
@@ -209,15 +257,48 @@ return table.concat(res, ' ')
 
 # KEYS: per window subject: token hash; then per budget: budget hash, reservation zset.
 # ARGV[1], space-separated: member, token_delta, n_windows, n_budgets, actual_nano ('-' = unknown:
-#       charge the reservation), reserve_nano, then (expire_at_s, seed_nano or '-') per budget.
+#       charge the reservation), reserve_nano, then (expire_at_s, seed) per budget; seed as in ACQUIRE,
+#       where '?' means: a budget without `spent` (Redis lost it) is not charged, since the reseed that
+#       the next acquire asks for reads this request's cost from the spend records.
+# Checked in full before the first write, as ACQUIRE is.
 SETTLE = (
     _SPLIT
+    + _CHECK
     + """
 local A = split(ARGV[1])
 local member = A[1]
-local delta = tonumber(A[2])
-local nw, nb = tonumber(A[3]), tonumber(A[4])
+local delta = int(A, 2, -MAX)
+local nw, nb = int(A, 3, 0), int(A, 4, 0)
 local actual = A[5]
+if actual ~= '-' then int(A, 5, 0) end
+local charge = actual
+if charge == '-' then charge = A[6] end
+local amount = int(A, 6, 0)
+if actual ~= '-' then amount = tonumber(actual) end
+if delta ~= 0 then
+  for i = 1, nw do
+    local h = redis.call('HMGET', KEYS[i], member, '_sum')
+    if h[1] then
+      within(math.abs(tonumber(h[2] or 0) + delta), 'window tokens')
+      within(math.abs(tonumber(h[1]) + delta), 'window tokens')
+    end
+  end
+end
+local charged = {}
+for j = 1, nb do
+  local bk = KEYS[nw + 2 * j - 1]
+  int(A, 5 + 2 * j, 0)
+  local seed = A[6 + 2 * j]
+  if seed ~= '-' and seed ~= '?' then int(A, 6 + 2 * j, 0) end
+  local spent = tonumber(redis.call('HGET', bk, 'spent'))
+  if spent == nil and seed ~= '?' then
+    spent = 0
+    if seed ~= '-' then spent = tonumber(seed) end
+  end
+  if spent ~= nil then within(spent + amount, 'budget spend') end
+  charged[j] = spent ~= nil
+end
+
 for i = 1, nw do
   -- An entry already out of the window needs no correction: it no longer counts.
   if delta ~= 0 and redis.call('HEXISTS', KEYS[i], member) == 1 then
@@ -234,12 +315,29 @@ for j = 1, nb do
     redis.call('HINCRBY', bk, 'held', string.format('%d', -tonumber(held)))
     redis.call('ZREM', rk, member)
   end
-  local charge = actual
-  if charge == '-' then charge = A[6] end
-  if seed ~= '-' then redis.call('HSETNX', bk, 'spent', seed) end
-  if tonumber(charge) ~= 0 then redis.call('HINCRBY', bk, 'spent', charge) end
+  if charged[j] then
+    if seed ~= '-' and seed ~= '?' then redis.call('HSETNX', bk, 'spent', seed) end
+    if amount ~= 0 then redis.call('HINCRBY', bk, 'spent', charge) end
+  end
   if expire_at > 0 and redis.call('TTL', bk) == -1 then redis.call('EXPIREAT', bk, expire_at) end
 end
 return 0
+"""
+)
+
+# KEYS: budget hash. ARGV: nano-dollars, expire_at_s. Raises `spent` to at least the figure (never
+# lowers it: Redis may hold settled spend the database has not been told of yet). Returns the result.
+RAISE_SPENT = (
+    _CHECK
+    + """
+local A = {ARGV[1], ARGV[2]}
+local floor, expire_at = int(A, 1, 0), int(A, 2, 0)
+local cur = tonumber(redis.call('HGET', KEYS[1], 'spent'))
+if cur == nil or cur < floor then
+  redis.call('HSET', KEYS[1], 'spent', A[1])
+  cur = floor
+end
+if expire_at > 0 and redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIREAT', KEYS[1], expire_at) end
+return string.format('%d', cur)
 """
 )
