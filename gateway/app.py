@@ -95,6 +95,7 @@ def create_app(
             timeout_s=settings.redis_timeout_s,
             # Budgets Redis lost (or the per-process limiter first sees) count from the database.
             reseed=durable_spend_reader(sessions, writer),
+            reconcile_interval_s=settings.limits_reconcile_interval_s,
         )
         await writer.start()
         await key_cache.start(settings.redis_url)

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     limits_overlap_margin: float = Field(default=0.25, gt=0, le=1)
     # Past this a Redis call counts as down (fail-open/closed); too short and a busy host flaps.
     redis_timeout_s: float = Field(default=0.5, gt=0)
+    # How often budget totals in Redis are raised to at least what the database recorded.
+    limits_reconcile_interval_s: float = Field(default=60.0, ge=0)
     # Records wait here (append-only files) while the database is unreachable.
     spool_dir: Path = Path("./switchyard-spool")
     spend_batch_size: int = Field(default=500, ge=1)

@@ -25,6 +25,7 @@ from gateway.control import Control, Denied
 from gateway.dispatch import Dispatcher, Served
 from gateway.errors import GatewayError, bad_request, error_response, from_upstream, model_not_found
 from gateway.limits.background import Background
+from gateway.limits.model import LimitInputError
 from gateway.metrics import Metrics
 from gateway.pipeline.door import Door, Parsed
 from gateway.pipeline.gate import Gate
@@ -103,6 +104,8 @@ class Pipeline:
             d = denied.denial
             exc = GatewayError(d.status, d.message, type=d.type, code=d.code, headers=d.headers)
             return self._error(outcome, exc, door)
+        except LimitInputError as exc:
+            return self._error(outcome, bad_request(str(exc)), door)
         except UpstreamError as exc:
             return self._failed(outcome, exc, door)
         except ClientGone:
@@ -231,7 +234,7 @@ class Pipeline:
         if outcome.gate is not None:
             try:
                 outcome.gate.confirm()
-            except Denied:
+            except (Denied, LimitInputError):
                 # Refused after the stream began: close it and charge what it cost so far.
                 await close_quietly(opened.rest)
                 outcome.usage_counted = True
