@@ -7,7 +7,6 @@ record, and no limiter reservation outlives it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -34,15 +33,12 @@ from gateway.pipeline.race import ClientGone, race_disconnect
 from gateway.planner import RoutePlanner
 from gateway.pricing import TokenPrice
 from gateway.streaming import close_quietly
-from gateway.usage import max_output_of, prompt_chars, prompt_tokens
+from gateway.usage import max_output_of
 from providers.base import Provider, UpstreamError, Usage
 
 log = logging.getLogger("switchyard")
 T = TypeVar("T")
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-# Past this many characters of prompt, tiktoken's count (~14 MB/s here) would hold the event loop
-# past ~7 ms: it runs in a thread instead, which tiktoken allows by releasing the GIL.
-OFF_LOOP_CHARS = 100_000
 # The output cap of a deployment whose maximum is not known: no model answers at greater length, and
 # a count past it only overflows the limiter's arithmetic.
 UNKNOWN_MAX_OUTPUT = 1_000_000
@@ -124,10 +120,6 @@ class Pipeline:
         parsed = door.parse(body)
         names = self.resolve(request, parsed, outcome)
         self.check_output(parsed, names)
-        if prompt_chars(parsed.routing) > OFF_LOOP_CHARS:
-            outcome.prompt_count = await asyncio.to_thread(
-                prompt_tokens, parsed.routing, outcome.token_counts
-            )
         await self.admit(outcome, names, parsed)
         if parsed.stream:
             return await self._stream(request, door, parsed, names, outcome)
