@@ -10,11 +10,24 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from providers.anthropic_translate_stream import anthropic_error_body
 from providers.base import UpstreamError
 
 log = logging.getLogger("switchyard")
+
+# Client input quoted back in an error message is cut here: a 30 MB model name must not come back.
+ECHO_LIMIT = 200
+# No error message, whoever wrote it (an upstream, or a validator quoting the body), is longer than this.
+MESSAGE_LIMIT = 2000
+# An upstream refusing these is refusing the gateway's own credentials, not the client's.
+_UPSTREAM_AUTH = frozenset({401, 403})
+
+
+def clip(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text` cut to `limit` characters, with an ellipsis when something was cut."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class GatewayError(Exception):
@@ -43,13 +56,18 @@ def bad_request(message: str, param: str | None = None) -> GatewayError:
 
 def model_not_found(model: str) -> GatewayError:
     return GatewayError(
-        404, f"The model `{model}` does not exist on this gateway", code="model_not_found", param="model"
+        404,
+        f"The model `{clip(model)}` does not exist on this gateway",
+        code="model_not_found",
+        param="model",
     )
 
 
 def error_body(
     status: int, message: str, type_: str, code: str | None, param: str | None, anthropic: bool
 ) -> bytes:
+    message = clip(message, MESSAGE_LIMIT)
+    param = None if param is None else clip(param)
     if anthropic:
         # An upstream's own Anthropic error type (kept in `code`) wins over the one its status implies.
         return orjson.dumps(anthropic_error_body(status, message, code))
@@ -76,6 +94,19 @@ def from_upstream(
     headers = dict(headers or {})
     if exc.retry_after is not None:
         headers["retry-after"] = str(max(0, round(exc.retry_after)))
+    if exc.status in _UPSTREAM_AUTH:
+        # The client did nothing wrong, and the upstream's words are about our key: a 502 that names
+        # the deployment to fix, with the upstream's own message left to the log.
+        where = f" for deployment {exc.deployment.id}" if exc.deployment is not None else ""
+        log.warning("upstream refused the gateway's credentials%s (%s): %s", where, exc.status, exc.message)
+        return error_response(
+            502,
+            f"the upstream provider rejected the gateway's credentials{where} (HTTP {exc.status})",
+            type_="api_error",
+            code="upstream_auth_error",
+            headers=headers,
+            anthropic=anthropic,
+        )
     return error_response(
         exc.status,
         exc.message,
@@ -89,6 +120,63 @@ def from_upstream(
 
 def _is_anthropic(request: Request) -> bool:
     return request.url.path.startswith("/v1/messages")
+
+
+class UnhandledErrors:
+    """An exception nothing else handled, as a clean 500 error object.
+
+    Starlette's ServerErrorMiddleware answers such an exception too, but then re-raises it, and uvicorn
+    closes the keep-alive connection under the response it already sent: the client's next request on
+    that connection fails. Caught here instead (the outermost of the app's middleware), the connection
+    stays usable. A response already under way cannot change its status: an event stream ends with an
+    error event; any other body is cut off by re-raising, so the client sees it was incomplete."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        finished = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal start, finished
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finished = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            anthropic = str(scope.get("path", "")).startswith("/v1/messages")
+            if start is None:
+                response = error_response(
+                    500, "internal gateway error", type_="api_error", anthropic=anthropic
+                )
+                await response(scope, receive, send)
+            elif not finished:
+                if not _is_event_stream(start):
+                    raise
+                await send(
+                    {"type": "http.response.body", "body": _error_event(anthropic), "more_body": False}
+                )
+
+
+def _is_event_stream(start: Message) -> bool:
+    return any(
+        name.lower() == b"content-type" and value.startswith(b"text/event-stream")
+        for name, value in start.get("headers", ())
+    )
+
+
+def _error_event(anthropic: bool) -> bytes:
+    body = error_body(500, "internal gateway error", "api_error", None, None, anthropic)
+    return (b"event: error\n" if anthropic else b"") + b"data: " + body + b"\n\n"
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -126,14 +214,8 @@ def install_handlers(app: FastAPI) -> None:
             anthropic=_is_anthropic(request),
         )
 
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(
-            500, "internal gateway error", type_="api_error", anthropic=_is_anthropic(request)
-        )
-
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(UpstreamError, upstream_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected)
+    app.add_middleware(UnhandledErrors)

@@ -42,6 +42,7 @@ from providers.base import (
 )
 from providers.deployment import Deployment
 from providers.http import HttpClient
+from providers.redact import credentials
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_API_BASE = "https://api.anthropic.com"
@@ -100,6 +101,7 @@ class AnthropicProvider:
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
+        self._secrets = credentials(deployment)
         base = (deployment.api_base or DEFAULT_API_BASE).rstrip("/").removesuffix("/v1")
         self._url = f"{base}/v1/messages"
         # Deployment headers and the key win over anything a client forwards (`_headers`); the defaults
@@ -189,7 +191,7 @@ class AnthropicProvider:
     async def _post(self, payload: dict[str, Any], headers: Mapping[str, str]) -> bytes:
         response = await self._http.post(self._url, orjson.dumps(payload), self._headers(headers))
         if response.status >= 400:
-            raise _status_error(response.status, response.body, response.headers)
+            raise _status_error(response.status, response.body, response.headers).without(self._secrets)
         return response.body
 
     async def _events(
@@ -225,7 +227,8 @@ class AnthropicProvider:
         decoder = SSEDecoder()
         async with self._http.stream(self._url, orjson.dumps(payload), self._headers(headers)) as response:
             if response.status >= 400:
-                raise _status_error(response.status, await response.read(), response.headers)
+                body = await response.read()
+                raise _status_error(response.status, body, response.headers).without(self._secrets)
             try:
                 async for piece in response.pieces():
                     ready, failure = accept(decoder.feed(piece))
@@ -235,13 +238,13 @@ class AnthropicProvider:
                     if failure is not None:
                         raise failure
             except UpstreamError as exc:
-                raise stalled(exc, started) from None
+                raise stalled(exc, started).without(self._secrets) from None
             ready, failure = accept(decoder.flush())
             for item in ready:
                 started = True
                 yield item
             if failure is not None:
-                raise failure
+                raise failure.without(self._secrets)
             if not complete:
                 raise midstream_error("upstream closed the stream before message_stop")
 

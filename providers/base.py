@@ -8,7 +8,7 @@ the gateway, which decides from `UpstreamError.retryable`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import orjson
 
 from providers.deployment import Deployment
+from providers.redact import redact
 
 
 class Endpoint(StrEnum):
@@ -113,7 +114,10 @@ class UpstreamError(Exception):
     """An attempt failed. `status` is what the client would see if nothing else is tried.
 
     retryable: a connect error, timeout, 429 or 5xx; another attempt (same or other deployment) may work.
-    Adapters raise this for every failure, including a stream that dies after it started."""
+    Adapters raise this for every failure, including a stream that dies after it started.
+
+    Its text may reach the client word for word, so key-shaped text is redacted here, as it is built;
+    adapters also take their deployment's own credentials out by value (`without`)."""
 
     def __init__(
         self,
@@ -126,16 +130,23 @@ class UpstreamError(Exception):
         retryable: bool = False,
         retry_after: float | None = None,
     ) -> None:
+        message = redact(message)
         super().__init__(message)
         self.status = status
         self.message = message
         self.type = type
         self.code = code
-        self.param = param
+        self.param = None if param is None else redact(param)
         self.retryable = retryable
         self.retry_after = retry_after
         # Set by the gateway's dispatcher: the deployment that produced this error.
         self.deployment: Deployment | None = None
+
+    def without(self, secrets: Iterable[str]) -> UpstreamError:
+        """This error with `secrets` (its deployment's credentials, `redact.credentials`) taken out."""
+        self.message = redact(self.message, secrets)
+        self.args = (self.message,)
+        return self
 
     def to_openai(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}

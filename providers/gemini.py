@@ -32,6 +32,7 @@ from providers.gemini_errors import bad_request, error_from_body
 from providers.gemini_request import build_request
 from providers.gemini_response import StreamState, build_response
 from providers.http import HttpClient
+from providers.redact import credentials
 from providers.sse import sse_events
 from routing.tokens import count_tokens
 
@@ -49,6 +50,7 @@ class GeminiProvider:
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
+        self._secrets = credentials(deployment)
         self._root = api_root(deployment.api_base)
         headers = {"content-type": "application/json", **deployment.headers}
         if deployment.api_key:
@@ -70,7 +72,8 @@ class GeminiProvider:
     async def _post(self, url: str, payload: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
         response = await self._http.post(url, orjson.dumps(payload), headers or None)
         if response.status >= 400:
-            raise error_from_body(response.status, response.body, response.headers.get("retry-after"))
+            retry_after = response.headers.get("retry-after")
+            raise error_from_body(response.status, response.body, retry_after).without(self._secrets)
         try:
             data = orjson.loads(response.body)
         except orjson.JSONDecodeError as exc:
@@ -106,8 +109,8 @@ class GeminiProvider:
         started = False
         async with self._http.stream(url, orjson.dumps(payload), call.headers or None) as response:
             if response.status >= 400:
-                body = await response.read()
-                raise error_from_body(response.status, body, response.headers.get("retry-after"))
+                body, retry_after = await response.read(), response.headers.get("retry-after")
+                raise error_from_body(response.status, body, retry_after).without(self._secrets)
             try:
                 async for _name, data in sse_events(response.pieces()):
                     if data.strip() in (b"", b"[DONE]"):
@@ -116,7 +119,7 @@ class GeminiProvider:
                         started = True
                         yield Chunk.from_data(chunk)
             except UpstreamError as exc:
-                raise stalled(exc, started) from None
+                raise stalled(exc, started).without(self._secrets) from None
         for chunk in state.close():
             yield Chunk.from_data(chunk)
 

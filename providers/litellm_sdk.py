@@ -7,7 +7,7 @@ litellm makes exactly one attempt here (no retries of its own): retries and fall
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -28,6 +28,7 @@ from providers.base import (
     token_count,
 )
 from providers.deployment import Deployment
+from providers.redact import credentials
 
 # The gateway's own request fields that must not reach litellm as provider params.
 _GATEWAY_ONLY = frozenset({"model", "stream", "stream_options"})
@@ -63,8 +64,13 @@ _TIMEOUTS = (litellm.Timeout, openai.APITimeoutError, httpx.TimeoutException, Ti
 _CONNECTION = (litellm.APIConnectionError, openai.APIConnectionError, httpx.TransportError, ConnectionError)
 
 
-def map_exception(exc: BaseException) -> UpstreamError:
-    """A litellm (or openai / httpx) exception -> UpstreamError with the upstream's status kept."""
+def map_exception(exc: BaseException, secrets: Iterable[str] = ()) -> UpstreamError:
+    """A litellm (or openai / httpx) exception -> UpstreamError with the upstream's status kept and
+    `secrets` (the deployment's credentials) taken out of its message."""
+    return _mapped(exc).without(secrets)
+
+
+def _mapped(exc: BaseException) -> UpstreamError:
     if isinstance(exc, UpstreamError):
         return exc
     message = str(getattr(exc, "message", None) or exc) or type(exc).__name__
@@ -150,6 +156,7 @@ class LitellmProvider:
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
+        self._secrets = credentials(deployment)
         self._timeout = httpx.Timeout(deployment.timeout, connect=deployment.connect_timeout)
         # Process-wide litellm settings, harmless to repeat: the gateway is litellm's only user here.
         # litellm prints a "Give Feedback / Get Help" banner on every exception unless told not to.
@@ -190,7 +197,7 @@ class LitellmProvider:
         try:
             response = await litellm.acompletion(**self._kwargs(call))
         except Exception as exc:
-            raise map_exception(exc) from exc
+            raise map_exception(exc, self._secrets) from exc
         return UpstreamResponse.from_data(clean_response(_dump(response)))
 
     def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:
@@ -227,7 +234,7 @@ class LitellmProvider:
                     usage_sent = True
                     yield Chunk.from_data({**data, "usage": usage})
         except Exception as exc:
-            error = map_exception(exc)
+            error = map_exception(exc, self._secrets)
             if started:
                 raise midstream_error(error.message) from exc
             raise error from exc
@@ -240,7 +247,7 @@ class LitellmProvider:
         try:
             response = await litellm.aembedding(**kwargs)
         except Exception as exc:
-            raise map_exception(exc) from exc
+            raise map_exception(exc, self._secrets) from exc
         data = _dump(response)
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         prompt = token_count(usage.get("prompt_tokens"))

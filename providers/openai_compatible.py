@@ -24,6 +24,7 @@ from providers.base import (
 )
 from providers.deployment import Deployment
 from providers.http import HttpClient
+from providers.redact import credentials
 from providers.sse import sse_events
 
 _PATHS = {Endpoint.CHAT: "/chat/completions", Endpoint.TEXT: "/completions", Endpoint.EMBED: "/embeddings"}
@@ -34,6 +35,7 @@ class OpenAICompatibleProvider:
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
+        self._secrets = credentials(deployment)
         headers = {"content-type": "application/json"}
         if deployment.provider == "azure":
             base = (deployment.api_base or "").rstrip("/")
@@ -59,7 +61,7 @@ class OpenAICompatibleProvider:
     async def complete(self, call: UpstreamCall) -> UpstreamResponse:
         resp = await self._http.post(self._urls[call.endpoint], orjson.dumps(call.body), call.headers or None)
         if resp.status >= 400:
-            raise _error_from(resp.status, resp.headers, resp.body)
+            raise _error_from(resp.status, resp.headers, resp.body).without(self._secrets)
         return _parse_body(resp.body)
 
     async def embed(self, call: UpstreamCall) -> UpstreamResponse:
@@ -69,7 +71,7 @@ class OpenAICompatibleProvider:
         url = self._urls[call.endpoint]
         async with self._http.stream(url, orjson.dumps(call.body), call.headers or None) as resp:
             if resp.status >= 400:
-                raise _error_from(resp.status, resp.headers, await resp.read())
+                raise _error_from(resp.status, resp.headers, await resp.read()).without(self._secrets)
             started = False
             try:
                 async for _event, data in sse_events(resp.pieces()):
@@ -84,7 +86,7 @@ class OpenAICompatibleProvider:
                     started = True
                     yield Chunk(raw=b"data: " + data + b"\n\n", data=parsed)
             except UpstreamError as exc:
-                raise stalled(exc, started) from None
+                raise stalled(exc, started).without(self._secrets) from None
             if not started:
                 raise midstream_error("upstream closed the stream before sending anything")
 

@@ -11,6 +11,7 @@ for Gemini is the model in the URL path):
   die-midstream   streams two content chunks, then drops the connection without finishing
   stall-midstream streams two content chunks (streamed chat only), then sends nothing until the
                   client gives up: for read timeouts after the stream started
+  echo-key-*      error messages that quote the request's credentials (`echo_faults`)
   anything else   a normal, deterministic answer
 Connection refused is tested by pointing a deployment at a closed port (`closed_port()`).
 

@@ -35,6 +35,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.fakes.anthropic_validation import InvalidRequest, validate
+from tests.fakes.echo_faults import ECHO_MIDSTREAM, ECHO_STATUS, echoed_credentials
 from tests.fakes.partial_stream import PartialStream
 
 TEXT_PIECES = ["Hello", " from", " anthropic!"]
@@ -83,6 +84,9 @@ async def _messages(request: Request) -> Response:
     fault = _fault(model, state.calls[model], request_id)
     if fault is not None:
         return fault
+    if model in ECHO_STATUS:
+        kind = "api_error" if ECHO_STATUS[model] >= 500 else "invalid_request_error"
+        return error_response(ECHO_STATUS[model], kind, echoed_credentials(request.headers), request_id)
     if model == "hang":
         await asyncio.sleep(60)
     try:
@@ -98,6 +102,13 @@ async def _messages(request: Request) -> Response:
         return PartialStream(_events(answer, die=True), headers, stall=False, gap_s=0.01)
     if model == "stall-midstream":
         return PartialStream(_events(answer, die=True), headers, stall=True)
+    if model == ECHO_MIDSTREAM:
+        failure = {
+            "type": "error",
+            "error": {"type": "api_error", "message": echoed_credentials(request.headers)},
+        }
+        events = [*_events(answer, overloaded="late")[:-1], _sse("error", failure)]
+        return StreamingResponse(iter(events), headers=headers, media_type="text/event-stream")
     return StreamingResponse(_stream(answer, model), headers=headers, media_type="text/event-stream")
 
 

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes.echo_faults import ECHO_MIDSTREAM, ECHO_STATUS, echoed_credentials
 from tests.fakes.partial_stream import PartialStream
 
 CONTENT = "Hello from gemini!"
@@ -209,6 +210,9 @@ def create_app(*, hang_seconds: float = 60.0) -> Starlette:
         early = await fault(model)
         if early is not None:
             return early
+        echo = echoed_credentials(request.headers, request.query_params)
+        if model in ECHO_STATUS:
+            return google_error(ECHO_STATUS[model], echo)
         if method == "batchEmbedContents":
             return _embed(model, body)
         problem = _validate(body)
@@ -223,6 +227,10 @@ def create_app(*, hang_seconds: float = 60.0) -> Starlette:
             return Response(orjson.dumps([_generate_doc(model, body)]), media_type="application/json")
         if model == "stall-midstream":
             return PartialStream([frame async for frame in _stream(model, body)][:2], stall=True)
+        if model == ECHO_MIDSTREAM:
+            frames = [frame async for frame in _stream(model, body)][:2]
+            failure = _sse({"error": {"code": 500, "message": echo, "status": "INTERNAL"}})
+            return StreamingResponse(iter([*frames, failure]), media_type="text/event-stream")
         return StreamingResponse(_stream(model, body), media_type="text/event-stream")
 
     # The real API answers on both versions; google-genai 3.x asks /v1 by default, our adapter /v1beta.

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 
+from tests.fakes.echo_faults import ECHO_MIDSTREAM, ECHO_STATUS, echoed_credentials
 from tests.fakes.openai_wire import ApiError
 
 _FLAKY = re.compile(r"^flaky-(\d+)-")
@@ -22,7 +23,8 @@ async def inject_fault(
     model: str, request: Request, flaky_counts: dict[str, int], hang_seconds: float
 ) -> str | None:
     """Raise the fault the model id asks for; return "die" for die-midstream, "stall" for
-    stall-midstream, else None. `flaky_counts` (calls seen per flaky-N-* model id) is updated."""
+    stall-midstream, "echo" for echo-key-midstream (`tests.fakes.echo_faults`), else None.
+    `flaky_counts` (calls seen per flaky-N-* model id) is updated."""
     if model == "fail-400":
         raise ApiError(400, "Fake upstream: bad request (fail-400).", param=None, code="fake_fail_400")
     if model == "fail-401":
@@ -37,6 +39,11 @@ async def inject_fault(
         )
     if model == "fail-500":
         raise ApiError(500, "The server had an error while processing your request.", type="server_error")
+    if model in ECHO_STATUS:
+        kind = "server_error" if ECHO_STATUS[model] >= 500 else "invalid_request_error"
+        raise ApiError(ECHO_STATUS[model], echoed_credentials(request.headers), type=kind)
+    if model == ECHO_MIDSTREAM:
+        return "echo"
     match = _FLAKY.match(model)
     if match:
         seen = flaky_counts.get(model, 0)

@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes.echo_faults import echoed_credentials
 from tests.fakes.openai_faults import dying_body, inject_fault
 from tests.fakes.openai_validation import (
     check_auth,
@@ -253,6 +254,13 @@ class _Fake:
             )
         if fault == "stall":
             return PartialStream(frames[: n + 2 * n], stall=True)
+        if fault == "echo":
+            failure = sse_frame(
+                {"error": {"message": echoed_credentials(request.headers), "type": "server_error"}}
+            )
+            return StreamingResponse(
+                iterate_frames([*frames[: n + 2 * n], failure]), media_type="text/event-stream"
+            )
         for i in range(n):
             frames.append(chunk([delta(i, {}, finish_reason=finish)]))
         if include_usage:
