@@ -34,7 +34,10 @@ class Metrics:
 
     def record(self, o: Outcome) -> None:
         dep = o.deployment.id if o.deployment is not None else "none"
-        self.requests[(o.requested_model, dep, o.status)] += 1
+        # A name the gateway does not serve is the client's text: one label for all, or a flood of
+        # random names would grow the series without bound.
+        model = o.requested_model if o.known_model else "(unresolved)"
+        self.requests[(model, dep, o.status)] += 1
         if o.usage is not None:
             self.tokens[(dep, "prompt")] += o.usage.prompt_tokens
             self.tokens[(dep, "completion")] += o.usage.completion_tokens

@@ -128,10 +128,12 @@ class Pipeline:
     # -- steps --------------------------------------------------------------------------------
     def resolve(self, request: Request, parsed: Parsed, outcome: Outcome) -> list[str]:
         if self.dispatcher.deployments(parsed.model):
+            outcome.known_model = True
             return [parsed.model]
         route = self.config.routes.get(parsed.model)
         if route is None:
             raise model_not_found(parsed.model)
+        outcome.known_model = True
         plan = self.planner.plan(
             parsed.model, route, parsed.routing, dict(request.headers), outcome.principal
         )
@@ -268,6 +270,9 @@ class Pipeline:
 
     def _failed(self, outcome: Outcome, exc: UpstreamError, door: Door) -> Response:
         outcome.failed(exc)
+        if exc.status in (401, 403):
+            # Our credentials were refused, not the client's: recorded as the client is told (errors.py).
+            outcome.status, outcome.error_type = 502, "upstream_auth_error"
         if exc.deployment is not None:
             # Nothing was billed: the answer never came.
             outcome.deployment = exc.deployment

@@ -31,6 +31,8 @@ class Outcome:
     principal: Principal = ANONYMOUS
     started: float = field(default_factory=time.perf_counter)
     arrived: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # Whether requested_model names a model or route this gateway serves (set once resolved).
+    known_model: bool = False
     route: str | None = None
     route_explain: str = "direct"
     difficulty: float | None = None
