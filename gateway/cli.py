@@ -62,8 +62,8 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     try:
         # Before binding: SQLite migrates itself, an unmigrated PostgreSQL is refused with a clear message,
-        # an unreachable one is checked later (gateway.readiness).
-        asyncio.run(ensure_schema_or_defer(settings.database_url))
+        # an unreachable one is checked later (the app's start-up logs it, gateway.readiness re-checks).
+        asyncio.run(ensure_schema_or_defer(settings.database_url, warn=False))
     except SchemaNotCurrentError as exc:
         print(f"switchyard: {exc}", file=sys.stderr)
         return 2

@@ -157,32 +157,36 @@ class Readiness:
     async def _probe_database(self) -> None:
         # Connect and query are each bounded by the engine's timeouts; this bounds the pair.
         try:
-            await asyncio.wait_for(self._query_database(), 2 * self._timeout)
+            schema_checked = await asyncio.wait_for(self._query_database(), 2 * self._timeout)
         except SchemaNotCurrentError as exc:
             if self.database.state != "schema_outdated":
                 log.error("%s; not ready until it is migrated", exc)
             self._set_database("schema_outdated", {})
         except Exception as exc:
-            if self.database.state != "down":
+            # From "unknown", the start-up check has said it already.
+            if self.database.state not in ("down", "unknown"):
                 log.warning("readiness: database unreachable (%s)", type(exc).__name__)
             self._set_database("down", {"error": type(exc).__name__})
         else:
-            if self.database.state not in ("ok", "unknown"):
+            if schema_checked:
+                log.warning("readiness: the database answers and its schema is current")
+            elif self.database.state not in ("ok", "unknown"):
                 log.warning("readiness: database answers again")
             self._set_database("ok", {})
             self._db_delay = self._interval
             return
         self._db_delay = min(self._db_delay * 2, max(_DB_BACKOFF_MAX_S, self._interval))
 
-    async def _query_database(self) -> None:
+    async def _query_database(self) -> bool:
+        """SELECT 1, or the schema check while it is owed; True when that check just passed."""
         assert self._engine is not None
         if not self._schema_ok:
             await require_current(self._engine, self._settings.database_url)
             self._schema_ok = True
-            log.warning("readiness: database reachable and its schema is current")
-            return
+            return True
         async with self._engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+        return False
 
     def _set_database(self, state: str, detail: dict[str, Any]) -> None:
         now = time.monotonic()

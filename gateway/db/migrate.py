@@ -92,19 +92,22 @@ async def ensure_schema(url: str) -> None:
         await engine.dispose()
 
 
-async def ensure_schema_or_defer(url: str) -> bool:
+async def ensure_schema_or_defer(url: str, *, warn: bool = True) -> bool:
     """ensure_schema, except that a PostgreSQL that does not answer is no reason to stay down.
 
     Replicas already running keep serving through an outage (cached keys, the spool); a replica
     restarted during one should too. Returns False when the check could not run: the caller checks
     again once the database answers (gateway.readiness). A database that answers with the wrong
     schema, a wrong password or no such database still raises: those need an operator, not time.
+    `warn=False` for a caller whose outage the app's own start-up check will report anyway.
     """
     try:
         await ensure_schema(url)
     except Exception as exc:
         if make_url(url).get_backend_name() == "sqlite" or not is_unreachable(exc):
             raise
+        if not warn:
+            return False
         shown = make_url(url).render_as_string(hide_password=True)
         log.warning(
             "database %s unreachable (%s): starting without it; records wait in the spool, keys not "

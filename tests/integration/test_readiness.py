@@ -124,6 +124,28 @@ async def test_an_unmigrated_postgresql_that_answers_still_refuses_the_start(
     assert "has no schema" in gw.output() and "switchyard migrate" in gw.output(), gw.tail()
 
 
+async def test_an_unmigrated_postgresql_found_after_an_outage_start_is_not_ready(
+    db_proxy: TcpProxy, upstream: ServerThread, tmp_path: Path
+) -> None:
+    name = await create_pg_database("sy_unmigrated")
+    try:
+        db_proxy.cut()
+        via_proxy = {"SWITCHYARD_DATABASE_URL": pg_url_for(name, port=db_proxy.port)}
+        gw = start_gateway(tmp_path, upstream, via_proxy)
+        try:
+            await gw.wait_ready(60.0)
+            db_proxy.restore()
+            async with httpx.AsyncClient(timeout=10.0) as c:
+                _, code, body = await wait_for(c, gw, "database", "schema_outdated", within_s=15.0)
+        finally:
+            await gw.stop()
+            gw.kill()
+    finally:
+        await drop_pg_database(name)
+    assert (code, body["status"]) == (503, "not_ready"), body
+    assert "has no schema" in gw.output() and "switchyard migrate" in gw.output(), gw.tail()
+
+
 async def test_ready_follows_a_postgresql_outage_on_a_running_gateway(
     pg_name: str, db_proxy: TcpProxy, upstream: ServerThread, tmp_path: Path
 ) -> None:
