@@ -18,7 +18,7 @@ from gateway.auth import KeyCache
 from gateway.config import GatewayConfig, load_config
 from gateway.control import Control
 from gateway.db.engine import make_engine, session_factory
-from gateway.db.migrate import ensure_schema
+from gateway.db.migrate import ensure_schema_or_defer
 from gateway.defaults import default_config
 from gateway.dispatch import Dispatcher
 from gateway.errors import install_handlers
@@ -29,6 +29,7 @@ from gateway.offline import prepare_offline_env
 from gateway.pipeline.core import Pipeline
 from gateway.planner import RoutePlanner, build_planner
 from gateway.pricing import load_price_map, max_output_tokens, price_for
+from gateway.readiness import Readiness
 from gateway.registry import build_providers
 from gateway.settings import Settings
 from routing.tokens import encoding
@@ -84,11 +85,13 @@ def create_app(
         batch_size=settings.spend_batch_size,
         flush_interval_s=settings.spend_flush_interval_s,
     )
+    readiness = Readiness(settings, len(providers), writer.stats)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # SQLite (embedded) migrates itself; an unmigrated PostgreSQL refuses to start.
-        await ensure_schema(settings.database_url)
+        # SQLite (embedded) migrates itself; an unmigrated PostgreSQL refuses to start; an unreachable
+        # one does not stop the start (readiness checks its schema once it answers).
+        schema_checked = await ensure_schema_or_defer(settings.database_url)
         limiter = await create_limiter(
             settings.redis_url,
             settings.limits_fail_mode,
@@ -99,6 +102,7 @@ def create_app(
         )
         await writer.start()
         await key_cache.start(settings.redis_url)
+        await readiness.start(schema_checked)
         # Token counts (TPM estimates, budget reservations, routing) need the BPE table: loading it
         # took ~0.9 s of the first counting request here (cProfile), which belongs to start-up.
         await asyncio.to_thread(encoding)
@@ -118,6 +122,7 @@ def create_app(
             await limiter.aclose()
             await writer.stop()
             await key_cache.aclose()
+            await readiness.aclose()
             await engine.dispose()
 
     app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan)
@@ -126,6 +131,7 @@ def create_app(
     app.state.master_key = master.encode() if master else None
     app.state.sessions = sessions
     app.state.key_cache = key_cache
+    app.state.readiness = readiness
     install_handlers(app)
     app.include_router(openai.router)
     app.include_router(health.router)

@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.admin.cli import add_admin_commands
 from gateway.config import ConfigError
-from gateway.db.migrate import SchemaNotCurrentError, ensure_schema
+from gateway.db.migrate import SchemaNotCurrentError, ensure_schema_or_defer
 from gateway.offline import prepare_offline_env
 from gateway.route_cli import add_route_commands
 from gateway.settings import Settings
@@ -61,8 +61,9 @@ def serve(args: argparse.Namespace) -> int:
         print(f"switchyard: {exc}", file=sys.stderr)
         return 2
     try:
-        # Before binding: SQLite migrates itself, an unmigrated PostgreSQL is refused with a clear message.
-        asyncio.run(ensure_schema(settings.database_url))
+        # Before binding: SQLite migrates itself, an unmigrated PostgreSQL is refused with a clear message,
+        # an unreachable one is checked later (the app's start-up logs it, gateway.readiness re-checks).
+        asyncio.run(ensure_schema_or_defer(settings.database_url, warn=False))
     except SchemaNotCurrentError as exc:
         print(f"switchyard: {exc}", file=sys.stderr)
         return 2

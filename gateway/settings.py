@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     spend_batch_size: int = Field(default=500, ge=1)
     spend_flush_interval_s: float = Field(default=0.5, gt=0)
     auth_cache_ttl_s: float = Field(default=60.0, ge=0)
+    # /health/ready answers from states probed this often in the background (gateway/readiness.py);
+    # a probe slower than the timeout counts the dependency as down.
+    health_probe_interval_s: float = Field(default=1.0, gt=0)
+    health_probe_timeout_s: float = Field(default=1.0, gt=0)
 
     # Provider keys for the embedded defaults (no config file), under their usual names.
     openai_api_key: SecretStr | None = Field(

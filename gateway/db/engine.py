@@ -6,11 +6,16 @@ import time
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 _SUPPORTED = ("postgresql+asyncpg", "sqlite+aiosqlite")
+# SQLSTATEs of a server that is there but not taking work now: connection exceptions (class 08),
+# too many connections, starting up or shutting down. Retrying later can succeed; a wrong password,
+# a missing database or a syntax error cannot, and must not be mistaken for an outage.
+_TRANSIENT_SQLSTATES = ("08", "53300", "57P01", "57P02", "57P03")
 
 
 def make_engine(
@@ -103,3 +108,15 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when `exc` says the database could not be reached (or not now), not that it refused us."""
+    if isinstance(exc, OSError | TimeoutError | sa_exc.TimeoutError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        state = str(getattr(exc.orig, "sqlstate", None) or "")
+        return state.startswith(_TRANSIENT_SQLSTATES)
+    return False

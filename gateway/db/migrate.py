@@ -6,6 +6,7 @@ finds them wherever it runs; migrations/alembic.ini points the alembic CLI at th
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -15,7 +16,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.db.engine import make_engine
+from gateway.db.engine import is_unreachable, make_engine
+
+log = logging.getLogger("switchyard")
 
 SCRIPT_LOCATION = Path(__file__).resolve().with_name("migrations")
 # pg_advisory_xact_lock key held while migrating (any constant unique to this application).
@@ -84,9 +87,41 @@ async def ensure_schema(url: str) -> None:
         return
     engine = make_engine(url)
     try:
-        current = await current_revision(engine)
+        await require_current(engine, url)
     finally:
         await engine.dispose()
+
+
+async def ensure_schema_or_defer(url: str, *, warn: bool = True) -> bool:
+    """ensure_schema, except that a PostgreSQL that does not answer is no reason to stay down.
+
+    Replicas already running keep serving through an outage (cached keys, the spool); a replica
+    restarted during one should too. Returns False when the check could not run: the caller checks
+    again once the database answers (gateway.readiness). A database that answers with the wrong
+    schema, a wrong password or no such database still raises: those need an operator, not time.
+    `warn=False` for a caller whose outage the app's own start-up check will report anyway.
+    """
+    try:
+        await ensure_schema(url)
+    except Exception as exc:
+        if make_url(url).get_backend_name() == "sqlite" or not is_unreachable(exc):
+            raise
+        if not warn:
+            return False
+        shown = make_url(url).render_as_string(hide_password=True)
+        log.warning(
+            "database %s unreachable (%s): starting without it; records wait in the spool, keys not "
+            "cached yet answer 503, and the schema is checked once the database answers",
+            shown,
+            type(exc).__name__,
+        )
+        return False
+    return True
+
+
+async def require_current(engine: AsyncEngine, url: str) -> None:
+    """Raise SchemaNotCurrentError unless the database behind `engine` is at the newest migration."""
+    current = await current_revision(engine)
     head = head_revision()
     if current != head:
         shown = make_url(url).render_as_string(hide_password=True)

@@ -11,18 +11,20 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.db.engine import make_engine
 from gateway.db.migrate import (
     SchemaNotCurrentError,
     current_revision,
     ensure_schema,
+    ensure_schema_or_defer,
     head_revision,
     is_current,
     upgrade,
 )
 from gateway.db.models import Base
-from tests.gateway.db.databases import create_pg_database, drop_pg_database, pg_url
+from tests.gateway.db.databases import CLOSED_PG_URL, PG_SERVER, create_pg_database, drop_pg_database, pg_url
 
 REPO = Path(__file__).resolve().parents[3]
 TABLES = {"teams", "api_keys", "request_log", "daily_spend", "audit_log", "alembic_version"}
@@ -92,6 +94,21 @@ async def test_ensure_schema_migrates_sqlite_and_refuses_stale_postgresql(empty_
         await ensure_schema(empty_url)
     await upgrade(empty_url)
     await ensure_schema(empty_url)
+
+
+async def test_start_check_defers_only_a_postgresql_that_does_not_answer(empty_url: str) -> None:
+    """A refused connection is an outage (start, check later); a server that answers with the wrong
+    schema, or without the database, is a misconfiguration and still stops the start."""
+    assert await ensure_schema_or_defer(CLOSED_PG_URL) is False
+    if empty_url.startswith("sqlite"):
+        assert await ensure_schema_or_defer(empty_url) is True
+        return
+    with pytest.raises(SchemaNotCurrentError, match="switchyard migrate"):
+        await ensure_schema_or_defer(empty_url)
+    with pytest.raises(SQLAlchemyError, match="does not exist"):
+        await ensure_schema_or_defer(f"{PG_SERVER}/switchyard_no_such_database")
+    await upgrade(empty_url)
+    assert await ensure_schema_or_defer(empty_url) is True
 
 
 async def test_alembic_cli_runs_from_the_ini_in_migrations(tmp_path: Path) -> None:
