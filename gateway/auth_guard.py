@@ -1,9 +1,11 @@
 """Failed authentications per client address: a token bucket each, in memory, per process.
 
 Guessing a 256-bit key is hopeless; what a flood of bad keys does hurt is the key store, one lookup per
-unknown key. Each failure takes a token from the caller's bucket, and a caller with none left is
-answered 429 before any lookup. The table of addresses is bounded (least recently seen go first); a
-full bucket is what an address we never saw gets anyway, so forgetting one loses nothing but a penalty.
+unknown key. Every attempt that needs a lookup takes a token from the caller's bucket first, and gets it
+back when the key turns out good; a caller with none left is answered 429 before any lookup. Taking it
+up front matters: fifty concurrent attempts must not all pass a check made before any of them failed.
+The table of addresses is bounded (least recently seen go first); a full bucket is what an address we
+never saw gets anyway, so forgetting one loses nothing but a penalty.
 """
 
 from __future__ import annotations
@@ -42,13 +44,14 @@ class FailedAuthLimiter:
         tokens, then = entry
         return min(self._burst, tokens + (now - then) * self._rate)
 
-    def check(self, client: str) -> None:
-        """Raise the 429 when `client` has used up its failures; call before looking a key up."""
+    def charge(self, client: str) -> None:
+        """Count an attempt as failed before it is made; raise the 429 when `client` has none left."""
         if self._rate <= 0:
             return
         now = self._clock()
         tokens = self._tokens(client, now)
         if tokens >= 1.0:
+            self._set(client, tokens - 1.0, now)
             return
         wait = math.ceil((1.0 - tokens) / self._rate)
         raise GatewayError(
@@ -59,12 +62,19 @@ class FailedAuthLimiter:
             headers={"retry-after": str(max(1, wait))},
         )
 
-    def failed(self, client: str) -> None:
-        """Count one failed authentication against `client`."""
-        if self._rate <= 0:
+    def refund(self, client: str) -> None:
+        """The charged attempt succeeded after all."""
+        if self._rate <= 0 or client not in self._buckets:
             return
         now = self._clock()
-        self._buckets[client] = (max(0.0, self._tokens(client, now) - 1.0), now)
+        tokens = self._tokens(client, now) + 1.0
+        if tokens >= self._burst:
+            del self._buckets[client]  # a full bucket is what an unknown address has anyway
+        else:
+            self._set(client, tokens, now)
+
+    def _set(self, client: str, tokens: float, now: float) -> None:
+        self._buckets[client] = (min(self._burst, tokens), now)
         self._buckets.move_to_end(client)
         while len(self._buckets) > self._max_clients:
             self._buckets.popitem(last=False)

@@ -49,12 +49,16 @@ async def authenticate(request: Request) -> Principal:
     principal = cache.cached(presented) if well else None
     if principal is None:
         client = request.client.host if request.client is not None else ""
-        cache.failures.check(client)
+        cache.failures.charge(client)
         if well:
-            principal = await cache.lookup(presented)
+            try:
+                principal = await cache.lookup(presented)
+            except GatewayError:
+                cache.failures.refund(client)  # the key store is down: not the caller's failure
+                raise
         if principal is None:
-            cache.failures.failed(client)
             raise _unauthorized("invalid or revoked API key" if well else "invalid API key")
+        cache.failures.refund(client)
     if principal.expired(now_utc()):
         raise _unauthorized("API key expired")
     return principal
