@@ -90,6 +90,7 @@ class KeyCache:
         # digest -> unknown until; LRU order.
         self._unknown: OrderedDict[str, float] = OrderedDict()
         self._generation = 0
+        self._loading: dict[str, asyncio.Future[Principal | None]] = {}
         self._redis: Any = None
         self._listener: asyncio.Task[None] | None = None
         # Without Redis there is nothing to hear: the TTL is the whole story.
@@ -134,6 +135,10 @@ class KeyCache:
         loaded_at, fresh_until, _ = hit
         return now < fresh_until and (not self.degraded or now - loaded_at < self._degraded_ttl)
 
+    def loading(self, key: str) -> bool:
+        """True while a lookup of `key` is reading the database: another lookup now just joins it."""
+        return hash_key(key) in self._loading
+
     async def lookup(self, key: str) -> Principal | None:
         digest = hash_key(key)
         now = time.monotonic()
@@ -144,6 +149,17 @@ class KeyCache:
         unknown_until = self._unknown.get(digest)
         if unknown_until is not None and now < unknown_until:
             return None
+        # One read a key at a time: a burst of requests with a key not cached yet costs one lookup.
+        # Shielded, so a caller that goes away does not fail the others waiting on the same read.
+        load = self._loading.get(digest)
+        if load is None:
+            load = self._loading[digest] = asyncio.ensure_future(self._load(digest, hit, now))
+            load.add_done_callback(lambda _: self._loading.pop(digest, None))
+        return await asyncio.shield(load)
+
+    async def _load(
+        self, digest: str, hit: tuple[float, float, Principal] | None, now: float
+    ) -> Principal | None:
         # Twice at most: a read that overlapped an invalidation is done again, and a second overlap
         # (invalidations arriving back to back) is answered from that later read but not cached.
         for _ in range(2):

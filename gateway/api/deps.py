@@ -49,16 +49,23 @@ async def authenticate(request: Request) -> Principal:
     principal = cache.cached(presented) if well else None
     if principal is None:
         client = request.client.host if request.client is not None else ""
-        cache.failures.charge(client)
+        # Every attempt costs a token up front (concurrent ones cannot all slip past one check) and a
+        # good key gets it back; joining a read already under way for the same key costs nothing, so
+        # a burst with a key not cached yet is one charge, not one per request.
+        charged = not (well and cache.loading(presented))
+        if charged:
+            cache.failures.charge(client)
         if well:
             try:
                 principal = await cache.lookup(presented)
             except GatewayError:
-                cache.failures.refund(client)  # the key store is down: not the caller's failure
+                if charged:
+                    cache.failures.refund(client)  # the key store is down: not the caller's failure
                 raise
         if principal is None:
             raise _unauthorized("invalid or revoked API key" if well else "invalid API key")
-        cache.failures.refund(client)
+        if charged:
+            cache.failures.refund(client)
     if principal.expired(now_utc()):
         raise _unauthorized("API key expired")
     return principal

@@ -161,3 +161,14 @@ async def test_last_used_at_is_written_with_the_spend(pg_url: str, gateway: Gate
             assert time.monotonic() < deadline, "last_used_at never written"
             await asyncio.sleep(0.1)
     assert abs(datetime.fromisoformat(used).timestamp() - sent) < 5.0
+
+
+async def test_a_burst_with_a_key_not_cached_yet_is_one_lookup_and_no_failure(
+    pg_url: str, gateway: Gateway
+) -> None:
+    creds = await new_key(pg_url)
+    async with client_from("127.0.0.5", concurrency=50) as client:
+        before = gateway.checkouts[0]
+        answers = await asyncio.gather(*(models(client, gateway, creds.key) for _ in range(10 * BURST)))
+    assert [r.status_code for r in answers] == [200] * (10 * BURST)
+    assert gateway.checkouts[0] - before == 1
