@@ -78,7 +78,7 @@ def create_app(
     master = settings.master_key.get_secret_value() if settings.master_key else config.master_key
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
-    key_cache = KeyCache(sessions, ttl_s=settings.auth_cache_ttl_s)
+    key_cache = KeyCache.from_settings(sessions, settings)
     writer = WriterThread(
         settings.database_url,
         spool_dir=str(settings.spool_dir),

@@ -2,40 +2,60 @@
 
 Virtual keys are stored as SHA-256 hashes (they carry 256 bits of randomness, so a slow hash buys
 nothing) and looked up by hash; the result is cached in memory with a TTL. An admin change publishes
-on Redis so every replica drops its cached copy at once; without Redis the TTL bounds staleness.
+on Redis so every replica drops its cached copy at once.
+
+The cache must never outlive a revoke by more than a few seconds:
+- a load that was reading the database when an invalidation arrived is not cached (a generation
+  counter, bumped by every drop, tells), since what it read may predate the change;
+- while this replica cannot hear invalidations (listener disconnected) or could not send one, entries
+  live `degraded_ttl_s` instead of the full TTL, until the subscription is back (which drops them all).
+Unknown keys are cached apart, shorter and in a smaller LRU, so a flood of random keys cannot evict
+the live ones; both are bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
-import hmac
 import logging
+import re
 import secrets
 import time
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from typing import Any, Literal
+from collections import OrderedDict
+from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.accounting.queries import period_spend
-from gateway.db.models import ApiKey, Team
+from gateway.auth_guard import FailedAuthLimiter
+from gateway.auth_store import Principal, load_principal, now_utc
 from gateway.errors import GatewayError
+from gateway.settings import Settings
 
 log = logging.getLogger("switchyard.auth")
 
 KEY_PREFIX = "sk-sy-"
 CHANNEL = "switchyard:auth:invalidate"
+# secrets.token_urlsafe(32): 32 bytes in unpadded base64url, 43 characters.
+_KEY_SHAPE = re.compile(re.escape(KEY_PREFIX) + r"[A-Za-z0-9_-]{43}")
+# A silent subscription (no message, no PONG) for this long counts as lost.
+_PING_S = 5.0
+_RECONNECT_S = 1.0
+# Past this many invalidations waiting for Redis, one "drop everything" stands for them all.
+_MAX_UNPUBLISHED = 1000
+
+MASTER = Principal("master")
+ANONYMOUS = Principal("anonymous")
 
 
 def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def well_formed(key: str) -> bool:
+    """True when `key` could be one generate_key made; anything else is refused before any lookup."""
+    return _KEY_SHAPE.fullmatch(key) is not None
 
 
 def hash_key(key: str) -> str:
@@ -46,147 +66,221 @@ def display_prefix(key: str) -> str:
     return key[: len(KEY_PREFIX) + 4]
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    kind: Literal["master", "key", "anonymous"]
-    key_id: str | None = None
-    team_id: str | None = None
-    key_rpm: int | None = None
-    key_tpm: int | None = None
-    team_rpm: int | None = None
-    team_tpm: int | None = None
-    key_budget_usd: Decimal | None = None
-    key_budget_period: str | None = None
-    team_budget_usd: Decimal | None = None
-    team_budget_period: str | None = None
-    team_routing: dict[str, Any] | None = None
-    expires_at: datetime | None = None
-    # Durable spend this period when the key was loaded: seeds the limiter's budget counters.
-    team_spent_usd: Decimal | None = None
-    key_spent_usd: Decimal | None = None
-
-    def expired(self, now: datetime) -> bool:
-        return self.expires_at is not None and self.expires_at <= now
-
-
-MASTER = Principal("master")
-ANONYMOUS = Principal("anonymous")
-
-
 class KeyCache:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], ttl_s: float = 60.0, negative_ttl_s: float = 5.0
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        ttl_s: float = 60.0,
+        negative_ttl_s: float = 5.0,
+        *,
+        degraded_ttl_s: float = 3.0,
+        max_keys: int = 10_000,
+        max_unknown: int = 1_000,
+        failures: FailedAuthLimiter | None = None,
     ) -> None:
         self._sessions = sessions
         self._ttl = ttl_s
         self._negative_ttl = negative_ttl_s
-        self._entries: dict[str, tuple[float, Principal | None]] = {}
+        self._degraded_ttl = min(degraded_ttl_s, ttl_s)
+        self._max_keys = max_keys
+        self._max_unknown = max_unknown
+        self.failures = failures if failures is not None else FailedAuthLimiter()
+        # digest -> (loaded at, fresh until, principal); LRU order.
+        self._live: OrderedDict[str, tuple[float, float, Principal]] = OrderedDict()
+        # digest -> unknown until; LRU order.
+        self._unknown: OrderedDict[str, float] = OrderedDict()
+        self._generation = 0
+        self._loading: dict[str, asyncio.Future[Principal | None]] = {}
         self._redis: Any = None
         self._listener: asyncio.Task[None] | None = None
+        # Without Redis there is nothing to hear: the TTL is the whole story.
+        self._hearing = True
+        self._unpublished: set[str] = set()
+
+    @classmethod
+    def from_settings(cls, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> KeyCache:
+        failures = FailedAuthLimiter(
+            settings.auth_failures_per_minute,
+            settings.auth_failures_burst,
+            settings.auth_failures_max_clients,
+        )
+        return cls(
+            sessions,
+            settings.auth_cache_ttl_s,
+            settings.auth_negative_ttl_s,
+            degraded_ttl_s=settings.auth_cache_degraded_ttl_s,
+            max_keys=settings.auth_cache_max_keys,
+            max_unknown=settings.auth_negative_max_keys,
+            failures=failures,
+        )
+
+    def __len__(self) -> int:
+        return len(self._live) + len(self._unknown)
+
+    @property
+    def degraded(self) -> bool:
+        """True while invalidations may be missed here or elsewhere: entries live `degraded_ttl_s`."""
+        return not self._hearing or bool(self._unpublished)
+
+    def cached(self, key: str) -> Principal | None:
+        """The live principal for `key` when cached and fresh; None means "look it up" (no I/O here)."""
+        digest = hash_key(key)
+        hit = self._live.get(digest)
+        if hit is None or not self._fresh(hit, time.monotonic()):
+            return None
+        self._live.move_to_end(digest)
+        return hit[2]
+
+    def _fresh(self, hit: tuple[float, float, Principal], now: float) -> bool:
+        loaded_at, fresh_until, _ = hit
+        return now < fresh_until and (not self.degraded or now - loaded_at < self._degraded_ttl)
+
+    def loading(self, key: str) -> bool:
+        """True while a lookup of `key` is reading the database: another lookup now just joins it."""
+        return hash_key(key) in self._loading
 
     async def lookup(self, key: str) -> Principal | None:
         digest = hash_key(key)
         now = time.monotonic()
-        hit = self._entries.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        try:
-            principal = await self._load(digest)
-        except (OSError, SQLAlchemyError, TimeoutError):
-            if hit is not None:
-                # The database is down: keep honouring what we knew, and look again shortly.
-                self._entries[digest] = (now + self._negative_ttl, hit[1])
-                return hit[1]
-            log.warning("key lookup failed: the database is unreachable")
-            raise GatewayError(
-                503,
-                "the key store is unreachable; retry shortly",
-                type="service_unavailable_error",
-                code="auth_store_unavailable",
-                headers={"retry-after": "1"},
-            ) from None
-        self._entries[digest] = (now + (self._ttl if principal else self._negative_ttl), principal)
+        hit = self._live.get(digest)
+        if hit is not None and self._fresh(hit, now):
+            self._live.move_to_end(digest)
+            return hit[2]
+        unknown_until = self._unknown.get(digest)
+        if unknown_until is not None and now < unknown_until:
+            return None
+        # One read a key at a time: a burst of requests with a key not cached yet costs one lookup.
+        # Shielded, so a caller that goes away does not fail the others waiting on the same read.
+        load = self._loading.get(digest)
+        if load is None:
+            load = self._loading[digest] = asyncio.ensure_future(self._load(digest, hit, now))
+            load.add_done_callback(lambda _: self._loading.pop(digest, None))
+        return await asyncio.shield(load)
+
+    async def _load(
+        self, digest: str, hit: tuple[float, float, Principal] | None, now: float
+    ) -> Principal | None:
+        # Twice at most: a read that overlapped an invalidation is done again, and a second overlap
+        # (invalidations arriving back to back) is answered from that later read but not cached.
+        for _ in range(2):
+            generation = self._generation
+            try:
+                principal = await load_principal(self._sessions, digest, now_utc())
+            except (OSError, SQLAlchemyError, TimeoutError):
+                return self._unreachable(digest, hit, now)
+            if generation == self._generation:
+                self._store(digest, principal, time.monotonic())
+                break
         return principal
 
-    async def _load(self, digest: str) -> Principal | None:
-        async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(ApiKey, Team)
-                    .join(Team, Team.id == ApiKey.team_id)
-                    .where(ApiKey.key_hash == digest)
-                )
-            ).first()
-        if row is None:
-            return None
-        key, team = row
-        if key.revoked or team.deleted_at is not None:
-            return None
-        # The stored hash matched by index; compare again in constant time before trusting it.
-        if not hmac.compare_digest(key.key_hash, digest):
-            return None
-        principal = Principal(
-            "key",
-            key_id=key.id,
-            team_id=team.id,
-            key_rpm=key.rpm,
-            key_tpm=key.tpm,
-            team_rpm=team.rpm,
-            team_tpm=team.tpm,
-            key_budget_usd=key.budget_usd,
-            key_budget_period=key.budget_period,
-            team_budget_usd=team.budget_usd,
-            team_budget_period=team.budget_period,
-            team_routing=team.routing,
-            expires_at=key.expires_at,
+    def _unreachable(self, digest: str, hit: tuple[float, float, Principal] | None, now: float) -> Principal:
+        if hit is not None and self._live.get(digest) is hit:
+            # The database is down: keep honouring what we knew, and look again shortly.
+            self._live[digest] = (now, now + self._negative_ttl, hit[2])
+            return hit[2]
+        log.warning("key lookup failed: the database is unreachable")
+        raise GatewayError(
+            503,
+            "the key store is unreachable; retry shortly",
+            type="service_unavailable_error",
+            code="auth_store_unavailable",
+            headers={"retry-after": "1"},
         )
-        team_spent, key_spent = await durable_spend(self._sessions, principal, now_utc())
-        return dataclasses.replace(principal, team_spent_usd=team_spent, key_spent_usd=key_spent)
+
+    def _store(self, digest: str, principal: Principal | None, now: float) -> None:
+        if principal is None:
+            self._live.pop(digest, None)
+            self._unknown[digest] = now + self._negative_ttl
+            self._unknown.move_to_end(digest)
+            while len(self._unknown) > self._max_unknown:
+                self._unknown.popitem(last=False)
+            return
+        self._unknown.pop(digest, None)
+        self._live[digest] = (now, now + self._ttl, principal)
+        self._live.move_to_end(digest)
+        while len(self._live) > self._max_keys:
+            self._live.popitem(last=False)
 
     def drop_local(self, key_id: str | None = None, team_id: str | None = None) -> None:
+        self._generation += 1
+        self._unknown.clear()
         if key_id is None and team_id is None:
-            self._entries.clear()
+            self._live.clear()
             return
-        for digest, (_, p) in list(self._entries.items()):
-            if p is None or (key_id and p.key_id == key_id) or (team_id and p.team_id == team_id):
-                self._entries.pop(digest, None)
+        for digest, (_, _, p) in list(self._live.items()):
+            if (key_id and p.key_id == key_id) or (team_id and p.team_id == team_id):
+                del self._live[digest]
 
     async def invalidate(self, key_id: str | None = None, team_id: str | None = None) -> None:
         """Drop cached entries here and, through Redis, on every other replica."""
         self.drop_local(key_id, team_id)
-        if self._redis is not None:
-            message = f"key:{key_id}" if key_id else f"team:{team_id}" if team_id else "all"
-            try:
-                await self._redis.publish(CHANNEL, message)
-            except Exception:  # replicas fall back to the TTL
-                log.warning(
-                    "could not publish a key invalidation; other replicas rely on the %ss TTL", self._ttl
-                )
+        if self._redis is None:
+            return
+        message = f"key:{key_id}" if key_id else f"team:{team_id}" if team_id else "all"
+        try:
+            await self._redis.publish(CHANNEL, message)
+        except Exception:
+            # Sent again once Redis answers; until then entries everywhere here live the short TTL.
+            if len(self._unpublished) >= _MAX_UNPUBLISHED:
+                self._unpublished = {"all"}
+            else:
+                self._unpublished.add(message)
+            log.warning(
+                "could not publish a key invalidation; retrying it, and caching keys %ss meanwhile",
+                self._degraded_ttl,
+            )
 
     async def start(self, redis_url: str | None) -> None:
         if redis_url is None:
             return
         import redis.asyncio as redis
 
+        self._hearing = False
         self._redis = redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._listener = asyncio.create_task(self._listen())
 
     async def _listen(self) -> None:
         while True:
+            pubsub = self._redis.pubsub()
             try:
-                pubsub = self._redis.pubsub()
                 await pubsub.subscribe(CHANNEL)
                 # Anything could have changed while we were not listening.
                 self.drop_local()
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    kind, _, ident = message["data"].decode().partition(":")
-                    self.drop_local(ident if kind == "key" else None, ident if kind == "team" else None)
+                await self._republish()
+                self._hearing = True
+                await self._consume(pubsub)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # keep listening through Redis restarts
-                await asyncio.sleep(1.0)
+            except Exception as exc:  # keep listening through Redis restarts
+                if self._hearing:
+                    log.warning("invalidations lost (%s); caching keys %ss", exc, self._degraded_ttl)
+                self._hearing = False
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(_RECONNECT_S)
+
+    async def _consume(self, pubsub: Any) -> None:
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=_PING_S)
+            now = loop.time()
+            if message is None:
+                if now - heard > 2 * _PING_S:
+                    raise ConnectionError("no answer to PING on the invalidation channel")
+                await pubsub.ping()
+                await self._republish()
+                continue
+            heard = now
+            if message.get("type") != "message":
+                continue  # a PONG
+            kind, _, ident = message["data"].decode().partition(":")
+            self.drop_local(ident if kind == "key" else None, ident if kind == "team" else None)
+
+    async def _republish(self) -> None:
+        for message in sorted(self._unpublished):
+            await self._redis.publish(CHANNEL, message)
+            self._unpublished.discard(message)
 
     async def aclose(self) -> None:
         if self._listener is not None:
@@ -196,35 +290,3 @@ class KeyCache:
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def period_since(period: str | None, now: datetime) -> date:
-    today = now.astimezone(UTC).date()
-    if period == "daily":
-        return today
-    if period == "weekly":
-        return today - timedelta(days=today.weekday())
-    if period == "monthly":
-        return today.replace(day=1)
-    return date(1970, 1, 1)
-
-
-async def durable_spend(
-    sessions: async_sessionmaker[AsyncSession], principal: Principal, now: datetime
-) -> tuple[Decimal | None, Decimal | None]:
-    """What the database already recorded this period for the team and the key (budget seeds)."""
-    if principal.team_budget_usd is None and principal.key_budget_usd is None:
-        return None, None
-    async with sessions() as session:
-        team = key = None
-        if principal.team_budget_usd is not None:
-            since = period_since(principal.team_budget_period, now)
-            team = await period_spend(session, team_id=principal.team_id, since=since)
-        if principal.key_budget_usd is not None:
-            since = period_since(principal.key_budget_period, now)
-            key = await period_spend(session, key_id=principal.key_id, since=since)
-    return team, key

@@ -51,6 +51,18 @@ class Settings(BaseSettings):
     # a probe slower than the timeout counts the dependency as down.
     health_probe_interval_s: float = Field(default=1.0, gt=0)
     health_probe_timeout_s: float = Field(default=1.0, gt=0)
+    # How long a key stays cached while invalidations may be missed (Redis unreachable): a revoke
+    # takes effect on every replica within this.
+    auth_cache_degraded_ttl_s: float = Field(default=3.0, ge=0)
+    auth_cache_max_keys: int = Field(default=10_000, ge=1)
+    # Unknown keys: remembered briefly in their own smaller LRU, so random keys cannot evict live ones.
+    auth_negative_ttl_s: float = Field(default=5.0, ge=0)
+    auth_negative_max_keys: int = Field(default=1_000, ge=1)
+    # Failed authentications per client address (token bucket, per process); past it a 429 without
+    # any key lookup. 0 turns it off.
+    auth_failures_per_minute: float = Field(default=60.0, ge=0)
+    auth_failures_burst: int = Field(default=20, ge=1)
+    auth_failures_max_clients: int = Field(default=10_000, ge=1)
 
     # Provider keys for the embedded defaults (no config file), under their usual names.
     openai_api_key: SecretStr | None = Field(

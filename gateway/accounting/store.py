@@ -2,6 +2,8 @@
 
 Idempotent on request_id: a record already in the log is skipped by the INSERT, and only the rows that
 INSERT actually added (its RETURNING) are added to daily_spend, so replaying a batch changes nothing.
+The same transaction moves each key's api_keys.last_used_at up to its newest record (never back), one
+statement a batch, so the request path never writes it.
 
 On PostgreSQL a batch travels by binary COPY into a temporary table and moves on from there: asyncpg
 encodes COPY rows in C, where SQLAlchemy's multi-row VALUES binds every cell in Python. The writer
@@ -14,21 +16,23 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import fields
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, bindparam, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.accounting.record import RequestRecord
-from gateway.db.models import DailySpend, RequestLog
+from gateway.db.models import ApiKey, DailySpend, RequestLog
+from gateway.db.types import UTCDateTime
 
 _LOG: Table = RequestLog.__table__  # type: ignore[assignment]
 _DAILY: Table = DailySpend.__table__  # type: ignore[assignment]
+_KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
 _FIELDS = tuple(f.name for f in fields(RequestRecord))
 _KEY = ("day", "team_id", "key_id", "model", "tier")
 _SUMS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "errors")
@@ -71,6 +75,30 @@ def _pg_daily() -> str:
 
 
 _PG_DAILY = _pg_daily()
+# GREATEST skips NULLs: a key's first use sets it, an older batch replayed late never moves it back.
+_PG_LAST_USED = (
+    f"UPDATE {_KEYS.name} AS k SET last_used_at = GREATEST(k.last_used_at, v.ts) "
+    "FROM unnest($1::varchar[], $2::timestamptz[]) AS v(id, ts) WHERE k.id = v.id"
+)
+_TS_PARAM = bindparam("ts", type_=UTCDateTime())
+# updated_at set to itself: this is usage, not a change to the key (its onupdate would say otherwise).
+_SQLITE_LAST_USED = (
+    update(_KEYS)
+    .where(_KEYS.c.id == bindparam("kid"))
+    .values(
+        last_used_at=func.max(func.coalesce(_KEYS.c.last_used_at, _TS_PARAM), _TS_PARAM),
+        updated_at=_KEYS.c.updated_at,
+    )
+)
+
+
+def last_used(records: Sequence[RequestRecord]) -> list[tuple[str, datetime]]:
+    """Each key's newest request time, sorted by key so concurrent writers lock rows in the same order."""
+    newest: dict[str, datetime] = {}
+    for r in records:
+        if r.key_id is not None and (r.key_id not in newest or r.ts > newest[r.key_id]):
+            newest[r.key_id] = r.ts
+    return sorted(newest.items())
 
 
 def aggregate_key(r: RequestRecord) -> tuple[date, str, str, str, str]:
@@ -127,6 +155,8 @@ async def write_records(conn: AsyncConnection, records: Sequence[RequestRecord])
     )
     # RETURNING makes this one multi-row statement too, rather than one execution per row.
     await conn.execute(upsert.returning(_DAILY.c.requests), deltas)
+    if used := last_used([r for rid, r in unique.items() if rid in inserted]):
+        await conn.execute(_SQLITE_LAST_USED, [{"kid": k, "ts": ts} for k, ts in used])
     return len(inserted)
 
 
@@ -143,10 +173,13 @@ async def _write_pg(conn: AsyncConnection, unique: dict[str, RequestRecord]) -> 
     inserted = set((await conn.exec_driver_sql(_PG_MOVE)).scalars())
     if not inserted:
         return 0
-    deltas = aggregate([r for rid, r in unique.items() if rid in inserted])
+    new = [r for rid, r in unique.items() if rid in inserted]
+    deltas = aggregate(new)
     await conn.exec_driver_sql(
         _PG_DAILY, tuple(list(c) for c in zip(*(d.values() for d in deltas), strict=True))
     )
+    if used := last_used(new):
+        await conn.exec_driver_sql(_PG_LAST_USED, ([k for k, _ in used], [ts for _, ts in used]))
     return len(inserted)
 
 
