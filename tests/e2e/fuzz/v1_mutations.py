@@ -16,6 +16,7 @@ from typing import Any
 from tests.e2e.fuzz.fuzz_harness import CHAT_MODELS
 
 _IMAGE = "data:image/png;base64,iVBORw0KGgo="
+_PNG_SOURCE = {"type": "base64", "media_type": "image/png", "data": "iV"}
 _TOOL_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 
 
