@@ -115,7 +115,9 @@ async def _invalidate(request: Request, *, key_id: str | None = None, team_id: s
         await cache.invalidate(key_id=key_id, team_id=team_id)
 
 
-Session = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the session closes before the answer is sent, so a database failure met while
+# closing it can still become the 503 (after the response has started it could only cut the connection).
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Rows a page")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
 
