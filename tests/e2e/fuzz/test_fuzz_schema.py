@@ -19,7 +19,7 @@ from schemathesis.checks import (
 
 from tests.e2e.fuzz.fuzz_harness import AUTH, FuzzGateway
 
-EXAMPLES = 40
+EXAMPLES = 30
 SLOW_EXAMPLES = 300
 TIMEOUT_S = 10.0
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
