@@ -24,10 +24,6 @@ import httpx
 
 from tests.fakes.server import closed_port
 
-# The checkout these tests belong to: the gateway subprocess imports its code from here, not from
-# wherever the package happens to be installed (another checkout's editable install, say).
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 MASTER_KEY = "sk-master-integration-test"
 
 
@@ -61,7 +57,6 @@ class GatewayProcess:
         self.env = {
             **base,
             "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(REPO_ROOT),
             "SWITCHYARD_MASTER_KEY": MASTER_KEY,
             "SWITCHYARD_SPOOL_DIR": str(self.spool_dir),
             "SWITCHYARD_LOCAL_MODEL": "false",
