@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from gateway.accounting.queries import durable_spend_reader
 from gateway.accounting.thread import WriterThread
 from gateway.api import admin, health, messages, openai
+from gateway.api.openapi_schemas import install_openapi
 from gateway.auth import KeyCache
 from gateway.config import GatewayConfig, load_config
 from gateway.control import Control
@@ -137,6 +138,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(messages.router)
     app.include_router(admin.router)
+    install_openapi(app)
     return app
 
 

@@ -26,15 +26,46 @@ class TranslationError(ValueError):
         self.param = param
 
 
+def objects(value: Any, param: str) -> list[Mapping[str, Any]]:
+    """`value` as a list of JSON objects (None: none), or a TranslationError naming `param`."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TranslationError(f"{param} must be an array", param=param)
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise TranslationError(f"{param}[{i}] must be an object", param=f"{param}[{i}]")
+    return value
+
+
+def _text(block: Mapping[str, Any], param: str, key: str = "text") -> str:
+    text = block.get(key)
+    if text is not None and not isinstance(text, str):
+        raise TranslationError(f"{param}.{key} must be a string", param=f"{param}.{key}")
+    return text or ""
+
+
 def anthropic_request_to_openai(body: Mapping[str, Any]) -> dict[str, Any]:
     """An Anthropic Messages request -> an OpenAI chat completions request. `top_k`, `thinking` and
     `cache_control` markers have no OpenAI equivalent and are dropped."""
+    try:
+        return _request_to_openai(body)
+    except (AttributeError, TypeError) as exc:
+        # The body is client JSON of any shape: a field of a type not checked above is the client's
+        # error (400), not the gateway's (500).
+        raise TranslationError(f"a field of the request has the wrong type ({exc})") from None
+
+
+def _request_to_openai(body: Mapping[str, Any]) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     system = body.get("system")
     if system:
-        text = system if isinstance(system, str) else "\n".join(b.get("text") or "" for b in system)
+        if isinstance(system, str):
+            text = system
+        else:
+            text = "\n".join(_text(b, f"system[{i}]") for i, b in enumerate(objects(system, "system")))
         messages.append({"role": "system", "content": text})
-    for i, message in enumerate(body.get("messages") or []):
+    for i, message in enumerate(objects(body.get("messages"), "messages")):
         role = message.get("role")
         where = f"messages[{i}]"
         if role == "user":
@@ -50,16 +81,24 @@ def anthropic_request_to_openai(body: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("temperature", "top_p"):
         if body.get(key) is not None:
             out[key] = body[key]
-    if body.get("stop_sequences"):
-        out["stop"] = list(body["stop_sequences"])
-    user_id = (body.get("metadata") or {}).get("user_id")
+    stop = body.get("stop_sequences")
+    if stop:
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+            raise TranslationError("stop_sequences must be an array of strings", param="stop_sequences")
+        out["stop"] = list(stop)
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        raise TranslationError("metadata must be an object", param="metadata")
+    user_id = metadata.get("user_id")
     if user_id:
         out["user"] = str(user_id)
-    tools = body.get("tools")
+    tools = objects(body.get("tools"), "tools")
     if tools:
         out["tools"] = [_tool_to_openai(t, f"tools[{i}]") for i, t in enumerate(tools)]
         choice = body.get("tool_choice")
         if choice:
+            if not isinstance(choice, Mapping):
+                raise TranslationError("tool_choice must be an object", param="tool_choice")
             out["tool_choice"] = _tool_choice_to_openai(choice)
             if choice.get("disable_parallel_tool_use") and choice.get("type") != "none":
                 out["parallel_tool_calls"] = False
@@ -76,7 +115,7 @@ def _user_to_openai(content: Any, where: str) -> list[dict[str, Any]]:
     # new user content; images inside tool results can only travel in a user message.
     tool_messages: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
-    for j, block in enumerate(content or []):
+    for j, block in enumerate(objects(content, f"{where}.content")):
         param = f"{where}.content[{j}]"
         if block.get("type") == "tool_result":
             text, images = _tool_result_to_openai(block, param)
@@ -96,8 +135,10 @@ def _user_to_openai(content: Any, where: str) -> list[dict[str, Any]]:
 def _block_to_openai_part(block: Mapping[str, Any], param: str) -> dict[str, Any]:
     kind = block.get("type")
     if kind == "text":
-        return {"type": "text", "text": block.get("text") or ""}
+        return {"type": "text", "text": _text(block, param)}
     source = block.get("source") or {}
+    if not isinstance(source, Mapping):
+        raise TranslationError(f"{param}.source must be an object", param=f"{param}.source")
     if kind == "image":
         if source.get("type") == "base64":
             url = f"data:{source.get('media_type')};base64,{source.get('data')}"
@@ -108,7 +149,7 @@ def _block_to_openai_part(block: Mapping[str, Any], param: str) -> dict[str, Any
         return {"type": "image_url", "image_url": {"url": url}}
     if kind == "document":
         if source.get("type") == "text":
-            return {"type": "text", "text": source.get("data") or ""}
+            return {"type": "text", "text": _text(source, f"{param}.source", "data")}
         if source.get("type") == "base64":
             data_url = f"data:{source.get('media_type')};base64,{source.get('data')}"
             return {"type": "file", "file": {"filename": "document.pdf", "file_data": data_url}}
@@ -123,7 +164,7 @@ def _tool_result_to_openai(block: Mapping[str, Any], param: str) -> tuple[str, l
     if isinstance(content, str):
         texts.append(content)
     else:
-        for j, inner in enumerate(content or []):
+        for j, inner in enumerate(objects(content, f"{param}.content")):
             part = _block_to_openai_part(inner, f"{param}.content[{j}]")
             if part["type"] == "text":
                 texts.append(part["text"])
@@ -141,10 +182,10 @@ def _assistant_to_openai(content: Any, where: str) -> dict[str, Any]:
         return {"role": "assistant", "content": content}
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
-    for j, block in enumerate(content or []):
+    for j, block in enumerate(objects(content, f"{where}.content")):
         kind = block.get("type")
         if kind == "text":
-            texts.append(block.get("text") or "")
+            texts.append(_text(block, f"{where}.content[{j}]"))
         elif kind == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
             tool_calls.append(
@@ -172,10 +213,10 @@ def _tool_to_openai(tool: Mapping[str, Any], param: str) -> dict[str, Any]:
         raise TranslationError(
             f"tool type {tool.get('type')!r} only works with Anthropic models", param=param
         )
-    function: dict[str, Any] = {
-        "name": tool.get("name"),
-        "parameters": tool.get("input_schema") or {"type": "object", "properties": {}},
-    }
+    schema = tool.get("input_schema") or {"type": "object", "properties": {}}
+    if not isinstance(tool.get("name"), str) or not isinstance(schema, Mapping):
+        raise TranslationError("tools need a name and an input_schema object", param=param)
+    function: dict[str, Any] = {"name": tool["name"], "parameters": schema}
     if tool.get("description"):
         function["description"] = tool["description"]
     return {"type": "function", "function": function}

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from providers.anthropic_translate import TranslationError
+from providers.anthropic_translate import TranslationError, objects
 from providers.anthropic_translate_stream import anthropic_usage_to_openai, finish_reason_from_anthropic
 
 # Anthropic requires max_tokens; OpenAI clients usually omit it.
@@ -43,13 +43,24 @@ _ANTHROPIC_PASSTHROUGH = ("top_k", "thinking")
 
 def openai_request_to_anthropic(body: Mapping[str, Any]) -> dict[str, Any]:
     """An OpenAI chat completions request -> an Anthropic Messages request."""
+    try:
+        return _request_to_anthropic(body)
+    except TranslationError:
+        raise
+    except (AttributeError, TypeError, ValueError) as exc:
+        # The body is client JSON of any shape: a field of a type not checked here is the client's
+        # error (400), not the gateway's (500).
+        raise TranslationError(f"a field of the request has the wrong type ({exc})") from None
+
+
+def _request_to_anthropic(body: Mapping[str, Any]) -> dict[str, Any]:
     n = body.get("n")
     if n is not None and n != 1:
         raise TranslationError("n > 1 is not supported by Anthropic models", param="n")
 
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
-    for i, message in enumerate(body.get("messages") or []):
+    for i, message in enumerate(objects(body.get("messages"), "messages")):
         role = message.get("role")
         where = f"messages[{i}]"
         if role in ("system", "developer"):
@@ -87,7 +98,7 @@ def openai_request_to_anthropic(body: Mapping[str, Any]) -> dict[str, Any]:
         if body.get(key) is not None:
             out[key] = body[key]
 
-    tools = body.get("tools")
+    tools = objects(body.get("tools"), "tools")
     if tools:
         out["tools"] = [_tool_to_anthropic(t, f"tools[{i}]") for i, t in enumerate(tools)]
         choice = _tool_choice_to_anthropic(body.get("tool_choice"))
@@ -125,10 +136,12 @@ def _text_blocks(content: Any, where: str) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
     blocks = []
-    for j, part in enumerate(content):
+    for j, part in enumerate(objects(content, f"{where}.content")):
         if part.get("type") not in ("text", "refusal"):
             raise TranslationError("only text content is allowed here", param=f"{where}.content[{j}]")
         text = part.get("text") or part.get("refusal") or ""
+        if not isinstance(text, str):
+            raise TranslationError("text must be a string", param=f"{where}.content[{j}].text")
         if text:  # Anthropic rejects empty text blocks
             blocks.append(_with_cache_control({"type": "text", "text": text}, part))
     return blocks
@@ -138,7 +151,7 @@ def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
     if content is None or isinstance(content, str):
         return _text_blocks(content, where)
     blocks = []
-    for j, part in enumerate(content):
+    for j, part in enumerate(objects(content, f"{where}.content")):
         kind = part.get("type")
         param = f"{where}.content[{j}]"
         if kind == "text":
@@ -182,7 +195,7 @@ def _parse_data_url(url: str, param: str) -> tuple[str, str]:
 
 def _assistant_blocks(message: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
     blocks = _text_blocks(message.get("content"), where)
-    for j, call in enumerate(message.get("tool_calls") or []):
+    for j, call in enumerate(objects(message.get("tool_calls"), f"{where}.tool_calls")):
         function = call.get("function") or {}
         param = f"{where}.tool_calls[{j}].function.arguments"
         arguments = function.get("arguments") or "{}"

@@ -55,6 +55,18 @@ def _decode_cursor(cursor: str, group_by: str) -> str:
     return after
 
 
+def _after(cursor: str, group_by: str) -> str | date:
+    after = _decode_cursor(cursor, group_by)
+    if "\x00" in after:  # PostgreSQL text cannot hold NUL: the driver would fail the query
+        raise InvalidCursorError("invalid cursor")
+    if group_by != "day":
+        return after
+    try:
+        return date.fromisoformat(after)
+    except ValueError:
+        raise InvalidCursorError("invalid cursor") from None
+
+
 def _filters(
     *,
     team_id: str | None,
@@ -103,9 +115,8 @@ async def spend(
         raise ValueError("limit must be between 1 and 10000")
     where = _filters(team_id=team_id, key_id=key_id, model=model, start=start, end=end)
     if cursor is not None:
-        after = _decode_cursor(cursor, group_by)
         # Keyset: the group column is the sort key and unique per output row.
-        where.append(column > (date.fromisoformat(after) if group_by == "day" else after))
+        where.append(column > _after(cursor, group_by))
     stmt = (
         select(
             column,

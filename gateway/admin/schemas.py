@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -30,7 +31,26 @@ MoneyIn = Annotated[Decimal, Field(ge=0, le=Decimal(100_000_000), max_digits=20,
 MoneyOut = Annotated[Decimal, PlainSerializer(format_usd, return_type=str, when_used="json")]
 # Integer columns: 32-bit on PostgreSQL.
 PerMinute = Annotated[int, Field(gt=0, le=2**31 - 1)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def no_nul(value: Any) -> Any:
+    """PostgreSQL text and jsonb cannot hold NUL: refused here (400) rather than by the driver (500)."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            no_nul(k)
+            no_nul(v)
+    elif isinstance(value, list):
+        for v in value:
+            no_nul(v)
+    return value
+
+
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(no_nul)
+]
+Routing = Annotated[dict[str, Any], AfterValidator(no_nul)]
 
 
 class _Request(BaseModel):
@@ -61,7 +81,7 @@ class TeamCreate(_Request):
     )
     rpm: PerMinute | None = Field(None, description="Requests per minute, all the team's keys together")
     tpm: PerMinute | None = Field(None, description="Tokens per minute, all the team's keys together")
-    routing: dict[str, Any] | None = Field(None, description="Route overrides for this team's requests")
+    routing: Routing | None = Field(None, description="Route overrides for this team's requests")
 
 
 class TeamUpdate(_Patch):
@@ -72,7 +92,7 @@ class TeamUpdate(_Patch):
     budget_period: BudgetPeriod | None = None
     rpm: PerMinute | None = None
     tpm: PerMinute | None = None
-    routing: dict[str, Any] | None = None
+    routing: Routing | None = None
 
 
 class TeamOut(BaseModel):
@@ -96,7 +116,7 @@ class TeamPage(BaseModel):
 
 
 class KeyCreate(_Request):
-    team_id: str = Field(min_length=1, max_length=32)
+    team_id: Annotated[str, Field(min_length=1, max_length=32), AfterValidator(no_nul)]
     name: Name | None = None
     rpm: PerMinute | None = None
     tpm: PerMinute | None = None

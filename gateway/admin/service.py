@@ -282,7 +282,12 @@ def _decode_cursor(cursor: str, kind: str) -> tuple[datetime, str]:
     try:
         data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         created, ident = datetime.fromisoformat(data["t"]), data["i"]
-        ok = data["k"] == kind and isinstance(ident, str) and created.tzinfo is not None
+        ok = (
+            data["k"] == kind
+            and isinstance(ident, str)
+            and "\x00" not in ident
+            and created.tzinfo is not None
+        )
     except (binascii.Error, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         ok = False
     if not ok:

@@ -8,12 +8,14 @@ lowered limit takes effect at once rather than when the cache entry expires.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import AsyncIterator
 from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.accounting.queries import GroupBy, InvalidCursorError, spend
@@ -31,10 +33,15 @@ from gateway.admin.schemas import (
     TeamPage,
     TeamUpdate,
 )
+from gateway.api.openapi_schemas import ADMIN_ERRORS
 from gateway.auth import KeyCache
 from gateway.errors import GatewayError, bad_request
 
 ACTOR = "master"
+# What a 503 asks a client to wait before trying again while the database is unreachable.
+DB_RETRY_AFTER_S = 5
+
+log = logging.getLogger("switchyard.admin")
 
 # auto_error=False: the check below decides, so a missing key is an OpenAI-style 401, not FastAPI's 403.
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <master key>")
@@ -65,12 +72,41 @@ async def require_master(
         raise GatewayError(401, "invalid master key", type="authentication_error", code="invalid_api_key")
 
 
+async def reject_nul(request: Request) -> None:
+    """PostgreSQL text cannot hold NUL: an id or filter carrying one is the client's error (400), not
+    the driver's (500). Bodies are checked by their schemas (gateway.admin.schemas.no_nul)."""
+    for where, values in (("path", request.path_params), ("query", request.query_params)):
+        for name, value in values.items():
+            if "\x00" in value:
+                raise bad_request(f"{name} must not contain NUL characters ({where})", param=name)
+
+
+def _database_down() -> GatewayError:
+    return GatewayError(
+        503,
+        "the database is unavailable; retry later",
+        type="service_unavailable",
+        code="database_unavailable",
+        headers={"retry-after": str(DB_RETRY_AFTER_S)},
+    )
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     sessions: async_sessionmaker[AsyncSession] | None = getattr(request.app.state, "sessions", None)
     if sessions is None:
         raise GatewayError(503, "admin API needs a database", type="api_error")
-    async with sessions() as session:
-        yield session
+    try:
+        async with sessions() as session:
+            yield session
+    except (OperationalError, InterfaceError, OSError, TimeoutError) as exc:
+        # Connection refused, reset or timed out: the database is down, not the request wrong.
+        log.warning("admin call failed, database unreachable: %s", type(exc).__name__)
+        raise _database_down() from None
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("admin call failed, database connection lost")
+        raise _database_down() from None
 
 
 async def _invalidate(request: Request, *, key_id: str | None = None, team_id: str | None = None) -> None:
@@ -79,11 +115,18 @@ async def _invalidate(request: Request, *, key_id: str | None = None, team_id: s
         await cache.invalidate(key_id=key_id, team_id=team_id)
 
 
-Session = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the session closes before the answer is sent, so a database failure met while
+# closing it can still become the 503 (after the response has started it could only cut the connection).
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Rows a page")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_master)])
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_master), Depends(reject_nul)],
+    responses=ADMIN_ERRORS,
+)
 
 
 # -- teams ----------------------------------------------------------------------------------------

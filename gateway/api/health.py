@@ -42,6 +42,6 @@ async def ready(request: Request) -> Response:
     return JSONResponse(body, code)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(pipeline: PipelineDep) -> Response:
     return PlainTextResponse(pipeline.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -219,7 +219,7 @@ def _validate_image(source: Any, where: str) -> None:
     if not isinstance(source, dict):
         raise InvalidRequest(f"{where}.source: Field required")
     if source.get("type") == "base64":
-        if source.get("media_type") not in _IMAGE_TYPES:
+        if not isinstance(source.get("media_type"), str) or source["media_type"] not in _IMAGE_TYPES:
             raise InvalidRequest(f"{where}.source.media_type: Input should be one of {sorted(_IMAGE_TYPES)}")
         try:
             base64.b64decode(str(source.get("data") or ""), validate=True)

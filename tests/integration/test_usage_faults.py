@@ -147,12 +147,15 @@ async def test_an_abandoned_stream_is_recorded_as_a_client_abort(
 ) -> None:
     creds = await new_key(pg_url, key={"budget_usd": Decimal(5)})
     body = {"model": "stalls", "stream": True, "messages": [{"role": "user", "content": "go"}]}
-    async with httpx.AsyncClient(timeout=30.0) as client, client.stream(
-        "POST",
-        gateway.url + "/v1/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {creds.key}"},
-    ) as resp:
+    async with (
+        httpx.AsyncClient(timeout=30.0) as client,
+        client.stream(
+            "POST",
+            gateway.url + "/v1/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {creds.key}"},
+        ) as resp,
+    ):
         assert resp.status_code == 200
         async for _ in resp.aiter_bytes():
             break  # the first event arrived; the client walks away mid-stream
