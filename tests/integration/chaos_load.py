@@ -5,12 +5,14 @@ Load           `total` calls by `concurrency` workers; call i's key, model and s
 Attempt        one HTTP try of a call: a call whose try got no response at all (connection refused or
                reset, as while a gateway stops) is tried again on the next live gateway
 held_budgets   the reservations a Redis still holds, per budget hash (`sy:b:*`)
+fallback_acquires  admissions a gateway made from its per-process limiter (Redis unavailable)
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -127,3 +129,11 @@ async def held_budgets(redis_url: str) -> dict[str, int]:
         }
     finally:
         await client.aclose()
+
+
+async def fallback_acquires(url: str) -> int:
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        text = (await client.get(url + "/metrics")).text
+    found = re.search(r"^switchyard_limiter_fallback_acquires_total (\d+)$", text, re.M)
+    assert found, "the limiter reports its fallbacks in /metrics"
+    return int(found.group(1))

@@ -29,7 +29,7 @@ import pytest
 
 from tests.fakes import usage_upstream
 from tests.fakes.server import ServerThread
-from tests.integration.chaos_load import FAULTY_USAGE, Load, held_budgets
+from tests.integration.chaos_load import FAULTY_USAGE, Load, fallback_acquires, held_budgets
 from tests.integration.gateway_proc import GatewayProcess, TcpProxy
 from tests.integration.harness import (
     PG_PORT,
@@ -51,13 +51,16 @@ FAULTS = ("db_outage", "sigterm", "redis_restart", "bad_usage")
 DEFAULT_CALLS = 160
 SLOW_CALLS = 500
 # $100 per million tokens either way: a chat call (1-5 prompt words, 3 completion tokens) costs $0.0004
-# to $0.0008. Budgets scale with the run so the key's runs out near the middle, the team's later.
+# to $0.0008. Budgets scale with the run so the key's runs out about when the fault starts (a third
+# in), the team's during it.
 PRICE = 100.0
-KEY_BUDGET_PER_CALL = D("0.00008")
-TEAM_BUDGET_PER_CALL = D("0.00012")
+KEY_BUDGET_PER_CALL = D("0.00005")
+TEAM_BUDGET_PER_CALL = D("0.0001")
 # Share of the run answered when the fault starts, and when a fault with a duration ends; calls past
 # FAULT_UNTIL wait until the fault is over, so every run also has traffic after it.
 FAULT_AT, FAULT_UNTIL = 0.3, 0.7
+# Long enough for several failed flushes (every 0.2 s) and their backoff, short enough for CI.
+MIN_OUTAGE_S, MAX_OUTAGE_S = 1.5, 4.0
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +129,8 @@ async def _inject(fault: str, load: Load, rig: Rig, proxy: TcpProxy, redis_proc:
     if fault == "db_outage":
         proxy.cut()
         started = time.monotonic()
-        await until(lambda: load.answered_count() >= hold, 4.0)
+        await until(lambda: load.answered_count() >= hold, MAX_OUTAGE_S)
+        await asyncio.sleep(max(0.0, started + MIN_OUTAGE_S - time.monotonic()))
         proxy.restore()
         return f"PostgreSQL cut for {time.monotonic() - started:.1f}s from answer {at}, {proxy.aborted} conns"
     if fault == "sigterm":
@@ -169,7 +173,7 @@ async def chaos_run(
     creds: dict[str, Credentials] = {
         "key-budget": await new_key(pg_url, key={"budget_usd": key_budget}),
         "team-budget": await new_key(pg_url, team={"budget_usd": team_budget}),
-        "rpm": await new_key(pg_url, key={"rpm": 60}),
+        "rpm": await new_key(pg_url, key={"rpm": 30}),
         "free": await new_key(pg_url),
     }
     budgets = {"key-budget": key_budget, "team-budget": team_budget}
@@ -202,6 +206,7 @@ async def chaos_run(
         for name, c in creds.items():
             want = sum(1 for a in answered.values() if a.key == name)
             await wait_rows(pg_url, c.key_id, want)
+        fallbacks = [await fallback_acquires(g.url) for g in rig.live]
         for g in list(rig.live):
             assert await g.stop(30.0) in (0, -signal.SIGTERM), g.tail()
     finally:
@@ -233,7 +238,11 @@ async def chaos_run(
         assert not wrong, f"{name}: (client status, row status) differ: {wrong[:5]}"
         assert_daily_matches(mine, await daily_rows(pg_url, c.key_id))
         spent = sum((r.cost_usd or D(0) for r in mine), D(0))
-        line = f"  {name:11} rows {len(mine):4} (+{len(extra)} unanswered, {len(cut)} cut tries) ${spent}"
+        got = Counter(a.call.status for a in answered.values() if a.key == name)
+        line = (
+            f"  {name:11} rows {len(mine):4} (+{len(extra)} unanswered, {len(cut)} cut tries) "
+            f"{dict(sorted(got.items()))} ${spent}"
+        )
         if name in budgets:
             assert spent <= budgets[name] + dearest, f"{name}: ${spent} of a ${budgets[name]} budget"
             line += f" of ${budgets[name]} (+${dearest} allowed)"
@@ -246,7 +255,8 @@ async def chaos_run(
         1,
         f"  {calls} calls, {len(answered)} answered (+{len(load.attempts) - len(answered)} tries with no "
         f"response: {dict(no_answer)}), statuses {statuses}; whole run "
-        f"{time.monotonic() - started:.1f}s, gateways {len(rig.all)}",
+        f"{time.monotonic() - started:.1f}s, gateways {len(rig.all)} (per-process limiter admissions "
+        f"at the end: {fallbacks})",
     )
     took = sorted(a.seconds for a in load.attempts if a.index >= 0)
     span = max(a.at for a in load.attempts) - min(a.at - a.seconds for a in load.attempts if a.index >= 0)
