@@ -247,6 +247,14 @@ async def chaos_run(
             assert spent <= budgets[name] + dearest, f"{name}: ${spent} of a ${budgets[name]} budget"
             line += f" of ${budgets[name]} (+${dearest} allowed)"
         summary.append(line)
+    if fault == "db_outage":
+        assert proxy.aborted > 0, "the outage cut live database connections"
+    if fault == "bad_usage":
+        faulty = [r for rs in rows.values() for r in rs if r.requested_model in FAULTY_USAGE]
+        assert faulty, "calls went to the models with bad usage"
+        unbilled = [r for r in faulty if r.status == 200 and not (r.tokens_estimated and r.cost_usd)]
+        assert not unbilled, f"{len(unbilled)} answered calls with bad usage not counted by the gateway"
+        summary.append(f"  {len(faulty)} rows of calls with bad usage, every answered one counted and billed")
     held = await until_released(redis_proc.url)
     assert not held, f"reservations still held: {held}"
     no_answer = Counter((a.call.error or "").split(":")[0] for a in load.attempts if not a.answered)
