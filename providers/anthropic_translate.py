@@ -118,6 +118,8 @@ def _user_to_openai(content: Any, where: str) -> list[dict[str, Any]]:
     for j, block in enumerate(objects(content, f"{where}.content")):
         param = f"{where}.content[{j}]"
         if block.get("type") == "tool_result":
+            if not isinstance(block.get("tool_use_id"), str):
+                raise TranslationError("tool_use_id must be a string", param=f"{param}.tool_use_id")
             text, images = _tool_result_to_openai(block, param)
             tool_messages.append({"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": text})
             parts += images
@@ -187,6 +189,10 @@ def _assistant_to_openai(content: Any, where: str) -> dict[str, Any]:
         if kind == "text":
             texts.append(_text(block, f"{where}.content[{j}]"))
         elif kind == "tool_use":
+            if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
+                raise TranslationError(
+                    "tool_use blocks need a string id and name", param=f"{where}.content[{j}]"
+                )
             arguments = orjson.dumps(block.get("input") or {}).decode()
             tool_calls.append(
                 {

@@ -79,6 +79,8 @@ def content_text(content: Any) -> str:
 def split3(text: str) -> list[str]:
     """Split `text` into (up to) 3 pieces that concatenate back to it, on word boundaries if possible."""
     pieces = re.findall(r"\s*\S+", text)
+    if pieces:  # the pattern leaves trailing whitespace out
+        pieces[-1] += text[len("".join(pieces)) :]
     if len(pieces) >= 3:
         size = math.ceil(len(pieces) / 3)
         out = ["".join(pieces[i : i + size]) for i in range(0, len(pieces), size)]

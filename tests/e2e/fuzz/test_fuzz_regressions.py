@@ -47,6 +47,16 @@ MESSAGES = {
     "message is a number": {"model": "gpt-4o-mini", "max_tokens": 5, "messages": [10**30]},
     "system is a number": {"model": "gpt-4o-mini", "max_tokens": 5, "messages": _HI, "system": 5},
     "system block is an array": {"model": "gpt-4o-mini", "max_tokens": 5, "messages": _HI, "system": [[{}]]},
+    "tool_use id is an array": {
+        "model": "gpt-4o-mini",
+        "max_tokens": 5,
+        "messages": [*_HI, {"role": "assistant", "content": [{"type": "tool_use", "id": [0], "name": "f"}]}],
+    },
+    "tool_use_id is an object": {
+        "model": "gpt-4o-mini",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": {}}]}],
+    },
     "tool is a string": {"model": "gpt-4o-mini", "max_tokens": 5, "messages": _HI, "tools": ["x"]},
 }
 
