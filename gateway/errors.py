@@ -49,6 +49,18 @@ class GatewayError(Exception):
         self.param = param
         self.headers = headers or {}
 
+    def response(self, headers: dict[str, str] | None = None, anthropic: bool = False) -> Response:
+        """This error as the client receives it; `headers` go with the error's own."""
+        return error_response(
+            self.status,
+            self.message,
+            type_=self.type,
+            code=self.code,
+            param=self.param,
+            headers={**(headers or {}), **self.headers},
+            anthropic=anthropic,
+        )
+
 
 def bad_request(message: str, param: str | None = None) -> GatewayError:
     return GatewayError(400, message, param=param)
@@ -88,13 +100,18 @@ def error_response(
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
+def upstream_auth_failed(exc: UpstreamError) -> bool:
+    """The upstream refused the gateway's own credentials: the client is told 502, not the status."""
+    return exc.status in _UPSTREAM_AUTH
+
+
 def from_upstream(
     exc: UpstreamError, headers: dict[str, str] | None = None, anthropic: bool = False
 ) -> Response:
     headers = dict(headers or {})
     if exc.retry_after is not None:
         headers["retry-after"] = str(max(0, round(exc.retry_after)))
-    if exc.status in _UPSTREAM_AUTH:
+    if upstream_auth_failed(exc):
         # The client did nothing wrong, and the upstream's words are about our key: a 502 that names
         # the deployment to fix, with the upstream's own message left to the log.
         where = f" for deployment {exc.deployment.id}" if exc.deployment is not None else ""
@@ -182,15 +199,7 @@ def _error_event(anthropic: bool) -> bytes:
 def install_handlers(app: FastAPI) -> None:
     async def gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
-        return error_response(
-            exc.status,
-            exc.message,
-            type_=exc.type,
-            code=exc.code,
-            param=exc.param,
-            headers=exc.headers,
-            anthropic=_is_anthropic(request),
-        )
+        return exc.response(anthropic=_is_anthropic(request))
 
     async def upstream_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, UpstreamError)

@@ -69,24 +69,24 @@ async def relay_openai(
                 yield Chunk.from_data(convert(synthetic) if convert else synthetic).raw
         done = True
         yield DONE
-    except UpstreamError as exc:
+    except Exception as exc:
         done = True
-        outcome.failed(exc)
-        yield _error_event(exc)
-    except Exception:
-        done = True
-        yield _error_event(invalid_stream(outcome))
+        yield _error_event(stream_failed(outcome, exc))
     finally:
         await end_stream(
             outcome, usage, lambda: Usage(outcome.count_prompt(body), counter.tokens()), rest, finish, done
         )
 
 
-def invalid_stream(outcome: Outcome) -> UpstreamError:
-    """An upstream event the relay could not handle: the stream ends with an error event and the
-    request is recorded as the upstream's failure, with what it streamed so far billed."""
-    log.exception("upstream stream for %s could not be relayed", outcome.request_id)
-    exc = UpstreamError(502, "the upstream sent a stream event the gateway could not relay", type="api_error")
+def stream_failed(outcome: Outcome, exc: Exception) -> UpstreamError:
+    """How a relay that broke ends: with the upstream's error, or, for an event it could not handle
+    (a bug of ours or an upstream's nonsense), a 502. Either way the request is recorded as failed and
+    what it streamed so far is billed."""
+    if not isinstance(exc, UpstreamError):
+        log.exception("upstream stream for %s could not be relayed", outcome.request_id)
+        exc = UpstreamError(
+            502, "the upstream sent a stream event the gateway could not relay", type="api_error"
+        )
     outcome.failed(exc)
     return exc
 

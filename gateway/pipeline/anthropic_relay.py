@@ -7,7 +7,7 @@ from typing import Any
 
 from gateway.pipeline.door import Finish
 from gateway.pipeline.outcome import Outcome
-from gateway.streaming import end_stream, invalid_stream
+from gateway.streaming import end_stream, stream_failed
 from gateway.usage import StreamCounter
 from providers.anthropic_translate_stream import OpenAIStreamToAnthropic, anthropic_error_body, sse_event
 from providers.base import Chunk, UpstreamError, Usage, token_count
@@ -58,14 +58,9 @@ async def relay_native(
             yield chunk.raw
             chunk = await anext(rest, None)
         done = True
-    except UpstreamError as exc:
+    except Exception as exc:
         done = True
-        outcome.failed(exc)
-        yield _error_event(exc)
-    except Exception:
-        done = True
-        exc = invalid_stream(outcome)
-        yield _error_event(exc)
+        yield _error_event(stream_failed(outcome, exc))
     finally:
         usage = None if prompt is None or completion is None else Usage(prompt[0], completion, prompt[1])
 
@@ -110,13 +105,9 @@ async def relay_translated(
         done = True
         for event in converter.finish():
             yield event
-    except UpstreamError as exc:
+    except Exception as exc:
         done = True
-        outcome.failed(exc)
-        yield _error_event(exc)
-    except Exception:
-        done = True
-        yield _error_event(invalid_stream(outcome))
+        yield _error_event(stream_failed(outcome, exc))
     finally:
         await end_stream(
             outcome,

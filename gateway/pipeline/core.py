@@ -22,7 +22,7 @@ from gateway.body import read_json
 from gateway.config import GatewayConfig
 from gateway.control import Control, Denied
 from gateway.dispatch import Dispatcher, Served
-from gateway.errors import GatewayError, bad_request, error_response, from_upstream, model_not_found
+from gateway.errors import GatewayError, bad_request, from_upstream, model_not_found, upstream_auth_failed
 from gateway.limits.background import Background
 from gateway.limits.model import LimitInputError
 from gateway.metrics import Metrics
@@ -86,7 +86,12 @@ class Pipeline:
         self.prices = prices
         self.planner = planner
         self.metrics = metrics
-        self.max_output = max_output
+        # The longest output any deployment of a name can give (the deployments never change here).
+        self._output_caps = {
+            name: max(max_output.get(dep.id) or UNKNOWN_MAX_OUTPUT for dep in dispatcher.deployments(name))
+            for name in config.names()
+            if dispatcher.deployments(name)
+        }
         # Upstream streams being closed after their client left.
         self.background = Background()
 
@@ -149,15 +154,11 @@ class Pipeline:
         requested = max_output_of(parsed.routing)
         if requested is None:
             return
-        caps = [
-            self.max_output.get(dep.id) or UNKNOWN_MAX_OUTPUT
-            for name in names
-            for dep in self.dispatcher.deployments(name)
-        ]
-        if caps and requested > max(caps):
+        cap = max((self._output_caps.get(name, 0) for name in names), default=0)
+        if cap and requested > cap:
             param = "max_completion_tokens" if "max_completion_tokens" in parsed.routing else "max_tokens"
             raise bad_request(
-                f"{param} is {requested}, above the maximum output of `{parsed.model}` ({max(caps)})",
+                f"{param} is {requested}, above the maximum output of `{parsed.model}` ({cap})",
                 param=param,
             )
 
@@ -258,20 +259,12 @@ class Pipeline:
         outcome.status = exc.status
         outcome.error_type = exc.type
         self.finish(outcome)
-        return error_response(
-            exc.status,
-            exc.message,
-            type_=exc.type,
-            code=exc.code,
-            param=exc.param,
-            headers={**outcome.headers(), **exc.headers},
-            anthropic=door.anthropic,
-        )
+        return exc.response(outcome.headers(), door.anthropic)
 
     def _failed(self, outcome: Outcome, exc: UpstreamError, door: Door) -> Response:
         outcome.failed(exc)
-        if exc.status in (401, 403):
-            # Our credentials were refused, not the client's: recorded as the client is told (errors.py).
+        if upstream_auth_failed(exc):
+            # Our credentials were refused, not the client's: recorded as the client is told.
             outcome.status, outcome.error_type = 502, "upstream_auth_error"
         if exc.deployment is not None:
             # Nothing was billed: the answer never came.

@@ -1,7 +1,8 @@
 """An OpenAI-compatible upstream that answers well but reports usage that is not token counts.
 
 The model id picks the usage document: `usage-text` (strings), `usage-negative` (-1,000,000 prompt
-tokens), `usage-huge` (2^63 - 1), anything else a correct one. Chat completions only, JSON or SSE.
+tokens), `usage-huge` (2^63 - 1), anything else a correct one. `chunk-garbage` streams an event whose
+`choices` is a string after its first content. Chat completions only, JSON or SSE.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ async def chat(request: Request) -> Response:
 
     async def events() -> Any:
         yield frame([{"index": 0, "delta": {"role": "assistant", "content": CONTENT}, "finish_reason": None}])
+        if model == "chunk-garbage":
+            yield frame("nonsense")  # type: ignore[arg-type]
         yield frame([{"index": 0, "delta": {}, "finish_reason": "stop"}])
         yield frame([], usage=usage)
         yield b"data: [DONE]\n\n"

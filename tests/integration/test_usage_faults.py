@@ -48,7 +48,10 @@ async def gateway(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[GatewayProcess]:
     workdir: Path = tmp_path_factory.mktemp("usage-faults")
-    models = [{**deployment(m, usage_server.url, 1.0, 2.0), "model": m} for m in (*FAULTY, "usage-good")]
+    models = [
+        {**deployment(m, usage_server.url, 1.0, 2.0), "model": m}
+        for m in (*FAULTY, "usage-good", "chunk-garbage")
+    ]
     models.append({**deployment("stalls", upstream.url, 1.0, 2.0), "model": "stall-midstream"})
     env = {
         "SWITCHYARD_DATABASE_URL": pg_url,
@@ -165,4 +168,18 @@ async def test_an_abandoned_stream_is_recorded_as_a_client_abort(
         if await _held(redis_url, creds.key_id) == 0:
             break
         await asyncio.sleep(0.1)
+    assert await _held(redis_url, creds.key_id) == 0
+
+
+async def test_a_stream_event_the_gateway_cannot_relay_ends_the_stream_as_a_502(
+    gateway: GatewayProcess, pg_url: str, redis_url: str
+) -> None:
+    creds = await new_key(pg_url, key={"budget_usd": Decimal(5)})
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        call = await chat(client, gateway.url, creds.key, model="chunk-garbage", content="hi", stream=True)
+    assert call.status == 200 and call.error is None
+    assert '"type":"api_error"' in call.body and "could not relay" in call.body
+    rows = await wait_rows(pg_url, creds.key_id, 1)
+    assert [(r.status, r.error_type) for r in rows] == [(502, "api_error")]
+    assert rows[0].completion_tokens > 0  # the content before the bad event is billed
     assert await _held(redis_url, creds.key_id) == 0
