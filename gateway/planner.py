@@ -12,7 +12,7 @@ from gateway.config import GatewayConfig, Route
 from gateway.errors import bad_request, clip
 from gateway.pricing import TokenPrice
 from providers.deployment import TIER_RANK, Deployment
-from routing.capabilities import Need, Unroutable, missing, served_by
+from routing.capabilities import Need, Unroutable, lacks, missing, served_by
 from routing.overrides import RouteOverride
 from routing.policy import Candidate, RouteContext, Router, RouteSpec
 
@@ -45,15 +45,20 @@ class RoutePlanner(Protocol):
     ) -> RoutePlan: ...
 
 
-def check_direct(name: str, deployments: Sequence[Deployment], needs: Sequence[Need]) -> None:
-    """A model asked for by name serves the request only if one of its deployments can: a model
-    without tools would answer a tool call with plain text, so that is refused here instead."""
+def direct(name: str, deployments: Sequence[Deployment], needs: Sequence[Need]) -> str:
+    """The `x-switchyard-route` of a model asked for by name. It serves the request only if one of
+    its deployments can: a model without tools would answer a tool call with plain text, so that is
+    a 400 here instead; deployments passed over for it are named."""
     if not needs:
-        return
+        return "direct"
     lacking = missing(needs, [d.capabilities for d in deployments])
     if lacking is not None:
         what, param = lacking
         raise bad_request(f"{clip(name)} does not support {what}", param=param)
+    skipped = [d for d in deployments if not served_by(needs, d.capabilities)]
+    if not skipped:
+        return "direct"
+    return "direct; skipped=" + ",".join(f"{d.id}:{lacks(needs, d.capabilities)}" for d in skipped)
 
 
 def _name_capabilities(config: GatewayConfig) -> dict[str, frozenset[str]]:
@@ -89,7 +94,7 @@ class InOrderPlanner:
             raise bad_request(f"no candidate of `{name}` supports {what}", param=param)
         if len(names) < len(route.candidates):
             skipped = [c for c in route.candidates if c not in names]
-            explain += f"; skipped={','.join(skipped)}:{'+'.join(n.capability for n in needs)}"
+            explain += "; skipped=" + ",".join(f"{c}:{lacks(needs, self._caps[c])}" for c in skipped)
         return RoutePlan(names, explain)
 
 

@@ -70,6 +70,12 @@ def served_by(needs: Sequence[Need], capabilities: Iterable[str]) -> bool:
     return all(n.capability in have for n in needs)
 
 
+def lacks(needs: Sequence[Need], capabilities: Iterable[str]) -> str:
+    """The needs `capabilities` does not meet, for an explanation: "tools+vision"."""
+    have = frozenset(capabilities)
+    return "+".join(n.capability for n in needs if n.capability not in have)
+
+
 def missing(needs: Sequence[Need], offers: Sequence[Iterable[str]]) -> tuple[str, str] | None:
     """None when one of `offers` (capability sets) meets every need; otherwise what none meets, as
     words for a message ("tools", "tools and vision", "tools together with vision"), and the field

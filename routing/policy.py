@@ -45,7 +45,7 @@ from typing import Any
 
 from providers.deployment import ALL_CAPABILITIES, TIER_RANK, Deployment
 from routing.artifact import RouterArtifact, load
-from routing.capabilities import Need, Unroutable, missing, served_by
+from routing.capabilities import Need, Unroutable, lacks, missing, served_by
 from routing.classifier import DifficultyModel, Prediction
 from routing.cost import CostModel
 from routing.features import Features, extract
@@ -244,11 +244,7 @@ def _capable(
     if not capable:
         what, param = missing(needs, [c.capabilities for c in candidates]) or ("", None)
         raise Unroutable(f"no candidate of `{route}` supports {what}", param)
-    skipped = tuple(
-        (c.name, "+".join(n.capability for n in needs if n.capability not in c.capabilities))
-        for c in candidates
-        if c not in capable
-    )
+    skipped = tuple((c.name, lacks(needs, c.capabilities)) for c in candidates if c not in capable)
     return capable, skipped
 
 

@@ -30,7 +30,7 @@ from gateway.pipeline.door import Door, Parsed
 from gateway.pipeline.gate import Gate
 from gateway.pipeline.outcome import Outcome
 from gateway.pipeline.race import ClientGone, race_disconnect
-from gateway.planner import RoutePlanner, check_direct
+from gateway.planner import RoutePlanner, direct
 from gateway.pricing import TokenPrice
 from gateway.streaming import close_quietly
 from gateway.usage import max_output_of
@@ -137,7 +137,7 @@ class Pipeline:
         deployments = self.dispatcher.deployments(parsed.model)
         if deployments:
             outcome.known_model = True
-            check_direct(parsed.model, deployments, outcome.needs)
+            outcome.route_explain = direct(parsed.model, deployments, outcome.needs)
             return [parsed.model]
         route = self.config.routes.get(parsed.model)
         if route is None:

@@ -144,12 +144,13 @@ def test_the_bundled_local_model_refuses_tools_instead_of_ignoring_them(client: 
 
 
 def test_a_load_balanced_name_passes_over_its_deployment_without_it(client: openai.OpenAI) -> None:
-    def served(**kwargs: Any) -> str:
+    def served(**kwargs: Any) -> tuple[str, str]:
         raw = client.chat.completions.with_raw_response.create(model="mixed", messages=HELLO, **kwargs)
-        return raw.headers["x-switchyard-model"]
+        return raw.headers["x-switchyard-model"], raw.headers["x-switchyard-route"]
 
-    assert {served() for _ in range(2)} == {"mixed#1", "mixed#2"}
-    assert {served(tools=[WEATHER_TOOL]) for _ in range(4)} == {"mixed#2"}
+    assert {served() for _ in range(2)} == {("mixed#1", "direct"), ("mixed#2", "direct")}
+    tooled = {served(tools=[WEATHER_TOOL]) for _ in range(4)}
+    assert tooled == {("mixed#2", "direct; skipped=mixed#1:tools")}
 
 
 # --------------------------------------------------------------------------- a routed name
