@@ -8,16 +8,21 @@ miss, where a second session for the spend used to cost another of each.
 from __future__ import annotations
 
 import hmac
+import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.accounting.queries import period_spend
 from gateway.db.models import ApiKey, Team
+from routing.overrides import TeamRouting
+
+log = logging.getLogger("switchyard.auth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +38,7 @@ class Principal:
     key_budget_period: str | None = None
     team_budget_usd: Decimal | None = None
     team_budget_period: str | None = None
-    team_routing: dict[str, Any] | None = None
+    team_routing: TeamRouting | None = None
     expires_at: datetime | None = None
     # Durable spend this period when the key was loaded: seeds the limiter's budget counters.
     team_spent_usd: Decimal | None = None
@@ -56,6 +61,19 @@ def period_since(period: str | None, now: datetime) -> date:
     if period == "monthly":
         return today.replace(day=1)
     return date(1970, 1, 1)
+
+
+def stored_routing(team: Team) -> TeamRouting | None:
+    """The team's routing overrides; a row written before they were checked may hold anything, and
+    such a one is ignored (the team routes as if it had none) rather than failing its requests."""
+    if team.routing is None:
+        return None
+    try:
+        return TeamRouting.model_validate(team.routing)
+    except ValidationError as exc:
+        where = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'routing'}: {e['msg']}" for e in exc.errors())
+        log.warning("team %s: stored routing override ignored, it is invalid (%s)", team.id, where)
+        return None
 
 
 async def load_principal(
@@ -95,7 +113,7 @@ async def load_principal(
         key_budget_period=key.budget_period,
         team_budget_usd=team.budget_usd,
         team_budget_period=team.budget_period,
-        team_routing=team.routing,
+        team_routing=stored_routing(team),
         expires_at=key.expires_at,
         team_spent_usd=team_spent,
         key_spent_usd=key_spent,

@@ -13,13 +13,14 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from gateway.settings import Settings
 from providers.base import Provider, UpstreamError
 from providers.deployment import Deployment
+from routing.capabilities import Need, served_by
 
 log = logging.getLogger("switchyard.dispatch")
 T = TypeVar("T")
@@ -90,15 +91,20 @@ class Dispatcher:
             delay = max(delay, min(exc.retry_after, s.retry_backoff_max_s))
         return delay
 
-    async def run(self, names: list[str], invoke: Callable[[Provider], Awaitable[T]]) -> Served[T]:
-        """Call `invoke` on deployments until one succeeds; raise the last error otherwise."""
+    async def run(
+        self, names: list[str], invoke: Callable[[Provider], Awaitable[T]], needs: Sequence[Need] = ()
+    ) -> Served[T]:
+        """Call `invoke` on deployments until one succeeds; raise the last error otherwise. Deployments
+        lacking a capability in `needs` are passed over."""
         last: UpstreamError | None = None
         failed: set[str] = set()
         attempts = 0
         for name in names:
             for dep in self._order(name):
+                if needs and not served_by(needs, dep.capabilities):
+                    continue
                 provider = self.providers[dep.id]
-                if not self.healthy(dep) and last is None and self._has_healthy(names):
+                if not self.healthy(dep) and last is None and self._has_healthy(names, needs):
                     continue
                 for retry in range(self._settings.retries + 1):
                     attempts += 1
@@ -122,5 +128,9 @@ class Dispatcher:
             raise UpstreamError(503, "no deployment is available for this model", retryable=True)
         raise last
 
-    def _has_healthy(self, names: list[str]) -> bool:
-        return any(self.healthy(d) for n in names for d in self._by_name.get(n, ()))
+    def _has_healthy(self, names: list[str], needs: Sequence[Need]) -> bool:
+        return any(
+            self.healthy(d) and served_by(needs, d.capabilities)
+            for n in names
+            for d in self._by_name.get(n, ())
+        )

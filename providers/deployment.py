@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ProviderName = Literal["openai", "openai_compatible", "azure", "anthropic", "gemini", "litellm", "local"]
 Tier = Literal["local", "small", "medium", "large"]
 TIER_RANK: dict[str, int] = {"local": 0, "small": 1, "medium": 2, "large": 3}
+
+# What a request may need from the model that serves it (routing.capabilities reads a body's needs):
+# `tools` (function calling), `response_format` (json_object / json_schema output), `vision` (image
+# parts in messages), `logprobs`.
+Capability = Literal["tools", "response_format", "vision", "logprobs"]
+ALL_CAPABILITIES: frozenset[str] = frozenset(get_args(Capability))
+# What each adapter carries through. Anthropic drops logprobs (it has none); the bundled local engine
+# has no tool calling, constrained decoding or image input, and would answer such a request with
+# plain text.
+PROVIDER_CAPABILITIES: dict[str, frozenset[str]] = {
+    "openai": ALL_CAPABILITIES,
+    "azure": ALL_CAPABILITIES,
+    "openai_compatible": ALL_CAPABILITIES,
+    "litellm": ALL_CAPABILITIES,
+    "gemini": ALL_CAPABILITIES,
+    "anthropic": ALL_CAPABILITIES - {"logprobs"},
+    "local": frozenset({"logprobs"}),
+}
 
 
 class Price(BaseModel):
@@ -32,6 +50,9 @@ class Deployment(BaseModel):
     api_key: str | None = Field(default=None, repr=False)
     api_version: str | None = None
     tier: Tier = "medium"
+    # The provider's defaults unless the entry lists them (`capabilities: []`: none, e.g. a
+    # self-hosted model without tool calling behind openai_compatible).
+    capabilities: frozenset[Capability] = ALL_CAPABILITIES
     price: Price | None = None
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
@@ -42,3 +63,13 @@ class Deployment(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     # Filled by the config loader: unique among deployments, used in headers, records and cooldowns.
     id: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_capabilities(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "capabilities" not in data:
+            provider = data.get("provider", "openai_compatible")
+            # A provider that is not a known name fails its own validation; any set does here.
+            known = isinstance(provider, str) and provider in PROVIDER_CAPABILITIES
+            return {**data, "capabilities": PROVIDER_CAPABILITIES[provider] if known else ALL_CAPABILITIES}
+        return data

@@ -7,18 +7,21 @@ The gateway's seam (no I/O; build once at start, call per request):
     decision.candidates   # ordered: [chosen, then the fallback ladder upward]
     decision.explain()    # value for the `x-switchyard-route` header (ASCII, one line)
 
-- `Candidate`: deployment name, tier (local < small < medium < large) and prices per million
-  tokens; `Candidate.from_deployment(d)` builds one from `providers.deployment.Deployment`.
+- `Candidate`: deployment name, tier (local < small < medium < large), prices per million tokens
+  and capabilities; `Candidate.from_deployment(d)` builds one from `providers.deployment.Deployment`.
 - `RouteSpec`: the route's config: `quality` (0..1) or `strong_fraction` (0..1), and admin pins
   (`tools_min_tier`, budget-pressure knobs).
-- `RouteContext`: per request: team overrides (`quality`, `strong_fraction`, `max_tier`), the
-  minimum tier asked for in `x-switchyard-min-tier`, and `budget_pressure` (share of the team's
-  budget already used, 0..1).
+- `RouteContext`: per request: what the body needs (`routing.capabilities.needs_of`), team
+  overrides (`quality`, `strong_fraction`, `min_tier`, `max_tier`), the minimum tier asked for in
+  `x-switchyard-min-tier`, and `budget_pressure` (share of the team's budget already used, 0..1).
 
 How a candidate is chosen:
-1. Pins narrow the ladder: at least `min_tier` (header) and, when the request has tools, at least
-   `tools_min_tier`; at most the team's `max_tier`. If the pins leave nothing, the candidate nearest
-   to the allowed range is kept, so a request is never refused here.
+0. Candidates lacking a capability the request needs are dropped (and named in the explanation);
+   if none is left, `Unroutable` (the gateway answers 400 naming the capability).
+1. Pins narrow the ladder: at least `min_tier` (header) and the team's `min_tier`, at most the
+   team's `max_tier`; a pin no candidate meets is `Unroutable` too, never a quiet downgrade. Then,
+   when the request has tools, at least `tools_min_tier`: the admin's preference, so when no
+   candidate reaches it the strongest one in range is taken instead.
 2. Quality knob: the classifier gives each tier a success probability for this prompt; a candidate
    qualifies when its probability is at least `quality` x the best eligible one's. The lowest
    qualifying tier wins (tiers are the price ladder), the cheapest by estimated cost within it.
@@ -40,8 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from providers.deployment import TIER_RANK, Deployment
+from providers.deployment import ALL_CAPABILITIES, TIER_RANK, Deployment
 from routing.artifact import RouterArtifact, load
+from routing.capabilities import Need, Unroutable, lacks, missing, served_by
 from routing.classifier import DifficultyModel, Prediction
 from routing.cost import CostModel
 from routing.features import Features, extract
@@ -57,16 +61,18 @@ class Candidate:
     # None: price unknown (the cost is then reported as unknown, never as $0).
     input_per_mtok: float | None = None
     output_per_mtok: float | None = None
+    capabilities: frozenset[str] = ALL_CAPABILITIES
 
     @classmethod
     def from_deployment(cls, deployment: Deployment) -> Candidate:
         """Prices from the deployment's config; a local deployment with none costs nothing."""
+        name, tier, caps = deployment.name, deployment.tier, frozenset(deployment.capabilities)
         price = deployment.price
         if price is not None:
-            return cls(deployment.name, deployment.tier, price.input_per_mtok, price.output_per_mtok)
+            return cls(name, tier, price.input_per_mtok, price.output_per_mtok, caps)
         if deployment.provider == "local":
-            return cls(deployment.name, deployment.tier, 0.0, 0.0)
-        return cls(deployment.name, deployment.tier)
+            return cls(name, tier, 0.0, 0.0, caps)
+        return cls(name, tier, capabilities=caps)
 
     @property
     def rank(self) -> int:
@@ -85,8 +91,10 @@ class RouteSpec:
 
 @dataclass(frozen=True, slots=True)
 class RouteContext:
-    min_tier: str | None = None
-    max_tier: str | None = None
+    needs: tuple[Need, ...] = ()
+    min_tier: str | None = None  # x-switchyard-min-tier
+    team_min_tier: str | None = None
+    max_tier: str | None = None  # the team's
     quality: float | None = None
     strong_fraction: float | None = None
     budget_pressure: float = 0.0
@@ -104,6 +112,8 @@ class Decision:
     budget_pressure: float = 0.0
     tiers: tuple[str, ...] = ()  # every tier the route offered, for the explanation
     token_counts: Mapping[str, int] = field(default_factory=dict)  # see Features.token_counts
+    # Candidates dropped for lacking a capability the request needs: (name, "tools+vision").
+    skipped: tuple[tuple[str, str], ...] = ()
 
     @property
     def chosen(self) -> Candidate:
@@ -133,6 +143,8 @@ class Decision:
         ]
         if self.pins:
             parts.append("pins=" + ",".join(self.pins))
+        if self.skipped:
+            parts.append("skipped=" + ",".join(f"{_header_safe(n)}:{why}" for n, why in self.skipped[:4]))
         if self.budget_pressure > 0:
             parts.append(f"budget={self.budget_pressure:.2f}")
         if len(self.candidates) > 1:
@@ -173,9 +185,11 @@ class Router:
         candidates: Sequence[Candidate],
         ctx: RouteContext | None = None,
     ) -> Decision:
+        """Raises `Unroutable` when no candidate has what the request needs or meets its tier pins."""
         if not candidates:
             raise ValueError(f"route {route.name!r} has no candidates")
         ctx = ctx or RouteContext()
+        capable, skipped = _capable(route.name, candidates, ctx.needs)
         prediction, features = self.predict(body)
         costs: dict[str, float | None] = {
             c.name: None
@@ -183,11 +197,11 @@ class Router:
             else self.cost.estimate(
                 features.prompt_tokens, c.input_per_mtok, c.output_per_mtok, features.max_tokens
             )
-            for c in candidates
+            for c in capable
         }
         # The ladder is the tier order; cost only orders candidates within a tier (unknown last).
-        ladder = sorted(candidates, key=lambda c: (c.rank, _cost_key(costs[c.name])))
-        eligible, pins = _apply_pins(ladder, route, ctx, features.has_tools)
+        ladder = sorted(capable, key=lambda c: (c.rank, _cost_key(costs[c.name])))
+        eligible, pins = _apply_pins(ladder, route, ctx, features.has_tools, skipped)
         pressure = _clamp(ctx.budget_pressure)
         squeeze = _clamp((pressure - route.budget_soft_start) / max(1e-9, 1.0 - route.budget_soft_start))
         relief = 1.0 - route.budget_relief * squeeze
@@ -217,29 +231,64 @@ class Router:
             budget_pressure=pressure,
             tiers=tuple(dict.fromkeys(c.tier for c in ladder)),
             token_counts=features.token_counts,
+            skipped=skipped,
         )
 
 
+def _capable(
+    route: str, candidates: Sequence[Candidate], needs: Sequence[Need]
+) -> tuple[list[Candidate], tuple[tuple[str, str], ...]]:
+    if not needs:
+        return list(candidates), ()
+    capable = [c for c in candidates if served_by(needs, c.capabilities)]
+    if not capable:
+        what, param = missing(needs, [c.capabilities for c in candidates]) or ("", None)
+        raise Unroutable(f"no candidate of `{route}` supports {what}", param)
+    skipped = tuple((c.name, lacks(needs, c.capabilities)) for c in candidates if c not in capable)
+    return capable, skipped
+
+
 def _apply_pins(
-    ladder: list[Candidate], route: RouteSpec, ctx: RouteContext, has_tools: bool
+    ladder: list[Candidate],
+    route: RouteSpec,
+    ctx: RouteContext,
+    has_tools: bool,
+    skipped: tuple[tuple[str, str], ...],
 ) -> tuple[list[Candidate], tuple[str, ...]]:
     pins: list[str] = []
+    asked: list[str] = []  # the pins as the refusal names them
     low, high = 0, max(TIER_RANK.values())
     if ctx.min_tier in TIER_RANK:
         low = TIER_RANK[ctx.min_tier]
         pins.append(f"header>={ctx.min_tier}")
-    if has_tools and route.tools_min_tier in TIER_RANK and TIER_RANK[route.tools_min_tier] > low:
-        low = TIER_RANK[route.tools_min_tier]
-        pins.append(f"tools>={route.tools_min_tier}")
+        asked.append(f"x-switchyard-min-tier {ctx.min_tier}")
+    if ctx.team_min_tier in TIER_RANK:
+        low = max(low, TIER_RANK[ctx.team_min_tier])
+        pins.append(f"team>={ctx.team_min_tier}")
+        asked.append(f"the team's min_tier {ctx.team_min_tier}")
     if ctx.max_tier in TIER_RANK:
         high = TIER_RANK[ctx.max_tier]
         pins.append(f"team<={ctx.max_tier}")
+        asked.append(f"the team's max_tier {ctx.max_tier}")
     eligible = [c for c in ladder if low <= c.rank <= high]
-    if eligible:
-        return eligible, tuple(pins)
-    # Nothing in range: take the tier nearest to it rather than refusing the request.
-    nearest = min(ladder, key=lambda c: (min(abs(c.rank - low), abs(c.rank - high)), -c.rank))
-    return [c for c in ladder if c.rank == nearest.rank], (*pins, "unsatisfiable")
+    if not eligible:
+        offered = ", ".join(f"{c.name} ({c.tier})" for c in ladder)
+        message = f"no candidate of `{route.name}` meets {' and '.join(asked)}: it offers {offered}"
+        if skipped:
+            message += f" (skipped for a missing capability: {', '.join(n for n, _ in skipped)})"
+        header = ctx.min_tier in TIER_RANK
+        raise Unroutable(message, "x-switchyard-min-tier" if header else None)
+    if has_tools and route.tools_min_tier in TIER_RANK:
+        floor = TIER_RANK[route.tools_min_tier]
+        if floor > low:
+            pins.append(f"tools>={route.tools_min_tier}")
+            strong = [c for c in eligible if c.rank >= floor]
+            if not strong:
+                # The admin's preference, not the client's demand: the strongest in range instead.
+                top = eligible[-1].rank
+                return [c for c in eligible if c.rank == top], (*pins, "tools_unmet")
+            eligible = strong
+    return eligible, tuple(pins)
 
 
 def _cost_key(cost: float | None) -> float:

@@ -2,7 +2,8 @@
 
 Money is exact: requests take a JSON number or string (at most 10 decimal places) and responses send a
 string in plain notation, so no float ever touches a budget. Request bodies forbid unknown fields: a
-mistyped `"budget": 10` is a 400, not a silently ignored limit.
+mistyped `"budget": 10` is a 400, not a silently ignored limit. A team's `routing` is
+`routing.overrides.TeamRouting`, checked the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydantic import (
 )
 
 from gateway.accounting.queries import format_usd
+from routing.overrides import TeamRouting
 
 BudgetPeriod = Literal["daily", "weekly", "monthly", "total"]
 
@@ -50,7 +52,6 @@ def no_nul(value: Any) -> Any:
 Name = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(no_nul)
 ]
-Routing = Annotated[dict[str, Any], AfterValidator(no_nul)]
 
 
 class _Request(BaseModel):
@@ -70,7 +71,8 @@ class _Patch(_Request):
         return self
 
     def changes(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.model_fields_set}
+        values = {name: getattr(self, name) for name in self.model_fields_set}
+        return {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in values.items()}
 
 
 class TeamCreate(_Request):
@@ -81,7 +83,7 @@ class TeamCreate(_Request):
     )
     rpm: PerMinute | None = Field(None, description="Requests per minute, all the team's keys together")
     tpm: PerMinute | None = Field(None, description="Tokens per minute, all the team's keys together")
-    routing: Routing | None = Field(None, description="Route overrides for this team's requests")
+    routing: TeamRouting | None = Field(None, description="Routing overrides for this team's requests")
 
 
 class TeamUpdate(_Patch):
@@ -92,7 +94,7 @@ class TeamUpdate(_Patch):
     budget_period: BudgetPeriod | None = None
     rpm: PerMinute | None = None
     tpm: PerMinute | None = None
-    routing: Routing | None = None
+    routing: TeamRouting | None = None
 
 
 class TeamOut(BaseModel):
@@ -104,7 +106,9 @@ class TeamOut(BaseModel):
     budget_period: BudgetPeriod | None
     rpm: int | None
     tpm: int | None
-    routing: dict[str, Any] | None
+    routing: dict[str, Any] | None = Field(
+        description="The team's routing overrides as stored (written as TeamRouting)"
+    )
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None = None

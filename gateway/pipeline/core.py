@@ -30,11 +30,12 @@ from gateway.pipeline.door import Door, Parsed
 from gateway.pipeline.gate import Gate
 from gateway.pipeline.outcome import Outcome
 from gateway.pipeline.race import ClientGone, race_disconnect
-from gateway.planner import RoutePlanner
+from gateway.planner import RoutePlanner, direct
 from gateway.pricing import TokenPrice
 from gateway.streaming import close_quietly
 from gateway.usage import max_output_of
 from providers.base import Provider, UpstreamError, Usage
+from routing.capabilities import needs_of, served_by
 
 log = logging.getLogger("switchyard")
 T = TypeVar("T")
@@ -132,15 +133,18 @@ class Pipeline:
 
     # -- steps --------------------------------------------------------------------------------
     def resolve(self, request: Request, parsed: Parsed, outcome: Outcome) -> list[str]:
-        if self.dispatcher.deployments(parsed.model):
+        outcome.needs = needs_of(parsed.routing)
+        deployments = self.dispatcher.deployments(parsed.model)
+        if deployments:
             outcome.known_model = True
+            outcome.route_explain = direct(parsed.model, deployments, outcome.needs)
             return [parsed.model]
         route = self.config.routes.get(parsed.model)
         if route is None:
             raise model_not_found(parsed.model)
         outcome.known_model = True
         plan = self.planner.plan(
-            parsed.model, route, parsed.routing, dict(request.headers), outcome.principal
+            parsed.model, route, parsed.routing, dict(request.headers), outcome.principal, outcome.needs
         )
         outcome.route = parsed.model
         outcome.token_counts = plan.token_counts
@@ -166,7 +170,8 @@ class Pipeline:
         """Limits and budgets are checked against the deployment the call will most likely use."""
         if self.control is None:
             return
-        primary = self.dispatcher.deployments(names[0])
+        deployments = self.dispatcher.deployments(names[0])
+        primary = [d for d in deployments if served_by(outcome.needs, d.capabilities)]
         if not primary:
             return
         check = self.control.check(outcome.principal, primary[0], parsed.routing, outcome)
@@ -179,7 +184,7 @@ class Pipeline:
         self, request: Request, names: list[str], invoke: Callable[[Provider], Awaitable[T]], outcome: Outcome
     ) -> Served[T]:
         gate = outcome.gate.task if outcome.gate is not None else None
-        served = await race_disconnect(request, self.dispatcher.run(names, invoke), gate)
+        served = await race_disconnect(request, self.dispatcher.run(names, invoke, outcome.needs), gate)
         outcome.deployment = served.deployment
         outcome.fallbacks = served.fallbacks
         outcome.attempts = served.attempts

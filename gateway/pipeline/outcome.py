@@ -15,6 +15,7 @@ from gateway.pricing import format_usd
 from gateway.usage import prompt_tokens
 from providers.base import Usage
 from providers.deployment import Deployment
+from routing.capabilities import Need
 from routing.tokens import count_tokens
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ class Outcome:
     route: str | None = None
     route_explain: str = "direct"
     difficulty: float | None = None
+    # What the body needs of the deployment that serves it (tools, vision...), set once resolved.
+    needs: tuple[Need, ...] = ()
     deployment: Deployment | None = None
     status: int = 200
     error_type: str | None = None

@@ -118,3 +118,10 @@ def test_defaults_from_provider_keys() -> None:
 def test_no_keys_no_models() -> None:
     settings = Settings(_env_file=None, local_model=False)
     assert default_config(settings).models == []
+
+
+def test_bundled_local_model_lacks_tools_response_format_and_vision() -> None:
+    settings = Settings(_env_file=None, local_model=True)
+    smollm2 = next(d for d in default_config(settings).models if d.name == "smollm2")
+    assert smollm2.provider == "local"
+    assert not smollm2.capabilities & {"tools", "response_format", "vision"}

@@ -8,6 +8,7 @@ from gateway.dispatch import Dispatcher
 from gateway.settings import Settings
 from providers.base import Chunk, UpstreamCall, UpstreamError, UpstreamResponse, http_error
 from providers.deployment import Deployment
+from routing.capabilities import needs_of
 
 
 class Scripted:
@@ -101,3 +102,23 @@ async def test_round_robin_between_same_name() -> None:
     d, (_a1, _a2) = make([("a", ["1"]), ("a", ["2"])])
     answers = [(await d.run(["a"], call)).result.data["answer"] for _ in range(4)]
     assert sorted(answers) == ["1", "1", "2", "2"]
+
+
+async def test_deployments_lacking_a_needed_capability_are_passed_over() -> None:
+    down = UpstreamError(502, "refused", retryable=True)
+    plain = Deployment(name="a", model="plain", id="a#1", capabilities=[])
+    full = Deployment(name="a", model="full", id="a#2")
+    providers = [Scripted(plain, ["plain"]), Scripted(full, [down, down, "full"])]
+    s = Settings(_env_file=None, retry_backoff_s=0.0, retries=0, cooldown_failures=1, cooldown_s=60)
+    d = Dispatcher({p.deployment.id: p for p in providers}, [plain, full], s)
+    tools = needs_of({"tools": [{"type": "function", "function": {"name": "f"}}]})
+    with pytest.raises(UpstreamError):
+        await d.run(["a"], call, tools)
+    assert providers[0].calls == 0
+    # `full` is cooling down and `plain` is healthy, but only `full` can serve: it is still tried.
+    assert not d.healthy(full)
+    with pytest.raises(UpstreamError):
+        await d.run(["a"], call, tools)
+    assert (await d.run(["a"], call, tools)).deployment is full
+    assert providers[0].calls == 0 and providers[1].calls == 3
+    assert (await d.run(["a"], call)).deployment is plain

@@ -6,6 +6,7 @@ import pytest
 
 from providers.deployment import Deployment, Price
 from routing.artifact import RouterArtifact
+from routing.capabilities import Unroutable
 from routing.policy import Candidate, RouteContext, Router, RouteSpec
 
 LOCAL = Candidate("smollm2", "local", 0.0, 0.0)
@@ -74,9 +75,29 @@ def test_pins_tools_header_and_unsatisfiable(router: Router) -> None:
     assert d.chosen is MEDIUM and "tools>=medium" in d.pins
     d = router.decide(SHORT, RouteSpec(), ladder, RouteContext(min_tier="large"))
     assert d.chosen is LARGE and "header>=large" in d.pins
-    d = router.decide(SHORT, RouteSpec(), [LOCAL, SMALL], RouteContext(min_tier="large"))
-    assert d.chosen is SMALL and "unsatisfiable" in d.pins
     assert router.decide(tools, RouteSpec(tools_min_tier=None), ladder).chosen is LOCAL
+    # The tools pin is the admin's preference: with no candidate at it, the strongest one serves.
+    d = router.decide(tools, RouteSpec(), [LOCAL, SMALL])
+    assert d.chosen is SMALL and d.pins == ("tools>=medium", "tools_unmet")
+
+
+def test_tier_pins_no_candidate_meets_are_refused_not_downgraded(router: Router) -> None:
+    with pytest.raises(Unroutable) as header:
+        router.decide(SHORT, RouteSpec(), [LOCAL, SMALL], RouteContext(min_tier="large"))
+    assert header.value.param == "x-switchyard-min-tier"
+    assert header.value.message == (
+        "no candidate of `auto` meets x-switchyard-min-tier large: it offers smollm2 (local), mini (small)"
+    )
+    with pytest.raises(Unroutable, match="the team's min_tier medium") as team:
+        router.decide(SHORT, RouteSpec(), [LOCAL, SMALL], RouteContext(team_min_tier="medium"))
+    assert team.value.param is None
+    with pytest.raises(Unroutable, match="the team's max_tier small"):
+        router.decide(SHORT, RouteSpec(), [MEDIUM, LARGE], RouteContext(max_tier="small"))
+    # The header and the team's cap contradict each other: nothing is in between.
+    with pytest.raises(Unroutable, match="x-switchyard-min-tier large and the team's max_tier small"):
+        router.decide(SHORT, RouteSpec(), LADDER, RouteContext(min_tier="large", max_tier="small"))
+    d = router.decide(SHORT, RouteSpec(), LADDER, RouteContext(team_min_tier="small", max_tier="small"))
+    assert d.candidates == (SMALL,) and d.pins == ("team>=small", "team<=small")
 
 
 def test_budget_pressure_leans_cheaper(router: Router) -> None:
@@ -133,6 +154,7 @@ def test_candidate_from_deployment() -> None:
     assert Candidate.from_deployment(dep) == Candidate("gpt-4o", "large", 2.5, 10.0)
     local = Deployment(name="x", model="x", tier="local", provider="local")
     assert Candidate.from_deployment(local).input_per_mtok == 0.0
+    assert Candidate.from_deployment(local).capabilities == {"logprobs"}
     assert Candidate.from_deployment(Deployment(name="y", model="y", tier="small")).input_per_mtok is None
 
 

@@ -33,13 +33,15 @@ async def audit_rows(admin: Admin) -> list[AuditLog]:
 
 
 async def test_team_lifecycle(admin: Admin) -> None:
-    team = await make_team(admin, budget_usd="12.345", budget_period="monthly", rpm=60, routing={"q": 1})
+    team = await make_team(
+        admin, budget_usd="12.345", budget_period="monthly", rpm=60, routing={"quality": 0.5}
+    )
     assert team["budget_usd"] == "12.345"  # exact, a string
     assert (team["budget_period"], team["rpm"], team["tpm"], team["routing"]) == (
         "monthly",
         60,
         None,
-        {"q": 1},
+        {"quality": 0.5},
     )
 
     got = (await admin.client.get(f"/admin/teams/{team['id']}")).json()
@@ -93,7 +95,7 @@ async def test_team_lifecycle(admin: Admin) -> None:
     assert update.detail == {
         "name": ["research", "research-2"],
         "tpm": [None, 1000],
-        "routing": [{"q": 1}, None],
+        "routing": [{"quality": 0.5}, None],
     }
 
 
