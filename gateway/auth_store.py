@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -63,13 +63,25 @@ def period_since(period: str | None, now: datetime) -> date:
     return date(1970, 1, 1)
 
 
+def legacy_routing(routing: Any) -> Any:
+    """Rows written before the schema may name a routed name at the top level (`{"auto": {...}}`),
+    which the planner then applied to that name: read them as `{"routes": {"auto": {...}}}`."""
+    if not isinstance(routing, dict):
+        return routing
+    known = set(TeamRouting.model_fields)
+    named = {k: v for k, v in routing.items() if k not in known and isinstance(v, dict)}
+    if not named or "routes" in routing:
+        return routing
+    return {**{k: v for k, v in routing.items() if k not in named}, "routes": named}
+
+
 def stored_routing(team: Team) -> TeamRouting | None:
     """The team's routing overrides; a row written before they were checked may hold anything, and
     such a one is ignored (the team routes as if it had none) rather than failing its requests."""
     if team.routing is None:
         return None
     try:
-        return TeamRouting.model_validate(team.routing)
+        return TeamRouting.model_validate(legacy_routing(team.routing))
     except ValidationError as exc:
         where = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'routing'}: {e['msg']}" for e in exc.errors())
         log.warning("team %s: stored routing override ignored, it is invalid (%s)", team.id, where)

@@ -44,5 +44,9 @@ def test_readme_states_what_the_install_needs_and_leaves_behind() -> None:
 
 def test_stale_claims_stay_gone() -> None:
     """Claims that were true of an earlier build and misled users (issue 15's review)."""
-    for claim in ("Startup to ready: 1.5 s", "A denial is a 429 with `Retry-After`", "gpt-4o-mini\", messages"):
+    for claim in (
+        "Startup to ready: 1.5 s",
+        "A denial is a 429 with `Retry-After`",
+        'gpt-4o-mini", messages',
+    ):
         assert claim not in README

@@ -125,3 +125,17 @@ async def test_a_bad_stored_override_is_ignored_not_a_500(
         model, explain = await routed(sdk(creds))
     assert model == "small" and "pins=" not in explain
     assert f"team {creds.team_id}: stored routing override ignored" in caplog.text
+
+
+async def test_a_row_in_the_shape_before_the_schema_still_steers_its_route(pg_url: str, sdk: Any) -> None:
+    """`{"auto": {...}}` was applied to the routed name `auto` before `routes` existed."""
+    creds = await new_key(pg_url)
+    engine = make_engine(pg_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            legacy = {"auto": {"min_tier": "large"}}
+            await session.execute(update(Team).where(Team.id == creds.team_id).values(routing=legacy))
+    finally:
+        await engine.dispose()
+    model, explain = await routed(sdk(creds))
+    assert model == "large" and "team>=large" in explain
