@@ -18,6 +18,7 @@ from gateway.limits import (
     BudgetSpec,
     Limiter,
     LimitSpec,
+    affordable_tokens,
     denial_error,
     usd_to_nano_up,
     worst_case_usd,
@@ -26,10 +27,14 @@ from gateway.limits.errors import Denial
 from gateway.limits.headroom import Headroom
 from gateway.pipeline.outcome import Outcome
 from gateway.pricing import TokenPrice
+from gateway.usage import max_output_of
 from providers.deployment import Deployment
 from routing.tokens import CountCache
 
 DEFAULT_MAX_OUTPUT = 4096
+# The shortest answer a budget may cap a call to: with less room than the prompt and this many output
+# tokens, the call is refused (429 budget_exceeded) rather than answered with a few words.
+MIN_CAPPED_OUTPUT = 16
 
 
 class Denied(Exception):
@@ -45,6 +50,13 @@ class Check:
     est_tokens: int
     reserve: Decimal
     reserve_nano: int
+    # The reservation of the prompt and a MIN_CAPPED_OUTPUT-token answer: budgets may hold less than
+    # `reserve`, down to this, and the call's output is capped to what they hold. None: all or nothing.
+    least: Decimal | None = None
+    prompt: int = 0
+    # The client's own max_tokens (or max_completion_tokens), and how many choices (`n`) it asked for.
+    requested: int | None = None
+    choices: int = 1
 
 
 class Control:
@@ -107,11 +119,44 @@ class Control:
         if not limits and not budgets:
             return None
         prompt = outcome.count_prompt(body, self.counts.count)
-        requested = body.get("max_completion_tokens") or body.get("max_tokens")
-        max_tokens = int(requested or self.max_output.get(dep.id) or DEFAULT_MAX_OUTPUT)
+        requested = max_output_of(body)
+        max_tokens = requested or self.max_output.get(dep.id) or DEFAULT_MAX_OUTPUT
+        n = body.get("n")
+        choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
         price = self.prices.get(dep.id)
-        reserve = worst_case_usd(prompt, max_tokens, price.input, price.output) if price else Decimal(0)
-        return Check(limits, budgets, prompt + max_tokens, reserve, usd_to_nano_up(reserve))
+        if price is None:
+            return Check(limits, budgets, prompt + max_tokens, Decimal(0), 0)
+        reserve = worst_case_usd(prompt, max_tokens * choices, price.input, price.output)
+        least = None
+        if budgets and price.output > 0 and max_tokens > MIN_CAPPED_OUTPUT:
+            least = worst_case_usd(prompt, MIN_CAPPED_OUTPUT * choices, price.input, price.output)
+        return Check(
+            limits,
+            budgets,
+            prompt + max_tokens,
+            reserve,
+            usd_to_nano_up(reserve),
+            least,
+            prompt,
+            requested,
+            choices,
+        )
+
+    def output_cap(self, check: Check, dep: Deployment, held_nano: int) -> int | None:
+        """The max_tokens a call on `dep` must carry so that its answer costs no more than the
+        `held_nano` its budgets hold: None when nothing needs capping (no budget, free output, or a
+        reservation that covers everything `dep` would answer anyway). At least 1: only a fallback
+        to a deployment dearer than the one reserved for leaves less."""
+        if not check.budgets:
+            return None
+        price = self.prices.get(dep.id)
+        if price is None or price.output <= 0:
+            return None
+        afford = affordable_tokens(held_nano, check.prompt, price.input, price.output) // check.choices
+        ceiling = check.requested or self.max_output.get(dep.id)
+        if ceiling is not None and afford >= ceiling:
+            return None
+        return max(1, min(afford, ceiling or DEFAULT_MAX_OUTPUT))
 
     def overlap(self, check: Check, outcome: Outcome) -> asyncio.Task[None] | None:
         """The admission as a task that runs beside the upstream call, when the figures leave room
@@ -128,27 +173,32 @@ class Control:
 
     async def _overlapped(self, check: Check, outcome: Outcome) -> None:
         try:
-            await self.acquire(check, outcome)
+            # The call left before the answer, capped for the whole reservation: nothing less will do.
+            await self.acquire(check, outcome, flexible=False)
         except Denied:
             self.overlap_refusals += 1
             raise
 
-    async def acquire(self, check: Check, outcome: Outcome) -> None:
-        """Raise Denied when a limit or budget says no; otherwise hold the reservation on the outcome."""
+    async def acquire(self, check: Check, outcome: Outcome, *, flexible: bool = True) -> int:
+        """Raise Denied when a limit or budget says no; otherwise hold the reservation on the outcome
+        and return the nano-dollars its budgets hold (less than the reservation when `flexible` and
+        the budgets' room allows no more, see Check.least)."""
         room = self.headroom
         if room is not None:
             room.sent(check.est_tokens, check.reserve_nano)
+        least = check.least if flexible else None
         adm: Admission | None = None
         try:
             adm = await self.limiter.acquire(
-                check.limits, check.budgets, check.est_tokens, check.reserve, outcome.request_id
+                check.limits, check.budgets, check.est_tokens, check.reserve, outcome.request_id, least
             )
         finally:
             if room is not None:
                 room.answered(check.budgets, check.est_tokens, check.reserve_nano, adm, time.monotonic())
         outcome.admission = adm
         if not adm.allowed:
-            raise Denied(denial_error(adm))
+            raise Denied(denial_error(adm, MIN_CAPPED_OUTPUT if least is not None else None))
+        return adm.reserved_nano
 
     def metrics_lines(self) -> list[str]:
         return [

@@ -9,9 +9,13 @@ Wiring, per request:
     for it; seed_usd is then only the fallback for a database that is down too)
     est_tokens = prompt_tokens + max_tokens        (what TPM is charged up front)
     reserve = worst_case_usd(prompt_tokens, max_tokens, price.input, price.output)
-    adm = await limiter.acquire(limits, budgets, est_tokens, reserve, request_id)
+    least = worst_case_usd(prompt_tokens, 16, price.input, price.output)   (optional: see below)
+    adm = await limiter.acquire(limits, budgets, est_tokens, reserve, request_id, least)
         (raises LimitInputError, a ValueError, for figures it cannot count: answer that request 400)
     if not adm.allowed: d = denial_error(adm) -> d.status, d.body(), d.headers
+    with `least`, budgets hold as much of `reserve` as the tightest has room for, not less than
+    `least`; cap the call's output to what that pays for:
+        max_tokens = affordable_tokens(adm.reserved_nano, prompt_tokens, price.input, price.output)
     ... dispatch; add adm.headers() to the response ...
     finally (also on errors and client disconnects, once the response or stream has ended):
         limiter.settle_nowait(adm.ticket, actual_tokens, actual_cost_usd)   (off the path: Redis gets it
@@ -25,6 +29,7 @@ from gateway.limits.failover import FailoverLimiter
 from gateway.limits.memory_limiter import MemoryLimiter
 from gateway.limits.model import Admission, BudgetSpec, Limiter, LimitInputError, LimitSpec, Reseed, Ticket
 from gateway.limits.money import (
+    affordable_tokens,
     nano_to_usd,
     period_end,
     period_start,
@@ -46,6 +51,7 @@ __all__ = [
     "RedisLimiter",
     "Reseed",
     "Ticket",
+    "affordable_tokens",
     "create_limiter",
     "denial_error",
     "nano_to_usd",

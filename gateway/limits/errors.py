@@ -51,19 +51,27 @@ def _retry_text(seconds: float) -> str:
     )
 
 
-def denial_error(adm: Admission) -> Denial:
+def denial_error(adm: Admission, least_tokens: int | None = None) -> Denial:
     """The error for an admission that was not allowed; `Denial.headers` already holds the
-    x-ratelimit-* and retry-after headers to send with it."""
+    x-ratelimit-* and retry-after headers to send with it. `least_tokens`: the request asked for the
+    least of its reservation only, the prompt and an answer capped at that many tokens."""
     headers = adm.headers()
     who = describe_subject(adm.subject)
     if adm.reason == "budget":
         limit = adm.limit if isinstance(adm.limit, Decimal) else None
-        msg = (
-            f"Budget exceeded for {who}: limit {_usd(limit)}, spent or reserved {_usd(adm.used)},"
-            f" this request may cost up to {_usd(adm.requested)}."
-        )
-        if limit is not None and adm.requested is not None and Decimal(adm.requested) > limit:
-            msg += " The request's worst case exceeds the whole budget; lower max_tokens."
+        msg = f"Budget exceeded for {who}: limit {_usd(limit)}, spent or reserved {_usd(adm.used)},"
+        over = limit is not None and adm.requested is not None and Decimal(adm.requested) > limit
+        if least_tokens is None:
+            msg += f" this request may cost up to {_usd(adm.requested)}."
+            if over:
+                msg += " The request's worst case exceeds the whole budget; lower max_tokens."
+        else:
+            msg += (
+                f" this request needs at least {_usd(adm.requested)} (its prompt and an answer"
+                f" of {least_tokens} tokens)."
+            )
+            if over:
+                msg += " That exceeds the whole budget; shorten the prompt."
         return Denial(429, "budget_exceeded", "budget_exceeded", msg, headers)
     if adm.reason in ("rpm", "tpm"):
         msg = (

@@ -76,10 +76,13 @@ class FailoverLimiter:
         est_tokens: int,
         reserve_usd: Decimal,
         request_id: str,
+        least_usd: Decimal | None,
     ) -> Admission:
         if self.mode == "open" and self.fallback is not None:
             self.fallback_acquires += 1
-            return await self.fallback.acquire(limits, budgets, est_tokens, reserve_usd, request_id)
+            return await self.fallback.acquire(
+                limits, budgets, est_tokens, reserve_usd, request_id, least_usd
+            )
         self.unavailable_denials += 1
         return Admission(False, "unavailable", None, max(self._down_until - self._clock(), 0.0))
 
@@ -90,14 +93,16 @@ class FailoverLimiter:
         est_tokens: int,
         reserve_usd: Decimal,
         request_id: str,
+        least_usd: Decimal | None = None,
     ) -> Admission:
+        args = (limits, budgets, est_tokens, reserve_usd, request_id, least_usd)
         if self.degraded and self._clock() < self._down_until:
-            return await self._degraded(limits, budgets, est_tokens, reserve_usd, request_id)
+            return await self._degraded(*args)
         try:
-            adm = await self.primary.acquire(limits, budgets, est_tokens, reserve_usd, request_id)
+            adm = await self.primary.acquire(*args)
         except UNAVAILABLE as exc:
             self._mark_down(exc)
-            return await self._degraded(limits, budgets, est_tokens, reserve_usd, request_id)
+            return await self._degraded(*args)
         self._mark_up()
         if budgets and self._observe is not None:
             for b, (spent, _) in zip(budgets, adm.budget_use, strict=False):

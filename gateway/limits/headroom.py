@@ -100,5 +100,9 @@ class Headroom:
             )
         if len(self._budgets) > 65536:
             self._budgets.clear()
+        # A budget's figures are from before this request; what it now holds is gone from the room too
+        # (and stays gone once settled, as spend), or the next request would count it free.
+        own = adm.reserved_nano if adm.allowed else 0
         for b, (spent, held) in zip(budgets, adm.budget_use, strict=False):
-            self._budgets[b.subject, b.period_start] = (now, keep * usd_to_nano(b.limit_usd) - spent - held)
+            room = keep * usd_to_nano(b.limit_usd) - spent - held - own
+            self._budgets[b.subject, b.period_start] = (now, room)

@@ -24,6 +24,7 @@ from gateway.limits.model import (
     active_limits,
     admission_from,
     bounded,
+    least_nano,
     settled_figures,
     usd_nano,
 )
@@ -149,12 +150,14 @@ class MemoryLimiter:
         est_tokens: int,
         reserve_usd: Decimal,
         request_id: str,
+        least_usd: Decimal | None = None,
     ) -> Admission:
         limits = active_limits(limits)
         if not limits and not budgets:
             return Admission(True)
         bounded("est_tokens", est_tokens, MAX_REQUEST_TOKENS)
         reserve = usd_nano("reservation", reserve_usd, up=True)
+        least = least_nano(least_usd, reserve)
         for spec in limits:
             bounded("rpm", spec.rpm or 0, subject=spec.subject)
             bounded("tpm", spec.tpm or 0, subject=spec.subject)
@@ -197,15 +200,17 @@ class MemoryLimiter:
             bobjs.append(b)
             spent = b.spent or 0
             limit = caps[j - 1]
-            if status == 0 and spent + b.held + reserve > limit:
-                status, index = 3, j
+            if status == 0 and spent + b.held + least > limit:
+                status, index, reserve = 3, j, least
                 end = period_end(spec.period_start)
-                if spent + reserve <= limit:
+                if spent + least <= limit:
                     retry = 1.0
-                elif end is not None and reserve <= limit:
+                elif end is not None and least <= limit:
                     retry = end.timestamp() - self._wall()
                 else:
                     retry = -1.0
+            elif status == 0 and spent + b.held + reserve > limit:
+                reserve = limit - spent - b.held
             use.append((spent, b.held))
 
         member = f"{self._nonce}.{next(self._seq)}"

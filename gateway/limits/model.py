@@ -53,6 +53,14 @@ def usd_nano(name: str, usd: Decimal | int, *, up: bool = False, subject: str = 
     )
 
 
+def least_nano(least_usd: Decimal | None, reserve_nano: int) -> int:
+    """The least reservation a request runs on, in nano-dollars (rounded up, like the reservation),
+    never more than the reservation itself; the whole reservation when none is given."""
+    if least_usd is None:
+        return reserve_nano
+    return min(usd_nano("least reservation", least_usd, up=True), reserve_nano)
+
+
 @dataclass(frozen=True, slots=True)
 class LimitSpec:
     """Requests and tokens per minute for one subject: `key:<id>`, `team:<id>` or `dep:<deployment>`."""
@@ -135,6 +143,9 @@ class Admission:
     ticket: Ticket | None = field(default=None, repr=False)
     # (spent, held) nano-dollars per budget as the check saw them, in the order given.
     budget_use: Sequence[tuple[int, int]] = ()
+    # Admitted: the nano-dollars each budget holds for it, from the least asked for up to the
+    # reservation (see Limiter.acquire).
+    reserved_nano: int = 0
     # Every window as the check saw it, in the order given.
     windows: Sequence[WindowState] = ()
 
@@ -166,7 +177,13 @@ class Limiter(Protocol):
         est_tokens: int,
         reserve_usd: Decimal,
         request_id: str,
-    ) -> Admission: ...
+        least_usd: Decimal | None = None,
+    ) -> Admission:
+        """Check every window and budget and, when all pass, record the request in each. Budgets
+        hold `reserve_usd`, or as much of it as the tightest has room for when `least_usd` (at most
+        the reservation) is given: a request is then refused only when not even `least_usd` fits,
+        and `Admission.reserved_nano` says what was held."""
+        ...
 
     async def settle(self, ticket: Ticket, actual_tokens: int, actual_cost_usd: Decimal | None) -> None: ...
 
@@ -258,12 +275,14 @@ def admission_from(
     ticket: Ticket | None,
 ) -> Admission:
     """Both limiters' raw answer -> Admission. `status`: 0 admitted, 1 rpm, 2 tpm, 3 budget;
-    `index` is 1-based into limits or budgets; `retry_s` < 0 means never."""
+    `index` is 1-based into limits or budgets; `retry_s` < 0 means never. `reserve_nano` is what an
+    admitted request holds, or the least a request refused for its budget needed."""
     states = [
         WindowState(spec, req, tok, reset) for spec, (req, tok, reset) in zip(limits, windows, strict=True)
     ]
     if status == 0:
-        return fill_headers(Admission(True, ticket=ticket, budget_use=budget_use), states, None)
+        adm = Admission(True, ticket=ticket, budget_use=budget_use, reserved_nano=reserve_nano)
+        return fill_headers(adm, states, None)
     if ticket is not None:
         # A refusal holds nothing; its ticket can only charge the budgets for a call that went
         # upstream before the refusal came back (see headroom.py).

@@ -44,6 +44,18 @@ def worst_case_usd(
     return prompt_tokens * input_per_token + max_tokens * output_per_token
 
 
+def affordable_tokens(
+    held_nano: int, prompt_tokens: int, input_per_token: Decimal, output_per_token: Decimal
+) -> int:
+    """The most output tokens `held_nano` pays for after the prompt: `worst_case_usd` inverted and
+    rounded down, so that the answer's worst case never exceeds what is held."""
+    room = nano_to_usd(held_nano) - prompt_tokens * input_per_token
+    if room <= 0:
+        return 0
+    # `//` is Decimal's exact integer division: a rounded quotient could round up past the room.
+    return int(room // output_per_token)
+
+
 def period_start(period: Period | str, now: datetime) -> str:
     """The key part naming the period `now` (UTC) falls in."""
     now = now.astimezone(UTC) if now.tzinfo is not None else now.replace(tzinfo=UTC)

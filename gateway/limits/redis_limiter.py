@@ -9,6 +9,7 @@ import itertools
 import logging
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from decimal import Decimal
 
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -25,6 +26,7 @@ from gateway.limits.model import (
     active_limits,
     admission_from,
     bounded,
+    least_nano,
     settled_figures,
     usd_nano,
 )
@@ -160,16 +162,18 @@ class RedisLimiter:
         est_tokens: int,
         reserve_usd: Decimal,
         request_id: str,
+        least_usd: Decimal | None = None,
     ) -> Admission:
         limits = active_limits(limits)
         if not limits and not budgets:
             return Admission(True)
         bounded("est_tokens", est_tokens, MAX_REQUEST_TOKENS)
         reserve_nano = usd_nano("reservation", reserve_usd, up=True)
+        least = least_nano(least_usd, reserve_nano)
         window_keys, window_args, subjects = self._window_part(limits)
         member = f"{self._nonce}.{next(self._seq)}"
         keys = list(window_keys)
-        head = _pack([member, est_tokens, reserve_nano, self._ttl_ms, self._window_ms, window_args])
+        head = _pack([member, est_tokens, reserve_nano, least, self._ttl_ms, self._window_ms, window_args])
         parts: list[list[object]] = []
         for b in budgets:
             keys.extend(self._budget_keys(b.subject, b.period_start))
@@ -199,15 +203,15 @@ class RedisLimiter:
             self._release_later(ticket)
             raise
         res = raw.split()
-        status, index, retry_ms = int(res[0]), int(res[1]), int(res[2])
+        status, index, retry_ms, held = int(res[0]), int(res[1]), int(res[2]), int(res[4])
         n = len(limits)
-        windows = [(int(res[4 + 3 * i]), int(res[5 + 3 * i]), int(res[6 + 3 * i]) / 1000) for i in range(n)]
-        base = 4 + 3 * n
+        windows = [(int(res[5 + 3 * i]), int(res[6 + 3 * i]), int(res[7 + 3 * i]) / 1000) for i in range(n)]
+        base = 5 + 3 * n
         use = [(int(res[base + 2 * j]), int(res[base + 2 * j + 1])) for j in range(len(budgets))]
         retry_s = -1.0 if retry_ms < 0 else retry_ms / 1000
-        return admission_from(
-            limits, budgets, status, index, retry_s, windows, use, est_tokens, reserve_nano, ticket
-        )
+        if status == 0 and held != reserve_nano:
+            ticket = replace(ticket, reserve_nano=held)
+        return admission_from(limits, budgets, status, index, retry_s, windows, use, est_tokens, held, ticket)
 
     def _release_later(self, ticket: Ticket) -> None:
         """The caller was cancelled mid-acquire: the script may still have run and reserved. Settling

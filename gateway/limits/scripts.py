@@ -68,11 +68,14 @@ end
 """
 
 # KEYS: per window subject: window zset, token hash; then per budget: budget hash, reservation zset.
-# ARGV[1], space-separated: member, est_tokens, reserve_nano, reservation_ttl_ms, window_ms,
-#       n_windows, (rpm, tpm) per window (-1 = no limit), n_budgets,
+# ARGV[1], space-separated: member, est_tokens, reserve_nano, least_nano, reservation_ttl_ms,
+#       window_ms, n_windows, (rpm, tpm) per window (-1 = no limit), n_budgets,
 #       (limit_nano, period_end_s, expire_at_s, seed) per budget; seed: nano-dollars, '-' (none) or
 #       '?' (ask: when the budget has no `spent`, answer status 4 instead of counting from zero).
-# Returns, space-separated: status, index, retry_ms, now_ms, (requests, tokens, reset_ms) per window,
+#       Every budget holds the same amount: reserve_nano, or the room the tightest budget has left
+#       when that is less, down to least_nano (<= reserve_nano); less room than that is a refusal.
+# Returns, space-separated: status, index, retry_ms, now_ms, held_nano (what an admitted request
+#       holds; the least it needed when refused), (requests, tokens, reset_ms) per window,
 #       (spent, held) per budget; status 0 = admitted, 1 = rpm, 2 = tpm, 3 = budget; retry_ms -1 = never.
 #       Status 4 (nothing written): `now_ms` is followed by the 1-based indexes of the budgets to seed.
 # A figure out of range (or a sum that would leave the exact range) is an error reply sent before
@@ -86,11 +89,13 @@ local A = split(ARGV[1])
 local member = A[1]
 local est = int(A, 2, 0)
 local reserve = int(A, 3, 0)
-local ttl = int(A, 4, 0)
-local window = int(A, 5, 0)
-local nw = int(A, 6, 0)
-for i = 1, nw do int(A, 5 + 2 * i, -1); int(A, 6 + 2 * i, -1) end
-local bbase = 7 + 2 * nw
+local least = int(A, 4, 0)
+if least > reserve then refuse('least reservation above the reservation') end
+local ttl = int(A, 5, 0)
+local window = int(A, 6, 0)
+local nw = int(A, 7, 0)
+for i = 1, nw do int(A, 6 + 2 * i, -1); int(A, 7 + 2 * i, -1) end
+local bbase = 8 + 2 * nw
 local nb = int(A, bbase, 0)
 local missing = {}
 for j = 1, nb do
@@ -124,7 +129,7 @@ end
 local exps = {}
 for i = 1, nw do
   local zk, hk = KEYS[2 * i - 1], KEYS[2 * i]
-  local rpm, tpm = tonumber(A[5 + 2 * i]), tonumber(A[6 + 2 * i])
+  local rpm, tpm = tonumber(A[6 + 2 * i]), tonumber(A[7 + 2 * i])
   -- The oldest entry says both whether anything left the window and when the window next frees up.
   local first = redis.call('ZRANGE', zk, 0, 0, 'WITHSCORES')
   if #first > 0 and tonumber(first[2]) <= now - window then
@@ -178,6 +183,7 @@ for i = 1, nw do
 end
 
 local seeds = {}
+local grant = reserve
 for j = 1, nb do
   local bk, rk = KEYS[2 * nw + 2 * j - 1], KEYS[2 * nw + 2 * j]
   local a = bbase + 4 * (j - 1)
@@ -190,16 +196,18 @@ for j = 1, nb do
     if seed ~= '-' and seed ~= '?' then spent, seeds[j] = tonumber(seed), seed end
   end
   within(spent + held + reserve, 'budget spend')
-  if status == 0 and spent + held + reserve > limit then
-    status, index = 3, j
-    if spent + reserve <= limit then
+  if status == 0 and spent + held + least > limit then
+    status, index, grant = 3, j, least
+    if spent + least <= limit then
       -- Only in-flight reservations block it; they settle within a request's time.
       retry = 1000
-    elseif period_end > 0 and reserve <= limit then
+    elseif period_end > 0 and least <= limit then
       retry = period_end * 1000 - now
     else
       retry = -1
     end
+  elseif status == 0 and spent + held + grant > limit then
+    grant = limit - spent - held
   end
   out[#out + 1] = spent
   out[#out + 1] = held
@@ -233,12 +241,13 @@ if status == 0 then
     out[3 * i - 2] = out[3 * i - 2] + 1
     out[3 * i - 1] = out[3 * i - 1] + est
   end
-  if reserve > 0 then
+  if grant > 0 then
+    local amount = string.format('%d', grant)
     for j = 1, nb do
       local bk, rk = KEYS[2 * nw + 2 * j - 1], KEYS[2 * nw + 2 * j]
       local expire_at = tonumber(A[bbase + 4 * (j - 1) + 3])
-      redis.call('HSET', bk, member, A[3])
-      redis.call('HINCRBY', bk, 'held', A[3])
+      redis.call('HSET', bk, member, amount)
+      redis.call('HINCRBY', bk, 'held', amount)
       redis.call('ZADD', rk, now + ttl, member)
       if expire_at > 0 then
         if redis.call('TTL', bk) == -1 then redis.call('EXPIREAT', bk, expire_at) end
@@ -248,7 +257,7 @@ if status == 0 then
   end
 end
 
-local res = {status, index, retry, now}
+local res = {status, index, retry, now, grant}
 for k = 1, #out do res[#res + 1] = out[k] end
 for k = 1, #res do res[k] = string.format('%d', res[k]) end
 return table.concat(res, ' ')

@@ -26,6 +26,7 @@ from gateway.errors import GatewayError, bad_request, from_upstream, model_not_f
 from gateway.limits.background import Background
 from gateway.limits.model import LimitInputError
 from gateway.metrics import Metrics
+from gateway.pipeline.budget import cap_output, needs_cap, output_field, priced_names
 from gateway.pipeline.door import Door, Parsed
 from gateway.pipeline.gate import Gate
 from gateway.pipeline.outcome import Outcome
@@ -125,6 +126,7 @@ class Pipeline:
             outcome.requested_model = model
         parsed = door.parse(body)
         names = self.resolve(request, parsed, outcome)
+        names = priced_names(names, self.dispatcher.deployments, self.prices, parsed.model, outcome)
         self.check_output(parsed, names)
         await self.admit(outcome, names, parsed)
         if parsed.stream:
@@ -180,6 +182,15 @@ class Pipeline:
         outcome.gate = Gate(self.control, check, outcome)
         await outcome.gate.open()
 
+    def capped(self, door: Door, parsed: Parsed, provider: Provider, outcome: Outcome) -> Parsed:
+        """`parsed` as this attempt sends it: its output capped to what the budgets hold, if need be."""
+        gate = outcome.gate
+        if gate is None or not needs_cap(door.endpoint, parsed):
+            return parsed
+        dep = provider.deployment
+        outcome.output_cap = cap = gate.output_cap(dep)
+        return parsed if cap is None else cap_output(parsed, cap, output_field(door.endpoint, dep))
+
     async def dispatch(
         self, request: Request, names: list[str], invoke: Callable[[Provider], Awaitable[T]], outcome: Outcome
     ) -> Served[T]:
@@ -214,7 +225,9 @@ class Pipeline:
     async def _complete(
         self, request: Request, door: Door, parsed: Parsed, names: list[str], outcome: Outcome
     ) -> Response:
-        served = await self.dispatch(request, names, lambda p: door.complete(p, parsed), outcome)
+        served = await self.dispatch(
+            request, names, lambda p: door.complete(p, self.capped(door, parsed, p, outcome)), outcome
+        )
         done = served.result
         usage = done.usage
         if usage is None:
@@ -229,7 +242,9 @@ class Pipeline:
     async def _stream(
         self, request: Request, door: Door, parsed: Parsed, names: list[str], outcome: Outcome
     ) -> Response:
-        served = await self.dispatch(request, names, lambda p: door.open(p, parsed), outcome)
+        served = await self.dispatch(
+            request, names, lambda p: door.open(p, self.capped(door, parsed, p, outcome)), outcome
+        )
         opened = served.result
         if outcome.gate is not None:
             try:

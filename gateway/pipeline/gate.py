@@ -14,10 +14,11 @@ import asyncio
 
 from gateway.control import Check, Control
 from gateway.pipeline.outcome import Outcome
+from providers.deployment import Deployment
 
 
 class Gate:
-    __slots__ = ("_check", "_control", "_outcome", "task")
+    __slots__ = ("_check", "_control", "_outcome", "held_nano", "task")
 
     def __init__(self, control: Control, check: Check, outcome: Outcome) -> None:
         self._control = control
@@ -26,12 +27,18 @@ class Gate:
         # The admission while it runs beside the call; None once it answered (or when it did not run
         # beside the call at all).
         self.task: asyncio.Task[None] | None = None
+        # What the call's budgets hold for it: an overlapped admission asks for the whole reservation.
+        self.held_nano = check.reserve_nano
 
     async def open(self) -> None:
         """Ask the limiter. Raises Denied when it refuses before the call starts."""
         self.task = self._control.overlap(self._check, self._outcome)
         if self.task is None:
-            await self._control.acquire(self._check, self._outcome)
+            self.held_nano = await self._control.acquire(self._check, self._outcome)
+
+    def output_cap(self, dep: Deployment) -> int | None:
+        """The max_tokens a call on `dep` must carry to cost no more than its budgets hold."""
+        return self._control.output_cap(self._check, dep, self.held_nano)
 
     def confirm(self) -> None:
         """Raise the refusal of an admission that ran beside the call and answered after it (the

@@ -50,6 +50,8 @@ class Outcome:
     streamed: bool = False
     fallbacks: int = 0
     attempts: int = 0
+    # The max_tokens the gateway gave the call so that its budgets' reservation pays for the answer.
+    output_cap: int | None = None
     # The limiter's answer when limits or budgets applied, and the admission's life (Gate).
     admission: Admission | None = None
     gate: Gate | None = None
@@ -88,6 +90,8 @@ class Outcome:
         if self.deployment is not None:
             h["x-switchyard-model"] = self.deployment.id
             h["x-switchyard-cost-usd"] = "pending" if cost_pending else format_usd(self.cost)
+        if self.output_cap is not None:
+            h["x-switchyard-max-tokens-capped"] = str(self.output_cap)
         if self.admission is not None:
             h.update(self.admission.headers())
         return h

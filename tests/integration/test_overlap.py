@@ -147,3 +147,27 @@ async def test_refusal_after_the_answer_is_charged_not_served(
             await asyncio.sleep(0.05)
     finally:
         await limiter.aclose()
+
+
+async def test_an_overlapped_call_is_never_capped_after_it_left(
+    gw: Overlapping, pg_url: str, redis_url: str
+) -> None:
+    """A call sent beside its check carries no budget cap, so its check asks for the whole
+    reservation: a budget that another replica has since left with less than that refuses it
+    (before the answer, at no cost) instead of admitting it at a reservation it may overrun."""
+    creds = await new_key(pg_url, team={"budget_usd": Decimal("0.20")})
+    team = BudgetSpec.current(f"team:{creds.team_id}", Decimal("0.20"), "total")
+    async with httpx.AsyncClient(timeout=10.0) as c:
+        # No max_tokens: $0.0328 reserved for gpt-4o-mini's 16,384-token answer, well inside $0.20.
+        first = await chat(c, gw.url, creds.key, model="priced-ov", content="warm up")
+        assert first.status == 200 and "x-switchyard-max-tokens-capped" not in first.headers
+        other = RedisLimiter.from_url(redis_url, timeout_s=2.0)
+        try:
+            taken = await other.acquire([], [team], 0, Decimal("0.18"), "other-replica")
+            assert taken.allowed
+            before = overlaps(gw)
+            second = await chat(c, gw.url, creds.key, model="priced-ov", content="overlap-capped marker")
+        finally:
+            await other.aclose()
+    assert overlaps(gw) == (before[0] + 1, before[1] + 1), "it went out beside its check, and was refused"
+    assert second.status == 429 and second.body["error"]["code"] == "budget_exceeded", second.body

@@ -89,3 +89,14 @@ def test_a_subject_never_seen_waits() -> None:
     other = LimitSpec("key:other", rpm=100)
     assert not room.clear([other], [], 1, 0, 10.0)
     assert not room.clear([], [BudgetSpec("key:k", Decimal(1), "total", "total")], 1, 0, 10.0)
+
+
+def test_what_the_reporting_request_holds_is_not_room() -> None:
+    """Budget figures come from before the request that reports them: its own reservation, spent
+    once it settles, must not read as free room for the next one."""
+    room = Headroom(fraction=0.25)
+    room.sent(0, usd_to_nano(Decimal("0.50")))
+    adm = Admission(True, budget_use=[(0, 0)], reserved_nano=usd_to_nano(Decimal("0.50")))
+    room.answered([BUDGET], 0, usd_to_nano(Decimal("0.50")), adm, 10.0)
+    assert room.clear([], [BUDGET], 0, usd_to_nano(Decimal("0.25")), 10.0)
+    assert not room.clear([], [BUDGET], 0, usd_to_nano(Decimal("0.26")), 10.0)
