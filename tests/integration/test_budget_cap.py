@@ -102,7 +102,7 @@ def gw(
             spend_flush_interval_s=0.1,
             local_model=False,
         )
-        with ServerThread(create_app(settings, config, planner=InOrderPlanner())) as srv:
+        with ServerThread(create_app(settings, config, planner=InOrderPlanner(config))) as srv:
             yield Gateway(srv.url, request.param, verbose.app.state.requests, claude.app.state.requests)
 
 
