@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from gateway.accounting.queries import durable_spend_reader
 from gateway.accounting.thread import WriterThread
 from gateway.api import admin, health, messages, openai
+from gateway.api.docs import install_docs
 from gateway.api.openapi_schemas import install_openapi
 from gateway.auth import KeyCache
 from gateway.config import GatewayConfig, load_config
@@ -126,7 +127,7 @@ def create_app(
             await readiness.aclose()
             await engine.dispose()
 
-    app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.pipeline = pipeline
     app.state.master_key = master.encode() if master else None
@@ -139,6 +140,7 @@ def create_app(
     app.include_router(messages.router)
     app.include_router(admin.router)
     install_openapi(app)
+    install_docs(app)
     return app
 
 

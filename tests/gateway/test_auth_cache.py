@@ -16,13 +16,13 @@ from gateway.auth_guard import FailedAuthLimiter
 from gateway.db.engine import make_engine, session_factory
 from gateway.db.migrate import upgrade
 from gateway.errors import GatewayError
-from tests.gateway.db.databases import create_pg_database, drop_pg_database, pg_url
 from tests.integration.harness import new_key
+from tests.stores import create_pg_database, drop_pg_database, pg_url
 
 
 @pytest.fixture(scope="module")
 async def pg() -> AsyncIterator[str]:
-    name = await create_pg_database("switchyard_auth_cache")
+    name = await create_pg_database("auth_cache")
     try:
         await upgrade(pg_url(name))
         yield pg_url(name)

@@ -5,7 +5,8 @@ calls), gateway_proc (gateway subprocesses, a cuttable TCP proxy) and shared_pai
 
   pg_url           one migrated PostgreSQL database for the whole session (dropped at its end); every
                    test makes its own team and key and reads back only that key's rows
-  redis_url        a dedicated Redis logical database (REDIS_DB), flushed once at session start
+  redis_url        the suite's Redis database (suite_redis_url, tests/stores.py), which concurrent runs
+                   share: no test relies on it being empty
   upstream         the fake OpenAI upstream (tests.fakes.openai_upstream) on a ServerThread
   pair             two gateway subprocesses sharing that PostgreSQL and Redis (test_shared_*)
 """
@@ -13,44 +14,29 @@ calls), gateway_proc (gateway subprocesses, a cuttable TCP proxy) and shared_pai
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-import redis
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.db.migrate import upgrade
 from tests.fakes import openai_upstream
 from tests.fakes.server import ServerThread
 from tests.integration.gateway_proc import GatewayProcess
-from tests.integration.harness import PG_SERVER, REDIS_URL, deployment, pg_url_for, write_config
+from tests.integration.harness import deployment, pg_url_for, write_config
 from tests.integration.shared_pair import BUDGET_PRICE, Pair
+from tests.stores import create_pg_database, drop_pg_database
 
 # --------------------------------------------------------------------------- databases
 
 
 @pytest.fixture(scope="session")
 async def pg_name() -> AsyncIterator[str]:
-    name = f"sy_integration_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await admin.dispose()
+    name = await create_pg_database("integration")
     try:
         await upgrade(pg_url_for(name))
         yield name
     finally:
-        admin = create_async_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-        try:
-            async with admin.connect() as conn:
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        finally:
-            await admin.dispose()
+        await drop_pg_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -60,16 +46,8 @@ def pg_url(pg_name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """REDIS_URL, emptied at the start and at the end of the session (that logical database only)."""
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1.0)
-    try:
-        client.ping()
-        client.flushdb()
-        yield REDIS_URL
-        client.flushdb()
-    finally:
-        client.close()
+def redis_url(suite_redis_url: str) -> str:
+    return suite_redis_url
 
 
 # --------------------------------------------------------------------------- the fake upstream

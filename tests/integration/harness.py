@@ -1,6 +1,6 @@
 """Databases, keys, records and chat calls for the integration tests.
 
-PG_*, REDIS_*    where the shared PostgreSQL server and the tests' Redis logical database are
+PG_*             where the shared PostgreSQL server is (the suite's database names: tests/stores.py)
 CREATED_KEYS     every virtual key this session made (scanned by test_shared_no_key_leak)
 deployment       one model entry of a gateway config; write_config writes the file
 new_key          a team and a virtual key made through gateway.admin.service on the database
@@ -30,10 +30,6 @@ from gateway.db.models import DailySpend, RequestLog
 from tests.fakes import openai_upstream
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
-PG_SERVER = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}"
-# A logical database of its own, so FLUSHDB at the start touches nobody else's keys.
-REDIS_DB = 12
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 MTOK = Decimal(1_000_000)
 COMPLETION_TOKENS = openai_upstream.COMPLETION_TOKENS
 ACTOR = "integration-test"

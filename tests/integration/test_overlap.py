@@ -26,7 +26,6 @@ from gateway.settings import Settings
 from tests.fakes.server import ServerThread
 from tests.integration.gateway_proc import MASTER_KEY, TcpProxy
 from tests.integration.harness import (
-    REDIS_DB,
     Call,
     chat,
     deployment,
@@ -34,6 +33,7 @@ from tests.integration.harness import (
     new_key,
     wait_rows,
 )
+from tests.stores import TEST_REDIS_DB
 
 RPM = 8  # the default margin keeps 2 free: the gateway overlaps while it believes 3 or more are left
 
@@ -55,7 +55,7 @@ def gw(
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=pg_url,
-        redis_url=f"redis://127.0.0.1:{proxy.port}/{REDIS_DB}",
+        redis_url=f"redis://127.0.0.1:{proxy.port}/{TEST_REDIS_DB}",
         redis_timeout_s=2.0,
         master_key=MASTER_KEY,
         spool_dir=workdir / "spool",

@@ -18,9 +18,9 @@ import pytest
 from gateway.db.engine import make_engine, session_factory
 from gateway.db.models import RequestLog
 from tests.fakes.server import ServerThread
-from tests.gateway.db.databases import create_pg_database, drop_pg_database
 from tests.integration.gateway_proc import MASTER_KEY, GatewayProcess, TcpProxy
-from tests.integration.harness import PG_PORT, REDIS_DB, chat, deployment, pg_url_for, write_config
+from tests.integration.harness import PG_PORT, chat, deployment, pg_url_for, write_config
+from tests.stores import TEST_REDIS_DB, create_pg_database, drop_pg_database
 
 REDIS_PORT = 6379
 
@@ -111,7 +111,7 @@ async def test_starts_while_postgresql_is_down_and_records_land_once_it_is_back(
 async def test_an_unmigrated_postgresql_that_answers_still_refuses_the_start(
     upstream: ServerThread, tmp_path: Path
 ) -> None:
-    name = await create_pg_database("sy_unmigrated")
+    name = await create_pg_database("unmigrated")
     try:
         gw = start_gateway(tmp_path, upstream, {"SWITCHYARD_DATABASE_URL": pg_url_for(name)})
         try:
@@ -127,7 +127,7 @@ async def test_an_unmigrated_postgresql_that_answers_still_refuses_the_start(
 async def test_an_unmigrated_postgresql_found_after_an_outage_start_is_not_ready(
     db_proxy: TcpProxy, upstream: ServerThread, tmp_path: Path
 ) -> None:
-    name = await create_pg_database("sy_unmigrated")
+    name = await create_pg_database("unmigrated")
     try:
         db_proxy.cut()
         via_proxy = {"SWITCHYARD_DATABASE_URL": pg_url_for(name, port=db_proxy.port)}
@@ -181,7 +181,7 @@ async def test_redis_down_is_not_ready_only_when_limits_fail_closed(
 ) -> None:
     env = {
         "SWITCHYARD_DATABASE_URL": pg_url,
-        "SWITCHYARD_REDIS_URL": f"redis://127.0.0.1:{redis_proxy.port}/{REDIS_DB}",
+        "SWITCHYARD_REDIS_URL": f"redis://127.0.0.1:{redis_proxy.port}/{TEST_REDIS_DB}",
         "SWITCHYARD_LIMITS_FAIL_MODE": mode,
     }
     gw = start_gateway(tmp_path, upstream, env)

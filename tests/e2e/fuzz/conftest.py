@@ -19,7 +19,7 @@ from tests.fakes.server import ServerThread
 
 @pytest.fixture(scope="session")
 async def fuzz_pg_url() -> AsyncIterator[str]:
-    async with pg_database("sy_fuzz") as url:
+    async with pg_database("fuzz") as url:
         yield url
 
 

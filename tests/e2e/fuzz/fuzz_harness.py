@@ -8,22 +8,18 @@ embeddings, legacy completions), so mutated bodies reach every translation.
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from gateway.config import GatewayConfig, parse_config
 from gateway.db.migrate import upgrade
 from gateway.settings import Settings
 from tests.e2e.gateway_harness import MASTER_KEY, MAX_BODY_BYTES
-from tests.integration.harness import PG_SERVER, pg_url_for
+from tests.integration.harness import pg_url_for
+from tests.stores import create_pg_database, drop_pg_database
 
 CHAT_MODELS = ("gpt-4o-mini", "claude", "gemini")
 FUZZ_MODELS = (*CHAT_MODELS, "text-embedding-3-small", "gpt-3.5-turbo-instruct", "auto")
@@ -31,19 +27,14 @@ AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
 
 
 @asynccontextmanager
-async def pg_database(prefix: str) -> AsyncIterator[str]:
+async def pg_database(purpose: str) -> AsyncIterator[str]:
     """A new, migrated PostgreSQL database on the shared server, dropped afterwards."""
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    name = await create_pg_database(purpose)
     try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
         await upgrade(pg_url_for(name))
         yield pg_url_for(name)
     finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+        await drop_pg_database(name)
 
 
 def fuzz_config(openai_url: str, anthropic_url: str, gemini_url: str) -> GatewayConfig:

@@ -18,10 +18,9 @@ from gateway.admin.cli import add_admin_commands
 from gateway.auth import KeyCache, hash_key
 from gateway.db.engine import make_engine, session_factory
 from gateway.db.models import ApiKey, AuditLog
-from tests.gateway.db.databases import create_pg_database, drop_pg_database, pg_url
+from tests.stores import create_pg_database, drop_pg_database, pg_url
 
 REPO = Path(__file__).resolve().parents[3]
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class Cli:
@@ -123,18 +122,18 @@ async def test_teams_and_keys_from_the_shell(cli: Cli, tmp_path: Path) -> None:
 
 
 async def test_revoke_reaches_running_servers_through_redis(
-    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suite_redis_url: str
 ) -> None:
     assert (await cli("teams", "create", "t"))[0] == 0
     key = (await cli("keys", "create", "--team", "t"))[1].strip()
     key_id = json.loads((await cli("keys", "list", "--json"))[1])["id"]
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
     server_cache = KeyCache(session_factory(engine), ttl_s=3600.0)
-    await server_cache.start(REDIS_URL)
+    await server_cache.start(suite_redis_url)
     try:
         await asyncio.sleep(0.3)  # let the listener subscribe
         assert await server_cache.lookup(key) is not None
-        monkeypatch.setenv("SWITCHYARD_REDIS_URL", REDIS_URL)
+        monkeypatch.setenv("SWITCHYARD_REDIS_URL", suite_redis_url)
         assert (await cli("keys", "revoke", key_id))[0] == 0
         for _ in range(100):
             if await server_cache.lookup(key) is None:
@@ -148,7 +147,7 @@ async def test_revoke_reaches_running_servers_through_redis(
 
 @pytest.fixture
 async def fresh_pg() -> AsyncIterator[str]:
-    name = await create_pg_database("switchyard_admin_cli")
+    name = await create_pg_database("admin_cli")
     try:
         yield pg_url(name)
     finally:

@@ -5,46 +5,19 @@ Imported by the conftest files of tests/gateway/db and tests/gateway/accounting.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.engine import make_engine
 from gateway.db.migrate import upgrade
+from tests.stores import create_pg_database, drop_pg_database, pg_url
 
-PG_SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432"
 # Nothing listens here (port 9 is discard; a connect is refused at once on loopback).
 CLOSED_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:9/nowhere"
-
-
-def pg_url(name: str) -> str:
-    return f"{PG_SERVER}/{name}"
-
-
-async def create_pg_database(prefix: str = "switchyard_test") -> str:
-    """A new, empty, uniquely named database; returns its name."""
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(pg_url("postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await admin.dispose()
-    return name
-
-
-async def drop_pg_database(name: str) -> None:
-    admin = create_async_engine(pg_url("postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
 
 
 async def truncate_all(engine: AsyncEngine) -> None:
@@ -60,7 +33,7 @@ async def truncate_all(engine: AsyncEngine) -> None:
 @pytest.fixture(scope="session")
 async def pg_database() -> AsyncIterator[str]:
     """URL of a migrated PostgreSQL database made for this test session (dropped at its end)."""
-    name = await create_pg_database()
+    name = await create_pg_database("db")
     try:
         url = pg_url(name)
         await upgrade(url)

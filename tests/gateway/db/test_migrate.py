@@ -24,7 +24,8 @@ from gateway.db.migrate import (
     upgrade,
 )
 from gateway.db.models import Base
-from tests.gateway.db.databases import CLOSED_PG_URL, PG_SERVER, create_pg_database, drop_pg_database, pg_url
+from tests.gateway.db.databases import CLOSED_PG_URL
+from tests.stores import PG_PREFIX, create_pg_database, drop_pg_database, pg_url
 
 REPO = Path(__file__).resolve().parents[3]
 TABLES = {"teams", "api_keys", "request_log", "daily_spend", "audit_log", "alembic_version"}
@@ -36,7 +37,7 @@ async def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
         return
-    name = await create_pg_database("switchyard_migrate")
+    name = await create_pg_database("migrate")
     try:
         yield pg_url(name)
     finally:
@@ -106,7 +107,7 @@ async def test_start_check_defers_only_a_postgresql_that_does_not_answer(empty_u
     with pytest.raises(SchemaNotCurrentError, match="switchyard migrate"):
         await ensure_schema_or_defer(empty_url)
     with pytest.raises(SQLAlchemyError, match="does not exist"):
-        await ensure_schema_or_defer(f"{PG_SERVER}/switchyard_no_such_database")
+        await ensure_schema_or_defer(pg_url(f"{PG_PREFIX}no_such_database"))
     await upgrade(empty_url)
     assert await ensure_schema_or_defer(empty_url) is True
 

@@ -1,4 +1,5 @@
-"""Fixtures: a real local Redis under a random key prefix (deleted afterwards), and both limiters."""
+"""Fixtures: the suite's Redis database (tests/stores.py) under a random key prefix per test (its keys
+deleted afterwards), and both limiters."""
 
 from __future__ import annotations
 
@@ -9,17 +10,16 @@ import pytest
 import redis
 
 from gateway.limits import Limiter, MemoryLimiter, RedisLimiter
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.stores import TEST_REDIS_URL
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
+def redis_url(request: pytest.FixtureRequest) -> str:
     try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping()
+        redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=0.5).ping()
     except redis.RedisError:
         pytest.skip("no Redis at 127.0.0.1:6379")
-    return REDIS_URL
+    return request.getfixturevalue("suite_redis_url")
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ async def make_limiter(request: pytest.FixtureRequest) -> AsyncIterator[LimiterF
         if request.param == "memory":
             lim: Limiter = MemoryLimiter(**kwargs)
         else:
-            lim = RedisLimiter.from_url(REDIS_URL, timeout_s=1.0, prefix=p, **kwargs)
+            lim = RedisLimiter.from_url(TEST_REDIS_URL, timeout_s=1.0, prefix=p, **kwargs)
         made.append(lim)
         return lim
 
