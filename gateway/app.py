@@ -17,7 +17,7 @@ from gateway.api import admin, health, messages, openai
 from gateway.api.docs import install_docs
 from gateway.api.openapi_schemas import install_openapi
 from gateway.auth import KeyCache
-from gateway.config import GatewayConfig, load_config
+from gateway.config import GatewayConfig, apply_settings, load_config
 from gateway.control import Control
 from gateway.db.engine import make_engine, session_factory
 from gateway.db.migrate import ensure_schema_or_defer
@@ -59,9 +59,9 @@ def create_app(
     planner: RoutePlanner | None = None,
 ) -> FastAPI:
     prepare_offline_env()
-    config = (
-        config if config is not None else resolve_config(settings, env if env is not None else os.environ)
-    )
+    if config is None:
+        config = resolve_config(settings, env if env is not None else os.environ)
+        settings = apply_settings(settings, config)
     price_map = load_price_map()
     prices = {d.id: price_for(d, price_map) for d in config.models}
     max_output = {d.id: max_output_tokens(d, price_map) for d in config.models}
@@ -162,4 +162,6 @@ def _announce(config: GatewayConfig, prices: dict[str, object], auth: bool) -> N
 
 def app_from_env() -> FastAPI:
     """uvicorn's factory for `--workers N`: each worker process is its own entry point."""
-    return create_app(Settings())
+    settings = Settings()
+    config = resolve_config(settings, os.environ)
+    return create_app(apply_settings(settings, config), config)

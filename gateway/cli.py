@@ -11,16 +11,25 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.admin.cli import add_admin_commands
-from gateway.config import ConfigError
+from gateway.argtypes import int_in
+from gateway.config import ConfigError, apply_settings
 from gateway.db.migrate import SchemaNotCurrentError, ensure_schema_or_defer
 from gateway.offline import prepare_offline_env
 from gateway.route_cli import add_route_commands
-from gateway.settings import Settings
+from gateway.settings import Settings, SettingsError
 from local_backend.cli import add_local_commands
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (exit 2), like every other error here."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _is_loopback(host: str) -> bool:
@@ -55,10 +64,14 @@ def serve(args: argparse.Namespace) -> int:
     # Their debug output carries SQL parameters, key hashes among them.
     for noisy in ("aiosqlite", "sqlalchemy.engine", "asyncpg"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        config = resolve_config(settings, os.environ)
-    except ConfigError as exc:
-        print(f"switchyard: {exc}", file=sys.stderr)
+    config = resolve_config(settings, os.environ)
+    settings = apply_settings(settings, config)
+    if settings.master_key is None and config.master_key is None and not _is_loopback(settings.host):
+        print(
+            f"switchyard: refusing to listen on {settings.host} without a master key; "
+            "set SWITCHYARD_MASTER_KEY or bind 127.0.0.1",
+            file=sys.stderr,
+        )
         return 2
     try:
         # Before binding: SQLite migrates itself, an unmigrated PostgreSQL is refused with a clear message,
@@ -69,13 +82,6 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     except (OSError, SQLAlchemyError) as exc:
         print(f"switchyard: cannot reach the database: {exc}", file=sys.stderr)
-        return 2
-    if settings.master_key is None and config.master_key is None and not _is_loopback(settings.host):
-        print(
-            f"switchyard: refusing to listen on {settings.host} without a master key; "
-            "set SWITCHYARD_MASTER_KEY or bind 127.0.0.1",
-            file=sys.stderr,
-        )
         return 2
     common = {
         "host": settings.host,
@@ -104,17 +110,15 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="switchyard", description="An OpenAI- and Anthropic-compatible LLM gateway."
-    )
+    parser = _Parser(prog="switchyard", description="An OpenAI- and Anthropic-compatible LLM gateway.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the gateway")
     p.add_argument(
         "--config", type=Path, help="YAML config (default: $SWITCHYARD_CONFIG, else embedded defaults)"
     )
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (default 4000)")
-    p.add_argument("--workers", type=int, help="worker processes (default 1)")
+    p.add_argument("--port", type=int_in(1, 65535), help="port (default 4000)")
+    p.add_argument("--workers", type=int_in(1), help="worker processes (default 1)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--access-log", action="store_true", help="log every request line")
     p.set_defaults(func=serve)
@@ -127,7 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     prepare_offline_env()
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, SettingsError) as exc:
+        print(f"switchyard: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

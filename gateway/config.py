@@ -1,23 +1,30 @@
-"""The YAML config: deployments (`models:`) and routed names (`routes:`).
+"""The YAML config: deployments (`models:`), routed names (`routes:`) and settings (`settings:`).
 
 A LiteLLM proxy `config.yaml` (`model_list` with `litellm_params`) is accepted as it is, so teams can
-point Switchyard at the file they already run. `${VAR}` / `${VAR:-default}` (and LiteLLM's
-`os.environ/VAR`) are read from the environment mapping the entry point passes in.
+point Switchyard at the file they already run (its other sections: gateway/litellm_settings.py).
+`${VAR}` / `${VAR:-default}` (and LiteLLM's `os.environ/VAR`) are read from the environment mapping the
+entry point passes in. A model whose `api_key` names an unset (or empty) variable is skipped with a
+warning, so one example file serves whichever provider keys are set; any other unset variable the
+config uses is an error.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from gateway.settings import Settings, SettingsError
 from providers.deployment import Deployment, Price, Tier
 
+log = logging.getLogger("switchyard.config")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ENV_PREFIX = "os.environ/"
 
 
 class ConfigError(ValueError):
@@ -41,6 +48,11 @@ class GatewayConfig(BaseModel):
     routes: dict[str, Route] = Field(default_factory=dict)
     # From a LiteLLM file's general_settings.master_key; SWITCHYARD_MASTER_KEY wins over it.
     master_key: str | None = Field(default=None, repr=False)
+    # Settings fields (gateway/settings.py) the file sets, as a LiteLLM file's router_settings do:
+    # the environment and the command line win over them (`apply_settings`).
+    settings: dict[str, Any] = Field(default_factory=dict, repr=False)
+    # Setting -> the file key it came from, where that is not `settings.<name>`.
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> GatewayConfig:
@@ -55,6 +67,10 @@ class GatewayConfig(BaseModel):
                 else:
                     seen[dep.name] = seen.get(dep.name, 0) + 1
                     dep.id = f"{dep.name}#{seen[dep.name]}"
+        # `config` would name another file; the file cannot say where it is.
+        unknown = sorted(set(self.settings) - (set(Settings.model_fields) - {"config"}))
+        if unknown:
+            raise ValueError(f"settings: unknown setting(s) {unknown}")
         for name, route in self.routes.items():
             if name in counts:
                 raise ValueError(f"route {name!r} has the name of a model")
@@ -67,24 +83,42 @@ class GatewayConfig(BaseModel):
         return list(dict.fromkeys([d.name for d in self.models] + list(self.routes)))
 
 
-def interpolate(value: Any, env: Mapping[str, str]) -> Any:
+def interpolate(value: Any, env: Mapping[str, str], where: str = "") -> Any:
+    """`value` with its variables read from `env`; an unset one is a ConfigError naming `where`."""
     if isinstance(value, str):
-        if value.startswith("os.environ/"):
-            return env.get(value.removeprefix("os.environ/"), "")
+
+        def unset(name: str) -> ConfigError:
+            return ConfigError(f"{where or 'config'}: environment variable {name} is not set")
+
+        if value.startswith(_ENV_PREFIX):
+            name = value.removeprefix(_ENV_PREFIX)
+            if name not in env:
+                raise unset(name)
+            return env[name]
 
         def sub(m: re.Match[str]) -> str:
             if m.group(1) in env:
                 return env[m.group(1)]
             if m.group(2) is not None:
                 return m.group(2)
-            raise ConfigError(f"environment variable {m.group(1)} is not set")
+            raise unset(m.group(1))
 
         return _VAR.sub(sub, value)
     if isinstance(value, list):
-        return [interpolate(v, env) for v in value]
+        return [interpolate(v, env, f"{where}.{i}" if where else str(i)) for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: interpolate(v, env) for k, v in value.items()}
+        return {k: interpolate(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
     return value
+
+
+def _unset_key_vars(api_key: Any, env: Mapping[str, str]) -> list[str]:
+    """The variables an `api_key` value names that are unset or empty and have no default."""
+    if not isinstance(api_key, str):
+        return []
+    if api_key.startswith(_ENV_PREFIX):
+        name = api_key.removeprefix(_ENV_PREFIX)
+        return [] if env.get(name) else [name]
+    return [m.group(1) for m in _VAR.finditer(api_key) if m.group(2) is None and not env.get(m.group(1))]
 
 
 _LITELLM_PREFIX = {
@@ -123,19 +157,131 @@ def _from_litellm_entry(entry: dict[str, Any]) -> dict[str, Any]:
     return dep
 
 
+class _Skipped:
+    """Models left out for want of an API key: model name -> the unset variables."""
+
+    def __init__(self) -> None:
+        self.models: dict[str, list[str]] = {}
+
+    def check(self, name: Any, api_key: Any, env: Mapping[str, str]) -> bool:
+        missing = _unset_key_vars(api_key, env)
+        if missing:
+            seen = self.models.setdefault(str(name), [])
+            seen.extend(v for v in missing if v not in seen)
+        return bool(missing)
+
+    def report(self, served: list[dict[str, Any]]) -> None:
+        if not self.models:
+            return
+        variables = sorted({v for vs in self.models.values() for v in vs})
+        if not served:
+            raise ConfigError(
+                f"no models left to serve: every model's API key is unset (set {' or '.join(variables)})"
+            )
+        by_vars: dict[tuple[str, ...], list[str]] = {}
+        for name, vs in self.models.items():
+            by_vars.setdefault(tuple(vs), []).append(name)
+        log.warning(
+            "skipping models whose API key is not set: %s",
+            "; ".join(f"{', '.join(names)} ({', '.join(vs)})" for vs, names in by_vars.items()),
+        )
+
+    def prune(self, routes: Any, served: list[dict[str, Any]]) -> Any:
+        """Routes without the skipped models (a name still served by another entry stays)."""
+        gone = set(self.models) - {d.get("name") for d in served}
+        if not gone or not isinstance(routes, dict):
+            return routes
+        kept = {}
+        for name, route in routes.items():
+            cands = route.get("candidates") if isinstance(route, dict) else None
+            if not isinstance(cands, list) or not set(cands) & gone:
+                kept[name] = route
+            elif left := [c for c in cands if c not in gone]:
+                kept[name] = {**route, "candidates": left}
+            else:
+                log.warning("route %s dropped: all its candidates were skipped for want of an API key", name)
+        return kept
+
+
+def _native(
+    raw: dict[str, Any], env: Mapping[str, str], skipped: _Skipped
+) -> tuple[dict[str, Any], list[int]]:
+    entries = raw.get("models")
+    if not isinstance(entries, list):
+        return interpolate(raw, env), []
+    indexes = [
+        i
+        for i, e in enumerate(entries)
+        if not (isinstance(e, dict) and skipped.check(e.get("name"), e.get("api_key"), env))
+    ]
+    rest = {k: v for k, v in raw.items() if k != "models"}
+    models = [interpolate(entries[i], env, f"models.{i}") for i in indexes]
+    return {**interpolate(rest, env), "models": models}, indexes
+
+
+def _from_litellm(
+    raw: dict[str, Any], env: Mapping[str, str], skipped: _Skipped
+) -> tuple[dict[str, Any], dict[str, str]]:
+    # Imported here: gateway.litellm_settings raises this module's ConfigError.
+    from gateway.litellm_settings import translate
+
+    mapped = translate(raw, lambda value, where: interpolate(value, env, where))
+    models = []
+    for i, entry in enumerate(raw.get("model_list") or []):
+        where = f"model_list.{i}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("litellm_params") or {}, dict):
+            raise ConfigError(f"{where}: expected a mapping with model_name and litellm_params")
+        if skipped.check(entry.get("model_name"), (entry.get("litellm_params") or {}).get("api_key"), env):
+            continue
+        try:
+            dep = _from_litellm_entry(interpolate(entry, env, where))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if mapped.timeout is not None:
+            dep.setdefault("timeout", mapped.timeout)
+        models.append(dep)
+    native = {
+        "models": models,
+        "routes": interpolate(raw.get("routes") or {}, env, "routes"),
+        "master_key": mapped.master_key,
+        "settings": mapped.settings,
+    }
+    return native, mapped.origins
+
+
 def parse_config(raw: dict[str, Any], env: Mapping[str, str]) -> GatewayConfig:
-    raw = interpolate(raw or {}, env)
+    raw = raw or {}
+    skipped = _Skipped()
+    origins: dict[str, str] = {}
+    indexes: list[int] = []
     if "model_list" in raw:
-        general = raw.get("general_settings") or {}
-        raw = {
-            "models": [_from_litellm_entry(e) for e in raw.get("model_list") or []],
-            "routes": raw.get("routes") or {},
-            "master_key": general.get("master_key"),
-        }
+        # LiteLLM sets these in its environment; here they fill in for variables the process lacks.
+        file_env = raw.get("environment_variables") or {}
+        if not isinstance(file_env, dict):
+            raise ConfigError("environment_variables: expected a mapping")
+        env = {**{str(k): str(v) for k, v in file_env.items()}, **env}
+        raw, origins = _from_litellm(raw, env, skipped)
+    else:
+        raw, indexes = _native(raw, env, skipped)
+    served = raw.get("models") if isinstance(raw.get("models"), list) else []
+    skipped.report(served)
+    if "routes" in raw:
+        raw = {**raw, "routes": skipped.prune(raw["routes"], served)}
     try:
-        return GatewayConfig.model_validate(raw)
+        config = GatewayConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc)) from None
+        raise ConfigError(_explain(exc, indexes)) from None
+    config._origins = origins
+    return config
+
+
+def apply_settings(settings: Settings, config: GatewayConfig) -> Settings:
+    """`settings` (environment and command line) over the config file's `settings:`."""
+    try:
+        return settings.filled_from(config.settings)
+    except SettingsError as exc:
+        problems = (f"{config._origins.get(f, f'settings.{f}')}: {why}" for f, why in exc.problems)
+        raise ConfigError("invalid config: " + "; ".join(problems)) from None
 
 
 def load_config(path: str | Path, env: Mapping[str, str]) -> GatewayConfig:
@@ -146,18 +292,33 @@ def load_config(path: str | Path, env: Mapping[str, str]) -> GatewayConfig:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with `models:` (or LiteLLM's `model_list:`)")
     return parse_config(raw or {}, env)
 
 
-def _explain(exc: ValidationError) -> str:
+def _explain(exc: ValidationError, indexes: list[int]) -> str:
+    """One line; `indexes` maps the position of a served model back to its place in the file."""
     lines = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "config"
+        loc = list(err["loc"])
+        if indexes and len(loc) > 1 and loc[0] == "models" and isinstance(loc[1], int):
+            loc[1] = indexes[loc[1]]
+        where = ".".join(str(p) for p in loc) or "config"
         lines.append(f"{where}: {err['msg']}")
     return "invalid config: " + "; ".join(lines)
 
 
-__all__ = ["ConfigError", "Deployment", "GatewayConfig", "Price", "Route", "load_config", "parse_config"]
+__all__ = [
+    "ConfigError",
+    "Deployment",
+    "GatewayConfig",
+    "Price",
+    "Route",
+    "apply_settings",
+    "load_config",
+    "parse_config",
+]

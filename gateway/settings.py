@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.db.engine import normalize_url
+
+# Their values are never repeated in an error message.
+_SECRET = ("master_key", "database_url", "redis_url", "openai_api_key", "anthropic_api_key", "gemini_api_key")
+
+
+class SettingsError(ValueError):
+    """Some settings are invalid: `problems` holds (field, what was expected) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]], values: Mapping[str, Any]) -> None:
+        self.problems = problems
+        super().__init__(
+            "; ".join(
+                f"invalid setting SWITCHYARD_{field.upper()}"
+                + ("" if field in _SECRET or field not in values else f"={values[field]!r}")
+                + f": {why}"
+                for field, why in problems
+            )
+        )
 
 
 class Settings(BaseSettings):
@@ -15,12 +36,13 @@ class Settings(BaseSettings):
     )
 
     config: Path | None = None
+    # postgresql:// and postgres:// get the asyncpg driver, sqlite:// aiosqlite (gateway/db/engine.py).
     database_url: str = "sqlite+aiosqlite:///./switchyard.db"
     redis_url: str | None = None
     master_key: SecretStr | None = None
 
     host: str = "127.0.0.1"
-    port: int = 4000
+    port: int = Field(default=4000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -77,3 +99,38 @@ class Settings(BaseSettings):
     )
     # Serve the bundled local model in the embedded defaults when its engine is installed.
     local_model: bool = True
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_problems(exc), _inputs(exc)) from None
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, url: str) -> str:
+        return normalize_url(url)
+
+    def filled_from(self, file_values: Mapping[str, Any]) -> Settings:
+        """These settings with the config file's values where neither the environment nor the command
+        line set the field; SettingsError names the file's invalid ones."""
+        extra = {k: v for k, v in file_values.items() if k not in self.model_fields_set}
+        if not extra:
+            return self
+        given = {k: getattr(self, k) for k in self.model_fields_set}
+        return Settings(**extra, **given)
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "settings"
+        why = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
+        out.append((field.removeprefix("SWITCHYARD_").lower(), why))
+    return out
+
+
+def _inputs(exc: ValidationError) -> dict[str, Any]:
+    return {
+        str(e["loc"][0]).removeprefix("SWITCHYARD_").lower(): e["input"] for e in exc.errors() if e["loc"]
+    }

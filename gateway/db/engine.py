@@ -7,15 +7,49 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 _SUPPORTED = ("postgresql+asyncpg", "sqlite+aiosqlite")
+# Driverless schemes (as LiteLLM, libpq and most hosting dashboards write them) and the driver each gets.
+_DRIVER_FOR = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+# Query parameters asyncpg takes (anything else fails at the first connect, not at start-up); libpq's
+# `sslmode` is asyncpg's `ssl`, with the same values.
+_PG_PARAMS = ("ssl", "target_session_attrs", "passfile", "prepared_statement_cache_size")
 # SQLSTATEs of a server that is there but not taking work now: connection exceptions (class 08),
 # too many connections, starting up or shutting down. Retrying later can succeed; a wrong password,
 # a missing database or a syntax error cannot, and must not be mistaken for an outage.
 _TRANSIENT_SQLSTATES = ("08", "53300", "57P01", "57P02", "57P03")
+
+
+def normalize_url(url: str | URL) -> str:
+    """`postgresql://`, `postgres://` and `sqlite://` URLs with their async driver; ValueError (with a
+    message that never shows the password) for a URL or a scheme Switchyard cannot use."""
+    try:
+        parsed = make_url(url)
+    except sa_exc.ArgumentError:
+        raise ValueError("not a database URL (expected e.g. postgresql://user:pass@host:5432/db)") from None
+    parsed = parsed.set(drivername=_DRIVER_FOR.get(parsed.drivername, parsed.drivername))
+    if parsed.drivername not in _SUPPORTED:
+        accepted = ", ".join(f"{s}://" for s in (*_DRIVER_FOR, *_SUPPORTED))
+        raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}: use one of {accepted}")
+    if parsed.drivername == "postgresql+asyncpg" and parsed.query:
+        query = dict(parsed.query)
+        if "sslmode" in query:
+            query.setdefault("ssl", query.pop("sslmode"))
+        unknown = sorted(set(query) - set(_PG_PARAMS))
+        if unknown:
+            raise ValueError(
+                f"unsupported PostgreSQL URL parameter(s) {', '.join(unknown)}: accepted are sslmode, "
+                + ", ".join(_PG_PARAMS)
+            )
+        parsed = parsed.set(query=query)
+    return parsed.render_as_string(hide_password=False)
 
 
 def make_engine(
@@ -26,17 +60,12 @@ def make_engine(
     command_timeout: float = 60.0,
     echo: bool = False,
 ) -> AsyncEngine:
-    """An AsyncEngine for `postgresql+asyncpg://...` or `sqlite+aiosqlite://...`.
+    """An AsyncEngine for a PostgreSQL (asyncpg) or SQLite (aiosqlite) URL (see `normalize_url`).
 
     Timeouts bound how long a write can hang on an unreachable server, so the spend writer notices
     an outage and spills instead of waiting forever.
     """
-    parsed = make_url(url)
-    if parsed.drivername not in _SUPPORTED:
-        raise ValueError(
-            f"unsupported database URL scheme {parsed.drivername!r}: use one of "
-            + ", ".join(f"{s}://" for s in _SUPPORTED)
-        )
+    parsed = make_url(normalize_url(url))
     # Error messages and echo never show bound parameters: key hashes are among them.
     kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
     if parsed.drivername == "postgresql+asyncpg":

@@ -9,17 +9,47 @@ Until the main CLI wires it in: `python -m gateway.route_cli ...`.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from routing.artifact import DEFAULT_PATH
+from gateway.argtypes import int_in
+from gateway.config import ConfigError
+from routing.artifact import DEFAULT_PATH, ArtifactError
 
 _REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = _REPO.parent / "shared" / "data" / "routing"
 DEFAULT_PLOT = _REPO / "bench-results" / "route-eval.png"
+
+
+class RouteInputError(ValueError):
+    """Input a route command cannot use; the message says which and why."""
+
+
+def _one_line(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """The command with its input errors (missing or unreadable files, bad lines, a bad config or
+    artifact) as one line on stderr and exit code 2."""
+
+    @functools.wraps(cmd)
+    def run(args: argparse.Namespace) -> int:
+        from gateway.route_cli.score import ScoreInputError
+
+        try:
+            return cmd(args)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"switchyard route {args.route_command}: {where}{exc.strerror or exc}", file=sys.stderr)
+        except UnicodeDecodeError:
+            print(f"switchyard route {args.route_command}: input is not UTF-8 text", file=sys.stderr)
+        except (RouteInputError, ScoreInputError, ConfigError, ArtifactError) as exc:
+            print(f"switchyard route {args.route_command}: {exc}", file=sys.stderr)
+        return 2
+
+    return run
 
 
 def _load(data: Path) -> tuple[list, list]:
@@ -27,7 +57,7 @@ def _load(data: Path) -> tuple[list, list]:
     from gateway.route_cli.train import featurize
 
     if not data.is_dir():
-        raise SystemExit(f"route: no training data at {data} (pass --data)")
+        raise RouteInputError(f"no training data at {data} (pass --data)")
     sets = load_all(data)
     return sets, [featurize(s.prompts) for s in sets]
 
@@ -139,7 +169,7 @@ def add_route_commands(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="rebuild the router artifact from the outcome data")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="outcome data folder")
     p.add_argument("--out", type=Path, default=DEFAULT_PATH, help="artifact path to write")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=_one_line(cmd_train))
 
     p = sub.add_parser(
         "eval",
@@ -150,16 +180,16 @@ def add_route_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="outcome data folder")
     p.add_argument("--plot", type=Path, default=DEFAULT_PLOT, help="PNG to write")
     p.add_argument("--json", type=Path, help="also write per-fold figures as JSON")
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=_one_line(cmd_eval))
 
     p = sub.add_parser("score", help="score requests offline (JSONL in, JSONL out)")
     p.add_argument("--input", type=Path, required=True, help="requests, one JSON object a line")
     p.add_argument("--output", type=Path, help="where to write (default stdout)")
     p.add_argument("--config", type=Path, help="gateway config whose routes to score against")
     p.add_argument("--artifact", type=Path, help="router artifact (default: the shipped one)")
-    p.set_defaults(func=cmd_score)
+    p.set_defaults(func=_one_line(cmd_score))
 
     p = sub.add_parser("bench", help="p50/p99 latency of one routing decision on a 1,000-token prompt")
-    p.add_argument("--iterations", type=int, default=3000)
+    p.add_argument("--iterations", type=int_in(1), default=3000)
     p.add_argument("--artifact", type=Path, help="router artifact (default: the shipped one)")
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=_one_line(cmd_bench))

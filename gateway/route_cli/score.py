@@ -30,6 +30,10 @@ BUILTIN_LADDER = (
 )
 
 
+class ScoreInputError(ValueError):
+    """A request line or a config that cannot be scored; the message says which and why."""
+
+
 def _candidate(dep: Deployment, price_map: dict[str, Any]) -> Candidate:
     price = price_for(dep, price_map)
     if price is None:
@@ -42,7 +46,7 @@ class RouteTable:
 
     def __init__(self, routes: Mapping[str, tuple[RouteSpec, list[Candidate]]]) -> None:
         if not routes:
-            raise ValueError("the config defines no routes to score against")
+            raise ScoreInputError("the config defines no routes to score against")
         self.routes = dict(routes)
         self.default = "auto" if "auto" in self.routes else next(iter(self.routes))
 
@@ -92,9 +96,9 @@ def score_requests(router: Router, table: RouteTable, lines: Iterator[str]) -> I
         try:
             request = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            raise ValueError(f"line {number}: invalid JSON: {exc}") from None
+            raise ScoreInputError(f"line {number}: invalid JSON: {exc}") from None
         if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
-            raise ValueError(f"line {number}: expected an object with a `messages` list")
+            raise ScoreInputError(f"line {number}: expected an object with a `messages` list")
         spec, candidates = table.for_request(request)
         decision = router.decide(request, spec, candidates)
         cost = decision.estimated_cost_usd

@@ -1,8 +1,9 @@
+import logging
 from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, load_config, parse_config
+from gateway.config import ConfigError, apply_settings, load_config, parse_config
 from gateway.defaults import default_config
 from gateway.settings import Settings
 
@@ -125,3 +126,134 @@ def test_bundled_local_model_lacks_tools_response_format_and_vision() -> None:
     smollm2 = next(d for d in default_config(settings).models if d.name == "smollm2")
     assert smollm2.provider == "local"
     assert not smollm2.capabilities & {"tools", "response_format", "vision"}
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "switchyard.example.yaml"
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_example_without_keys_serves_the_local_model(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="switchyard.config")
+    cfg = load_config(EXAMPLE, {})
+    assert [d.name for d in cfg.models] == ["smollm2"]
+    assert cfg.routes["auto"].candidates == ["smollm2"]
+    assert _warnings(caplog) == [
+        "skipping models whose API key is not set: gpt-4o-mini, gpt-4o (OPENAI_API_KEY); "
+        "claude-sonnet (ANTHROPIC_API_KEY)"
+    ]
+
+
+def test_example_with_one_key_serves_that_provider(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="switchyard.config")
+    cfg = load_config(EXAMPLE, {"OPENAI_API_KEY": "sk-o", "ANTHROPIC_API_KEY": ""})
+    assert [d.name for d in cfg.models] == ["gpt-4o-mini", "gpt-4o", "smollm2"]
+    assert cfg.routes["auto"].candidates == ["smollm2", "gpt-4o-mini", "gpt-4o"]
+    # Set but empty counts as unset: such a key could only fail upstream.
+    assert _warnings(caplog) == [
+        "skipping models whose API key is not set: claude-sonnet (ANTHROPIC_API_KEY)"
+    ]
+
+
+def test_route_left_without_candidates_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="switchyard.config")
+    raw = {
+        "models": [
+            {"name": "a", "model": "m", "api_key": "${KEY_A}"},
+            {"name": "b", "model": "m", "api_key": "k"},
+            # A variable inside the value counts as well.
+            {"name": "c", "model": "m", "api_key": "Bearer ${KEY_C}"},
+            {"name": "d", "model": "m", "api_key": "${KEY_D:-}"},
+        ],
+        "routes": {
+            "ab": {"candidates": ["a", "b"]},
+            "cc": {"candidates": ["c"]},
+            "ad": {"candidates": ["d"]},
+        },
+    }
+    cfg = parse_config(raw, {})
+    assert [d.name for d in cfg.models] == ["b", "d"]
+    assert cfg.models[1].api_key == ""  # an explicit default, as for servers that take no key
+    assert {n: r.candidates for n, r in cfg.routes.items()} == {"ab": ["b"], "ad": ["d"]}
+    assert _warnings(caplog) == [
+        "skipping models whose API key is not set: a (KEY_A); c (KEY_C)",
+        "route cc dropped: all its candidates were skipped for want of an API key",
+    ]
+
+
+def test_shared_name_keeps_its_routes_while_one_deployment_has_a_key() -> None:
+    raw = {
+        "models": [{"name": "a", "model": "m1", "api_key": "${UNSET}"}, {"name": "a", "model": "m2"}],
+        "routes": {"r": {"candidates": ["a"]}},
+    }
+    cfg = parse_config(raw, {})
+    assert [d.model for d in cfg.models] == ["m2"] and cfg.routes["r"].candidates == ["a"]
+
+
+def test_no_models_left_is_one_clear_error() -> None:
+    raw = {
+        "models": [
+            {"name": "a", "model": "m", "api_key": "${K1}"},
+            {"name": "b", "model": "m", "api_key": "${K2}"},
+        ]
+    }
+    with pytest.raises(
+        ConfigError, match=r"^no models left to serve: every model's API key is unset \(set K1 or K2\)$"
+    ):
+        parse_config(raw, {})
+
+
+def test_unset_variable_elsewhere_names_where() -> None:
+    raw = {"models": [{"name": "a", "model": "m", "api_key": "k", "api_base": "${BASE}/v1"}]}
+    with pytest.raises(ConfigError, match=r"^models\.0\.api_base: environment variable BASE is not set$"):
+        parse_config(raw, {})
+
+
+def test_errors_name_the_model_by_its_place_in_the_file() -> None:
+    raw = {
+        "models": [
+            {"name": "a", "model": "m", "api_key": "${UNSET}"},
+            {"name": "b", "model": "m", "tier": "huge"},
+        ]
+    }
+    with pytest.raises(ConfigError, match=r"models\.1\.tier"):
+        parse_config(raw, {})
+
+
+def test_settings_section_fills_in_under_environment_and_flags() -> None:
+    cfg = parse_config(
+        {"settings": {"retries": 5, "cooldown_s": 1.5, "database_url": "postgres://u@h/db"}}, {}
+    )
+    settings = apply_settings(Settings(_env_file=None, cooldown_s=9), cfg)
+    assert (settings.retries, settings.cooldown_s) == (5, 9)
+    assert settings.database_url == "postgresql+asyncpg://u@h/db"
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"config": "other.yaml"}, r"settings: unknown setting\(s\) \['config'\]"),
+        ({"retrys": 1}, r"settings: unknown setting\(s\) \['retrys'\]"),
+    ],
+)
+def test_settings_section_rejects_unknown_names(section: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"settings": section}, {})
+
+
+def test_settings_section_invalid_value_names_the_key() -> None:
+    cfg = parse_config({"settings": {"retries": "many"}}, {})
+    with pytest.raises(
+        ConfigError, match=r"^invalid config: settings\.retries: Input should be a valid integer"
+    ):
+        apply_settings(Settings(_env_file=None), cfg)
+
+
+def test_invalid_yaml_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("models:\n  - name: a\n   model: m\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, {})
+    assert "\n" not in str(err.value) and "invalid YAML at line 3" in str(err.value)

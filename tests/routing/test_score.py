@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
 from gateway.route_cli.score import RouteTable, run_score, score_requests
 from routing.policy import Router
 
@@ -83,3 +85,49 @@ def test_cli_subprocess(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(dst.read_text())["id"] == "easy"
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (["{oops"], "switchyard route score: line 1: invalid JSON"),
+        (None, "switchyard route score: missing.jsonl: No such file or directory"),
+    ],
+)
+def test_cli_input_errors_are_one_line(tmp_path: Path, lines: list[str] | None, expected: str) -> None:
+    src = tmp_path / "missing.jsonl"
+    if lines is not None:
+        src = tmp_path / "in.jsonl"
+        src.write_text("\n".join(lines) + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "route", "score", "--input", src.name],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [proc.stderr.strip()] and proc.stderr.startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("config", "artifact", "expected"),
+    [
+        ("nope.yaml", None, "cannot read config"),
+        (None, "nope.npz", "router artifact not found at"),
+    ],
+)
+def test_missing_config_or_artifact_is_reported(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    config: str | None,
+    artifact: str | None,
+    expected: str,
+) -> None:
+    src = _write(tmp_path / "in.jsonl", REQUESTS[:1])
+    args = ["route", "score", "--input", str(src)]
+    args += ["--config", str(tmp_path / config)] if config else ["--artifact", str(tmp_path / artifact)]
+    assert main(args) == 2
+    assert expected in capsys.readouterr().err

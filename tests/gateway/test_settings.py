@@ -1,0 +1,55 @@
+"""Settings from the environment: a bad value is one line naming the variable and what it expects."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.settings import Settings, SettingsError
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"SWITCHYARD_RETRIES": "abc"},
+            "invalid setting SWITCHYARD_RETRIES='abc': Input should be a valid integer",
+        ),
+        ({"SWITCHYARD_WORKERS": "0"}, "invalid setting SWITCHYARD_WORKERS='0': Input should be greater"),
+        ({"SWITCHYARD_PORT": "70000"}, "invalid setting SWITCHYARD_PORT='70000': Input should be less"),
+        (
+            {"SWITCHYARD_LIMITS_FAIL_MODE": "maybe"},
+            "invalid setting SWITCHYARD_LIMITS_FAIL_MODE='maybe': Input should be 'open' or 'closed'",
+        ),
+        (
+            {"SWITCHYARD_DATABASE_URL": "mysql://u:hunter2@db/app"},
+            "invalid setting SWITCHYARD_DATABASE_URL: unsupported database URL scheme 'mysql'",
+        ),
+    ],
+)
+def test_invalid_environment_value_is_named(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as err:
+        Settings(_env_file=None)
+    assert str(err.value).startswith(message)
+    assert "hunter2" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_postgres_urls_from_the_environment_get_asyncpg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHYARD_DATABASE_URL", "postgres://u:p@db:5432/app?sslmode=require")
+    assert Settings(_env_file=None).database_url == "postgresql+asyncpg://u:p@db:5432/app?ssl=require"
+
+
+def test_file_values_fill_in_only_what_nothing_else_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHYARD_RETRIES", "1")
+    settings = Settings(_env_file=None, port=5000)
+    merged = settings.filled_from({"retries": 7, "port": 6000, "cooldown_s": 2.5})
+    assert (merged.retries, merged.port, merged.cooldown_s) == (1, 5000, 2.5)
+    assert settings.filled_from({}) is settings
+    with pytest.raises(SettingsError) as err:
+        settings.filled_from({"cooldown_s": "soon"})
+    assert err.value.problems == [
+        ("cooldown_s", "Input should be a valid number, unable to parse string as a number")
+    ]
