@@ -43,8 +43,8 @@ class GenerationDefaults:
 # what the bundled model answers with. SmolLM2-Instruct's card samples at temperature 0.2, top_p 0.9,
 # but its Q4_1 file is a coin toss at the first token of "What is the capital of France?" ("The" 0.152,
 # "L" 0.140, "La" 0.104 at temperature 1): at 0.2/0.9, 7 of 24 answers here were French rambling
-# ("L'Étoile, la Cité, ..."), 5 in a row right ~3-17% of the time. Greedy answers "The capital of
-# France is Paris." every time, so greedy is the default; a request's own temperature still samples.
+# ("L'Étoile, la Cité, ..."), so five right in a row about one time in four. Greedy answers "The
+# capital of France is Paris." every time, so greedy is the default; a request's temperature samples.
 # Past ~256 tokens the 135M model rambles rather than says more.
 KNOWN_MODEL_DEFAULTS = {
     BUNDLED_FILE: {"temperature": 0.0, "max_tokens": 256},
