@@ -31,7 +31,7 @@ from gateway.offline import prepare_offline_env
 from gateway.pipeline.core import Pipeline
 from gateway.planner import RoutePlanner, build_planner
 from gateway.pricing import load_price_map, max_output_tokens, price_for
-from gateway.readiness import Readiness
+from gateway.readiness import LoadsModel, Readiness
 from gateway.registry import build_providers
 from gateway.settings import Settings
 from routing.tokens import encoding
@@ -87,10 +87,15 @@ def create_app(
         batch_size=settings.spend_batch_size,
         flush_interval_s=settings.spend_flush_interval_s,
     )
-    readiness = Readiness(settings, len(providers), writer.stats)
+    loading = {dep_id: p for dep_id, p in providers.items() if isinstance(p, LoadsModel)}
+    readiness = Readiness(settings, len(providers), writer.stats, loading)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Local models load on their own threads from the first moment (seconds each), so /health/live
+        # answers at once and /health/ready says not_ready until they have; requests meanwhile wait.
+        for provider in loading.values():
+            provider.start_loading()
         # SQLite (embedded) migrates itself; an unmigrated PostgreSQL refuses to start; an unreachable
         # one does not stop the start (readiness checks its schema once it answers).
         schema_checked = await ensure_schema_or_defer(settings.database_url)

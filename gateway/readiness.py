@@ -13,9 +13,10 @@ Status policy (README, "Health"): the code says whether this process can serve r
                   there; keys not cached yet answer 503 auth_store_unavailable); Redis is down with
                   limits_fail_mode=open (per-process limits); the spool is not writable while the
                   database takes records
-  not_ready  503  it cannot: no models; the database answers with an out-of-date schema; Redis is
-                  down with limits_fail_mode=closed (limited requests are refused); the database is
-                  down and the spool is not writable (records would be lost)
+  not_ready  503  it cannot: no models; a local model still loading (at start-up, seconds) or
+                  failed to load; the database answers with an out-of-date schema; Redis is down
+                  with limits_fail_mode=closed (limited requests are refused); the database is down
+                  and the spool is not writable (records would be lost)
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -55,9 +56,21 @@ class Check:
         return {"state": self.state, **self.detail, "checked_s_ago": age}
 
 
-def verdict(models: int, database: str, redis: str, spool: str, fail_mode: str) -> str:
-    """ready / degraded / not_ready, by the policy in the module docstring."""
-    if not models or database == "schema_outdated":
+@runtime_checkable
+class LoadsModel(Protocol):
+    """A provider that must load before it serves (the local engine)."""
+
+    def start_loading(self) -> None: ...
+
+    def load_state(self) -> dict[str, Any]:
+        """{"state": "ok" | "loading" | "failed" | "not_started", ...details}"""
+        ...
+
+
+def verdict(models: str, database: str, redis: str, spool: str, fail_mode: str) -> str:
+    """ready / degraded / not_ready, by the policy in the module docstring; `models` is the state of
+    `checks.models`: ok, none, loading or failed."""
+    if models != "ok" or database == "schema_outdated":
         return "not_ready"
     if redis == "down" and fail_mode == "closed":
         return "not_ready"
@@ -69,10 +82,18 @@ def verdict(models: int, database: str, redis: str, spool: str, fail_mode: str) 
 
 
 class Readiness:
-    def __init__(self, settings: Settings, models: int, backlog: Callable[[], dict[str, int]]) -> None:
-        """`backlog`: the spend writer's stats (records buffered in memory and spooled on disk)."""
+    def __init__(
+        self,
+        settings: Settings,
+        models: int,
+        backlog: Callable[[], dict[str, int]],
+        loading: Mapping[str, LoadsModel] | None = None,
+    ) -> None:
+        """`backlog`: the spend writer's stats (records buffered in memory and spooled on disk);
+        `loading`: by deployment id, the providers that load before they serve."""
         self._settings = settings
         self._models = models
+        self._loading = dict(loading or {})
         self._backlog = backlog
         self._interval = settings.health_probe_interval_s
         self._timeout = settings.health_probe_timeout_s
@@ -119,7 +140,8 @@ class Readiness:
         """(HTTP status, body) for /health/ready, from the last probe round; no I/O."""
         now = time.monotonic()
         fail_mode = self._settings.limits_fail_mode
-        status = verdict(self._models, self.database.state, self.redis.state, self.spool.state, fail_mode)
+        models = self._models_check()
+        status = verdict(models["state"], self.database.state, self.redis.state, self.spool.state, fail_mode)
         redis = self.redis.view(now)
         if self.redis.state != "disabled":
             redis["fail_mode"] = fail_mode
@@ -128,13 +150,25 @@ class Readiness:
         body = {
             "status": status,
             "checks": {
-                "models": {"state": "ok" if self._models else "none", "count": self._models},
+                "models": models,
                 "database": self.database.view(now),
                 "redis": redis,
                 "spool": spool,
             },
         }
         return (503 if status == "not_ready" else 200), body
+
+    def _models_check(self) -> dict[str, Any]:
+        check: dict[str, Any] = {"state": "ok" if self._models else "none", "count": self._models}
+        if self._loading:
+            local = {dep_id: provider.load_state() for dep_id, provider in self._loading.items()}
+            states = {view["state"] for view in local.values()}
+            if "failed" in states:
+                check["state"] = "failed"
+            elif states != {"ok"}:
+                check["state"] = "loading"
+            check["local"] = local
+        return check
 
     # -- probing ----------------------------------------------------------------------------------
 

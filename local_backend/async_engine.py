@@ -1,14 +1,20 @@
 """The engine on its own thread, so an asyncio server never waits on a forward pass and the forward
-pass never waits on the event loop. Torch releases the GIL inside its kernels, so both make progress."""
+pass never waits on the event loop. Torch releases the GIL inside its kernels, so both make progress.
+
+Loading happens on that thread too (seconds); callers that arrive meanwhile wait on a future of their
+own loop, not on a thread of the default executor, so any number of them may wait."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
+import logging
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from local_backend.config import EngineConfig
@@ -17,9 +23,22 @@ from local_backend.sequence import SamplingParams
 from local_backend.tokenizer import TextTokenizer
 from local_backend.weights import Checkpoint
 
+log = logging.getLogger("local_backend")
+
 
 class EngineDead(RuntimeError):
     pass
+
+
+class ModelLoadFailed(EngineDead):
+    """The model never loaded: every request fails the same way until the process restarts."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadState:
+    state: str  # idle (not started), loading, ready or failed
+    seconds: float | None = None  # loading: so far; ready or failed: what the load took
+    error: str | None = None  # failed: why
 
 
 class AsyncEngine:
@@ -35,18 +54,39 @@ class AsyncEngine:
         self._ids = itertools.count()
         self._stopping = False
         self._thread = threading.Thread(target=self._main, name="switchyard-local-engine", daemon=True)
+        self._lock = threading.Lock()  # orders registering a waiter against the load finishing
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._load_started: float | None = None
+        self._load_seconds: float | None = None
 
     def start(self) -> None:
         """Begin loading on the engine thread; returns at once."""
-        if not self._thread.is_alive() and not self._ready.is_set():
+        if self._load_started is None:
+            self._load_started = time.monotonic()
             self._thread.start()
+
+    def load_state(self) -> LoadState:
+        if self._load_started is None:
+            return LoadState("idle")
+        if not self._ready.is_set():
+            return LoadState("loading", time.monotonic() - self._load_started)
+        if self._engine is None:
+            return LoadState("failed", self._load_seconds, _describe(self._error))
+        return LoadState("ready", self._load_seconds)
 
     async def wait_ready(self) -> LLMEngine:
         self.start()
         if not self._ready.is_set():
-            await asyncio.get_running_loop().run_in_executor(None, self._ready.wait)
+            loop = asyncio.get_running_loop()
+            loaded = loop.create_future()
+            with self._lock:
+                waiting = not self._ready.is_set()
+                if waiting:
+                    self._waiters.append((loop, loaded))
+            if waiting:
+                await loaded
         if self._engine is None:
-            raise EngineDead(f"local model failed to load: {self._error}") from self._error
+            raise ModelLoadFailed(f"local model failed to load: {_describe(self._error)}") from self._error
         return self._engine
 
     @property
@@ -100,14 +140,35 @@ class AsyncEngine:
                 loop.call_soon_threadsafe(_put_all, batch)
 
     def _main(self) -> None:
+        label = self.model if isinstance(self.model, str) else self.model.name
+        log.info("loading local model %s", label)
+        started = time.perf_counter()
         try:
             self._engine = LLMEngine(self.model, self.config)
         except BaseException as exc:  # surfaced to every caller of wait_ready()
             self._error = exc
-            return
         finally:
-            self._ready.set()
+            self._load_seconds = time.perf_counter() - started
+            self._loaded()
         engine = self._engine
+        if engine is None:
+            log.error(
+                "local model %s failed to load after %.1f s: %s",
+                label,
+                self._load_seconds,
+                _describe(self._error),
+            )
+            return
+        d = engine.generation_defaults
+        log.info(
+            "local model %s loaded in %.1f s; defaults from %s: temperature %g, top_p %g, max_tokens %d",
+            label,
+            self._load_seconds,
+            d.source,
+            d.temperature,
+            d.top_p,
+            d.max_tokens,
+        )
         while not self._stopping:
             failed = self._drain(engine)
             if failed:
@@ -140,6 +201,23 @@ class AsyncEngine:
             else:
                 engine.abort(command[1])
         return failed
+
+    def _loaded(self) -> None:
+        with self._lock:
+            self._ready.set()
+            waiters, self._waiters = self._waiters, []
+        for loop, loaded in waiters:
+            with contextlib.suppress(RuntimeError):  # that caller's loop has closed
+                loop.call_soon_threadsafe(_resolve, loaded)
+
+
+def _describe(exc: BaseException | None) -> str:
+    return f"{type(exc).__name__}: {exc}" if exc is not None else "unknown error"
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # a waiter that was cancelled (its client left) took its future with it
+        future.set_result(None)
 
 
 def _put_all(batch: list[tuple[asyncio.Queue[Any], Any]]) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from local_backend.block_manager import BlockManager
 from local_backend.config import EngineConfig
 from local_backend.detokenizer import IncrementalDetokenizer
+from local_backend.generation import generation_defaults
 from local_backend.runner import ModelRunner
 from local_backend.sampler import TokenLogprobs
 from local_backend.scheduler import Scheduler
@@ -52,6 +53,8 @@ class LLMEngine:
         self.model_config = checkpoint.config
         self.checkpoint_bytes = checkpoint.quant_bytes
         self.tokenizer = load_tokenizer(checkpoint.tokenizer_source)
+        # What an OpenAI request that leaves sampling out gets (local_backend.openai_api).
+        self.generation_defaults = generation_defaults(checkpoint.tokenizer_source)
         self.runner = ModelRunner(checkpoint, self.config)
         del checkpoint
         self.block_manager = BlockManager(

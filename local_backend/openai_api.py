@@ -11,6 +11,7 @@ from typing import Any
 
 from local_backend.async_engine import AsyncEngine
 from local_backend.engine import RequestOutput
+from local_backend.generation import TEXT_MAX_TOKENS, GenerationDefaults
 from local_backend.sampler import TokenLogprobs
 from local_backend.sequence import SamplingParams
 from local_backend.tokenizer import TextTokenizer
@@ -33,7 +34,8 @@ def _number(body: dict[str, Any], name: str, default: float, low: float, high: f
     return float(value)
 
 
-def sampling_params(body: dict[str, Any], text: bool) -> SamplingParams:
+def sampling_params(body: dict[str, Any], text: bool, defaults: GenerationDefaults) -> SamplingParams:
+    """The request's own values, the model's `defaults` for what it leaves out."""
     if int(body.get("n") or 1) != 1:
         raise RequestError("the local engine serves n=1 only", "n")
     if text and body.get("echo"):
@@ -42,7 +44,11 @@ def sampling_params(body: dict[str, Any], text: bool) -> SamplingParams:
     stop = [stop] if isinstance(stop, str) else list(stop)
     if not all(isinstance(s, str) for s in stop):
         raise RequestError("stop must be a string or a list of strings", "stop")
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or (16 if text else 1024)
+    max_tokens = (
+        body.get("max_completion_tokens")
+        or body.get("max_tokens")
+        or (TEXT_MAX_TOKENS if text else defaults.max_tokens)
+    )
     if not isinstance(max_tokens, int) or max_tokens < 1:
         raise RequestError("max_tokens must be a positive integer", "max_tokens")
     if text:
@@ -55,14 +61,14 @@ def sampling_params(body: dict[str, Any], text: bool) -> SamplingParams:
     seed = body.get("seed")
     return SamplingParams(
         max_tokens=max_tokens,
-        temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
-        top_p=_number(body, "top_p", 1.0, 0.0, 1.0),
-        top_k=max(0, int(_number(body, "top_k", 0, -1, 1e9))),  # vLLM's -1 and 0 both mean off
-        min_p=_number(body, "min_p", 0.0, 0.0, 1.0),
+        temperature=_number(body, "temperature", defaults.temperature, 0.0, 2.0),
+        top_p=_number(body, "top_p", defaults.top_p, 0.0, 1.0),
+        top_k=max(0, int(_number(body, "top_k", defaults.top_k, -1, 1e9))),  # vLLM's -1 and 0 both mean off
+        min_p=_number(body, "min_p", defaults.min_p, 0.0, 1.0),
         seed=int(seed) if seed is not None else None,
         presence_penalty=_number(body, "presence_penalty", 0.0, -2.0, 2.0),
         frequency_penalty=_number(body, "frequency_penalty", 0.0, -2.0, 2.0),
-        repetition_penalty=_number(body, "repetition_penalty", 1.0, 0.01, 10.0),
+        repetition_penalty=_number(body, "repetition_penalty", defaults.repetition_penalty, 0.01, 10.0),
         stop=stop,
         stop_token_ids=[int(t) for t in body.get("stop_token_ids") or []],
         ignore_eos=bool(body.get("ignore_eos", False)),
@@ -99,7 +105,7 @@ class OpenAIFrontend:
         self, body: dict[str, Any], text: bool
     ) -> tuple[AsyncIterator[RequestOutput], TextTokenizer]:
         engine = await self.engine.wait_ready()
-        params = sampling_params(body, text)
+        params = sampling_params(body, text, engine.generation_defaults)
         ids = prompt_ids(body, text, engine.tokenizer)
         if len(ids) >= engine.max_model_len:
             raise RequestError(

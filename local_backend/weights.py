@@ -24,7 +24,8 @@ HF_ARCHS = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2Fo
 class Checkpoint:
     config: ModelConfig
     tensors: dict[str, torch.Tensor]
-    # Either {"gguf": {metadata}} or {"tokenizer_json": path, "tokenizer_config": {...}}.
+    # Either {"gguf": {metadata}, "file": name} or {"tokenizer_json": path, "tokenizer_config": {...},
+    # "generation_config": {...}}; local_backend.generation reads its sampling defaults from here too.
     tokenizer_source: dict[str, Any]
     name: str
     quant_bytes: int  # size of the weights as stored on disk, for the report
@@ -138,7 +139,7 @@ def _load_gguf(path: Path) -> Checkpoint:
         rope_scaling=rope_scaling,
     )
     name = str(meta.get("general.name") or path.stem)
-    return Checkpoint(config, tensors, {"gguf": meta}, name, quant_bytes)
+    return Checkpoint(config, tensors, {"gguf": meta, "file": path.name}, name, quant_bytes)
 
 
 # --- Hugging Face safetensors folder -----------------------------------------------------------------
@@ -192,5 +193,6 @@ def _load_hf_folder(path: Path) -> Checkpoint:
         "tokenizer_json": str(path / "tokenizer.json"),
         "tokenizer_config": tok_cfg,
         "eos_token_id": gen_cfg.get("eos_token_id", cfg.get("eos_token_id")),
+        "generation_config": gen_cfg,
     }
     return Checkpoint(config, tensors, source, path.name, quant_bytes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 ProviderName = Literal["openai", "openai_compatible", "azure", "anthropic", "gemini", "litellm", "local"]
 Tier = Literal["local", "small", "medium", "large"]
@@ -37,6 +37,42 @@ class Price(BaseModel):
     cached_input_per_mtok: float | None = Field(default=None, ge=0)
 
 
+class RequestDefaults(BaseModel):
+    """A deployment's `defaults:`: what a request gets for each field it leaves out (the request's own
+    value always wins). They reach the upstream as written, so name only fields it accepts: top_k,
+    min_p and repetition_penalty are for local and vLLM-style servers; use max_completion_tokens
+    rather than max_tokens for OpenAI's reasoning models."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=10)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML `yes`/`true` would otherwise pass as 1
+            raise ValueError("must be a number, not a boolean")
+        return value
+
+    @model_validator(mode="after")
+    def _one_output_cap(self) -> RequestDefaults:
+        if self.max_tokens is not None and self.max_completion_tokens is not None:
+            raise ValueError("set max_tokens or max_completion_tokens, not both")
+        return self
+
+
+# A request that caps its output under either name keeps its cap: no default cap is added beside it.
+_OUTPUT_CAPS = ("max_tokens", "max_completion_tokens")
+
+
 class Deployment(BaseModel):
     """One upstream model behind a client-visible name; several may share a name (load-balanced)."""
 
@@ -61,6 +97,7 @@ class Deployment(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     # Adapter-specific options passed through untouched (litellm params, local engine knobs...).
     options: dict[str, Any] = Field(default_factory=dict)
+    defaults: RequestDefaults = Field(default_factory=RequestDefaults)
     # Filled by the config loader: unique among deployments, used in headers, records and cooldowns.
     id: str = ""
 
@@ -73,3 +110,21 @@ class Deployment(BaseModel):
             known = isinstance(provider, str) and provider in PROVIDER_CAPABILITIES
             return {**data, "capabilities": PROVIDER_CAPABILITIES[provider] if known else ALL_CAPABILITIES}
         return data
+
+    # `defaults` as the fields to add, built once rather than per request.
+    _added: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._added = self.defaults.model_dump(exclude_none=True)
+
+    def upstream_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A chat, completion or messages `body` as this deployment receives it: its own model id,
+        and its `defaults` for the fields the request leaves out (or sends as null)."""
+        upstream = {**body, "model": self.model}
+        for name, value in self._added.items():
+            if upstream.get(name) is not None:
+                continue
+            if name in _OUTPUT_CAPS and any(upstream.get(cap) is not None for cap in _OUTPUT_CAPS):
+                continue
+            upstream[name] = value
+        return upstream

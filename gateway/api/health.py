@@ -19,11 +19,13 @@ it never waits on a dead dependency.
 - **200 `degraded`**: it serves, with less: PostgreSQL down but the spool writable (records wait
   there; virtual keys not cached yet answer 503 `auth_store_unavailable`), Redis down with
   `limits_fail_mode=open` (per-process limits), or the spool not writable while PostgreSQL is up.
-- **503 `not_ready`**: it cannot: no models configured; PostgreSQL answers with an out-of-date schema;
-  Redis down with `limits_fail_mode=closed`; or PostgreSQL down and the spool not writable.
+- **503 `not_ready`**: it cannot: no models configured; a local model still loading (start-up, seconds)
+  or failed to load; PostgreSQL answers with an out-of-date schema; Redis down with
+  `limits_fail_mode=closed`; or PostgreSQL down and the spool not writable.
 
 `checks.database.state`: ok | down | schema_outdated; `checks.redis.state`: ok | down | disabled;
-`checks.spool.state`: ok | not_writable | full; `checks.models.state`: ok | none.
+`checks.spool.state`: ok | not_writable | full; `checks.models.state`: ok | none | loading | failed,
+with `checks.models.local` giving each local model's own state (`load_s`, `elapsed_s` or `error`).
 """
 
 

@@ -65,22 +65,21 @@ class AnthropicDoor:
 
     async def complete(self, provider: Provider, parsed: Parsed) -> Completed:
         if _native(provider):
-            resp = await provider.messages({**parsed.body, "model": provider.deployment.model})  # type: ignore[attr-defined]
+            resp = await provider.messages(provider.deployment.upstream_body(parsed.body))  # type: ignore[attr-defined]
             data = resp.data
             return Completed(resp.body, resp.usage, lambda: _count_anthropic(data))
-        call = UpstreamCall({**parsed.routing, "model": provider.deployment.model}, Endpoint.CHAT)
+        call = UpstreamCall(provider.deployment.upstream_body(parsed.routing), Endpoint.CHAT)
         resp = await provider.complete(call)
         message = openai_response_to_anthropic(resp.data, parsed.model)
         return Completed(orjson.dumps(message), resp.usage, lambda: _count_anthropic(message))
 
     async def open(self, provider: Provider, parsed: Parsed) -> Opened:
-        model = provider.deployment.model
+        dep = provider.deployment
         if _native(provider):
-            first, rest = await open_stream(provider.messages_stream({**parsed.body, "model": model}))  # type: ignore[attr-defined]
+            first, rest = await open_stream(provider.messages_stream(dep.upstream_body(parsed.body)))  # type: ignore[attr-defined]
             return Opened(first, rest, True)
         upstream = {
-            **parsed.routing,
-            "model": model,
+            **dep.upstream_body(parsed.routing),
             "stream": True,
             "stream_options": {"include_usage": True},
         }

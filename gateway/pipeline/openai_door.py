@@ -30,10 +30,11 @@ class OpenAIDoor:
         return Parsed(model, stream, body, body)
 
     async def complete(self, provider: Provider, parsed: Parsed) -> Completed:
-        upstream = {**parsed.body, "model": provider.deployment.model}
         if self.kind is Endpoint.EMBED:
-            resp = await provider.embed(UpstreamCall(upstream, Endpoint.EMBED))
+            body = {**parsed.body, "model": provider.deployment.model}
+            resp = await provider.embed(UpstreamCall(body, Endpoint.EMBED))
             return Completed(resp.body, resp.usage, lambda: 0)
+        upstream = provider.deployment.upstream_body(parsed.body)
         if self.kind is Endpoint.TEXT and not provider.native_text:
             chat = await provider.complete(UpstreamCall(legacy.to_chat(upstream), Endpoint.CHAT))
             resp = UpstreamResponse.from_data(legacy.from_chat(chat.data))
@@ -44,8 +45,7 @@ class OpenAIDoor:
     async def open(self, provider: Provider, parsed: Parsed) -> Opened:
         options = parsed.body.get("stream_options") or {}
         upstream = {
-            **parsed.body,
-            "model": provider.deployment.model,
+            **provider.deployment.upstream_body(parsed.body),
             "stream_options": {**options, "include_usage": True},
         }
         native = not (self.kind is Endpoint.TEXT and not provider.native_text)

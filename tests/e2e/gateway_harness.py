@@ -18,6 +18,7 @@ load-balanced name never disturb each other:
   hang-fallback      [hang with 0.5 s timeout, openai fake]
   broken             openai fake `fail-500` (only ever used as the first candidate of `auto-fallback`)
   slow               `tests.e2e.slow_upstream.SlowUpstream`: streams slowly and records client disconnects
+  defaulted, embed-defaulted, claude-defaulted   the openai / anthropic fakes behind `defaults:`
   routes: auto -> [gpt-4o-mini, claude]; auto-fallback -> [broken, gpt-4o-mini]
 """
 
@@ -44,6 +45,8 @@ PRICE_IN = Decimal("1.0")
 PRICE_OUT = Decimal("2.0")
 MTOK = Decimal(1_000_000)
 CLIENT_TIMEOUT_S = 10.0
+# The `defaults:` of the deployments named *-defaulted behind the OpenAI fake.
+DEFAULTS = {"temperature": 0.3, "top_p": 0.8, "max_tokens": 50}
 
 
 # --------------------------------------------------------------------------- the gateway
@@ -143,6 +146,18 @@ def gateway_config(openai_url: str, anthropic_url: str, gemini_url: str, slow_ur
         # Same tier as gpt-4o-mini and cheaper, so the router picks it first and must fall back.
         oa("broken", "fail-500", tier="small", price={"input_per_mtok": 0.01, "output_per_mtok": 0.01}),
         oa("slow", "slow-upstream", base=slow_url + "/v1"),
+        oa("defaulted", "gpt-4o-mini", defaults=DEFAULTS),
+        oa("embed-defaulted", "text-embedding-3-small", defaults=DEFAULTS),
+        {
+            "name": "claude-defaulted",
+            "provider": "anthropic",
+            "model": "claude-upstream",
+            "api_base": anthropic_url,
+            "api_key": "sk-ant-upstream",
+            "timeout": 5.0,
+            "connect_timeout": 1.0,
+            "defaults": {"temperature": 0.4, "top_k": 7, "max_tokens": 33},
+        },
     ]
     routes = {
         # A loose quality knob: the small tier is good enough for a greeting.

@@ -39,16 +39,20 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    """`switchyard serve` in a subprocess on 127.0.0.1:<free port>, stdout and stderr to files."""
+    """`switchyard serve` in a subprocess on 127.0.0.1:<free port>, stdout and stderr to files.
+
+    `config` None: the embedded defaults (no --config; run it in a `workdir` without switchyard.yaml);
+    `master_key` None: no authentication."""
 
     def __init__(
         self,
         name: str,
-        config: Path,
+        config: Path | None,
         workdir: Path,
         env: dict[str, str],
         *,
         extra_args: tuple[str, ...] = (),
+        master_key: str | None = MASTER_KEY,
     ) -> None:
         self.name = name
         self.port = free_port()
@@ -62,9 +66,9 @@ class GatewayProcess:
             **base,
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": str(REPO_ROOT),
-            "SWITCHYARD_MASTER_KEY": MASTER_KEY,
             "SWITCHYARD_SPOOL_DIR": str(self.spool_dir),
             "SWITCHYARD_LOCAL_MODEL": "false",
+            **({"SWITCHYARD_MASTER_KEY": master_key} if master_key is not None else {}),
             **env,
         }
         self.args = [
@@ -72,8 +76,7 @@ class GatewayProcess:
             "-m",
             "gateway.cli",
             "serve",
-            "--config",
-            str(config),
+            *(("--config", str(config)) if config is not None else ()),
             "--port",
             str(self.port),
             "--host",

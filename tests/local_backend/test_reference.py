@@ -4,6 +4,7 @@ batched decode. transformers dequantises the file with its own loader, offline."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -178,7 +179,11 @@ def test_safetensors_folder_matches_transformers(arch: str, engine: LLMEngine, t
         '{"eos_token": "<|im_end|>", "bos_token": "<|im_start|>", "chat_template": "{% for m in messages %}'
         '<|im_start|>{{ m.role }}\\n{{ m.content }}<|im_end|>\\n{% endfor %}<|im_start|>assistant\\n"}'
     )
+    generation = tmp_path / "generation_config.json"
+    sampling = {"do_sample": True, "temperature": 0.6, "top_p": 0.9}
+    generation.write_text(json.dumps({**json.loads(generation.read_text()), **sampling}))
     local = LLMEngine(str(tmp_path), EngineConfig(kv_cache_bytes=4 * 1024**2, num_threads=1))
+    assert (local.generation_defaults.temperature, local.generation_defaults.top_p) == (0.6, 0.9)
     ids = local.tokenizer.encode_chat([{"role": "user", "content": "Tell me about positional encodings."}])
     assert ids[:3] == [1, 4093, 198]  # this template: <|im_start|>user\n, no default system turn
     assert local.tokenizer.encode("naïve café 123") == engine.tokenizer.encode("naïve café 123")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -78,6 +79,36 @@ async def test_provider_legacy_completion_and_clean_errors(provider: LocalProvid
     with pytest.raises(UpstreamError) as embed:
         await provider.embed(UpstreamCall(body={"input": "hi"}, endpoint=Endpoint.EMBED))
     assert embed.value.status == 400
+
+
+async def test_provider_without_sampling_fields_answers_with_the_models_defaults(
+    provider: LocalProvider,
+) -> None:
+    r = await provider.complete(UpstreamCall(body={"model": "smollm2-135m-instruct", "messages": CHAT}))
+    assert r.data["choices"][0]["message"]["content"] == "The capital of France is Paris."
+    assert r.data["choices"][0]["finish_reason"] == "stop"
+    state = provider.load_state()
+    assert state["state"] == "ok" and state["load_s"] > 0
+
+
+async def test_provider_whose_model_fails_to_load_answers_503_with_the_reason(tmp_path: Path) -> None:
+    p = LocalProvider(Deployment(name="gone", provider="local", model=str(tmp_path / "none.gguf")))
+    assert p.load_state() == {"state": "not_started"}
+    p.start_loading()
+    with pytest.raises(UpstreamError) as failed:
+        await p.complete(UpstreamCall(body={"model": "x", "messages": CHAT}))
+    assert (failed.value.status, failed.value.code, failed.value.retryable) == (
+        503,
+        "model_load_failed",
+        True,
+    )
+    assert failed.value.message.startswith("gone: local model failed to load: FileNotFoundError: no model at")
+    with pytest.raises(UpstreamError) as streamed:
+        await anext(p.stream(UpstreamCall(body={"model": "x", "messages": CHAT, "stream": True})))
+    assert streamed.value.code == "model_load_failed"
+    state = p.load_state()
+    assert state["state"] == "failed" and "FileNotFoundError" in state["error"]
+    await p.aclose()
 
 
 def _free_port() -> int:
