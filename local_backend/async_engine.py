@@ -26,6 +26,14 @@ from local_backend.weights import Checkpoint
 log = logging.getLogger("local_backend")
 
 
+class RequestError(ValueError):
+    """A request the engine cannot serve as asked: the client's fault, HTTP 400."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 class EngineDead(RuntimeError):
     pass
 
@@ -196,8 +204,8 @@ class AsyncEngine:
                 _, request_id, prompt_ids, params = command
                 try:
                     engine.add_request(request_id, prompt_ids, params)
-                except ValueError as exc:
-                    failed.append((request_id, exc))
+                except ValueError as exc:  # too long for this model or its KV cache
+                    failed.append((request_id, RequestError(str(exc), "max_tokens")))
             else:
                 engine.abort(command[1])
         return failed

@@ -9,20 +9,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from local_backend.async_engine import AsyncEngine
+from local_backend.async_engine import AsyncEngine, RequestError
 from local_backend.engine import RequestOutput
 from local_backend.generation import TEXT_MAX_TOKENS, GenerationDefaults
 from local_backend.sampler import TokenLogprobs
 from local_backend.sequence import SamplingParams
 from local_backend.tokenizer import TextTokenizer
-
-
-class RequestError(ValueError):
-    """A request the engine cannot serve as asked: the client's fault, HTTP 400."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 def _number(body: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
@@ -146,6 +138,9 @@ class OpenAIFrontend:
     async def stream(self, body: dict[str, Any], text: bool) -> AsyncIterator[dict[str, Any]]:
         """Chunk payloads; the usage chunk comes last when stream_options.include_usage is set."""
         outputs, tokenizer = await self._start(body, text)
+        # The engine accepts or refuses the request (too long for its KV cache) with its first output:
+        # wait for it, so a refusal is a plain 400 and not an error after the stream began.
+        first = await anext(outputs, None)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         model = body.get("model") or self.model_name
         base = {
@@ -167,7 +162,7 @@ class OpenAIFrontend:
                 ],
             }
         last = None
-        async for out in outputs:
+        async for out in _prepend(first, outputs):
             last = out
             lp = (
                 _logprobs(tokenizer, list(zip(out.token_ids, out.logprobs, strict=False)), text)
@@ -220,3 +215,13 @@ def _logprobs(tokenizer: TextTokenizer, items: list[tuple[int, TokenLogprobs]], 
             {**entry(t, lp.logprob), "top_logprobs": [entry(i, v) for i, v in lp.top]} for t, lp in items
         ]
     }
+
+
+async def _prepend(
+    first: RequestOutput | None, rest: AsyncIterator[RequestOutput]
+) -> AsyncIterator[RequestOutput]:
+    if first is None:
+        return
+    yield first
+    async for out in rest:
+        yield out

@@ -13,6 +13,7 @@ failed, every request gets 503 `model_load_failed` with the reason, and readines
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,6 +24,8 @@ from local_backend.openai_api import OpenAIFrontend, RequestError
 from providers.base import Chunk, Endpoint, UpstreamCall, UpstreamError, UpstreamResponse, http_error
 from providers.deployment import Deployment
 
+log = logging.getLogger("switchyard.local")
+
 
 class LocalProvider:
     native_text = True
@@ -30,6 +33,11 @@ class LocalProvider:
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
         options = dict(deployment.options)
+        # Read by the gateway (pricing's output cap), not engine knobs. `preload` is what loading at
+        # start was called before every local model did so: accepted, nothing to do.
+        options.pop("max_output_tokens", None)
+        if options.pop("preload", None) is not None:
+            log.warning("%s: options.preload is not needed: local models load at start", deployment.name)
         # In process, torch shares the cores with the gateway's event loop; OpenMP threads that outnumber
         # the free cores spin at every op's barrier, which costs far more than a thread gains.
         options.setdefault("num_threads", max(1, (os.cpu_count() or 2) // 2))

@@ -29,7 +29,8 @@ async def provider() -> LocalProvider:
             provider="local",
             model="smollm2-135m-instruct",
             tier="local",
-            options={"kv_cache_mb": 32, "num_threads": 1},
+            # max_output_tokens is the gateway's (pricing), preload an older spelling: neither stops it.
+            options={"kv_cache_mb": 32, "num_threads": 1, "max_output_tokens": 4096, "preload": True},
         )
     )
     yield p
@@ -79,6 +80,16 @@ async def test_provider_legacy_completion_and_clean_errors(provider: LocalProvid
     with pytest.raises(UpstreamError) as embed:
         await provider.embed(UpstreamCall(body={"input": "hi"}, endpoint=Endpoint.EMBED))
     assert embed.value.status == 400
+
+
+async def test_an_answer_longer_than_the_kv_cache_holds_is_a_400(provider: LocalProvider) -> None:
+    body = {"model": "x", "messages": CHAT, "max_tokens": 4000}
+    with pytest.raises(UpstreamError) as caught:
+        await provider.complete(UpstreamCall(body=body))
+    assert caught.value.status == 400 and "KV cache" in str(caught.value)
+    with pytest.raises(UpstreamError) as caught:
+        await anext(provider.stream(UpstreamCall(body={**body, "stream": True})))
+    assert caught.value.status == 400 and "KV cache" in str(caught.value)
 
 
 async def test_provider_without_sampling_fields_answers_with_the_models_defaults(
