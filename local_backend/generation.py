@@ -40,7 +40,8 @@ class GenerationDefaults:
 
 
 # Defaults for known files whose metadata says nothing, keyed by file name: the one place to change
-# what the bundled model answers with. SmolLM2-Instruct's card samples at temperature 0.2, top_p 0.9,
+# what the bundled model answers with. SmolLM2-135M-Instruct's own generation_config.json holds only
+# token ids, so transformers decodes it greedily; its card's examples sample at 0.2 / top_p 0.9,
 # but its Q4_1 file is a coin toss at the first token of "What is the capital of France?" ("The" 0.152,
 # "L" 0.140, "La" 0.104 at temperature 1): at 0.2/0.9, 7 of 24 answers here were French rambling
 # ("L'Étoile, la Cité, ..."), so five right in a row about one time in four. Greedy answers "The
