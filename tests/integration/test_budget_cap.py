@@ -285,6 +285,62 @@ async def test_concurrent_capped_calls_never_overspend(gw: Gateway, pg_url: str)
     print(f"[{gw.limiter}] {admitted} admitted ({len(caps)} capped: {sorted(caps)}), settled ${spent}")
 
 
+_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup_order",
+            "description": "Find an order by its number and say where it is and when it should arrive.",
+            "parameters": {
+                "type": "object",
+                "properties": {"order": {"type": "string", "description": "the order number"}},
+                "required": ["order"],
+            },
+        },
+    }
+]
+_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "answer",
+        "schema": {
+            "type": "object",
+            "properties": {"verdict": {"type": "string"}, "why": {"type": "string"}},
+        },
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("carries", "budget"),
+    [("tools", Decimal("2.00")), ("response_format", Decimal("2.00")), ("image", Decimal("10.00"))],
+)
+async def test_a_capped_call_leaves_room_for_what_the_prompt_carries_besides_text(
+    gw: Gateway, pg_url: str, carries: str, budget: Decimal
+) -> None:
+    """Tool definitions, a response schema and images are prompt tokens too (the upstream bills
+    them): the cap is what is left after them, so the answer cannot spend past the budget."""
+    creds = await new_key(pg_url, key={"budget_usd": budget})
+    messages = chat_of(f"beyond-text-{gw.limiter}")
+    extra: dict[str, Any] = {}
+    if carries == "tools":
+        extra["tools"] = _TOOLS
+    elif carries == "response_format":
+        extra["response_format"] = _SCHEMA
+    else:
+        image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "high"}}
+        messages = [{"role": "user", "content": [{"type": "text", "text": messages[0]["content"]}, image]}]
+    async with gw.client(creds.key) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="verbose", messages=messages, **extra
+        )
+    cap = int((budget - prompt_tokens({"messages": messages, **extra}) * CENT) / CENT)
+    assert cap >= MIN_CAPPED_OUTPUT
+    assert raw.headers["x-switchyard-max-tokens-capped"] == str(cap)
+    cost = Decimal(raw.headers["x-switchyard-cost-usd"])
+    assert cost <= budget, f"settled ${cost} of a ${budget} budget"
+
+
 async def test_a_deployment_without_a_price_refuses_budgeted_keys_only(gw: Gateway, pg_url: str) -> None:
     budgeted = await new_key(pg_url, team={"budget_usd": Decimal("5")})
     free = await new_key(pg_url)
