@@ -29,6 +29,16 @@ T = TypeVar("T")
 _MOVE_ON = {401, 403, 404, 408}
 
 
+class Skip(Exception):
+    """Raised by `invoke` when this deployment may not serve the call (e.g. what the call's budget
+    holds cannot pay for its answer there): the next one is tried, no failure is counted against
+    it, and `error` is what the caller gets when this was the last thing to go wrong."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass(slots=True)
 class _Health:
     failures: int = 0
@@ -97,6 +107,7 @@ class Dispatcher:
         """Call `invoke` on deployments until one succeeds; raise the last error otherwise. Deployments
         lacking a capability in `needs` are passed over."""
         last: UpstreamError | None = None
+        skipped: Skip | None = None
         failed: set[str] = set()
         attempts = 0
         for name in names:
@@ -107,12 +118,15 @@ class Dispatcher:
                 if not self.healthy(dep) and last is None and self._has_healthy(names, needs):
                     continue
                 for retry in range(self._settings.retries + 1):
-                    attempts += 1
                     try:
                         result = await invoke(provider)
+                    except Skip as skip:
+                        skipped = skip
+                        break
                     except UpstreamError as exc:
+                        attempts += 1
                         exc.deployment = dep
-                        last = exc
+                        last, skipped = exc, None
                         failed.add(dep.id)
                         if not exc.retryable and exc.status not in _MOVE_ON:
                             raise
@@ -123,10 +137,12 @@ class Dispatcher:
                             await asyncio.sleep(self._backoff(retry, exc))
                         continue
                     self._succeeded(dep)
-                    return Served(result, dep, attempts, len(failed - {dep.id}))
-        if last is None:
-            raise UpstreamError(503, "no deployment is available for this model", retryable=True)
-        raise last
+                    return Served(result, dep, attempts + 1, len(failed - {dep.id}))
+        if skipped is not None:
+            raise skipped.error
+        if last is not None:
+            raise last
+        raise UpstreamError(503, "no deployment is available for this model", retryable=True)
 
     def _has_healthy(self, names: list[str], needs: Sequence[Need]) -> bool:
         return any(

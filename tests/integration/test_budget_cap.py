@@ -33,6 +33,7 @@ from tests.integration.harness import deployment, new_key, wait_rows, words
 
 CENT = Decimal("0.01")
 PER_MTOK = 10_000.0  # a cent a token
+DEAR = 20 * PER_MTOK
 
 
 @dataclass
@@ -68,6 +69,8 @@ def _models(verbose_url: str, claude_url: str) -> list[dict[str, Any]]:
         at_verbose("verbose"),  # gpt-4o-mini upstream: the price map knows its longest answer
         at_verbose("verbose-oai", provider="openai"),
         at_verbose("bespoke", model="bespoke-model"),  # priced, longest answer unknown
+        deployment("down", "http://127.0.0.1:9", PER_MTOK, PER_MTOK),  # nothing listens there
+        at_verbose("dear", model="dear-model", price={"input_per_mtok": DEAR, "output_per_mtok": DEAR}),
         {**at_verbose("mystery", model="mystery-model"), "price": None},  # no price anywhere
         {
             "name": "claude",
@@ -90,7 +93,12 @@ def gw(
         ServerThread(verbose_upstream.create_app()) as verbose,
         ServerThread(anthropic_upstream.create_app()) as claude,
     ):
-        routes = {"mixed": {"candidates": ["mystery", "verbose"]}, "unpriced": {"candidates": ["mystery"]}}
+        routes = {
+            "mixed": {"candidates": ["mystery", "verbose"]},
+            "unpriced": {"candidates": ["mystery"]},
+            "dear-fallback": {"candidates": ["down", "dear"]},
+            "dear-then-cheap": {"candidates": ["down", "dear", "verbose"]},
+        }
         config = parse_config({"models": _models(verbose.url, claude.url), "routes": routes}, env={})
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
@@ -283,6 +291,50 @@ async def test_concurrent_capped_calls_never_overspend(gw: Gateway, pg_url: str)
     # And the budget was used: what is left would not pay for the largest prompt and 16 tokens.
     assert budget - spent < (max(prompt_tokens({"messages": chat_of("x", 4)}), 1) + MIN_CAPPED_OUTPUT) * CENT
     print(f"[{gw.limiter}] {admitted} admitted ({len(caps)} capped: {sorted(caps)}), settled ${spent}")
+
+
+async def test_a_fallback_dearer_than_the_reservation_is_passed_over(gw: Gateway, pg_url: str) -> None:
+    """`down` (reserved for, a cent a token) fails; what is held for it pays for no 16-token answer
+    on `dear` (20 cents a token): the call moves on to the next candidate, or is refused when none
+    is left, instead of going to `dear` with a cap of 1 and costing more than was held."""
+    budget = Decimal("1.00")
+    moved_on, refused_key = [await new_key(pg_url, key={"budget_usd": budget}) for _ in range(2)]
+    async with gw.client(moved_on.key) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="dear-then-cheap", messages=chat_of(f"past-dear-{gw.limiter}")
+        )
+    async with gw.client(refused_key.key) as client:
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.chat.completions.create(
+                model="dear-fallback", messages=chat_of(f"only-dear-{gw.limiter}")
+            )
+    assert raw.headers["x-switchyard-model"] == "verbose"
+    assert gw.received(f"past-dear-{gw.limiter}")["model"] == "gpt-4o-mini"
+    assert Decimal(raw.headers["x-switchyard-cost-usd"]) <= budget
+    err = refused.value.body
+    assert isinstance(err, dict) and err["code"] == "budget_exceeded", err
+    assert "`dear`" in err["message"] and "16 tokens" in err["message"]
+    assert not [b for b in gw.verbose if b.get("model") == "dear-model"]
+    (row,) = await wait_rows(pg_url, refused_key.key_id, 1)
+    assert (row.status, row.cost_usd) == (429, 0)
+
+
+async def test_every_choice_counts_toward_a_tpm_limit(gw: Gateway, pg_url: str) -> None:
+    """n=3 answers of up to 40 tokens: an estimate of the prompt and 120 tokens, past a 100 TPM key
+    (the prompt and 40 would fit); n=2 fits."""
+    creds = await new_key(pg_url, key={"tpm": 100})
+    async with gw.client(creds.key) as client:
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.chat.completions.create(
+                model="verbose", messages=chat_of(f"three-{gw.limiter}"), max_tokens=40, n=3
+            )
+        raw = await client.chat.completions.with_raw_response.create(
+            model="verbose", messages=chat_of(f"two-{gw.limiter}"), max_tokens=40, n=2
+        )
+    err = refused.value.body
+    assert isinstance(err, dict) and err["code"] == "rate_limit_exceeded", err
+    assert not [b for b in gw.verbose if _marker(b) == f"three-{gw.limiter}"]
+    assert len(raw.parse().choices) == 2
 
 
 _TOOLS = [
