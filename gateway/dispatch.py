@@ -102,20 +102,24 @@ class Dispatcher:
         return delay
 
     async def run(
-        self, names: list[str], invoke: Callable[[Provider], Awaitable[T]], needs: Sequence[Need] = ()
+        self,
+        names: list[str],
+        invoke: Callable[[Provider], Awaitable[T]],
+        needs: Sequence[Need] = (),
+        eligible: Callable[[Deployment], bool] | None = None,
     ) -> Served[T]:
         """Call `invoke` on deployments until one succeeds; raise the last error otherwise. Deployments
-        lacking a capability in `needs` are passed over."""
+        lacking a capability in `needs`, or that `eligible` rules out, are passed over."""
         last: UpstreamError | None = None
         skipped: Skip | None = None
         failed: set[str] = set()
         attempts = 0
         for name in names:
             for dep in self._order(name):
-                if needs and not served_by(needs, dep.capabilities):
+                if not self.serves(dep, needs, eligible):
                     continue
                 provider = self.providers[dep.id]
-                if not self.healthy(dep) and last is None and self._has_healthy(names, needs):
+                if not self.healthy(dep) and last is None and self._has_healthy(names, needs, eligible):
                     continue
                 for retry in range(self._settings.retries + 1):
                     try:
@@ -144,9 +148,16 @@ class Dispatcher:
             raise last
         raise UpstreamError(503, "no deployment is available for this model", retryable=True)
 
-    def _has_healthy(self, names: list[str], needs: Sequence[Need]) -> bool:
+    def _has_healthy(
+        self, names: list[str], needs: Sequence[Need], eligible: Callable[[Deployment], bool] | None
+    ) -> bool:
         return any(
-            self.healthy(d) and served_by(needs, d.capabilities)
+            self.healthy(d) and self.serves(d, needs, eligible)
             for n in names
             for d in self._by_name.get(n, ())
         )
+
+    @staticmethod
+    def serves(dep: Deployment, needs: Sequence[Need], eligible: Callable[[Deployment], bool] | None) -> bool:
+        """Whether `run` may send a call with these `needs` to `dep`."""
+        return (not needs or served_by(needs, dep.capabilities)) and (eligible is None or eligible(dep))

@@ -146,3 +146,17 @@ async def test_a_skipped_deployment_is_passed_over_without_counting_against_it()
         await d.run(["a", "b"], skip_a)
     with pytest.raises(ValueError):
         await d.run(["b", "a"], skip_a)
+
+
+async def test_deployments_the_caller_rules_out_are_passed_over() -> None:
+    down = UpstreamError(502, "refused", retryable=True)
+    d, (a1, a2) = make([("a", ["a1"]), ("a", [down, "a2"])], retries=0, cooldown_failures=1, cooldown_s=60)
+
+    def only_a2(dep: Deployment) -> bool:
+        return dep is a2.deployment
+
+    with pytest.raises(UpstreamError):
+        await d.run(["a"], call, (), only_a2)
+    # a2 cools down; a1 is healthy but ruled out, so a2 is still the one tried.
+    assert (await d.run(["a"], call, (), only_a2)).deployment is a2.deployment
+    assert a1.calls == 0

@@ -72,6 +72,11 @@ def _models(verbose_url: str, claude_url: str) -> list[dict[str, Any]]:
         deployment("down", "http://127.0.0.1:9", PER_MTOK, PER_MTOK),  # nothing listens there
         at_verbose("dear", model="dear-model", price={"input_per_mtok": DEAR, "output_per_mtok": DEAR}),
         {**at_verbose("mystery", model="mystery-model"), "price": None},  # no price anywhere
+        # One name, a priced deployment and one without a price (or without tool calling).
+        at_verbose("half", model="half-priced"),
+        {**at_verbose("half", model="half-unpriced"), "price": None},
+        at_verbose("tooled", model="tooled-priced"),
+        {**at_verbose("tooled", model="tooled-plain"), "price": None, "capabilities": []},
         {
             "name": "claude",
             "provider": "anthropic",
@@ -417,6 +422,32 @@ async def test_a_deployment_without_a_price_refuses_budgeted_keys_only(gw: Gatew
         )
     assert raw.headers["x-switchyard-model"] == "mystery", "keys without a budget are unaffected"
     assert raw.headers["x-switchyard-cost-usd"] == "unknown"
+
+
+async def test_a_budgeted_key_passes_over_the_unpriced_deployments_of_a_name(
+    gw: Gateway, pg_url: str
+) -> None:
+    budgeted = await new_key(pg_url, key={"budget_usd": Decimal("5")})
+    free = await new_key(pg_url)
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    served: dict[str, set[str]] = {"budgeted": set(), "free": set()}
+    for who, creds in (("budgeted", budgeted), ("free", free)):
+        async with gw.client(creds.key) as client:
+            for i in range(4):  # the two deployments of `half` take turns
+                raw = await client.chat.completions.with_raw_response.create(
+                    model="half", messages=chat_of(f"half-{who}-{i}-{gw.limiter}"), max_tokens=20
+                )
+                served[who].add(raw.headers["x-switchyard-model"])
+                if who == "budgeted":
+                    assert "skipped without a price: half#2" in raw.headers["x-switchyard-route"]
+    assert served == {"budgeted": {"half#1"}, "free": {"half#1", "half#2"}}
+    # `tooled#2` has no price but no tool calling either: a tools request skips it, and says nothing.
+    async with gw.client(budgeted.key) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="tooled", messages=chat_of(f"tooled-{gw.limiter}"), tools=tools, max_tokens=20
+        )
+    assert raw.headers["x-switchyard-model"] == "tooled#1"
+    assert "without a price" not in raw.headers["x-switchyard-route"]
 
 
 def _anthropic(gw: Gateway, key: str) -> anthropic.AsyncAnthropic:
