@@ -7,7 +7,6 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -17,7 +16,7 @@ from gateway.api import admin, health, messages, openai
 from gateway.api.docs import install_docs
 from gateway.api.openapi_schemas import install_openapi
 from gateway.auth import KeyCache
-from gateway.config import GatewayConfig, apply_settings, load_config
+from gateway.config import GatewayConfig, apply_settings, config_path, load_config
 from gateway.control import Control
 from gateway.db.engine import make_engine, session_factory
 from gateway.db.migrate import ensure_schema_or_defer
@@ -39,16 +38,10 @@ from routing.tokens import encoding
 log = logging.getLogger("switchyard")
 
 
-DEFAULT_CONFIG_FILE = Path("switchyard.yaml")
-
-
 def resolve_config(settings: Settings, env: Mapping[str, str]) -> GatewayConfig:
-    """--config / SWITCHYARD_CONFIG, else ./switchyard.yaml when present, else the embedded defaults."""
-    if settings.config is not None:
-        return load_config(settings.config, env)
-    if DEFAULT_CONFIG_FILE.is_file():
-        return load_config(DEFAULT_CONFIG_FILE, env)
-    return default_config(settings)
+    """The file `config_path` names, else the embedded defaults."""
+    path = config_path(settings)
+    return default_config(settings) if path is None else load_config(path, env)
 
 
 def create_app(

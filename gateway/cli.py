@@ -17,11 +17,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.admin.cli import add_admin_commands
 from gateway.argtypes import int_in
-from gateway.config import ConfigError, apply_settings
+from gateway.config import ConfigError, entry_settings
 from gateway.db.migrate import SchemaNotCurrentError, ensure_schema_or_defer
 from gateway.offline import prepare_offline_env
 from gateway.route_cli import add_route_commands
-from gateway.settings import Settings, SettingsError
+from gateway.settings import SettingsError
 from local_backend.cli import add_local_commands
 
 
@@ -57,7 +57,8 @@ def serve(args: argparse.Namespace) -> int:
         }.items()
         if v is not None
     }
-    settings = Settings(**overrides)
+    # The file's settings first: its log_level is the logging's.
+    settings = entry_settings(os.environ, **overrides)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -65,7 +66,6 @@ def serve(args: argparse.Namespace) -> int:
     for noisy in ("aiosqlite", "sqlalchemy.engine", "asyncpg"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config = resolve_config(settings, os.environ)
-    settings = apply_settings(settings, config)
     if settings.master_key is None and config.master_key is None and not _is_loopback(settings.host):
         print(
             f"switchyard: refusing to listen on {settings.host} without a master key; "

@@ -25,6 +25,8 @@ from providers.deployment import Deployment, Price, Tier
 log = logging.getLogger("switchyard.config")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ENV_PREFIX = "os.environ/"
+# Read when neither --config nor SWITCHYARD_CONFIG names a file.
+DEFAULT_CONFIG_FILE = Path("switchyard.yaml")
 
 
 class ConfigError(ValueError):
@@ -221,12 +223,13 @@ def _native(
 
 def _from_litellm(
     raw: dict[str, Any], env: Mapping[str, str], skipped: _Skipped
-) -> tuple[dict[str, Any], dict[str, str]]:
+) -> tuple[dict[str, Any], dict[str, str], list[int]]:
     # Imported here: gateway.litellm_settings raises this module's ConfigError.
     from gateway.litellm_settings import translate
 
     mapped = translate(raw, lambda value, where: interpolate(value, env, where))
     models = []
+    indexes = []
     for i, entry in enumerate(raw.get("model_list") or []):
         where = f"model_list.{i}"
         if not isinstance(entry, dict) or not isinstance(entry.get("litellm_params") or {}, dict):
@@ -240,27 +243,33 @@ def _from_litellm(
         if mapped.timeout is not None:
             dep.setdefault("timeout", mapped.timeout)
         models.append(dep)
+        indexes.append(i)
     native = {
         "models": models,
         "routes": interpolate(raw.get("routes") or {}, env, "routes"),
         "master_key": mapped.master_key,
         "settings": mapped.settings,
     }
-    return native, mapped.origins
+    return native, mapped.origins, indexes
+
+
+def _litellm_env(raw: dict[str, Any], env: Mapping[str, str]) -> Mapping[str, str]:
+    """LiteLLM sets a file's `environment_variables` in its environment; here they fill in for
+    variables the process lacks."""
+    file_env = raw.get("environment_variables") or {}
+    if not isinstance(file_env, dict):
+        raise ConfigError("environment_variables: expected a mapping")
+    return {**{str(k): str(v) for k, v in file_env.items()}, **env}
 
 
 def parse_config(raw: dict[str, Any], env: Mapping[str, str]) -> GatewayConfig:
     raw = raw or {}
     skipped = _Skipped()
     origins: dict[str, str] = {}
-    indexes: list[int] = []
+    section = "models"
     if "model_list" in raw:
-        # LiteLLM sets these in its environment; here they fill in for variables the process lacks.
-        file_env = raw.get("environment_variables") or {}
-        if not isinstance(file_env, dict):
-            raise ConfigError("environment_variables: expected a mapping")
-        env = {**{str(k): str(v) for k, v in file_env.items()}, **env}
-        raw, origins = _from_litellm(raw, env, skipped)
+        section = "model_list"
+        raw, origins, indexes = _from_litellm(raw, _litellm_env(raw, env), skipped)
     else:
         raw, indexes = _native(raw, env, skipped)
     served = raw.get("models") if isinstance(raw.get("models"), list) else []
@@ -270,7 +279,7 @@ def parse_config(raw: dict[str, Any], env: Mapping[str, str]) -> GatewayConfig:
     try:
         config = GatewayConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, indexes)) from None
+        raise ConfigError(_explain(exc, indexes, section)) from None
     config._origins = origins
     return config
 
@@ -285,6 +294,42 @@ def apply_settings(settings: Settings, config: GatewayConfig) -> Settings:
 
 
 def load_config(path: str | Path, env: Mapping[str, str]) -> GatewayConfig:
+    return parse_config(_read(path), env)
+
+
+def config_path(settings: Settings) -> Path | None:
+    """--config / SWITCHYARD_CONFIG, else ./switchyard.yaml when present; None: the embedded defaults."""
+    if settings.config is not None:
+        return settings.config
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def entry_settings(env: Mapping[str, str], **given: Any) -> Settings:
+    """The Settings an entry point runs with: `given` (its command line) and the environment, over
+    the config file's settings. Only that part of the file is read, so a command that needs no more
+    (`switchyard migrate`, `keys ...`) works whichever models the file could serve."""
+    settings = Settings(**given)
+    path = config_path(settings)
+    if path is None:
+        return settings
+    raw = _read(path)
+    if "model_list" in raw:
+        # Imported here: gateway.litellm_settings raises this module's ConfigError.
+        from gateway.litellm_settings import settings_of
+
+        file_env = _litellm_env(raw, env)
+        values, origins = settings_of(raw, lambda value, where: interpolate(value, file_env, where))
+    else:
+        values, origins = interpolate(raw.get("settings") or {}, env, "settings"), {}
+    try:
+        part = GatewayConfig.model_validate({"settings": values})
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, [])) from None
+    part._origins = origins
+    return apply_settings(settings, part)
+
+
+def _read(path: str | Path) -> dict[str, Any]:
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -297,16 +342,17 @@ def load_config(path: str | Path, env: Mapping[str, str]) -> GatewayConfig:
         raise ConfigError(f"{path}: invalid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with `models:` (or LiteLLM's `model_list:`)")
-    return parse_config(raw or {}, env)
+    return raw or {}
 
 
-def _explain(exc: ValidationError, indexes: list[int]) -> str:
-    """One line; `indexes` maps the position of a served model back to its place in the file."""
+def _explain(exc: ValidationError, indexes: list[int], section: str = "models") -> str:
+    """One line; `indexes` maps the position of a served model back to its place in the file's
+    `section` (a LiteLLM file's `model_list`)."""
     lines = []
     for err in exc.errors():
         loc = list(err["loc"])
         if indexes and len(loc) > 1 and loc[0] == "models" and isinstance(loc[1], int):
-            loc[1] = indexes[loc[1]]
+            loc[:2] = [section, indexes[loc[1]]]
         where = ".".join(str(p) for p in loc) or "config"
         lines.append(f"{where}: {err['msg']}")
     return "invalid config: " + "; ".join(lines)
@@ -319,6 +365,8 @@ __all__ = [
     "Price",
     "Route",
     "apply_settings",
+    "config_path",
+    "entry_settings",
     "load_config",
     "parse_config",
 ]

@@ -13,6 +13,7 @@ from typing import Any
 from gateway.accounting.record import RequestRecord
 from gateway.accounting.thread import WriterThread
 from gateway.auth import Principal
+from gateway.dispatch import Skip
 from gateway.limits import (
     Admission,
     BudgetSpec,
@@ -20,6 +21,7 @@ from gateway.limits import (
     LimitSpec,
     affordable_tokens,
     denial_error,
+    nano_to_usd,
     usd_to_nano_up,
     worst_case_usd,
 )
@@ -124,8 +126,10 @@ class Control:
         n = body.get("n")
         choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
         price = self.prices.get(dep.id)
+        # Every choice is an answer of up to max_tokens, for the TPM estimate as for the reservation.
+        est_tokens = prompt + max_tokens * choices
         if price is None:
-            return Check(limits, budgets, prompt + max_tokens, Decimal(0), 0)
+            return Check(limits, budgets, est_tokens, Decimal(0), 0)
         reserve = worst_case_usd(prompt, max_tokens * choices, price.input, price.output)
         least = None
         if budgets and price.output > 0 and max_tokens > MIN_CAPPED_OUTPUT:
@@ -133,7 +137,7 @@ class Control:
         return Check(
             limits,
             budgets,
-            prompt + max_tokens,
+            est_tokens,
             reserve,
             usd_to_nano_up(reserve),
             least,
@@ -145,8 +149,8 @@ class Control:
     def output_cap(self, check: Check, dep: Deployment, held_nano: int) -> int | None:
         """The max_tokens a call on `dep` must carry so that its answer costs no more than the
         `held_nano` its budgets hold: None when nothing needs capping (no budget, free output, or a
-        reservation that covers everything `dep` would answer anyway). At least 1: only a fallback
-        to a deployment dearer than the one reserved for leaves less."""
+        reservation that covers everything `dep` would answer anyway). Raises Skip when that is less
+        than MIN_CAPPED_OUTPUT, which only a deployment dearer than the one reserved for leaves."""
         if not check.budgets:
             return None
         price = self.prices.get(dep.id)
@@ -156,7 +160,11 @@ class Control:
         ceiling = check.requested or self.max_output.get(dep.id)
         if ceiling is not None and afford >= ceiling:
             return None
-        return max(1, min(afford, ceiling or DEFAULT_MAX_OUTPUT))
+        if afford < MIN_CAPPED_OUTPUT:
+            # Only a deployment dearer than the one reserved for (a fallback, or another of its
+            # name): the next one may do.
+            raise Skip(Denied(_unaffordable(held_nano, dep)))
+        return min(afford, ceiling or DEFAULT_MAX_OUTPUT)
 
     def overlap(self, check: Check, outcome: Outcome) -> asyncio.Task[None] | None:
         """The admission as a task that runs beside the upstream call, when the figures leave room
@@ -218,6 +226,18 @@ class Control:
             if adm.allowed or cost:
                 self.limiter.settle_nowait(adm.ticket, tokens, cost)
         self.writer.submit(record_of(outcome, principal))
+
+
+def _unaffordable(held_nano: int, dep: Deployment) -> Denial:
+    held = nano_to_usd(held_nano).normalize()
+    return Denial(
+        429,
+        "budget_exceeded",
+        "budget_exceeded",
+        f"Budget exceeded: the ${held:f} held for this request cannot pay for its prompt and an answer"
+        f" of {MIN_CAPPED_OUTPUT} tokens on `{dep.id}`, dearer than the deployment it was reserved for.",
+        {},
+    )
 
 
 def clean_text(text: str, limit: int = 256) -> str:

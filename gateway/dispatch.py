@@ -29,6 +29,16 @@ T = TypeVar("T")
 _MOVE_ON = {401, 403, 404, 408}
 
 
+class Skip(Exception):
+    """Raised by `invoke` when this deployment may not serve the call (e.g. what the call's budget
+    holds cannot pay for its answer there): the next one is tried, no failure is counted against
+    it, and `error` is what the caller gets when this was the last thing to go wrong."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass(slots=True)
 class _Health:
     failures: int = 0
@@ -92,27 +102,35 @@ class Dispatcher:
         return delay
 
     async def run(
-        self, names: list[str], invoke: Callable[[Provider], Awaitable[T]], needs: Sequence[Need] = ()
+        self,
+        names: list[str],
+        invoke: Callable[[Provider], Awaitable[T]],
+        needs: Sequence[Need] = (),
+        eligible: Callable[[Deployment], bool] | None = None,
     ) -> Served[T]:
         """Call `invoke` on deployments until one succeeds; raise the last error otherwise. Deployments
-        lacking a capability in `needs` are passed over."""
+        lacking a capability in `needs`, or that `eligible` rules out, are passed over."""
         last: UpstreamError | None = None
+        skipped: Skip | None = None
         failed: set[str] = set()
         attempts = 0
         for name in names:
             for dep in self._order(name):
-                if needs and not served_by(needs, dep.capabilities):
+                if not self.serves(dep, needs, eligible):
                     continue
                 provider = self.providers[dep.id]
-                if not self.healthy(dep) and last is None and self._has_healthy(names, needs):
+                if not self.healthy(dep) and last is None and self._has_healthy(names, needs, eligible):
                     continue
                 for retry in range(self._settings.retries + 1):
-                    attempts += 1
                     try:
                         result = await invoke(provider)
+                    except Skip as skip:
+                        skipped = skip
+                        break
                     except UpstreamError as exc:
+                        attempts += 1
                         exc.deployment = dep
-                        last = exc
+                        last, skipped = exc, None
                         failed.add(dep.id)
                         if not exc.retryable and exc.status not in _MOVE_ON:
                             raise
@@ -123,14 +141,23 @@ class Dispatcher:
                             await asyncio.sleep(self._backoff(retry, exc))
                         continue
                     self._succeeded(dep)
-                    return Served(result, dep, attempts, len(failed - {dep.id}))
-        if last is None:
-            raise UpstreamError(503, "no deployment is available for this model", retryable=True)
-        raise last
+                    return Served(result, dep, attempts + 1, len(failed - {dep.id}))
+        if skipped is not None:
+            raise skipped.error
+        if last is not None:
+            raise last
+        raise UpstreamError(503, "no deployment is available for this model", retryable=True)
 
-    def _has_healthy(self, names: list[str], needs: Sequence[Need]) -> bool:
+    def _has_healthy(
+        self, names: list[str], needs: Sequence[Need], eligible: Callable[[Deployment], bool] | None
+    ) -> bool:
         return any(
-            self.healthy(d) and served_by(needs, d.capabilities)
+            self.healthy(d) and self.serves(d, needs, eligible)
             for n in names
             for d in self._by_name.get(n, ())
         )
+
+    @staticmethod
+    def serves(dep: Deployment, needs: Sequence[Need], eligible: Callable[[Deployment], bool] | None) -> bool:
+        """Whether `run` may send a call with these `needs` to `dep`."""
+        return (not needs or served_by(needs, dep.capabilities)) and (eligible is None or eligible(dep))

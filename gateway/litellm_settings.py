@@ -33,6 +33,7 @@ _SETTINGS: dict[str, tuple[tuple[str, str], ...]] = {
 _TIMEOUT = (("router_settings", "timeout"), ("litellm_settings", "request_timeout"))
 _MASTER_KEY = ("general_settings", "master_key")
 _REDIS_PARTS = ("redis_host", "redis_port", "redis_password")
+_REDIS_HOST = "router_settings.redis_host"
 _FALLBACKS = "Switchyard has no per-model fallbacks; a route (`routes:`) falls over between its candidates"
 _HINTS = {
     "fallbacks": _FALLBACKS,
@@ -76,27 +77,17 @@ def translate(raw: Mapping[str, Any], read: Callable[[Any, str], Any]) -> LiteLL
         return read(sections[section][key], f"{section}.{key}")
 
     out = LiteLLMSettings()
-    for setting, sources in _SETTINGS.items():
-        for section, key in sources:
-            if key in sections[section]:
-                out.settings[setting] = _CONVERT.get(setting, lambda v: v)(take(section, key))
-                out.origins[setting] = f"{section}.{key}"
-                break
+    out.settings, out.origins = _settings(sections, read)
     for section, key in _TIMEOUT:
         if key in sections[section]:
             out.timeout = take(section, key)
             break
     # The other one of a pair is read too: it has its equivalent, only overridden.
     used.update(s for sources in (*_SETTINGS.values(), _TIMEOUT) for s in sources)
+    if out.origins.get("redis_url") == _REDIS_HOST:
+        used.update(("router_settings", k) for k in _REDIS_PARTS)
     if _MASTER_KEY[1] in sections[_MASTER_KEY[0]]:
         out.master_key = take(*_MASTER_KEY)
-    router = sections["router_settings"]
-    if "redis_url" not in out.settings and "redis_host" in router:
-        parts = {k: take("router_settings", k) for k in _REDIS_PARTS if k in router}
-        password = parts.get("redis_password")
-        auth = f":{quote(str(password), safe='')}@" if password else ""
-        out.settings["redis_url"] = f"redis://{auth}{parts['redis_host']}:{parts.get('redis_port') or 6379}"
-        out.origins["redis_url"] = "router_settings.redis_host"
     for section, values in sections.items():
         for key in values:
             if (section, key) not in used:
@@ -106,6 +97,36 @@ def translate(raw: Mapping[str, Any], read: Callable[[Any, str], Any]) -> LiteLL
         if key not in (*_SECTIONS, *_READ_ELSEWHERE):
             log.warning("LiteLLM section %s ignored: Switchyard has no equivalent", key)
     return out
+
+
+def settings_of(
+    raw: Mapping[str, Any], read: Callable[[Any, str], Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Only the Settings fields of `translate` (and their origins): nothing else is read or logged,
+    so a command that needs no more (`switchyard migrate`) does not fail on the rest."""
+    return _settings({name: _section(raw, name) for name in _SECTIONS}, read)
+
+
+def _settings(
+    sections: Mapping[str, dict[str, Any]], read: Callable[[Any, str], Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    settings: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for setting, sources in _SETTINGS.items():
+        for section, key in sources:
+            if key in sections[section]:
+                value = read(sections[section][key], f"{section}.{key}")
+                settings[setting] = _CONVERT.get(setting, lambda v: v)(value)
+                origins[setting] = f"{section}.{key}"
+                break
+    router = sections["router_settings"]
+    if "redis_url" not in settings and "redis_host" in router:
+        parts = {k: read(router[k], f"router_settings.{k}") for k in _REDIS_PARTS if k in router}
+        password = parts.get("redis_password")
+        auth = f":{quote(str(password), safe='')}@" if password else ""
+        settings["redis_url"] = f"redis://{auth}{parts['redis_host']}:{parts.get('redis_port') or 6379}"
+        origins["redis_url"] = _REDIS_HOST
+    return settings, origins
 
 
 def _section(raw: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -117,8 +117,10 @@ class Settings(BaseSettings):
         extra = {k: v for k, v in file_values.items() if k not in self.model_fields_set}
         if not extra:
             return self
-        given = {k: getattr(self, k) for k in self.model_fields_set}
-        return Settings(**extra, **given)
+        # Validated on their own and copied in: rebuilding these settings would read the environment
+        # and .env again, which their maker may have ruled out (`_env_file=None`).
+        valid = Settings(_env_file=None, **extra)  # type: ignore[call-arg]
+        return self.model_copy(update={k: getattr(valid, k) for k in extra})
 
 
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:

@@ -6,11 +6,21 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
+
 from routing.features import content_text
 from routing.tokens import count_tokens
 
 # Per-message framing overhead of OpenAI's chat format.
 _PER_MESSAGE = 3
+# An image part, as OpenAI bills it: 85 tokens at detail "low"; otherwise 765, a 1024x1024 image at
+# "high" or "auto" (85 + 4 tiles of 170). Larger images cost more (Anthropic's up to ~1,600): an
+# estimate, as the image itself is not decoded here.
+IMAGE_TOKENS_LOW = 85
+IMAGE_TOKENS = 765
+# What the model reads besides the messages. Counted as their JSON, more than OpenAI's own rendering
+# of tool definitions takes, so a budget's cap leaves room for them.
+_DEFINITIONS = ("tools", "functions", "response_format")
 
 
 # Characters a request's texts are counted over before the rest is estimated at the rate they gave:
@@ -39,10 +49,16 @@ def prompt_tokens(
     messages = body.get("messages")
     if isinstance(messages, list):
         total = 3
+        definitions = {f: body[f] for f in _DEFINITIONS if body.get(f)}
+        if definitions:
+            total += tokens(orjson.dumps(definitions).decode())
         for m in messages:
             if not isinstance(m, dict):
                 continue
-            total += _PER_MESSAGE + tokens(content_text(m.get("content")))
+            content = m.get("content")
+            total += _PER_MESSAGE + tokens(content_text(content))
+            if isinstance(content, list):
+                total += sum(_image_tokens(part) for part in content)
             calls = m.get("tool_calls")
             for call in calls if isinstance(calls, list) else ():
                 fn = call.get("function") if isinstance(call, dict) else None
@@ -58,6 +74,13 @@ def prompt_tokens(
                 tokens(v) if isinstance(v, str) else len(v) if isinstance(v, list) else 1 for v in value
             )
     return 0
+
+
+def _image_tokens(part: Any) -> int:
+    if not isinstance(part, dict) or part.get("type") != "image_url":
+        return 0
+    image = part.get("image_url")
+    return IMAGE_TOKENS_LOW if isinstance(image, dict) and image.get("detail") == "low" else IMAGE_TOKENS
 
 
 def max_output_of(body: dict[str, Any]) -> int | None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -25,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.admin import service
 from gateway.admin.schemas import KeyCreate, KeyOut, TeamCreate, TeamOut
 from gateway.auth import CHANNEL
+from gateway.config import entry_settings
 from gateway.db.engine import make_engine, session_factory
 from gateway.db.migrate import SchemaNotCurrentError, ensure_schema, head_revision, upgrade
 from gateway.errors import GatewayError
@@ -39,6 +42,7 @@ T = TypeVar("T")
 def add_admin_commands(subparsers: Any) -> None:
     """Register `migrate`, `teams` and `keys` on the main CLI's subparsers."""
     p = subparsers.add_parser("migrate", help="bring the configured database to the current schema")
+    _config_option(p)
     p.set_defaults(func=cmd_migrate)
 
     teams = subparsers.add_parser("teams", help="create and list teams").add_subparsers(
@@ -47,9 +51,11 @@ def add_admin_commands(subparsers: Any) -> None:
     p = teams.add_parser("create", help="create a team; prints its id")
     p.add_argument("name")
     _limit_options(p)
+    _config_option(p)
     p.set_defaults(func=cmd_teams_create)
     p = teams.add_parser("list", help="list the live teams")
     p.add_argument("--json", action="store_true", help="one JSON object a line")
+    _config_option(p)
     p.set_defaults(func=cmd_teams_list)
 
     keys = subparsers.add_parser("keys", help="create, list and revoke API keys").add_subparsers(
@@ -62,14 +68,26 @@ def add_admin_commands(subparsers: Any) -> None:
     p.add_argument(
         "--expires-at", type=_aware_datetime, help="ISO 8601 with an offset, e.g. 2026-12-31T00:00Z"
     )
+    _config_option(p)
     p.set_defaults(func=cmd_keys_create)
     p = keys.add_parser("list", help="list keys (prefixes, never the keys)")
     p.add_argument("--team", help="only this team's keys (team name)")
     p.add_argument("--json", action="store_true", help="one JSON object a line")
+    _config_option(p)
     p.set_defaults(func=cmd_keys_list)
     p = keys.add_parser("revoke", help="revoke a key by id")
     p.add_argument("id")
+    _config_option(p)
     p.set_defaults(func=cmd_keys_revoke)
+
+
+def _config_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="YAML config whose settings (database, Redis) to use "
+        "(default: $SWITCHYARD_CONFIG, else ./switchyard.yaml when present)",
+    )
 
 
 def _limit_options(p: argparse.ArgumentParser) -> None:
@@ -96,11 +114,11 @@ def _aware_datetime(text: str) -> datetime:
     return value
 
 
-# -- handlers (entry points: each builds its own Settings) ----------------------------------------
+# -- handlers (entry points: each builds its own Settings, as `serve` does) -----------------------
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    url = Settings().database_url
+    url = _settings(args).database_url
     try:
         asyncio.run(upgrade(url))
     except (OSError, SQLAlchemyError) as exc:
@@ -117,7 +135,7 @@ def cmd_teams_create(args: argparse.Namespace) -> int:
     async def op(session: AsyncSession) -> TeamOut:
         return TeamOut.model_validate(await service.create_team(session, data, actor=ACTOR))
 
-    team = _run(op, Settings().database_url)
+    team = _run(op, _settings(args).database_url)
     if team is None:
         return 1
     print(team.id)
@@ -129,7 +147,7 @@ def cmd_teams_list(args: argparse.Namespace) -> int:
     async def op(session: AsyncSession) -> list[TeamOut]:
         return [TeamOut.model_validate(t) for t in await _all(service.list_teams, session)]
 
-    teams = _run(op, Settings().database_url)
+    teams = _run(op, _settings(args).database_url)
     if teams is None:
         return 1
     columns = ("id", "name", "budget_usd", "budget_period", "rpm", "tpm")
@@ -149,7 +167,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     # Validate before touching the database, with a placeholder team id, for a clean usage error.
     if _build(KeyCreate, team_id="-", **fields) is None:
         return 2
-    result = _run(op, Settings().database_url)
+    result = _run(op, _settings(args).database_url)
     if result is None:
         return 1
     key, row = result
@@ -168,7 +186,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
         rows = await _all(service.list_keys, session, team_id=team_id)
         return [KeyOut.model_validate(r) for r in rows]
 
-    keys = _run(op, Settings().database_url)
+    keys = _run(op, _settings(args).database_url)
     if keys is None:
         return 1
     columns = ("id", "prefix", "name", "team_id", "revoked", "expires_at", "budget_usd", "rpm", "tpm")
@@ -177,7 +195,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = _settings(args)
 
     async def op(session: AsyncSession) -> KeyOut:
         row = await service.revoke_key(session, args.id, actor=ACTOR)
@@ -195,6 +213,12 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 # -- plumbing -------------------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """What `serve` would run with: the environment over the config file's settings (the database
+    and Redis among them)."""
+    return entry_settings(os.environ, **({} if args.config is None else {"config": args.config}))
 
 
 def _shown(url: str) -> str:

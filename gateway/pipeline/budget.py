@@ -13,6 +13,7 @@ from gateway.pipeline.door import Parsed
 from gateway.pipeline.outcome import Outcome
 from gateway.pricing import TokenPrice
 from providers.deployment import Deployment
+from routing.capabilities import served_by
 
 OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens")
 # Providers whose chat API takes max_completion_tokens (their reasoning models refuse max_tokens).
@@ -45,18 +46,26 @@ def priced_names(
     model: str,
     outcome: Outcome,
 ) -> list[str]:
-    """`names` less those with a deployment of unknown price, for a budgeted key (the others' calls
-    are charged by the limiter; these would not be). Raises price_unknown when none is left."""
+    """`names` less those none of whose deployments able to serve the request has a price, for a
+    budgeted key (the others' calls are charged by the limiter; these would not be); the unpriced
+    deployments of the names kept are passed over (`chargeable`). Raises price_unknown when no name
+    is left."""
     if not budgeted(outcome.principal):
         return names
-    unpriced = {name: [d for d in deployments(name) if prices.get(d.id) is None] for name in names}
-    kept = [name for name in names if not unpriced[name]]
+    capable = {n: [d for d in deployments(n) if served_by(outcome.needs, d.capabilities)] for n in names}
+    unpriced = {n: [d for d in deps if prices.get(d.id) is None] for n, deps in capable.items()}
+    kept = [n for n in names if not capable[n] or len(unpriced[n]) < len(capable[n])]
     if not kept:
-        raise price_unknown(model, [d for name in names for d in unpriced[name]])
-    if len(kept) < len(names):
-        skipped = ", ".join(name for name in names if unpriced[name])
-        outcome.route_explain += f"; skipped without a price: {skipped}"
+        raise price_unknown(model, [d for n in names for d in unpriced[n]])
+    skipped = [n for n in names if n not in kept] + [d.id for n in kept for d in unpriced[n]]
+    if skipped:
+        outcome.route_explain += f"; skipped without a price: {', '.join(skipped)}"
     return kept
+
+
+def chargeable(prices: dict[str, TokenPrice | None]) -> Callable[[Deployment], bool]:
+    """Which deployments a budgeted key's call may go to: those whose calls can be charged."""
+    return lambda dep: prices.get(dep.id) is not None
 
 
 def needs_cap(endpoint: str, parsed: Parsed) -> bool:

@@ -26,7 +26,7 @@ from gateway.errors import GatewayError, bad_request, from_upstream, model_not_f
 from gateway.limits.background import Background
 from gateway.limits.model import LimitInputError
 from gateway.metrics import Metrics
-from gateway.pipeline.budget import cap_output, needs_cap, output_field, priced_names
+from gateway.pipeline.budget import budgeted, cap_output, chargeable, needs_cap, output_field, priced_names
 from gateway.pipeline.door import Door, Parsed
 from gateway.pipeline.gate import Gate
 from gateway.pipeline.outcome import Outcome
@@ -36,7 +36,8 @@ from gateway.pricing import TokenPrice
 from gateway.streaming import close_quietly
 from gateway.usage import max_output_of
 from providers.base import Provider, UpstreamError, Usage
-from routing.capabilities import needs_of, served_by
+from providers.deployment import Deployment
+from routing.capabilities import needs_of
 
 log = logging.getLogger("switchyard")
 T = TypeVar("T")
@@ -96,6 +97,7 @@ class Pipeline:
         }
         # Upstream streams being closed after their client left.
         self.background = Background()
+        self._chargeable = chargeable(prices)
 
     async def handle(self, request: Request, door: Door, principal: Principal) -> Response:
         outcome = Outcome(new_request_id(), "", door.endpoint, principal)
@@ -173,7 +175,8 @@ class Pipeline:
         if self.control is None:
             return
         deployments = self.dispatcher.deployments(names[0])
-        primary = [d for d in deployments if served_by(outcome.needs, d.capabilities)]
+        eligible = self._eligible(outcome)
+        primary = [d for d in deployments if self.dispatcher.serves(d, outcome.needs, eligible)]
         if not primary:
             return
         check = self.control.check(outcome.principal, primary[0], parsed.routing, outcome)
@@ -195,11 +198,16 @@ class Pipeline:
         self, request: Request, names: list[str], invoke: Callable[[Provider], Awaitable[T]], outcome: Outcome
     ) -> Served[T]:
         gate = outcome.gate.task if outcome.gate is not None else None
-        served = await race_disconnect(request, self.dispatcher.run(names, invoke, outcome.needs), gate)
+        run = self.dispatcher.run(names, invoke, outcome.needs, self._eligible(outcome))
+        served = await race_disconnect(request, run, gate)
         outcome.deployment = served.deployment
         outcome.fallbacks = served.fallbacks
         outcome.attempts = served.attempts
         return served
+
+    def _eligible(self, outcome: Outcome) -> Callable[[Deployment], bool] | None:
+        """A budgeted key's calls go only where they can be charged (see budget.priced_names)."""
+        return self._chargeable if budgeted(outcome.principal) else None
 
     def settle(self, outcome: Outcome, usage: Usage | None) -> None:
         outcome.usage = usage

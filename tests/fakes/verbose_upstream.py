@@ -5,12 +5,14 @@ The answer's content names the output cap the request carried, `max_tokens=<N>` 
 max_completion_tokens or max_tokens; `max_tokens=none` without either), and its usage reports N
 completion tokens per choice (without a cap: UNCAPPED_TOKENS for chat, a model left to run on, and
 OpenAI's default of 16 for legacy completions), and one prompt token per whitespace-separated word
-of the prompt (never more than tiktoken counts). Each request's body is recorded in
-`app.state.requests`.
+of the prompt (never more than tiktoken counts), tool and function definitions and response_format
+included (as indented JSON), and each image part as OpenAI bills it (85 tokens at detail "low",
+otherwise 765: a 1024x1024 image). Each request's body is recorded in `app.state.requests`.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -24,6 +26,8 @@ from tests.fakes.openai_wire import ApiError, content_text, sse_frame, usage_doc
 
 UNCAPPED_TOKENS = 100_000
 LEGACY_DEFAULT_TOKENS = 16
+# OpenAI's price of an image part at detail "low", and at "high"/"auto" for a 1024x1024 image.
+IMAGE_TOKENS_LOW, IMAGE_TOKENS = 85, 765
 
 
 async def chat(request: Request) -> Response:
@@ -34,8 +38,7 @@ async def chat(request: Request) -> Response:
     except ApiError as exc:
         return exc.response()
     n = body.get("n") or 1
-    prompt = max(1, sum(word_count(content_text(m.get("content"))) for m in body.get("messages") or ()))
-    usage = usage_doc(prompt, (cap or UNCAPPED_TOKENS) * n)
+    usage = usage_doc(_prompt(body), (cap or UNCAPPED_TOKENS) * n)
     content = f"max_tokens={cap if cap is not None else 'none'}"
     base = {"id": "chatcmpl-verbose", "created": 1, "model": body.get("model", "")}
     finish = "length"
@@ -59,6 +62,20 @@ async def chat(request: Request) -> Response:
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _prompt(body: dict[str, Any]) -> int:
+    messages = body.get("messages") or ()
+    words = sum(word_count(content_text(m.get("content"))) for m in messages)
+    definitions = {f: body[f] for f in ("tools", "functions", "response_format") if body.get(f)}
+    if definitions:
+        words += word_count(json.dumps(definitions, indent=1))
+    for m in messages:
+        for part in m.get("content") if isinstance(m.get("content"), list) else ():
+            if part.get("type") == "image_url":
+                low = (part.get("image_url") or {}).get("detail") == "low"
+                words += IMAGE_TOKENS_LOW if low else IMAGE_TOKENS
+    return max(1, words)
 
 
 async def completions(request: Request) -> Response:

@@ -1,24 +1,33 @@
-"""`switchyard` as a shell runs it: common mistakes are one line on stderr and exit code 2."""
+"""`switchyard` as a shell runs it: common mistakes are one line on stderr and exit code 2.
+
+Most cases call `gateway.cli.main` in this process (the same parser and handlers, no interpreter
+start-up); `run_cli` runs the real command where what the shell sees is the point.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.gateway.db.databases import create_pg_database, drop_pg_database
-from tests.integration.gateway_proc import MASTER_KEY, GatewayProcess
+from gateway.cli import main
+from gateway.config import load_config
+from tests.integration.gateway_proc import GatewayProcess
+from tests.stores import create_pg_database, drop_pg_database
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "switchyard.example.yaml"
 # Keys a developer's shell may hold; empty counts as unset.
 NO_KEYS = {"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": "", "GEMINI_API_KEY": "", "GOOGLE_API_KEY": ""}
+
+Cli = Callable[..., tuple[int, str]]
 
 
 def run_cli(
@@ -35,26 +44,53 @@ def run_cli(
     )
 
 
-def one_line_error(out: subprocess.CompletedProcess[str]) -> str:
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """`switchyard *argv` in this process, where run_cli would run it: (exit code, stderr)."""
+    for name in [n for n in os.environ if n.startswith("SWITCHYARD_")]:
+        monkeypatch.delenv(name)
+    for name, value in NO_KEYS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+
+    def run(*argv: str) -> tuple[int, str]:
+        capsys.readouterr()
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:  # argparse's usage errors
+            code = int(exc.code or 0)
+        return code, capsys.readouterr().err
+
+    return run
+
+
+def one_line_error(code: int, stderr: str) -> str:
     """The single stderr line of a command that failed as a usage or config error."""
-    assert out.returncode == 2, out.stderr
-    assert "Traceback" not in out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1, out.stderr
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
     return lines[0]
 
 
-def test_refuses_public_bind_without_master_key(tmp_path: Path) -> None:
+def test_the_command_says_one_line_at_the_files_log_level(tmp_path: Path) -> None:
+    """The real entry point: exit code 2, one stderr line, no traceback. The file's log_level holds
+    from the start: at `info` the skipped model's warning would be a second line."""
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("models: [{name: a, model: m, api_base: 'http://127.0.0.1:1/v1'}]\n")
+    cfg.write_text(
+        "models:\n"
+        "  - {name: a, model: m, api_base: 'http://127.0.0.1:1/v1'}\n"
+        "  - {name: gpt, model: gpt-4o, api_key: '${OPENAI_API_KEY}'}\n"
+        "settings: {log_level: error}\n"
+    )
     out = run_cli("serve", "--config", str(cfg), "--host", "0.0.0.0", cwd=tmp_path)
-    assert "without a master key" in one_line_error(out)
+    assert "without a master key" in one_line_error(out.returncode, out.stderr)
 
 
-def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
+def test_bad_config_is_a_clear_error(tmp_path: Path, cli: Cli) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("models: [{name: a}]\n")
-    assert "models.0.model" in one_line_error(run_cli("serve", "--config", str(cfg), cwd=tmp_path))
+    assert "models.0.model" in one_line_error(*cli("serve", "--config", str(cfg)))
 
 
 @pytest.mark.parametrize(
@@ -72,8 +108,8 @@ def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_bad_serve_arguments(tmp_path: Path, args: list[str], expected: str) -> None:
-    assert expected in one_line_error(run_cli("serve", *args, cwd=tmp_path))
+def test_bad_serve_arguments(cli: Cli, args: list[str], expected: str) -> None:
+    assert expected in one_line_error(*cli("serve", *args))
 
 
 @pytest.mark.parametrize(
@@ -93,87 +129,79 @@ def test_bad_serve_arguments(tmp_path: Path, args: list[str], expected: str) -> 
     ],
 )
 def test_bad_environment_settings(
-    tmp_path: Path, command: list[str], env: dict[str, str], expected: str
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, command: list[str], env: dict[str, str], expected: str
 ) -> None:
-    line = one_line_error(run_cli(*command, env=env, cwd=tmp_path))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    line = one_line_error(*cli(*command))
     assert line.startswith(expected) and "hunter2" not in line
 
 
-def test_unreadable_yaml(tmp_path: Path) -> None:
+def test_unreadable_yaml(tmp_path: Path, cli: Cli) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("models:\n  - name: a\n   model: m\n")
-    line = one_line_error(run_cli("serve", "--config", str(cfg), cwd=tmp_path))
+    line = one_line_error(*cli("serve", "--config", str(cfg)))
     assert "invalid YAML at line 3, column 4" in line
 
 
-def test_config_with_no_keyed_model_left(tmp_path: Path) -> None:
+def test_config_with_no_keyed_model_left(tmp_path: Path, cli: Cli) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("models:\n  - {name: gpt, model: gpt-4o, api_key: '${OPENAI_API_KEY}'}\n")
-    line = one_line_error(run_cli("serve", "--config", str(cfg), cwd=tmp_path))
+    line = one_line_error(*cli("serve", "--config", str(cfg)))
     assert line == "switchyard: no models left to serve: every model's API key is unset (set OPENAI_API_KEY)"
 
 
-def test_litellm_config_with_unset_master_key(tmp_path: Path) -> None:
+def test_litellm_config_with_unset_master_key(tmp_path: Path, cli: Cli) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
         "model_list:\n  - {model_name: m, litellm_params: {model: openai/m, api_key: k}}\n"
         "general_settings: {master_key: os.environ/LITELLM_MASTER_KEY}\n"
     )
-    line = one_line_error(run_cli("serve", "--config", str(cfg), cwd=tmp_path))
+    line = one_line_error(*cli("serve", "--config", str(cfg)))
     assert (
         line == "switchyard: general_settings.master_key: environment variable LITELLM_MASTER_KEY is not set"
     )
 
 
-async def test_example_config_without_keys_serves_the_local_model(tmp_path: Path) -> None:
-    gateway = GatewayProcess("example", EXAMPLE, tmp_path, NO_KEYS).start()
-    try:
-        await gateway.wait_ready(within_s=120)
-        async with httpx.AsyncClient(
-            base_url=gateway.url, headers={"authorization": f"Bearer {MASTER_KEY}"}
-        ) as c:
-            models = (await c.get("/v1/models")).json()
-            answer = await c.post(
-                "/v1/chat/completions",
-                json={"model": "auto", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4},
-                timeout=60,
-            )
-    finally:
-        # uvicorn re-raises SIGTERM once its graceful shutdown is done.
-        assert await gateway.stop() in (0, -signal.SIGTERM)
-    assert [m["id"] for m in models["data"]] == ["smollm2", "auto"]
-    assert answer.status_code == 200 and answer.headers["x-switchyard-model"] == "smollm2"
-    skipped = [line for line in gateway.output().splitlines() if "skipping models" in line]
+def test_example_config_without_keys_serves_the_local_model(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="switchyard.config"):
+        config = load_config(EXAMPLE, NO_KEYS)
+    assert config.names() == ["smollm2", "auto"]
+    assert config.routes["auto"].candidates == ["smollm2"]
+    skipped = [r.getMessage() for r in caplog.records if "skipping models" in r.getMessage()]
     assert len(skipped) == 1 and "gpt-4o-mini, gpt-4o (OPENAI_API_KEY)" in skipped[0]
 
 
 @pytest.fixture
 async def fresh_pg() -> AsyncIterator[str]:
-    name = await create_pg_database("switchyard_cli_litellm")
+    name = await create_pg_database("cli_litellm")
     try:
         yield name
     finally:
         await drop_pg_database(name)
 
 
-async def test_litellm_database_url_in_libpq_form(tmp_path: Path, fresh_pg: str) -> None:
+async def test_litellm_database_url_in_libpq_form(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch, fresh_pg: str
+) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
         "model_list:\n  - {model_name: m, litellm_params: {model: openai/m, api_base: 'http://127.0.0.1:9/v1'}}\n"
         "general_settings: {database_url: os.environ/DATABASE_URL}\n"
     )
     env = {"DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{fresh_pg}?sslmode=disable"}
+    monkeypatch.setenv("DATABASE_URL", env["DATABASE_URL"])
     # The file's URL is the one checked: this database has no schema yet.
-    refused = run_cli("serve", "--config", str(cfg), env=env, cwd=tmp_path)
-    assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    line = refused.stderr.strip().splitlines()[-1]
+    code, stderr = await asyncio.to_thread(cli, "serve", "--config", str(cfg))
+    assert code == 2 and "Traceback" not in stderr
+    line = stderr.strip().splitlines()[-1]
     assert fresh_pg in line and "switchyard migrate" in line
-    migrated = run_cli(
-        "migrate", env={"SWITCHYARD_DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{fresh_pg}"}
-    )
-    assert migrated.returncode == 0, migrated.stderr
+    # And `switchyard migrate` migrates that database, the file named as `serve` was told it.
+    migrated = run_cli("migrate", env={**env, "SWITCHYARD_CONFIG": str(cfg)}, cwd=tmp_path)
+    assert migrated.returncode == 0 and fresh_pg in migrated.stderr, migrated.stderr
     gateway = GatewayProcess("litellm", cfg, tmp_path, env).start()
     try:
         await gateway.wait_ready()
     finally:
+        # uvicorn re-raises SIGTERM once its graceful shutdown is done.
         assert await gateway.stop() in (0, -signal.SIGTERM)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, apply_settings, load_config, parse_config
+from gateway.config import ConfigError, apply_settings, entry_settings, load_config, parse_config
 from gateway.defaults import default_config
 from gateway.settings import Settings
 
@@ -205,6 +205,17 @@ def test_no_models_left_is_one_clear_error() -> None:
         parse_config(raw, {})
 
 
+def test_litellm_errors_name_the_entry_by_its_place_in_model_list() -> None:
+    raw = {
+        "model_list": [
+            {"model_name": "a", "litellm_params": {"model": "openai/m", "api_key": "os.environ/UNSET"}},
+            {"model_name": "b", "litellm_params": {"model": "openai/m"}, "model_info": {"tier": "huge"}},
+        ]
+    }
+    with pytest.raises(ConfigError, match=r"^invalid config: model_list\.1\.tier: "):
+        parse_config(raw, {})
+
+
 def test_unset_variable_elsewhere_names_where() -> None:
     raw = {"models": [{"name": "a", "model": "m", "api_key": "k", "api_base": "${BASE}/v1"}]}
     with pytest.raises(ConfigError, match=r"^models\.0\.api_base: environment variable BASE is not set$"):
@@ -257,3 +268,54 @@ def test_invalid_yaml_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(path, {})
     assert "\n" not in str(err.value) and "invalid YAML at line 3" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # No model left to serve: only `serve` minds, the settings are still read.
+        (
+            "models: [{name: a, model: m, api_key: '${UNSET}'}]\nsettings: {retries: 5}\n",
+            {"retries": 5, "redis_url": None},
+        ),
+        # An unset master key is no settings' business either.
+        (
+            "model_list: [{model_name: a, litellm_params: {model: openai/m, api_key: os.environ/UNSET}}]\n"
+            "router_settings: {redis_host: r, num_retries: 4}\n"
+            "general_settings: {master_key: os.environ/UNSET}\n",
+            {"retries": 4, "redis_url": "redis://r:6379"},
+        ),
+    ],
+)
+def test_entry_settings_read_only_the_files_settings(tmp_path: Path, text: str, expected: dict) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    settings = entry_settings({}, _env_file=None, config=path)
+    assert {k: getattr(settings, k) for k in expected} == expected
+    # What the entry point was given wins over the file.
+    assert entry_settings({}, _env_file=None, config=path, retries=1).retries == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("settings: {retrys: 1}\n", r"settings: unknown setting\(s\) \['retrys'\]"),
+        ("settings: {database_url: '${UNSET}'}\n", r"^settings\.database_url: environment variable UNSET"),
+        (
+            "model_list: []\nrouter_settings: {num_retries: many}\n",
+            r"^invalid config: router_settings\.num_retries: Input should be a valid integer",
+        ),
+    ],
+)
+def test_entry_settings_name_what_is_wrong_in_the_file(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        entry_settings({}, _env_file=None, config=path)
+
+
+def test_entry_settings_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert entry_settings({}, _env_file=None).retries == Settings(_env_file=None).retries
+    (tmp_path / "switchyard.yaml").write_text("settings: {retries: 6}\n")
+    assert entry_settings({}, _env_file=None).retries == 6

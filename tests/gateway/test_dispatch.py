@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.dispatch import Dispatcher
+from gateway.dispatch import Dispatcher, Skip
 from gateway.settings import Settings
 from providers.base import Chunk, UpstreamCall, UpstreamError, UpstreamResponse, http_error
 from providers.deployment import Deployment
@@ -122,3 +122,41 @@ async def test_deployments_lacking_a_needed_capability_are_passed_over() -> None
     assert (await d.run(["a"], call, tools)).deployment is full
     assert providers[0].calls == 0 and providers[1].calls == 3
     assert (await d.run(["a"], call)).deployment is plain
+
+
+async def test_a_skipped_deployment_is_passed_over_without_counting_against_it() -> None:
+    d, (a, _b) = make([("a", ["from a"]), ("b", ["from b"])], cooldown_failures=1)
+    refusal = ValueError("too dear")
+
+    async def skip_a(provider: Scripted) -> UpstreamResponse:
+        if provider.deployment.name == "a":
+            raise Skip(refusal)
+        return await call(provider)
+
+    served = await d.run(["a", "b"], skip_a)
+    assert served.deployment.name == "b" and (served.attempts, served.fallbacks) == (1, 0)
+    assert a.calls == 0 and d.healthy(a.deployment), "no retry, no cooldown"
+    with pytest.raises(ValueError) as err:
+        await d.run(["a"], skip_a)
+    assert err.value is refusal
+    # The last thing to go wrong is what the caller gets: a failure after a skip, a skip after one.
+    down = UpstreamError(503, "down", retryable=True)
+    d, _ = make([("a", ["from a"]), ("b", [down])], retries=0)
+    with pytest.raises(UpstreamError):
+        await d.run(["a", "b"], skip_a)
+    with pytest.raises(ValueError):
+        await d.run(["b", "a"], skip_a)
+
+
+async def test_deployments_the_caller_rules_out_are_passed_over() -> None:
+    down = UpstreamError(502, "refused", retryable=True)
+    d, (a1, a2) = make([("a", ["a1"]), ("a", [down, "a2"])], retries=0, cooldown_failures=1, cooldown_s=60)
+
+    def only_a2(dep: Deployment) -> bool:
+        return dep is a2.deployment
+
+    with pytest.raises(UpstreamError):
+        await d.run(["a"], call, (), only_a2)
+    # a2 cools down; a1 is healthy but ruled out, so a2 is still the one tried.
+    assert (await d.run(["a"], call, (), only_a2)).deployment is a2.deployment
+    assert a1.calls == 0

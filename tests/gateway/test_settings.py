@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gateway.settings import Settings, SettingsError
@@ -53,3 +55,15 @@ def test_file_values_fill_in_only_what_nothing_else_set(monkeypatch: pytest.Monk
     assert err.value.problems == [
         ("cooldown_s", "Input should be a valid number, unable to parse string as a number")
     ]
+
+
+def test_file_values_do_not_read_a_dotenv_the_caller_ruled_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("SWITCHYARD_PORT=7000\nSWITCHYARD_DATABASE_URL=postgres://u@db/app\n")
+    settings = Settings(_env_file=None)
+    merged = settings.filled_from({"retries": 7, "database_url": "sqlite:///./file.db"})
+    assert (merged.port, merged.retries) == (4000, 7)
+    assert merged.database_url == "sqlite+aiosqlite:///./file.db"
+    assert merged.model_fields_set == {"retries", "database_url"}

@@ -33,6 +33,7 @@ from tests.integration.harness import deployment, new_key, wait_rows, words
 
 CENT = Decimal("0.01")
 PER_MTOK = 10_000.0  # a cent a token
+DEAR = 20 * PER_MTOK
 
 
 @dataclass
@@ -68,7 +69,14 @@ def _models(verbose_url: str, claude_url: str) -> list[dict[str, Any]]:
         at_verbose("verbose"),  # gpt-4o-mini upstream: the price map knows its longest answer
         at_verbose("verbose-oai", provider="openai"),
         at_verbose("bespoke", model="bespoke-model"),  # priced, longest answer unknown
+        deployment("down", "http://127.0.0.1:9", PER_MTOK, PER_MTOK),  # nothing listens there
+        at_verbose("dear", model="dear-model", price={"input_per_mtok": DEAR, "output_per_mtok": DEAR}),
         {**at_verbose("mystery", model="mystery-model"), "price": None},  # no price anywhere
+        # One name, a priced deployment and one without a price (or without tool calling).
+        at_verbose("half", model="half-priced"),
+        {**at_verbose("half", model="half-unpriced"), "price": None},
+        at_verbose("tooled", model="tooled-priced"),
+        {**at_verbose("tooled", model="tooled-plain"), "price": None, "capabilities": []},
         {
             "name": "claude",
             "provider": "anthropic",
@@ -90,7 +98,12 @@ def gw(
         ServerThread(verbose_upstream.create_app()) as verbose,
         ServerThread(anthropic_upstream.create_app()) as claude,
     ):
-        routes = {"mixed": {"candidates": ["mystery", "verbose"]}, "unpriced": {"candidates": ["mystery"]}}
+        routes = {
+            "mixed": {"candidates": ["mystery", "verbose"]},
+            "unpriced": {"candidates": ["mystery"]},
+            "dear-fallback": {"candidates": ["down", "dear"]},
+            "dear-then-cheap": {"candidates": ["down", "dear", "verbose"]},
+        }
         config = parse_config({"models": _models(verbose.url, claude.url), "routes": routes}, env={})
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
@@ -285,6 +298,106 @@ async def test_concurrent_capped_calls_never_overspend(gw: Gateway, pg_url: str)
     print(f"[{gw.limiter}] {admitted} admitted ({len(caps)} capped: {sorted(caps)}), settled ${spent}")
 
 
+async def test_a_fallback_dearer_than_the_reservation_is_passed_over(gw: Gateway, pg_url: str) -> None:
+    """`down` (reserved for, a cent a token) fails; what is held for it pays for no 16-token answer
+    on `dear` (20 cents a token): the call moves on to the next candidate, or is refused when none
+    is left, instead of going to `dear` with a cap of 1 and costing more than was held."""
+    budget = Decimal("1.00")
+    moved_on, refused_key = [await new_key(pg_url, key={"budget_usd": budget}) for _ in range(2)]
+    async with gw.client(moved_on.key) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="dear-then-cheap", messages=chat_of(f"past-dear-{gw.limiter}")
+        )
+    async with gw.client(refused_key.key) as client:
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.chat.completions.create(
+                model="dear-fallback", messages=chat_of(f"only-dear-{gw.limiter}")
+            )
+    assert raw.headers["x-switchyard-model"] == "verbose"
+    assert gw.received(f"past-dear-{gw.limiter}")["model"] == "gpt-4o-mini"
+    assert Decimal(raw.headers["x-switchyard-cost-usd"]) <= budget
+    err = refused.value.body
+    assert isinstance(err, dict) and err["code"] == "budget_exceeded", err
+    assert "`dear`" in err["message"] and "16 tokens" in err["message"]
+    assert not [b for b in gw.verbose if b.get("model") == "dear-model"]
+    (row,) = await wait_rows(pg_url, refused_key.key_id, 1)
+    assert (row.status, row.cost_usd) == (429, 0)
+
+
+async def test_every_choice_counts_toward_a_tpm_limit(gw: Gateway, pg_url: str) -> None:
+    """n=3 answers of up to 40 tokens: an estimate of the prompt and 120 tokens, past a 100 TPM key
+    (the prompt and 40 would fit); n=2 fits."""
+    creds = await new_key(pg_url, key={"tpm": 100})
+    async with gw.client(creds.key) as client:
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.chat.completions.create(
+                model="verbose", messages=chat_of(f"three-{gw.limiter}"), max_tokens=40, n=3
+            )
+        raw = await client.chat.completions.with_raw_response.create(
+            model="verbose", messages=chat_of(f"two-{gw.limiter}"), max_tokens=40, n=2
+        )
+    err = refused.value.body
+    assert isinstance(err, dict) and err["code"] == "rate_limit_exceeded", err
+    assert not [b for b in gw.verbose if _marker(b) == f"three-{gw.limiter}"]
+    assert len(raw.parse().choices) == 2
+
+
+_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup_order",
+            "description": "Find an order by its number and say where it is and when it should arrive.",
+            "parameters": {
+                "type": "object",
+                "properties": {"order": {"type": "string", "description": "the order number"}},
+                "required": ["order"],
+            },
+        },
+    }
+]
+_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "answer",
+        "schema": {
+            "type": "object",
+            "properties": {"verdict": {"type": "string"}, "why": {"type": "string"}},
+        },
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("carries", "budget"),
+    [("tools", Decimal("2.00")), ("response_format", Decimal("2.00")), ("image", Decimal("10.00"))],
+)
+async def test_a_capped_call_leaves_room_for_what_the_prompt_carries_besides_text(
+    gw: Gateway, pg_url: str, carries: str, budget: Decimal
+) -> None:
+    """Tool definitions, a response schema and images are prompt tokens too (the upstream bills
+    them): the cap is what is left after them, so the answer cannot spend past the budget."""
+    creds = await new_key(pg_url, key={"budget_usd": budget})
+    messages = chat_of(f"beyond-text-{gw.limiter}")
+    extra: dict[str, Any] = {}
+    if carries == "tools":
+        extra["tools"] = _TOOLS
+    elif carries == "response_format":
+        extra["response_format"] = _SCHEMA
+    else:
+        image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "high"}}
+        messages = [{"role": "user", "content": [{"type": "text", "text": messages[0]["content"]}, image]}]
+    async with gw.client(creds.key) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="verbose", messages=messages, **extra
+        )
+    cap = int((budget - prompt_tokens({"messages": messages, **extra}) * CENT) / CENT)
+    assert cap >= MIN_CAPPED_OUTPUT
+    assert raw.headers["x-switchyard-max-tokens-capped"] == str(cap)
+    cost = Decimal(raw.headers["x-switchyard-cost-usd"])
+    assert cost <= budget, f"settled ${cost} of a ${budget} budget"
+
+
 async def test_a_deployment_without_a_price_refuses_budgeted_keys_only(gw: Gateway, pg_url: str) -> None:
     budgeted = await new_key(pg_url, team={"budget_usd": Decimal("5")})
     free = await new_key(pg_url)
@@ -309,6 +422,32 @@ async def test_a_deployment_without_a_price_refuses_budgeted_keys_only(gw: Gatew
         )
     assert raw.headers["x-switchyard-model"] == "mystery", "keys without a budget are unaffected"
     assert raw.headers["x-switchyard-cost-usd"] == "unknown"
+
+
+async def test_a_budgeted_key_passes_over_the_unpriced_deployments_of_a_name(
+    gw: Gateway, pg_url: str
+) -> None:
+    budgeted = await new_key(pg_url, key={"budget_usd": Decimal("5")})
+    free = await new_key(pg_url)
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    served: dict[str, set[str]] = {"budgeted": set(), "free": set()}
+    for who, creds in (("budgeted", budgeted), ("free", free)):
+        async with gw.client(creds.key) as client:
+            for i in range(4):  # the two deployments of `half` take turns
+                raw = await client.chat.completions.with_raw_response.create(
+                    model="half", messages=chat_of(f"half-{who}-{i}-{gw.limiter}"), max_tokens=20
+                )
+                served[who].add(raw.headers["x-switchyard-model"])
+                if who == "budgeted":
+                    assert "skipped without a price: half#2" in raw.headers["x-switchyard-route"]
+    assert served == {"budgeted": {"half#1"}, "free": {"half#1", "half#2"}}
+    # `tooled#2` has no price but no tool calling either: a tools request skips it, and says nothing.
+    async with gw.client(budgeted.key) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="tooled", messages=chat_of(f"tooled-{gw.limiter}"), tools=tools, max_tokens=20
+        )
+    assert raw.headers["x-switchyard-model"] == "tooled#1"
+    assert "without a price" not in raw.headers["x-switchyard-route"]
 
 
 def _anthropic(gw: Gateway, key: str) -> anthropic.AsyncAnthropic:

@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from sqlalchemy import select
 from gateway.admin.cli import add_admin_commands
 from gateway.auth import KeyCache, hash_key
 from gateway.db.engine import make_engine, session_factory
+from gateway.db.migrate import head_revision
 from gateway.db.models import ApiKey, AuditLog
 from tests.stores import create_pg_database, drop_pg_database, pg_url
 
@@ -121,8 +124,9 @@ async def test_teams_and_keys_from_the_shell(cli: Cli, tmp_path: Path) -> None:
     assert row is not None and row.revoked and row.key_hash == hash_key(key)
 
 
+@pytest.mark.parametrize("given_by", ["environment", "config"])
 async def test_revoke_reaches_running_servers_through_redis(
-    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suite_redis_url: str
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suite_redis_url: str, given_by: str
 ) -> None:
     assert (await cli("teams", "create", "t"))[0] == 0
     key = (await cli("keys", "create", "--team", "t"))[1].strip()
@@ -133,8 +137,14 @@ async def test_revoke_reaches_running_servers_through_redis(
     try:
         await asyncio.sleep(0.3)  # let the listener subscribe
         assert await server_cache.lookup(key) is not None
-        monkeypatch.setenv("SWITCHYARD_REDIS_URL", suite_redis_url)
-        assert (await cli("keys", "revoke", key_id))[0] == 0
+        if given_by == "environment":
+            monkeypatch.setenv("SWITCHYARD_REDIS_URL", suite_redis_url)
+            assert (await cli("keys", "revoke", key_id))[0] == 0
+        else:  # a LiteLLM file's router_settings, as `serve` reads it
+            cfg = tmp_path / "config.yaml"
+            cfg.write_text(f"model_list: []\nrouter_settings: {{redis_url: '{suite_redis_url}'}}\n")
+            code, _, err = await cli("keys", "revoke", key_id, "--config", str(cfg))
+            assert code == 0 and "auth cache TTL" not in err, err
         for _ in range(100):
             if await server_cache.lookup(key) is None:
                 break
@@ -143,6 +153,52 @@ async def test_revoke_reaches_running_servers_through_redis(
     finally:
         await server_cache.aclose()
         await engine.dispose()
+
+
+def _revision(db: Path) -> str | None:
+    if not db.exists():
+        return None
+    with closing(sqlite3.connect(db)) as conn:
+        return conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # The only model's key is unset: no model left to serve, which only `serve` minds.
+        "models: [{name: gpt, model: gpt-4o, api_key: '${OPENAI_API_KEY}'}]\n"
+        "settings: {database_url: '${DB}'}\n",
+        # Nor does an unset master key stop it: only the settings are read.
+        "model_list: [{model_name: gpt, litellm_params: {model: openai/gpt-4o,"
+        " api_key: os.environ/OPENAI_API_KEY}}]\n"
+        "general_settings: {database_url: os.environ/DB, master_key: os.environ/LITELLM_MASTER_KEY}\n",
+    ],
+    ids=["native", "litellm"],
+)
+async def test_admin_commands_use_the_config_files_database(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: str
+) -> None:
+    monkeypatch.delenv("SWITCHYARD_DATABASE_URL")
+    for unset in ("OPENAI_API_KEY", "LITELLM_MASTER_KEY"):
+        monkeypatch.delenv(unset, raising=False)
+    monkeypatch.setenv("DB", f"sqlite:///{tmp_path / 'file.db'}")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(config)
+    # Named by SWITCHYARD_CONFIG as by --config, as `serve` reads it.
+    monkeypatch.setenv("SWITCHYARD_CONFIG", str(cfg))
+    code, _, err = await cli("migrate")
+    assert code == 0 and "file.db" in err, err
+    assert _revision(tmp_path / "file.db") == head_revision()
+    monkeypatch.delenv("SWITCHYARD_CONFIG")
+    assert (await cli("teams", "create", "ops", "--config", str(cfg)))[0] == 0
+    code, key, err = await cli("keys", "create", "--team", "ops", "--config", str(cfg))
+    assert code == 0, err
+    engine = make_engine(os.environ["DB"])
+    try:
+        assert await KeyCache(session_factory(engine)).lookup(key.strip()) is not None
+    finally:
+        await engine.dispose()
+    assert not (tmp_path / "switchyard.db").exists()
 
 
 @pytest.fixture
