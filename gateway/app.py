@@ -58,7 +58,7 @@ def create_app(
     price_map = load_price_map()
     prices = {d.id: price_for(d, price_map) for d in config.models}
     max_output = {d.id: max_output_tokens(d, price_map) for d in config.models}
-    providers = build_providers(config.models)
+    providers = build_providers(config.models, settings.local_engines)
     dispatcher = Dispatcher(providers, config.models, settings)
     metrics = Metrics()
     pipeline = Pipeline(

@@ -6,22 +6,23 @@ import argparse
 import asyncio
 import gc
 import ipaddress
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.admin.cli import add_admin_commands
 from gateway.argtypes import int_in
-from gateway.config import ConfigError, entry_settings
+from gateway.config import ConfigError, GatewayConfig, entry_settings
 from gateway.db.migrate import SchemaNotCurrentError, ensure_schema_or_defer
 from gateway.offline import prepare_offline_env
 from gateway.route_cli import add_route_commands
-from gateway.settings import SettingsError
+from gateway.settings import Settings, SettingsError
 from local_backend.cli import add_local_commands
 
 
@@ -102,10 +103,26 @@ def serve(args: argparse.Namespace) -> int:
         gc.freeze()
         uvicorn.run(app, **common)
     else:
+        return _serve_workers(settings, config, common)
+    return 0
+
+
+def _serve_workers(settings: Settings, config: GatewayConfig, common: dict[str, Any]) -> int:
+    import uvicorn
+
+    from gateway.engine_host import EngineHost
+
+    # One engine process per local model, shared by the workers (gateway/engine_host.py).
+    engines = EngineHost.start([d for d in config.models if d.provider == "local"], settings.log_level)
+    try:
         # Each worker process builds its own app from the same environment.
         if settings.config is not None:
             os.environ["SWITCHYARD_CONFIG"] = str(settings.config)
+        if engines.urls:
+            os.environ["SWITCHYARD_LOCAL_ENGINES"] = json.dumps(engines.urls)
         uvicorn.run("gateway.app:app_from_env", factory=True, workers=settings.workers, **common)
+    finally:
+        engines.stop()
     return 0
 
 

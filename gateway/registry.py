@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 
 from providers.base import Provider
 from providers.deployment import Deployment
@@ -24,5 +25,18 @@ def build_provider(dep: Deployment) -> Provider:
     return cls(dep)
 
 
-def build_providers(deployments: list[Deployment]) -> dict[str, Provider]:
-    return {dep.id: build_provider(dep) for dep in deployments}
+def build_providers(
+    deployments: list[Deployment], local_engines: Mapping[str, str] | None = None
+) -> dict[str, Provider]:
+    """`local_engines`: deployment id -> URL of the engine process serving that local model, for
+    the workers of `serve --workers N` (their models are not loaded in this process)."""
+    engines = local_engines or {}
+    providers: dict[str, Provider] = {}
+    for dep in deployments:
+        if dep.provider == "local" and dep.id in engines:
+            from providers.local_remote import RemoteLocalProvider
+
+            providers[dep.id] = RemoteLocalProvider(dep, engines[dep.id])
+        else:
+            providers[dep.id] = build_provider(dep)
+    return providers

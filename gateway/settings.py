@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     )
     # Serve the bundled local model in the embedded defaults when its engine is installed.
     local_model: bool = True
+    # Set by `serve --workers N` for its workers (JSON in SWITCHYARD_LOCAL_ENGINES): deployment id ->
+    # URL of the one engine process that serves that local model to all of them.
+    local_engines: dict[str, str] = Field(default_factory=dict)
 
     def __init__(self, **values: Any) -> None:
         try:

@@ -27,21 +27,27 @@ from providers.deployment import Deployment
 log = logging.getLogger("switchyard.local")
 
 
+def engine_options(deployment: Deployment) -> dict[str, Any]:
+    """The EngineConfig fields a local deployment's `options` give, in this process or an engine
+    process of its own (`serve --workers N`)."""
+    options = dict(deployment.options)
+    # Read by the gateway (pricing's output cap), not engine knobs. `preload` is what loading at
+    # start was called before every local model did so: accepted, nothing to do.
+    options.pop("max_output_tokens", None)
+    if options.pop("preload", None) is not None:
+        log.warning("%s: options.preload is not needed: local models load at start", deployment.name)
+    # Torch shares the cores with the gateway's event loops; OpenMP threads that outnumber the free
+    # cores spin at every op's barrier, which costs far more than a thread gains.
+    options.setdefault("num_threads", max(1, (os.cpu_count() or 2) // 2))
+    return options
+
+
 class LocalProvider:
     native_text = True
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
-        options = dict(deployment.options)
-        # Read by the gateway (pricing's output cap), not engine knobs. `preload` is what loading at
-        # start was called before every local model did so: accepted, nothing to do.
-        options.pop("max_output_tokens", None)
-        if options.pop("preload", None) is not None:
-            log.warning("%s: options.preload is not needed: local models load at start", deployment.name)
-        # In process, torch shares the cores with the gateway's event loop; OpenMP threads that outnumber
-        # the free cores spin at every op's barrier, which costs far more than a thread gains.
-        options.setdefault("num_threads", max(1, (os.cpu_count() or 2) // 2))
-        self._engine = AsyncEngine(deployment.model, EngineConfig.from_options(options))
+        self._engine = AsyncEngine(deployment.model, EngineConfig.from_options(engine_options(deployment)))
         self._frontend = OpenAIFrontend(self._engine, deployment.model)
 
     def start_loading(self) -> None:
