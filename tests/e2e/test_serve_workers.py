@@ -63,6 +63,16 @@ async def wait_gone(pid: int, within_s: float) -> None:
         await asyncio.sleep(0.1)
 
 
+def kill_all(gw: GatewayProcess, orphans: list[int]) -> None:
+    """serve and its children, the ones it would orphan if killed (uvicorn's workers) included."""
+    assert gw.proc is not None
+    leftover = [*orphans, *children(gw.proc.pid)]
+    gw.kill()
+    for pid in leftover:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 async def test_two_workers_share_one_engine_process(tmp_path: Path) -> None:
     gw = GatewayProcess(
         "workers",
@@ -118,7 +128,7 @@ async def test_two_workers_share_one_engine_process(tmp_path: Path) -> None:
         assert await gw.stop() == 0
         await wait_gone(engines[0], 5)
     finally:
-        gw.kill()
+        kill_all(gw, [])
 
 
 async def test_a_failed_engine_is_reported_and_dies_with_serve(tmp_path: Path) -> None:
@@ -153,7 +163,4 @@ async def test_a_failed_engine_is_reported_and_dies_with_serve(tmp_path: Path) -
         gw.proc.send_signal(signal.SIGKILL)
         await wait_gone(engines[0], 20)
     finally:
-        gw.kill()
-        for pid in workers:  # orphaned by the SIGKILL; ours to end
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_all(gw, workers)  # the workers, orphaned by the SIGKILL
