@@ -193,7 +193,7 @@ def bench_hf(
     import transformers
 
     model = transformers.LlamaForCausalLM(hf_llama_config(checkpoint.config, pad_token_id=pad_id)).eval()
-    model.load_state_dict(checkpoint.tensors, strict=False)
+    model.load_state_dict(checkpoint.tensors.state_dict(), strict=False)
     model.tie_weights()
     model.to(dtype)
     for module in model.modules():  # rope frequencies stay fp32, as the engine keeps them
