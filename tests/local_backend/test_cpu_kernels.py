@@ -195,11 +195,13 @@ def test_kernels_refuse_what_they_would_read_past(kernels: CpuKernels) -> None:
         kernels.decode_attention(torch.randn(2, 64), model.shape, row, cache, cache.clone())
     with pytest.raises(ValueError):  # a bf16 cache where the shape says fp32
         kernels.decode_attention(torch.randn(1, 64), model.shape, row, cache.bfloat16(), cache.bfloat16())
-    layer = model.kernel_layers[0]
+    layer, x = model.kernel_layers[0], torch.randn(1, CFG.hidden_size)
     with pytest.raises(ValueError):
-        kernels.decode_layer(torch.randn(1, CFG.hidden_size + 1), model.shape, layer, row, cache, cache.clone())
+        kernels.decode_layer(
+            torch.randn(1, CFG.hidden_size + 1), model.shape, layer, row, cache, cache.clone()
+        )
     with pytest.raises(ValueError):
-        kernels.decode_layer(torch.randn(1, CFG.hidden_size), model.shape, layer, row, cache, cache[:3].clone())
+        kernels.decode_layer(x, model.shape, layer, row, cache, cache[:3].clone())
 
 
 def test_no_compiler_means_torch_ops_in_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
