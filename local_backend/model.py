@@ -11,6 +11,7 @@ AVX2 CPU MKL's GEMV streams that layout ~1.5x faster than `F.linear`'s [out, in]
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -23,6 +24,7 @@ from local_backend.cpu_kernels import CpuKernels, Panels, serves
 from local_backend.memory import Arena
 from local_backend.weights import Tensors
 
+log = logging.getLogger("local_backend")
 EMBED_CHUNK_ROWS = 4096  # the embedding is converted in runs of rows: no whole fp32 copy at load
 
 
@@ -104,6 +106,8 @@ class LlamaModel(nn.Module):
                 bq, bk, bv = (take(p + f"self_attn.{x}_proj.bias") for x in "qkv")
                 layer["bqkv"] = self._place(torch.cat([bq[q_perm], bk[k_perm], bv]), self.act_dtype)
             self.layers.append(layer)
+            if (i + 1) % 10 == 0 or i + 1 == cfg.num_layers:
+                log.info("weights: %d of %d layers in %s", i + 1, cfg.num_layers, self.layout)
         self.norm = self._place(take("model.norm.weight"), self.act_dtype)
         self.embed: torch.Tensor | None = None
         head = "model.embed_tokens.weight" if cfg.tie_embeddings else "lm_head.weight"
@@ -117,6 +121,27 @@ class LlamaModel(nn.Module):
         if "rope_freqs" in tensors:  # llama 3.1 GGUFs carry their frequency factors as a tensor
             inv = inv / take("rope_freqs").to(device)
         self.inv_freq = inv
+
+    @property
+    def layout(self) -> str:
+        if self.panels:
+            return "bf16 panels"
+        return (
+            "fp32 [out, in]" if self._arena is not None else f"{self.dtype} [in, out]".replace("torch.", "")
+        )
+
+    def weight_bytes(self) -> int:
+        """What the model holds for its weights."""
+        tensors = [
+            self.norm,
+            self.inv_freq,
+            self.lm_head,
+            *(w for layer in self.layers for w in layer.values()),
+        ]
+        if self.embed is not None:
+            tensors.append(self.embed)
+        data = [w.data if isinstance(w, Panels) else w for w in tensors]
+        return sum(t.numel() * t.element_size() for t in data)
 
     def _arena_bytes(self) -> int:
         """The arena holds every matrix a decode step reads, in that order: the layers', then the lm_head."""

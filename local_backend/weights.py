@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ import torch
 
 from local_backend.config import ModelConfig
 from local_backend.gguf_file import GGUFFile, TensorInfo
+
+log = logging.getLogger("local_backend")  # load progress, one logger for the whole load (engine.py ends it)
 
 BUNDLED_NAMES = ("smollm2", "smollm2-135m-instruct")
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -86,6 +89,8 @@ def resolve_model(name_or_path: str) -> Path:
 
 def load_checkpoint(name_or_path: str) -> Checkpoint:
     path = resolve_model(name_or_path)
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    log.info("loading %s (%.0f MB)", path, sum(f.stat().st_size for f in files) / 1e6)
     if path.is_dir():
         return _load_hf_folder(path)
     return _load_gguf(path)

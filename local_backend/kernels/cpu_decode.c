@@ -23,8 +23,6 @@
 #include "matmul.h"
 #include "pool.h"
 
-#define GEMV_ITEM_PANELS 8 /* a one-row product's panels per pool item */
-
 struct model_shape { /* cpu_kernels.py: _Shape */
   int64_t hidden, inter, n_heads, n_kv, head_dim, block_size;
   float eps, scale;
@@ -61,45 +59,39 @@ static void gemv_rows(const float *restrict W, const float *restrict x, float *r
 
 static int64_t rows_padded(int64_t rows) { return (rows + GEMM_ROW_PAD - 1) / GEMM_ROW_PAD * GEMM_ROW_PAD; }
 
-struct product {
-  const void *W;
-  int bf16;
-  int64_t N, K;
-  const float *x; /* one row */
-  float scale;
-  struct gemm_x xs; /* several rows */
+struct product { /* several rows, bf16 panels */
+  const uint16_t *W;
+  int64_t N;
+  struct gemm_x xs;
   struct gemm_y out;
 };
 
-static void product_item(void *arg, int64_t item, int tid) {
+static void gemm_item(void *arg, int64_t item, int tid) {
   (void)tid;
   const struct product *m = arg;
-  if (m->xs.rows > 1) {
-    int64_t p = item * TILE_PANELS, left = (m->N + PANEL - 1) / PANEL - p;
-    gemm_panels(m->W, &m->xs, p, left < TILE_PANELS ? (int)left : TILE_PANELS, &m->out);
-  } else if (m->bf16) {
-    int64_t panels = (m->N + PANEL - 1) / PANEL, p1 = (item + 1) * GEMV_ITEM_PANELS;
-    gemv_panels(m->W, m->x, m->out.y, m->N, m->K, item * GEMV_ITEM_PANELS, p1 < panels ? p1 : panels,
-                m->scale, m->out.accumulate);
-  } else {
-    int64_t n1 = (item + 1) * GEMV_ITEM_PANELS * PANEL;
-    gemv_rows(m->W, m->x, m->out.y, item * GEMV_ITEM_PANELS * PANEL, n1 < m->N ? n1 : m->N, m->K, m->scale,
-              m->out.accumulate);
-  }
+  int64_t p = item * TILE_PANELS, left = (m->N + PANEL - 1) / PANEL - p;
+  gemm_panels(m->W, &m->xs, p, left < TILE_PANELS ? (int)left : TILE_PANELS, &m->out);
 }
 
 /* y[r] = (scales[r] x[r]) @ W.T (+ bias) (+ y[r]) for rows x [rows][K] (scales may be NULL: 1). `buf`
- * holds the rows rounded, K floats' room a row for rows_padded(rows). One fp32-weight row only. */
+ * holds the rows rounded, K floats' room a row for rows_padded(rows). One fp32-weight row only.
+ *
+ * One row runs on the calling thread: it is bound by memory bandwidth, which one core nearly fills here
+ * (all 121 of SmolLM2's matrices: 9.6 ms on one thread, 9.0 on two of a quiet 2-core EPYC, slower on
+ * two when another process wants a core). Several rows are bound by arithmetic and use the pool. */
 static void product(const void *W, int bf16, int64_t N, int64_t K, const float *x, int64_t rows,
                     const float *scales, const float *bias, float *y, int accumulate, void *buf) {
-  struct product m = {.W = W, .bf16 = bf16, .N = N, .K = K, .x = x, .scale = scales ? scales[0] : 1.f,
-                      .out = {.y = y, .ldy = N, .N = N, .bias = NULL, .accumulate = accumulate}};
+  float scale = scales ? scales[0] : 1.f;
   if (rows == 1) {
-    pool_run(product_item, &m, (N + GEMV_ITEM_PANELS * PANEL - 1) / (GEMV_ITEM_PANELS * PANEL));
+    if (bf16)
+      gemv_panels(W, x, y, N, K, 0, (N + PANEL - 1) / PANEL, scale, accumulate);
+    else
+      gemv_rows(W, x, y, 0, N, K, scale, accumulate);
     if (bias)
       for (int64_t n = 0; n < N; n++) y[n] += bias[n];
     return;
   }
+  struct product m = {.W = W, .N = N, .out = {.y = y, .ldy = N, .N = N, .bias = bias, .accumulate = accumulate}};
   memset(buf, 0, sizeof(float) * K * rows_padded(rows));
   for (int64_t r = 0; r < rows; r++) {
     float s = scales ? scales[r] : 1.f;
@@ -117,8 +109,7 @@ static void product(const void *W, int bf16, int64_t N, int64_t K, const float *
 #endif
   }
   m.xs = (struct gemm_x){.pairs = buf, .flat = buf, .rows = rows, .K = K};
-  m.out.bias = bias;
-  pool_run(product_item, &m, ((N + PANEL - 1) / PANEL + TILE_PANELS - 1) / TILE_PANELS);
+  pool_run(gemm_item, &m, ((N + PANEL - 1) / PANEL + TILE_PANELS - 1) / TILE_PANELS);
 }
 
 /* y = x @ W.T (+ bias) for x [rows][K] and bf16 panels W [N, K]. Returns 0, or -1 when scratch could
@@ -139,12 +130,44 @@ void gemv_f32(const float *W, const float *x, float *y, int64_t N, int64_t K) {
 
 /* ---- attention --------------------------------------------------------------------------------- */
 
-static inline float cache_at(const void *cache, int64_t i, int bf16) {
-  if (!bf16) return ((const float *)cache)[i];
-  uint32_t u = (uint32_t)((const uint16_t *)cache)[i] << 16;
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
+/* e^x, within 2 ulp for x in [-87, 88] (clamped there; callers pass x <= 0 or a SiLU argument):
+ * Cephes' expf polynomial. Plain arithmetic, so the loops over it vectorise; glibc's expf does not. */
+static inline float exp_approx(float x) {
+  x = x < -87.f ? -87.f : x > 88.f ? 88.f : x;
+  float n = rintf(x * 1.44269504f);
+  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.f;
+  uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+  float scale;
+  memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+static inline float dot(const float *restrict a, const float *restrict b, int64_t n) {
+  float s = 0.f;
+  for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+static inline void axpy(float *restrict y, float w, const float *restrict x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] += w * x[i];
+}
+
+/* Cache row `at` (n values) as fp32: in place for an fp32 cache, widened into buf for a bf16 one. */
+static inline const float *cache_row(const void *cache, int64_t at, int64_t n, int bf16, float *restrict buf) {
+  if (!bf16) return (const float *)cache + at;
+  const uint16_t *src = (const uint16_t *)cache + at;
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t u = (uint32_t)src[i] << 16;
+    memcpy(buf + i, &u, 4);
+  }
+  return buf;
 }
 
 struct attention {
@@ -153,49 +176,54 @@ struct attention {
   const float *qkv; /* [n_rows][(H + 2 Hkv) D], roped */
   const void *k_cache, *v_cache;
   float *out;     /* [n_rows][H D] */
-  char *scratch;  /* per thread: scores [group][max_ctx] floats, then slots [max_ctx] */
+  char *scratch;  /* per thread: scores [group][max_ctx], a widened row [D] (floats), slots [max_ctx] */
   int64_t scratch_bytes;
 };
 
 /* Item (row, kv head): the head's `group` query heads attend to positions [0, ctx_len) of the row's
- * sequence, sharing each key and value row as it is read. */
-static void attention_item(void *arg, int64_t item, int tid) {
-  const struct attention *a = arg;
+ * sequence, sharing each key and value row as it is read (and widened, for a bf16 cache). `hd` is a
+ * compile-time constant in the common head sizes, so the loops over a row unroll. */
+static inline __attribute__((always_inline)) void attend_head(const struct attention *a, int64_t item,
+                                                              int tid, int64_t hd) {
   const struct model_shape *s = a->s;
-  int64_t r = item / s->n_kv, g = item % s->n_kv, hd = s->head_dim, group = s->n_heads / s->n_kv;
+  int64_t r = item / s->n_kv, g = item % s->n_kv, group = s->n_heads / s->n_kv;
   int64_t ctx = a->rows->ctx_lens[r], kv_row = s->n_kv * hd, bs = s->block_size;
   int kb = s->bf16_cache;
   const int64_t *table = a->rows->tables + r * a->rows->width;
-  float *scores = (float *)(a->scratch + tid * a->scratch_bytes);
-  int64_t *slots = (int64_t *)(scores + group * a->rows->max_ctx);
-  for (int64_t t = 0; t < ctx; t++) slots[t] = (table[t / bs] * bs + t % bs) * kv_row + g * hd;
+  float *scores = (float *)(a->scratch + tid * a->scratch_bytes), *row = scores + group * a->rows->max_ctx;
+  int64_t *slots = (int64_t *)(row + hd);
+  for (int64_t t = 0, b = 0; t < ctx; b++)
+    for (int64_t i = 0, base = table[b] * bs; i < bs && t < ctx; i++, t++)
+      slots[t] = (base + i) * kv_row + g * hd;
   const float *q0 = a->qkv + r * (s->n_heads + 2 * s->n_kv) * hd + g * group * hd;
-  for (int64_t t = 0; t < ctx; t++)
-    for (int64_t j = 0; j < group; j++) {
-      const float *q = q0 + j * hd;
-      float sum = 0.f;
-      if (kb)
-        for (int64_t d = 0; d < hd; d++) sum += q[d] * cache_at(a->k_cache, slots[t] + d, 1);
-      else
-        for (int64_t d = 0; d < hd; d++) sum += q[d] * cache_at(a->k_cache, slots[t] + d, 0);
-      scores[j * ctx + t] = sum * s->scale;
-    }
+  for (int64_t t = 0; t < ctx; t++) {
+    const float *k = cache_row(a->k_cache, slots[t], hd, kb, row);
+    for (int64_t j = 0; j < group; j++) scores[j * ctx + t] = dot(q0 + j * hd, k, hd) * s->scale;
+  }
   for (int64_t j = 0; j < group; j++) {
     float *sc = scores + j * ctx, top = -INFINITY, total = 0.f;
     for (int64_t t = 0; t < ctx; t++) top = sc[t] > top ? sc[t] : top;
-    for (int64_t t = 0; t < ctx; t++) total += sc[t] = expf(sc[t] - top);
+    for (int64_t t = 0; t < ctx; t++) {
+      sc[t] = exp_approx(sc[t] - top);
+      total += sc[t];
+    }
     for (int64_t t = 0; t < ctx; t++) sc[t] /= total;
   }
   float *o0 = a->out + r * s->n_heads * hd + g * group * hd;
   memset(o0, 0, sizeof(float) * group * hd);
-  for (int64_t t = 0; t < ctx; t++)
-    for (int64_t j = 0; j < group; j++) {
-      float w = scores[j * ctx + t], *o = o0 + j * hd;
-      if (kb)
-        for (int64_t d = 0; d < hd; d++) o[d] += w * cache_at(a->v_cache, slots[t] + d, 1);
-      else
-        for (int64_t d = 0; d < hd; d++) o[d] += w * cache_at(a->v_cache, slots[t] + d, 0);
-    }
+  for (int64_t t = 0; t < ctx; t++) {
+    const float *v = cache_row(a->v_cache, slots[t], hd, kb, row);
+    for (int64_t j = 0; j < group; j++) axpy(o0 + j * hd, scores[j * ctx + t], v, hd);
+  }
+}
+
+static void attention_item(void *arg, int64_t item, int tid) {
+  const struct attention *a = arg;
+  switch (a->s->head_dim) {
+    case 64: attend_head(a, item, tid, 64); break;
+    case 128: attend_head(a, item, tid, 128); break;
+    default: attend_head(a, item, tid, a->s->head_dim);
+  }
 }
 
 /* Each row of qkv [n_rows][(H + 2 Hkv) D] (each q/k head's halves interleaved: model.py permutes the
@@ -206,7 +234,7 @@ static int attend(const struct model_shape *s, const struct decode_rows *rows, f
                   void *v_cache, float *out) {
   int64_t hd = s->head_dim, n_qkv = (s->n_heads + 2 * s->n_kv) * hd, kv_row = s->n_kv * hd;
   int64_t bs = s->block_size, group = s->n_heads / s->n_kv;
-  int64_t per_thread = (sizeof(float) * group + sizeof(int64_t)) * rows->max_ctx;
+  int64_t per_thread = (sizeof(float) * group + sizeof(int64_t)) * rows->max_ctx + sizeof(float) * hd;
   per_thread = (per_thread + 63) / 64 * 64;
   char *scratch = malloc(per_thread * pool.n);
   if (scratch == NULL) return -1;
@@ -233,7 +261,10 @@ static int attend(const struct model_shape *s, const struct decode_rows *rows, f
   }
   struct attention a = {.s = s, .rows = rows, .qkv = qkv, .k_cache = k_cache, .v_cache = v_cache,
                         .out = out, .scratch = scratch, .scratch_bytes = per_thread};
-  pool_run(attention_item, &a, rows->n_rows * s->n_kv);
+  if (rows->n_rows == 1) /* a few microseconds' work per head: not worth a hand-off */
+    for (int64_t g = 0; g < s->n_kv; g++) attention_item(&a, g, 0);
+  else
+    pool_run(attention_item, &a, rows->n_rows * s->n_kv);
   free(scratch);
   return 0;
 }
@@ -279,7 +310,7 @@ int decode_layer(float *x, const struct model_shape *s, const struct layer_weigh
   for (int64_t r = 0; r < R; r++)
     for (int64_t i = 0; i < inter; i++) {
       float g = gu[r * 2 * inter + i];
-      act[r * inter + i] = g / (1.f + expf(-g)) * gu[r * 2 * inter + inter + i];
+      act[r * inter + i] = g / (1.f + exp_approx(-g)) * gu[r * 2 * inter + inter + i];
     }
   product(w->wd, bf, h, inter, act, R, NULL, NULL, x, 1, buf);
   free(scratch);
