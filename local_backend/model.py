@@ -21,7 +21,7 @@ from torch import nn
 from local_backend.attention import AttnMetadata, paged_attention, prefill_part, prepare_decode
 from local_backend.config import ModelConfig
 from local_backend.cpu_kernels import CpuKernels, Panels, serves
-from local_backend.memory import Arena
+from local_backend.memory import Arena, trim_heap
 from local_backend.weights import Tensors
 
 log = logging.getLogger("local_backend")
@@ -107,6 +107,7 @@ class LlamaModel(nn.Module):
                 layer["bqkv"] = self._place(torch.cat([bq[q_perm], bk[k_perm], bv]), self.act_dtype)
             self.layers.append(layer)
             if (i + 1) % 10 == 0 or i + 1 == cfg.num_layers:
+                trim_heap()  # the layers' fp32 transients, or they add up to a peak of their own
                 log.info("weights: %d of %d layers in %s", i + 1, cfg.num_layers, self.layout)
         self.norm = self._place(take("model.norm.weight"), self.act_dtype)
         self.embed: torch.Tensor | None = None
