@@ -170,38 +170,50 @@ static inline const float *cache_row(const void *cache, int64_t at, int64_t n, i
   return buf;
 }
 
+/* A step's cache rows come from DRAM (the weights' stream has evicted them since the last step), and
+ * each block is a jump the hardware prefetchers do not foresee: ask for positions a few ahead. */
+#define PREFETCH_AHEAD 4
+static inline void prefetch(const void *cache, int64_t at, int bf16, int64_t bytes) {
+  const char *p = (const char *)cache + at * (bf16 ? 2 : 4);
+  for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(p + i);
+}
+
 struct attention {
   const struct model_shape *s;
   const struct decode_rows *rows;
   const float *qkv; /* [n_rows][(H + 2 Hkv) D], roped */
   const void *k_cache, *v_cache;
-  float *out;     /* [n_rows][H D] */
-  char *scratch;  /* per thread: scores [group][max_ctx], a widened row [D] (floats), slots [max_ctx] */
+  float *out;    /* [n_rows][H D] */
+  char *scratch; /* per thread: scores [H][max_ctx], a widened slot [Hkv D] (floats), slots [max_ctx] */
   int64_t scratch_bytes;
 };
 
-/* Item (row, kv head): the head's `group` query heads attend to positions [0, ctx_len) of the row's
- * sequence, sharing each key and value row as it is read (and widened, for a bf16 cache). `hd` is a
- * compile-time constant in the common head sizes, so the loops over a row unroll. */
-static inline __attribute__((always_inline)) void attend_head(const struct attention *a, int64_t item,
-                                                              int tid, int64_t hd) {
+/* Item: one row, all its heads, attending to positions [0, ctx_len) of its sequence. A position's keys
+ * (or values) for all kv heads are adjacent in the cache, and a block's positions too, so the row's
+ * reads run through each block in order (what the prefetchers follow: its cache rows are in DRAM by
+ * now, evicted by the weights' stream), each read once and widened once for a bf16 cache, and shared
+ * by the `group` query heads of its kv head. `hd` is a compile-time constant in the common head sizes,
+ * so the loops over a head unroll. */
+static inline __attribute__((always_inline)) void attend_row(const struct attention *a, int64_t r, int tid,
+                                                             int64_t hd) {
   const struct model_shape *s = a->s;
-  int64_t r = item / s->n_kv, g = item % s->n_kv, group = s->n_heads / s->n_kv;
-  int64_t ctx = a->rows->ctx_lens[r], kv_row = s->n_kv * hd, bs = s->block_size;
+  int64_t n_kv = s->n_kv, group = s->n_heads / n_kv, kv_row = n_kv * hd, bs = s->block_size;
+  int64_t ctx = a->rows->ctx_lens[r];
   int kb = s->bf16_cache;
   const int64_t *table = a->rows->tables + r * a->rows->width;
-  float *scores = (float *)(a->scratch + tid * a->scratch_bytes), *row = scores + group * a->rows->max_ctx;
-  int64_t *slots = (int64_t *)(row + hd);
+  float *scores = (float *)(a->scratch + tid * a->scratch_bytes), *wide = scores + s->n_heads * a->rows->max_ctx;
+  int64_t *slots = (int64_t *)(wide + kv_row);
   for (int64_t t = 0, b = 0; t < ctx; b++)
-    for (int64_t i = 0, base = table[b] * bs; i < bs && t < ctx; i++, t++)
-      slots[t] = (base + i) * kv_row + g * hd;
-  const float *q0 = a->qkv + r * (s->n_heads + 2 * s->n_kv) * hd + g * group * hd;
+    for (int64_t i = 0, base = table[b] * bs; i < bs && t < ctx; i++, t++) slots[t] = (base + i) * kv_row;
+  const float *q = a->qkv + r * (s->n_heads + 2 * n_kv) * hd;
+  int64_t bytes = kv_row * (kb ? 2 : 4);
   for (int64_t t = 0; t < ctx; t++) {
-    const float *k = cache_row(a->k_cache, slots[t], hd, kb, row);
-    for (int64_t j = 0; j < group; j++) scores[j * ctx + t] = dot(q0 + j * hd, k, hd) * s->scale;
+    if (t + PREFETCH_AHEAD < ctx) prefetch(a->k_cache, slots[t + PREFETCH_AHEAD], kb, bytes);
+    const float *k = cache_row(a->k_cache, slots[t], kv_row, kb, wide);
+    for (int64_t h = 0; h < s->n_heads; h++) scores[h * ctx + t] = dot(q + h * hd, k + h / group * hd, hd) * s->scale;
   }
-  for (int64_t j = 0; j < group; j++) {
-    float *sc = scores + j * ctx, top = -INFINITY, total = 0.f;
+  for (int64_t h = 0; h < s->n_heads; h++) {
+    float *sc = scores + h * ctx, top = -INFINITY, total = 0.f;
     for (int64_t t = 0; t < ctx; t++) top = sc[t] > top ? sc[t] : top;
     for (int64_t t = 0; t < ctx; t++) {
       sc[t] = exp_approx(sc[t] - top);
@@ -209,20 +221,21 @@ static inline __attribute__((always_inline)) void attend_head(const struct atten
     }
     for (int64_t t = 0; t < ctx; t++) sc[t] /= total;
   }
-  float *o0 = a->out + r * s->n_heads * hd + g * group * hd;
-  memset(o0, 0, sizeof(float) * group * hd);
+  float *o = a->out + r * s->n_heads * hd;
+  memset(o, 0, sizeof(float) * s->n_heads * hd);
   for (int64_t t = 0; t < ctx; t++) {
-    const float *v = cache_row(a->v_cache, slots[t], hd, kb, row);
-    for (int64_t j = 0; j < group; j++) axpy(o0 + j * hd, scores[j * ctx + t], v, hd);
+    if (t + PREFETCH_AHEAD < ctx) prefetch(a->v_cache, slots[t + PREFETCH_AHEAD], kb, bytes);
+    const float *v = cache_row(a->v_cache, slots[t], kv_row, kb, wide);
+    for (int64_t h = 0; h < s->n_heads; h++) axpy(o + h * hd, scores[h * ctx + t], v + h / group * hd, hd);
   }
 }
 
-static void attention_item(void *arg, int64_t item, int tid) {
+static void attention_item(void *arg, int64_t r, int tid) {
   const struct attention *a = arg;
   switch (a->s->head_dim) {
-    case 64: attend_head(a, item, tid, 64); break;
-    case 128: attend_head(a, item, tid, 128); break;
-    default: attend_head(a, item, tid, a->s->head_dim);
+    case 64: attend_row(a, r, tid, 64); break;
+    case 128: attend_row(a, r, tid, 128); break;
+    default: attend_row(a, r, tid, a->s->head_dim);
   }
 }
 
@@ -233,8 +246,8 @@ static void attention_item(void *arg, int64_t item, int tid) {
 static int attend(const struct model_shape *s, const struct decode_rows *rows, float *qkv, void *k_cache,
                   void *v_cache, float *out) {
   int64_t hd = s->head_dim, n_qkv = (s->n_heads + 2 * s->n_kv) * hd, kv_row = s->n_kv * hd;
-  int64_t bs = s->block_size, group = s->n_heads / s->n_kv;
-  int64_t per_thread = (sizeof(float) * group + sizeof(int64_t)) * rows->max_ctx + sizeof(float) * hd;
+  int64_t bs = s->block_size;
+  int64_t per_thread = (sizeof(float) * s->n_heads + sizeof(int64_t)) * rows->max_ctx + sizeof(float) * kv_row;
   per_thread = (per_thread + 63) / 64 * 64;
   char *scratch = malloc(per_thread * pool.n);
   if (scratch == NULL) return -1;
@@ -261,10 +274,7 @@ static int attend(const struct model_shape *s, const struct decode_rows *rows, f
   }
   struct attention a = {.s = s, .rows = rows, .qkv = qkv, .k_cache = k_cache, .v_cache = v_cache,
                         .out = out, .scratch = scratch, .scratch_bytes = per_thread};
-  if (rows->n_rows == 1) /* a few microseconds' work per head: not worth a hand-off */
-    for (int64_t g = 0; g < s->n_kv; g++) attention_item(&a, g, 0);
-  else
-    pool_run(attention_item, &a, rows->n_rows * s->n_kv);
+  pool_run(attention_item, &a, rows->n_rows); /* one row runs on the calling thread */
   free(scratch);
   return 0;
 }
