@@ -114,17 +114,21 @@ def paged_attention(
         od = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=meta.decode_mask, scale=scale)
         out[:nd] = od.reshape(nd, n_head, dim)
     for span in meta.prefills:
+        # [1, H, n, D] with the kv heads repeated: SDPA's fused CPU kernel takes 4-D inputs without GQA;
+        # 3-D ones, or enable_gqa, fall back to bmm + softmax, ~3x slower at 512 tokens (one thread).
         qs, qe = span.q_start, span.q_end
-        qp = q[qs:qe].transpose(0, 1)  # [H, n, D]
+        qp = q[qs:qe].transpose(0, 1).unsqueeze(0)
         if span.slots is None:
-            kp, vp = k[qs:qe].transpose(0, 1), v[qs:qe].transpose(0, 1)
-            op = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, scale=scale, enable_gqa=group > 1)
+            kp, vp = k[qs:qe], v[qs:qe]
+            mask, causal = None, True
         else:
-            kp = k_flat.index_select(0, span.slots).to(q.dtype).transpose(0, 1).repeat_interleave(group, 0)
-            vp = v_flat.index_select(0, span.slots).to(q.dtype).transpose(0, 1).repeat_interleave(group, 0)
-            mask = _causal_mask(qe - qs, span.start_pos, kp.shape[1], q.device)
-            op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=mask, scale=scale)
-        out[qs:qe] = op.transpose(0, 1)
+            kp = k_flat.index_select(0, span.slots).to(q.dtype)
+            vp = v_flat.index_select(0, span.slots).to(q.dtype)
+            mask, causal = _causal_mask(qe - qs, span.start_pos, kp.shape[0], q.device), False
+        kp = kp.transpose(0, 1).repeat_interleave(group, 0).unsqueeze(0)
+        vp = vp.transpose(0, 1).repeat_interleave(group, 0).unsqueeze(0)
+        op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=mask, is_causal=causal, scale=scale)
+        out[qs:qe] = op[0].transpose(0, 1)
     return out.view(n_tok, n_head * dim)
 
 
