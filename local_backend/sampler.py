@@ -77,7 +77,10 @@ def sample(logits: torch.Tensor, seqs: list[Sequence]) -> tuple[list[int], list[
             seq = seqs[i]
             if seq.params.seed is not None and seq.generator is None:
                 seq.generator = torch.Generator(device=logits.device).manual_seed(seq.params.seed)
-            noise[j].exponential_(generator=seq.generator)
+            noise[j].uniform_(generator=seq.generator)
+        # E = -log U: on CPU 5x faster than exponential_ (16 x 49k draws: 3 against 16 ms, as long as a
+        # batch-16 forward). U = 0 gives E = inf, which only keeps that token from winning.
+        noise.log_().neg_()
         chosen[rows] = (probs / noise).argmax(1)
     token_ids = chosen.tolist()
     infos: list[TokenLogprobs | None] = [None] * len(seqs)
