@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from local_backend.block_manager import BlockManager
 from local_backend.config import EngineConfig
 from local_backend.detokenizer import IncrementalDetokenizer
+from local_backend.memory import trim_heap
 from local_backend.runner import ModelRunner
 from local_backend.sampler import TokenLogprobs
 from local_backend.scheduler import Scheduler
@@ -139,6 +140,8 @@ class LLMEngine:
                     seq.num_cached_tokens,
                 )
             )
+        if not self.has_work:
+            trim_heap()  # idle: a batch's freed activations go back to the system, not held till next
         return outputs
 
     def generate(

@@ -56,7 +56,7 @@ class ModelRunner:
         self.weight_bytes = mc.weight_bytes(itemsize)
         block_bytes = self.block_size * mc.kv_bytes_per_token(itemsize)
         max_model_len = min(cfg.max_model_len, mc.max_position)
-        budget = cfg.kv_cache_bytes or 2 * max_model_len * mc.kv_bytes_per_token(itemsize)
+        budget = cfg.kv_cache_bytes or max_model_len * mc.kv_bytes_per_token(itemsize)
         self.num_blocks = int(budget // block_bytes)
         if self.num_blocks < 1:
             raise ValueError(f"kv_cache_bytes={budget} is smaller than one block ({block_bytes})")

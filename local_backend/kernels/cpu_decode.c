@@ -7,10 +7,12 @@
  * prompt rows call the products (matmul_bf16) and the decode rows' attention (decode_attention) from
  * torch's side, which keeps the prompt rows' attention.
  *
- * Weights are bf16 panels (matmul.h): one row is multiplied in fp32 against them, several rows in
- * bf16 with fp32 sums. fp32 weights, [out, in] row-major as torch stores them, serve one row only (the
- * exact mode; torch runs its batches). Activations are fp32; the KV cache is fp32 or bf16. RMS norm
- * gains are folded into the matrix after the norm, so the norm itself is one scale per row.
+ * Weights are bf16 panels (matmul.h): one row is multiplied in fp32 against them, several rows are
+ * rounded to bf16 first, as bf16 inference on a GPU does (it flips the rare near-tie: the bundled
+ * model's first token for "What is the capital of France?" is one, 0.08 nats apart in fp32), which
+ * halves the arithmetic. fp32 weights, [out, in] row-major as torch stores them, serve one row only
+ * (the exact mode; torch runs its batches). Activations are fp32; the KV cache is fp32 or bf16. RMS
+ * norm gains are folded into the matrix after the norm, so the norm itself is one scale per row.
  *
  * The products and attention run on the pool's threads (pool.h). Nothing here checks its arguments:
  * cpu_kernels.py checks shapes, dtypes and bounds once per model, per step or per call.
@@ -45,10 +47,12 @@ struct decode_rows { /* cpu_kernels.py: _Rows */
 
 /* ---- products ---------------------------------------------------------------------------------- */
 
-/* fp32 weights [N, K], one row: y[n] = scale * (W[n, :] . x) (+ y[n]). */
-static void gemv_rows(const float *restrict W, const float *restrict x, float *restrict y, int64_t n0,
-                      int64_t n1, int64_t K, float scale, int accumulate) {
-  for (int64_t n = n0; n < n1; n++) {
+/* fp32 weights [N, K], one row: y[n] = scale * (W[n, :] . x) (+ y[n]). One output row at a time, so
+ * the matrix is read as one sequential stream (reading four rows at once halved the rate on an AVX-512
+ * EPYC, as MKL's GEMV did). */
+static void gemv_rows(const float *restrict W, const float *restrict x, float *restrict y, int64_t N,
+                      int64_t K, float scale, int accumulate) {
+  for (int64_t n = 0; n < N; n++) {
     const float *restrict w = W + n * K;
     float s = 0.f;
     for (int64_t k = 0; k < K; k++) s += w[k] * x[k];
@@ -86,7 +90,7 @@ static void product(const void *W, int bf16, int64_t N, int64_t K, const float *
     if (bf16)
       gemv_panels(W, x, y, N, K, 0, (N + PANEL - 1) / PANEL, scale, accumulate);
     else
-      gemv_rows(W, x, y, 0, N, K, scale, accumulate);
+      gemv_rows(W, x, y, N, K, scale, accumulate);
     if (bias)
       for (int64_t n = 0; n < N; n++) y[n] += bias[n];
     return;
