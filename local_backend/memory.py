@@ -21,6 +21,8 @@ ALIGN = 64
 
 
 def _mapping(nbytes: int, huge: bool) -> mmap.mmap:
+    if not hasattr(mmap, "MAP_PRIVATE"):  # Windows: anonymous memory, committed as it is touched
+        return mmap.mmap(-1, max(nbytes, 1))
     # Private: a shared anonymous mapping is shmem, which THP's "madvise" setting does not cover.
     buf = mmap.mmap(-1, max(nbytes, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if huge:
