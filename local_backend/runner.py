@@ -44,7 +44,7 @@ class ModelRunner:
         if cfg.num_threads > 0:
             torch.set_num_threads(cfg.num_threads)
         self.device = pick_device(cfg)
-        wanted = cfg.dtype == "auto" or serves(self.device, _DTYPES[cfg.dtype])
+        wanted = serves(self.device, torch.bfloat16 if cfg.dtype == "auto" else _DTYPES[cfg.dtype])
         kernels = build_cpu_kernels(torch.get_num_threads()) if cfg.cpu_kernels and wanted else None
         self.dtype = pick_dtype(cfg, self.device, kernels is not None)
         self.use_flash = flash_available(self.device)
