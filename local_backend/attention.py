@@ -2,9 +2,9 @@
 
 The cache is one tensor per layer, [num_blocks, block_size, kv_heads, head_dim]; a token's slot is
 block_id * block_size + offset. The kernels: SDPA over keys gathered from the blocks (CPU, and CUDA
-without flash-attn), and flash-attn's paged kernel on CUDA when it can be imported. On CPU in fp32,
-where our C kernels were built, decode rows go to them instead (`cpu_kernels.py`), reading the blocks
-in place; this module then sees only the prefill rows (`prefill_part`).
+without flash-attn), and flash-attn's paged kernel on CUDA when it can be imported. On CPU, where our
+C kernels were built, decode rows go to them instead (`cpu_kernels.py`), reading the blocks in place;
+this module then sees only the prefill rows (`prefill_part`).
 """
 
 from __future__ import annotations
@@ -95,8 +95,10 @@ def paged_attention(
     n_tok, n_head, dim = q.shape
     n_kv = k.shape[1]
     k_flat, v_flat = k_cache.view(-1, n_kv, dim), v_cache.view(-1, n_kv, dim)
-    k_flat.index_copy_(0, meta.slot_mapping, k)
-    v_flat.index_copy_(0, meta.slot_mapping, v)
+    # The cache may be narrower than q/k/v (bf16 beside our kernels' fp32 activations): rounded on write,
+    # widened on read.
+    k_flat.index_copy_(0, meta.slot_mapping, k.to(k_flat.dtype))
+    v_flat.index_copy_(0, meta.slot_mapping, v.to(v_flat.dtype))
     if meta.use_flash:
         return _flash(q, k_cache, v_cache, meta, scale).reshape(n_tok, n_head * dim)
     out = q.new_empty(n_tok, n_head, dim)
@@ -112,17 +114,21 @@ def paged_attention(
         od = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=meta.decode_mask, scale=scale)
         out[:nd] = od.reshape(nd, n_head, dim)
     for span in meta.prefills:
+        # [1, H, n, D] with the kv heads repeated: SDPA's fused CPU kernel takes 4-D inputs without GQA;
+        # 3-D ones, or enable_gqa, fall back to bmm + softmax, ~3x slower at 512 tokens (one thread).
         qs, qe = span.q_start, span.q_end
-        qp = q[qs:qe].transpose(0, 1)  # [H, n, D]
+        qp = q[qs:qe].transpose(0, 1).unsqueeze(0)
         if span.slots is None:
-            kp, vp = k[qs:qe].transpose(0, 1), v[qs:qe].transpose(0, 1)
-            op = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, scale=scale, enable_gqa=group > 1)
+            kp, vp = k[qs:qe], v[qs:qe]
+            mask, causal = None, True
         else:
-            kp = k_flat.index_select(0, span.slots).transpose(0, 1).repeat_interleave(group, 0)
-            vp = v_flat.index_select(0, span.slots).transpose(0, 1).repeat_interleave(group, 0)
-            mask = _causal_mask(qe - qs, span.start_pos, kp.shape[1], q.device)
-            op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=mask, scale=scale)
-        out[qs:qe] = op.transpose(0, 1)
+            kp = k_flat.index_select(0, span.slots).to(q.dtype)
+            vp = v_flat.index_select(0, span.slots).to(q.dtype)
+            mask, causal = _causal_mask(qe - qs, span.start_pos, kp.shape[0], q.device), False
+        kp = kp.transpose(0, 1).repeat_interleave(group, 0).unsqueeze(0)
+        vp = vp.transpose(0, 1).repeat_interleave(group, 0).unsqueeze(0)
+        op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=mask, is_causal=causal, scale=scale)
+        out[qs:qe] = op[0].transpose(0, 1)
     return out.view(n_tok, n_head * dim)
 
 

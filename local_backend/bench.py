@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import os
 import statistics
 import time
@@ -23,6 +24,7 @@ import torch
 from local_backend.async_engine import AsyncEngine
 from local_backend.config import EngineConfig
 from local_backend.engine import LLMEngine
+from local_backend.memory import peak_rss_mb, rss_mb
 from local_backend.sequence import SamplingParams
 from local_backend.weights import Checkpoint, load_checkpoint
 
@@ -193,7 +195,7 @@ def bench_hf(
     import transformers
 
     model = transformers.LlamaForCausalLM(hf_llama_config(checkpoint.config, pad_token_id=pad_id)).eval()
-    model.load_state_dict(checkpoint.tensors, strict=False)
+    model.load_state_dict(checkpoint.tensors.state_dict(), strict=False)
     model.tie_weights()
     model.to(dtype)
     for module in model.modules():  # rope frequencies stay fp32, as the engine keeps them
@@ -257,6 +259,10 @@ def run_bench(args: argparse.Namespace) -> int:
         "load_avg": os.getloadavg()[0],
         "weight_bytes": runner.weight_bytes,
         "kv_blocks": runner.num_blocks,
+        "kv_cache_bytes": runner.kv_cache_bytes,
+        # Read before the bandwidth test's 1 GiB buffer raises the peak for the rest of the run.
+        "rss_after_load_mb": rss_mb(),
+        "peak_rss_load_mb": peak_rss_mb(),
     }
 
     def note(key: str, value: float) -> None:
@@ -283,10 +289,15 @@ def run_bench(args: argparse.Namespace) -> int:
     eos_ids = set(engine.tokenizer.eos_ids) or {0}
     # transformers runs on the CPU: in the engine's dtype there, in fp32 beside a GPU engine
     hf_dtype = runner.dtype if runner.device.type == "cpu" else torch.float32
+    note("rss_after_run_mb", rss_mb())
     del engine, runner  # its weights and KV cache must not share memory with the next engines
+    gc.collect()
     streaming = AsyncEngine(checkpoint, config)
+    one = asyncio.run(_streams(streaming, ids[:1], args.output_tokens))
+    note("one_stream_tok_s", one["throughput_tok_s"])
     for key, value in asyncio.run(_streams(streaming, ids, args.output_tokens)).items():
         note(key, value)
+    res["streams_vs_one_x"] = res["throughput_tok_s"] / res["one_stream_tok_s"]
     streaming.shutdown()
     if not args.no_hf:
         hf = bench_hf(
@@ -333,11 +344,21 @@ def format_table(r: dict[str, Any], args: argparse.Namespace) -> str:
                 f"{r['bandwidth_all_cores_gb_s']:.1f} GB/s / {share:.0f}%",
             )
         )
+    rows += [
+        (
+            "process RSS after load / peak during load / after the engine's runs",
+            f"{r['rss_after_load_mb']:.0f} / {r['peak_rss_load_mb']:.0f} / {r['rss_after_run_mb']:.0f} MB",
+        ),
+        ("KV-cache budget (pages committed as used)", f"{r['kv_cache_bytes'] / 1e6:.0f} MB"),
+    ]
     n = args.concurrency
     rows += [
         (f"{n} streams: TTFT p50 / max", f"{r['ttft_p50_ms']:.0f} / {r['ttft_max_ms']:.0f} ms"),
         (f"{n} streams: time per output token p50", f"{r['tpot_p50_ms']:.1f} ms"),
-        (f"{n} streams: total throughput", f"{r['throughput_tok_s']:.1f} tok/s"),
+        (
+            f"{n} streams: total throughput / one stream alone",
+            f"{r['throughput_tok_s']:.1f} / {r['one_stream_tok_s']:.1f} tok/s = {r['streams_vs_one_x']:.1f}x",
+        ),
     ]
     cap = 2 * args.output_tokens
     for name, what in (("fixed", f"{args.output_tokens} tokens each"), ("natural", f"to EOS, cap {cap}")):

@@ -25,21 +25,30 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument(
-        "--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on cuda, fp32 on cpu)"
+        "--dtype",
+        default=None,
+        help="weights: float32 (exact), bfloat16, float16 (default bf16; fp32 on a cpu without a C compiler)",
     )
-    p.add_argument("--kv-cache-mb", type=float, default=None, help="KV-cache budget (default 512)")
+    p.add_argument(
+        "--kv-cache-mb",
+        type=float,
+        default=None,
+        help="KV-cache budget (default: room for --max-model-len tokens; pages taken as used)",
+    )
     p.add_argument("--max-num-seqs", type=int, default=None, help="most sequences in one batch")
     p.add_argument("--max-num-batched-tokens", type=int, default=None, help="token budget per step")
     p.add_argument("--max-model-len", type=int, default=None)
     p.add_argument("--block-size", type=int, default=None)
-    p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--num-threads", type=int, default=None, help="CPU threads: torch's, and the C kernels' for batches"
+    )
     p.add_argument("--enforce-eager", action="store_true", default=None, help="no CUDA graphs")
     p.add_argument(
         "--no-cpu-kernels",
         dest="cpu_kernels",
         action="store_false",
         default=None,
-        help="fp32 CPU decode through torch's ops instead of our compiled C kernels",
+        help="CPU decode through torch's ops instead of our compiled C kernels (fp32 by default then)",
     )
 
 

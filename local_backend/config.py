@@ -23,6 +23,9 @@ class ModelConfig:
     attention_bias: bool
     rope_scaling: dict[str, Any] | None = None
 
+    def kv_bytes_per_token(self, itemsize: int) -> int:
+        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * itemsize
+
     def weight_bytes(self, itemsize: int) -> int:
         """Bytes one decode step reads from the weights: every matrix once, the embedding only as lm_head."""
         h, i, hd = self.hidden_size, self.intermediate_size, self.head_dim
@@ -33,11 +36,15 @@ class ModelConfig:
 @dataclass(slots=True)
 class EngineConfig:
     device: str = "auto"  # "auto" picks cuda when available
-    # auto: bfloat16 on cuda, float32 on cpu (exact, and AVX2 has no fast bf16 matmul). On an AVX-512
-    # CPU with native bf16, bfloat16 runs oneDNN-packed at every batch size: on one EPYC ~0.75x fp32's
-    # decode speed at batch 1 (fp32 has our C kernels there) and ~1.25-1.3x at 16 (README).
+    # The weights' dtype (and the KV cache's). auto: bfloat16 on cuda; on cpu bfloat16 where our C
+    # kernels run (they read bf16 weights with fp32 activations: half fp32's memory, and faster), else
+    # float32 (torch's bf16 matmul on a CPU without native bf16 is slow). float32 is exact: the tests
+    # that compare with transformers use it.
     dtype: str = "auto"
-    kv_cache_bytes: int = 512 * 1024**2
+    # 0: room for max_model_len tokens, so the longest request always fits (for SmolLM2 in bf16, 4096
+    # tokens: 94 MB). Pages are committed as blocks are first written, so an idle budget costs nothing;
+    # a busy one is what bounds memory (kv_cache_mb in the deployment's options).
+    kv_cache_bytes: int = 0
     block_size: int = 16
     max_num_seqs: int = 64
     max_num_batched_tokens: int = 1024  # per step; longer prompts are prefilled in chunks
@@ -45,12 +52,9 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     enforce_eager: bool = False  # cuda only: skip CUDA-graph capture
     cuda_graph_max_batch: int = 64
-    num_threads: int = 0  # torch intra-op threads on cpu; 0 keeps torch's default
-    # cpu fp32: also hold oneDNN-packed weights for multi-row matmuls (2x weight memory; batched decode
-    # and prefill ~1.3-2.5x faster). Off for a model whose weights would not fit twice.
-    cpu_packed_weights: bool = True
-    # cpu fp32, at most 2 torch threads: compile our decode kernels at start (a one-token step in C, a
-    # batch's decode-row attention in C). Needs a C compiler; without one, or off, torch's ops.
+    num_threads: int = 0  # cpu: torch's intra-op threads and our kernels'; 0 keeps torch's default
+    # cpu: compile our C kernels at start (decode steps, and bf16 products, on num_threads threads). Needs
+    # a C compiler; without one, or off, torch's ops.
     cpu_kernels: bool = True
     seed: int = 0
     served_model_name: str = ""

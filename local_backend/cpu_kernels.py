@@ -1,21 +1,21 @@
-"""The fp32 CPU decode in C, compiled from `kernels/cpu_decode.c` when the engine starts: a one-token
-step as one call per layer, and in a batch the decode rows' attention.
+"""The CPU decode in C, compiled from `kernels/cpu_decode.c` when the engine starts: a decode step as one
+call per layer, and in a batch with prompt rows the products and the decode rows' attention.
 
-At batch 1 a decode step reads every weight once, so its speed is how fast the matrix-vector products
-stream memory, plus the fixed cost of the small ops around them. On an AVX-512 EPYC, MKL's GEMV read
-SmolLM2's matrices at 11-13 GB/s where `torch.sum` reads 27; our loop reads 23-25, and one C call
-per layer (norms, products, rope, cache write, attention, SwiGLU, residuals) takes a step from ~4,500
-aten calls to ~100 (README, "Batch 1: our own kernels"). The library is compiled per process with
-the host's C compiler and `-march=native` (~0.3 s) into a temporary file: the code always matches the
-CPU it runs on and there is no cache to go stale. Without a compiler the engine keeps torch's ops.
+A batch-1 decode step reads every weight once, so its speed is how fast the products stream memory,
+plus the fixed cost of the small ops around them. On an AVX-512 EPYC, MKL's GEMV read SmolLM2's fp32
+matrices at 11-13 GB/s where `torch.sum` reads 27; a loop that reads one output row at a time reads
+23-25, and one C call per layer takes a step from ~4,500 aten calls to ~100 (README, "Batch 1: our own
+kernels"). The weights are bf16 in panels (`Panels`, `kernels/matmul.h`): half the bytes of fp32, still
+one sequential stream per matrix, and in a batch each weight is loaded once for several rows. The
+library is compiled per process with the host's C compiler and `-march=native` (~1 s) into a temporary
+file: the code always matches the CPU it runs on and there is no cache to go stale. Without a compiler
+the engine keeps torch's ops.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
-import mmap
 import shutil
 import subprocess
 import sys
@@ -39,40 +39,100 @@ FLAGS = (
     "-fassociative-math",
     "-fno-signed-zeros",
     "-fno-trapping-math",
+    "-pthread",
     "-shared",
     "-fPIC",
 )
-_P, _L, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
+PANEL = 16  # output rows per panel, as in kernels/matmul.h
+_P, _L = ctypes.c_void_p, ctypes.c_int64
+
+
+class _Shape(ctypes.Structure):
+    _fields_ = [
+        *((n, ctypes.c_int64) for n in ("hidden", "inter", "n_heads", "n_kv", "head_dim", "block_size")),
+        ("eps", ctypes.c_float),
+        ("scale", ctypes.c_float),
+        ("bf16_weights", ctypes.c_int32),
+        ("bf16_cache", ctypes.c_int32),
+    ]
+
+
+class _Weights(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_void_p) for n in ("wqkv", "bqkv", "wo", "wgu", "wd")]
+
+
+class _Rows(ctypes.Structure):
+    _fields_ = [
+        ("cis", ctypes.c_void_p),
+        ("tables", ctypes.c_void_p),
+        ("width", ctypes.c_int64),
+        ("ctx_lens", ctypes.c_void_p),
+        ("n_rows", ctypes.c_int64),
+        ("max_ctx", ctypes.c_int64),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Panels:
+    """A bf16 matrix [n, k] as the kernels read it: data [ceil(n / 16), k / 2, 16, 2], element
+    (p, i, j, e) = W[16 p + j, 2 i + e], rows past n zero."""
+
+    data: torch.Tensor
+    n: int
+
+    @property
+    def k(self) -> int:
+        return self.data.shape[1] * 2
+
+    @staticmethod
+    def shape(n: int, k: int) -> tuple[int, int, int, int]:
+        return (-(-n // PANEL), k // 2, PANEL, 2)
+
+    @staticmethod
+    def fill(data: torch.Tensor, w: torch.Tensor, start: int = 0) -> None:
+        """Writes rows [start, start + len(w)) of the matrix (start a multiple of 16) into `data`."""
+        n, k = w.shape
+        p0, full = start // PANEL, n // PANEL
+        src = w.to(torch.bfloat16).contiguous().view(-1, 2)
+        if full:
+            data[p0 : p0 + full].copy_(
+                src[: full * PANEL * k // 2].view(full, PANEL, k // 2, 2).transpose(1, 2)
+            )
+        if n % PANEL:
+            data[p0 + full].zero_()
+            data[p0 + full, :, : n % PANEL].copy_(
+                src[full * PANEL * k // 2 :].view(-1, k // 2, 2).transpose(0, 1)
+            )
+
+    def rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """Rows `ids` of the matrix as fp32 [len(ids), k]: the embedding when it is tied to the lm_head."""
+        return self.data[ids // PANEL, :, ids % PANEL].reshape(-1, self.k).float()
 
 
 @dataclass(frozen=True, slots=True)
 class DecodeRows:
     """A step's decode tokens and their places in the paged cache, checked once for every layer."""
 
-    block_tables: torch.Tensor  # [rows, width] int64
-    ctx_lens: torch.Tensor  # [rows] int64: tokens in the cache once this step's token is written
-    max_ctx: int
-    cis: torch.Tensor  # [rows, D / 2] complex64, each row's rotations
+    tensors: tuple[torch.Tensor, ...]  # keeps the addresses in `c` valid
+    c: _Rows
     cache_shape: torch.Size
 
 
 @dataclass(frozen=True, slots=True)
 class KernelLayer:
-    """A layer's weights as the C side takes them, checked once when the model is built. Holds the
-    tensors so the addresses stay valid."""
+    """A layer's weights as the C side takes them, checked once when the model is built."""
 
     tensors: tuple[torch.Tensor, ...]
-    weights: tuple[int, int | None, int, int, int]  # wqkv, bqkv (or None), wo, wgu, wd
-    shape: tuple[int, int, float, int, int, int, float]  # hidden, inter, eps, heads, kv heads, D, scale
+    c: _Weights
 
 
 def serves(device: torch.device, dtype: torch.dtype) -> bool:
-    """Where the kernels apply: CPU, fp32 (bf16 with native dot products runs packed at every size)."""
-    return device.type == "cpu" and dtype == torch.float32
+    """Where the kernels apply: CPU, weights in bf16 (panels) or fp32 (the exact mode)."""
+    return device.type == "cpu" and dtype in (torch.bfloat16, torch.float32)
 
 
-def _fp32(*tensors: torch.Tensor) -> bool:
-    return all(t.dtype is torch.float32 and t.is_cpu and t.is_contiguous() for t in tensors)
+def _cpu(*tensors: torch.Tensor, dtype: torch.dtype = torch.float32) -> bool:
+    return all(t.dtype is dtype and t.is_cpu and t.is_contiguous() for t in tensors)
 
 
 class CpuKernels:
@@ -80,48 +140,90 @@ class CpuKernels:
     arguments are checked here: weights once per model, the cache positions once per step (`DecodeRows`
     from `decode_rows` only), activations per call."""
 
-    def __init__(self, lib: ctypes.CDLL) -> None:
+    def __init__(self, lib: ctypes.CDLL, threads: int) -> None:
+        lib.pool_start.argtypes = [ctypes.c_int]
+        self.threads = lib.pool_start(max(1, threads))
         self._gemv = lib.gemv_f32
         self._gemv.argtypes = [_P, _P, _P, _L, _L]
         self._gemv.restype = None
+        self._matmul = lib.matmul_bf16
+        self._matmul.argtypes = [_P, _P, _P, _L, _L, _L, _P]
         self._layer = lib.decode_layer
-        self._layer.argtypes = [_P] * 6 + [_L, _L, _F, _L, _L, _L, _F, _P, _P, _L, _L, _P, _P]
-        self._layer.restype = ctypes.c_int
+        self._layer.argtypes = [_P] * 6
         self._attention = lib.decode_attention
-        self._attention.argtypes = [_P, _P, _P, _L, _P, _L, _L, _L, _L, _L, _F, _P, _P, _P]
-        self._attention.restype = ctypes.c_int
+        self._attention.argtypes = [_P] * 6
 
     def gemv(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """x @ w.T as [1, N] for one row x [1, K] and w [N, K]."""
+        """x @ w.T as [1, N] for one row x [1, K] and fp32 w [N, K]."""
         n, k = w.shape
-        if x.numel() != k or not _fp32(w, x):
+        if x.numel() != k or not _cpu(w, x):
             raise ValueError(f"gemv: x {tuple(x.shape)} {x.dtype} against w {tuple(w.shape)} {w.dtype}")
         out = torch.empty(1, n, dtype=torch.float32)
         self._gemv(w.data_ptr(), x.data_ptr(), out.data_ptr(), n, k)
         return out
 
-    def layer(self, weights: dict[str, torch.Tensor], cfg: ModelConfig, scale: float) -> KernelLayer:
+    def matmul(self, w: Panels, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x @ W.T (+ bias) as fp32 [rows, n] for x [rows, k]: one row in fp32, several rounded to bf16."""
+        if (
+            x.dim() != 2
+            or x.shape[1] != w.k
+            or not _cpu(x)
+            or not _cpu(w.data, dtype=torch.bfloat16)
+            or (bias is not None and (bias.shape != (w.n,) or not _cpu(bias)))
+        ):
+            raise ValueError(f"matmul: x {tuple(x.shape)} {x.dtype} against panels [{w.n}, {w.k}]")
+        out = torch.empty(x.shape[0], w.n, dtype=torch.float32)
+        if x.shape[0]:
+            ptr = None if bias is None else bias.data_ptr()
+            if self._matmul(w.data.data_ptr(), x.data_ptr(), out.data_ptr(), x.shape[0], w.n, w.k, ptr):
+                raise MemoryError("matmul: no memory for its scratch")
+        return out
+
+    def shape(self, cfg: ModelConfig, scale: float, dtype: torch.dtype, block_size: int) -> _Shape:
+        """The model's numbers for the C side; weights and cache are bf16 or fp32 alike."""
+        if (
+            cfg.num_heads % cfg.num_kv_heads
+            or cfg.head_dim % 2
+            or cfg.hidden_size % 2
+            or cfg.intermediate_size % 2
+        ):
+            raise ValueError(f"the kernels need even sizes and whole kv groups: {cfg}")
+        bf16 = int(dtype == torch.bfloat16)
+        return _Shape(
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.num_heads,
+            cfg.num_kv_heads,
+            cfg.head_dim,
+            block_size,
+            cfg.rms_norm_eps,
+            scale,
+            bf16,
+            bf16,
+        )
+
+    def layer(self, weights: dict[str, torch.Tensor | Panels], shape: _Shape) -> KernelLayer:
         """wqkv [(H + 2 Hkv) D, hidden] (RMS gain folded in, q/k heads' halves interleaved), optional bqkv,
-        wo [hidden, H D], wgu [2 inter, hidden] (gain folded in) and wd [hidden, inter], all [out, in]."""
-        h, i, d = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
-        n_qkv = (cfg.num_heads + 2 * cfg.num_kv_heads) * d
-        want = {"wqkv": (n_qkv, h), "wo": (h, cfg.num_heads * d), "wgu": (2 * i, h), "wd": (h, i)}
+        wo [hidden, H D], wgu [2 inter, hidden] (gain folded in) and wd [hidden, inter]: Panels when the
+        shape says bf16, else fp32 tensors [out, in]."""
+        h, i, d = shape.hidden, shape.inter, shape.head_dim
+        n_qkv = (shape.n_heads + 2 * shape.n_kv) * d
+        want = {"wqkv": (n_qkv, h), "wo": (h, shape.n_heads * d), "wgu": (2 * i, h), "wd": (h, i)}
         if "bqkv" in weights:
             want["bqkv"] = (n_qkv,)
-        got = {k: tuple(w.shape) for k, w in weights.items()}
-        if got != want or not _fp32(*weights.values()) or cfg.num_heads % cfg.num_kv_heads or d % 2:
+        got, tensors = {}, []
+        for name, w in weights.items():
+            if isinstance(w, Panels) and shape.bf16_weights and _cpu(w.data, dtype=torch.bfloat16):
+                got[name] = (w.n, w.k)
+                tensors.append(w.data)
+            elif isinstance(w, torch.Tensor) and _cpu(w) and (name == "bqkv" or not shape.bf16_weights):
+                got[name] = tuple(w.shape)
+                tensors.append(w)
+        if got != want:
             raise ValueError(f"kernel layer: weights {got}, expected {want}")
-        bias = weights.get("bqkv")
+        ptr = {name: t.data_ptr() for name, t in zip(weights, tensors, strict=True)}
         return KernelLayer(
-            tuple(weights.values()),
-            (
-                weights["wqkv"].data_ptr(),
-                None if bias is None else bias.data_ptr(),
-                weights["wo"].data_ptr(),
-                weights["wgu"].data_ptr(),
-                weights["wd"].data_ptr(),
-            ),
-            (h, i, cfg.rms_norm_eps, cfg.num_heads, cfg.num_kv_heads, d, scale),
+            tuple(tensors), _Weights(*(ptr.get(n) for n in ("wqkv", "bqkv", "wo", "wgu", "wd")))
         )
 
     def decode_rows(
@@ -150,109 +252,65 @@ class CpuKernels:
                 f"decode_rows: tables {tuple(block_tables.shape)}, lens {ctx_lens.tolist()}, "
                 f"cache {cache_shape}"
             )
-        return DecodeRows(block_tables, ctx_lens, max_ctx, cis, cache_shape)
+        c = _Rows(
+            cis.data_ptr(), block_tables.data_ptr(), block_tables.shape[1], ctx_lens.data_ptr(), rows, max_ctx
+        )
+        return DecodeRows((block_tables, ctx_lens, cis), c, cache_shape)
+
+    def _check(
+        self, shape: _Shape, x: torch.Tensor, width: int, rows: DecodeRows, *caches: torch.Tensor
+    ) -> None:
+        kv = torch.bfloat16 if shape.bf16_cache else torch.float32
+        if (
+            x.shape != (rows.c.n_rows, width)
+            or not _cpu(x)
+            or any(c.shape != rows.cache_shape or not _cpu(c, dtype=kv) for c in caches)
+            or rows.cache_shape[1:] != (shape.block_size, shape.n_kv, shape.head_dim)
+        ):
+            raise ValueError(f"rows {tuple(x.shape)} {x.dtype}, cache {[tuple(c.shape) for c in caches]}")
 
     def decode_attention(
-        self,
-        qkv: torch.Tensor,
-        rows: DecodeRows,
-        k_cache: torch.Tensor,
-        v_cache: torch.Tensor,
-        n_heads: int,
-        scale: float,
+        self, qkv: torch.Tensor, shape: _Shape, rows: DecodeRows, k_cache: torch.Tensor, v_cache: torch.Tensor
     ) -> torch.Tensor:
         """Attention for the decode rows of a batch whose products run in torch: qkv [rows, (H + 2 Hkv) D]
         (each q/k head's halves interleaved) is roped in place, each row's k and v are written to the
         cache at its position ctx_len - 1, and each row attends to its own sequence. Returns [rows, H D]."""
-        n_rows = rows.ctx_lens.numel()
-        _, block_size, n_kv, dim = rows.cache_shape
-        if (
-            qkv.shape != (n_rows, (n_heads + 2 * n_kv) * dim)
-            or k_cache.shape != rows.cache_shape
-            or v_cache.shape != rows.cache_shape
-            or not _fp32(qkv, k_cache, v_cache)
-            or n_heads % n_kv
-            or dim % 2
-        ):
-            raise ValueError(f"decode_attention: qkv {tuple(qkv.shape)}, cache {tuple(k_cache.shape)}")
-        out = torch.empty(n_rows, n_heads * dim, dtype=torch.float32)
-        tables = rows.block_tables
-        rc = self._attention(
+        self._check(shape, qkv, (shape.n_heads + 2 * shape.n_kv) * shape.head_dim, rows, k_cache, v_cache)
+        out = torch.empty(rows.c.n_rows, shape.n_heads * shape.head_dim, dtype=torch.float32)
+        args = (
+            ctypes.byref(shape),
+            ctypes.byref(rows.c),
             qkv.data_ptr(),
-            rows.cis.data_ptr(),
-            tables.data_ptr(),
-            tables.shape[1],
-            rows.ctx_lens.data_ptr(),
-            n_rows,
-            block_size,
-            n_heads,
-            n_kv,
-            dim,
-            scale,
             k_cache.data_ptr(),
             v_cache.data_ptr(),
-            out.data_ptr(),
         )
-        if rc:
+        if self._attention(*args, out.data_ptr()):
             raise MemoryError("decode_attention: no memory for its scratch")
         return out
 
     def decode_layer(
         self,
         x: torch.Tensor,
+        shape: _Shape,
         layer: KernelLayer,
-        row: DecodeRows,
+        rows: DecodeRows,
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
     ) -> None:
-        """One layer for one decode token, x [1, hidden] updated in place; writes the token's k and v to
-        the caches ([blocks, block_size, Hkv, D]) at position ctx_len - 1."""
-        hidden, _, _, _, n_kv, dim, _ = layer.shape
-        if (
-            x.numel() != hidden
-            or k_cache.shape != row.cache_shape
-            or v_cache.shape != row.cache_shape
-            or row.cache_shape[2:] != (n_kv, dim)
-            or row.ctx_lens.numel() != 1
-            or not _fp32(x, k_cache, v_cache)
-        ):
-            raise ValueError(f"decode_layer: x {tuple(x.shape)}, cache {tuple(k_cache.shape)}")
-        rc = self._layer(
-            x.data_ptr(),
-            *layer.weights,
-            *layer.shape,
-            row.cis.data_ptr(),
-            row.block_tables.data_ptr(),
-            row.max_ctx,
-            row.cache_shape[1],
-            k_cache.data_ptr(),
-            v_cache.data_ptr(),
-        )
-        if rc:
+        """One layer for the decode rows x [rows, hidden], updated in place; writes each row's k and v to
+        the caches ([blocks, block_size, Hkv, D]) at its position ctx_len - 1. fp32 weights: one row."""
+        self._check(shape, x, shape.hidden, rows, k_cache, v_cache)
+        if rows.c.n_rows > 1 and not shape.bf16_weights:
+            raise ValueError("decode_layer: fp32 weights take one row")
+        args = (ctypes.byref(shape), ctypes.byref(layer.c), ctypes.byref(rows.c))
+        if self._layer(x.data_ptr(), *args, k_cache.data_ptr(), v_cache.data_ptr()):
             raise MemoryError("decode_layer: no memory for its scratch")
 
 
-def in_one_arena(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Copies of `tensors` (fp32) back to back, each 64-byte aligned, in one anonymous mapping advised
-    for transparent huge pages. The batch-1 step streams them all in this order, and on the AVX-512
-    EPYC our GEMV read 2 MB pages 3-12% faster than 4 KB ones (fewer TLB misses). Where the advice is
-    refused (not Linux, THP off) the copies sit in ordinary pages. The originals can then be freed."""
-    sizes = [-(-t.numel() // 16) * 16 for t in tensors]
-    # Private: a shared anonymous mapping is shmem, which THP's "madvise" setting does not cover.
-    buf = mmap.mmap(-1, 4 * sum(sizes), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    with contextlib.suppress(AttributeError, OSError):
-        buf.madvise(mmap.MADV_HUGEPAGE)
-    flat = torch.frombuffer(buf, dtype=torch.float32)  # holds a reference to the mapping
-    out, offset = [], 0
-    for t, size in zip(tensors, sizes, strict=True):
-        out.append(flat[offset : offset + t.numel()].view(t.shape).copy_(t))
-        offset += size
-    return out
-
-
-def build_cpu_kernels() -> CpuKernels | None:
-    """Compile and load the kernels; None (logged) where there is no working C compiler, and on Windows
-    (unmeasured there, and a loaded DLL cannot be removed with its temporary directory)."""
+def build_cpu_kernels(threads: int) -> CpuKernels | None:
+    """Compile and load the kernels, running on `threads` threads; None (logged) where there is no
+    working C compiler, and on Windows (unmeasured there, and a loaded DLL cannot be removed with its
+    temporary directory)."""
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None or sys.platform == "win32":
         log.info("no C kernels (compiler %s, platform %s): CPU decode uses torch's ops", cc, sys.platform)
@@ -271,4 +329,4 @@ def build_cpu_kernels() -> CpuKernels | None:
             detail = getattr(exc, "stderr", b"") or b""
             log.warning("could not build the CPU kernels (%s %s); using torch's ops", exc, detail[-500:])
             return None
-    return CpuKernels(lib)
+    return CpuKernels(lib, threads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -10,12 +11,15 @@ from local_backend.block_manager import BlockManager
 from local_backend.config import EngineConfig
 from local_backend.detokenizer import IncrementalDetokenizer
 from local_backend.generation import generation_defaults
+from local_backend.memory import trim_heap
 from local_backend.runner import ModelRunner
 from local_backend.sampler import TokenLogprobs
 from local_backend.scheduler import Scheduler
 from local_backend.sequence import SamplingParams, SeqStatus, Sequence
 from local_backend.tokenizer import load_tokenizer
 from local_backend.weights import Checkpoint, load_checkpoint
+
+log = logging.getLogger("local_backend")
 
 
 @dataclass(slots=True)
@@ -68,6 +72,17 @@ class LLMEngine:
         self._detok: dict[str, IncrementalDetokenizer] = {}
         self.num_preemptions = 0
         self.load_seconds = time.perf_counter() - started
+        runner, kernels = self.runner, self.runner.model.kernels
+        log.info(
+            "loaded %s in %.1f s, weights %.0f MB (%s), kv cache %.0f MB (%d tokens, taken as used), %s",
+            self.model_name,
+            self.load_seconds,
+            runner.model.weight_bytes() / 1e6,
+            runner.model.layout,
+            runner.kv_cache_bytes / 1e6,
+            runner.num_blocks * runner.block_size,
+            f"C kernels on {kernels.threads} thread(s)" if kernels else f"torch ops on {runner.device}",
+        )
 
     @property
     def has_work(self) -> bool:
@@ -128,6 +143,8 @@ class LLMEngine:
                     seq.num_cached_tokens,
                 )
             )
+        if not self.has_work:
+            trim_heap()  # idle: a batch's freed activations go back to the system, not held till next
         return outputs
 
     def generate(

@@ -93,16 +93,30 @@ class GGUFFile:
             return [self._value(item_type) for _ in range(count)]
         return self._read(_SCALARS[vtype])
 
-    def load(self, info: TensorInfo) -> torch.Tensor:
-        """The tensor dequantised to float32, in numpy order (rows first)."""
-        raw = np.frombuffer(self._buf, dtype=np.uint8, count=info.n_bytes, offset=info.offset)
+    def load(self, info: TensorInfo, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Rows [start, stop) along the first dimension (all of it by default) dequantised to float32, in
+        numpy order. Quantisation blocks never straddle two rows, so a run of rows is a run of bytes."""
+        rows = info.shape[0] if len(info.shape) > 1 else 1
+        stop = rows if stop is None else min(stop, rows)
+        row_bytes = info.n_bytes // rows
+        shape = (stop - start, *info.shape[1:]) if len(info.shape) > 1 else info.shape
+        count, offset = (stop - start) * row_bytes, info.offset + start * row_bytes
+        raw = np.frombuffer(self._buf, dtype=np.uint8, count=count, offset=offset).copy()
+        self._release(offset, count)
         fast = _FAST.get(info.qtype)
         if fast is not None:
-            block = torch.from_numpy(raw.copy()).view(-1, GGML_QUANT_SIZES[info.qtype][1])
-            return fast(block).reshape(info.shape)
-        rows = int(np.prod(info.shape[:-1]))
-        data = dequantize(raw.reshape(rows, -1), info.qtype).reshape(info.shape)
+            block = torch.from_numpy(raw).view(-1, GGML_QUANT_SIZES[info.qtype][1])
+            return fast(block).reshape(shape)
+        data = dequantize(raw.reshape(stop - start, -1), info.qtype).reshape(shape)
         return torch.from_numpy(np.array(data, dtype=np.float32))
+
+    def _release(self, offset: int, count: int) -> None:
+        """Drop the pages just read from this process's resident set (they stay in the page cache): a
+        model read tensor by tensor never holds the whole file mapped in as well."""
+        start = -(-offset // mmap.PAGESIZE) * mmap.PAGESIZE
+        end = (offset + count) // mmap.PAGESIZE * mmap.PAGESIZE
+        if end > start and hasattr(mmap, "MADV_DONTNEED"):
+            self._buf.madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
 # The formats small models ship in, dequantised with torch (threaded, ~10x gguf-py's numpy); every

@@ -1,14 +1,17 @@
 """The Llama-family graph (Llama 2/3, SmolLM2, Mistral, Qwen2 with q/k/v biases) over a paged KV cache.
 
-q/k/v and gate/up are fused so each layer makes four weight reads, not seven. The plain weights are
-kept [out, in] where our C kernels run the CPU decode (`cpu_kernels.py`) and [in, out] otherwise,
-multiplied with `x @ w`: on an AVX2 CPU MKL's GEMV streams that layout ~1.5x faster than `F.linear`'s
-[out, in]. With the kernels, a one-token decode is one C call per layer, and a batch's decode rows
-attend in C while torch runs the products and any prefill rows.
+q/k/v and gate/up are fused so each layer makes four weight reads, not seven. Where our C kernels run
+(CPU, `cpu_kernels.py`) the matrices sit in one arena in the order a decode step reads them: bf16
+panels (the default) or fp32 [out, in] (the exact mode), activations fp32 either way; a decode step is
+one C call per layer (a batch's decode rows in fp32 mode: C attention, torch products), and a batch
+with prompt rows runs the products in C (bf16) and the prompt rows' attention in torch. Elsewhere
+(CUDA, no compiler) the matrices are [in, out] in the model's dtype, multiplied with `x @ w`: on an
+AVX2 CPU MKL's GEMV streams that layout ~1.5x faster than `F.linear`'s [out, in].
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -17,7 +20,12 @@ from torch import nn
 
 from local_backend.attention import AttnMetadata, paged_attention, prefill_part, prepare_decode
 from local_backend.config import ModelConfig
-from local_backend.cpu_kernels import CpuKernels, in_one_arena, serves
+from local_backend.cpu_kernels import CpuKernels, Panels, serves
+from local_backend.memory import Arena, trim_heap
+from local_backend.weights import Tensors
+
+log = logging.getLogger("local_backend")
+EMBED_CHUNK_ROWS = 4096  # the embedding is converted in runs of rows: no whole fp32 copy at load
 
 
 def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
@@ -42,33 +50,36 @@ def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
     return inv.float()
 
 
+Weight = torch.Tensor | Panels
+MATRICES = ("wqkv", "wo", "wgu", "wd")
+
+
 class LlamaModel(nn.Module):
     def __init__(
         self,
         cfg: ModelConfig,
-        tensors: dict[str, torch.Tensor],
+        tensors: Tensors | dict[str, torch.Tensor],
         dtype: torch.dtype,
         device: torch.device,
         block_size: int,
-        packed: bool = False,
         kernels: CpuKernels | None = None,
     ) -> None:
+        """`dtype` is the weights' (and the KV cache's); with the kernels, activations are fp32."""
         super().__init__()
+        if isinstance(tensors, dict):
+            tensors = Tensors.from_dict(tensors)
         self.cfg = cfg
         self.block_size = block_size
         self.scale = cfg.head_dim**-0.5
+        self.kernels = kernels if serves(device, dtype) else None
+        self.dtype, self.device = dtype, device
+        self.act_dtype = torch.float32 if self.kernels is not None else dtype
+        self.panels = self.kernels is not None and dtype == torch.bfloat16
+        self.shape = None if self.kernels is None else self.kernels.shape(cfg, self.scale, dtype, block_size)
+        self._arena = Arena(self._arena_bytes()) if self.kernels is not None else None
 
         def take(name: str) -> torch.Tensor:
-            return tensors.pop(name).float()
-
-        self.kernels = kernels if serves(device, dtype) else None
-
-        def place(w: torch.Tensor) -> torch.Tensor:
-            return w.to(device=device, dtype=dtype).contiguous()
-
-        def place_matrix(w: torch.Tensor) -> torch.Tensor:
-            """w is [out, in]; kept so for our GEMV, else as [in, out]."""
-            return place(w if self.out_in else w.t())
+            return tensors[name].float()
 
         # Interleave each q/k head's halves (0, d/2, 1, d/2+1, ...) so rope is one complex multiply; q.k
         # is unchanged because queries and keys are permuted alike.
@@ -77,78 +88,107 @@ class LlamaModel(nn.Module):
         q_perm = (torch.arange(cfg.num_heads).unsqueeze(1) * cfg.head_dim + pair).flatten()
         k_perm = (torch.arange(cfg.num_kv_heads).unsqueeze(1) * cfg.head_dim + pair).flatten()
 
-        self.layers: list[dict[str, torch.Tensor]] = []
+        self.layers: list[dict[str, Weight]] = []
         for i in range(cfg.num_layers):
             p = f"model.layers.{i}."
             ln1, ln2 = take(p + "input_layernorm.weight"), take(p + "post_attention_layernorm.weight")
             q, k, v = (take(p + f"self_attn.{x}_proj.weight") for x in "qkv")
             gate, up = take(p + "mlp.gate_proj.weight"), take(p + "mlp.up_proj.weight")
             # RMSNorm's gain is folded into the next matmul's input rows: one elementwise op fewer.
-            layer = {
-                "wqkv": place_matrix(torch.cat([q[q_perm], k[k_perm], v], 0) * ln1),
-                "wo": place_matrix(take(p + "self_attn.o_proj.weight")),
-                "wgu": place_matrix(torch.cat([gate, up], 0) * ln2),
-                "wd": place_matrix(take(p + "mlp.down_proj.weight")),
+            layer: dict[str, Weight] = {
+                "wqkv": self._matrix(torch.cat([q[q_perm], k[k_perm], v], 0) * ln1),
+                "wo": self._matrix(take(p + "self_attn.o_proj.weight")),
+                "wgu": self._matrix(torch.cat([gate, up], 0) * ln2),
+                "wd": self._matrix(take(p + "mlp.down_proj.weight")),
             }
+            del q, k, v, gate, up
             if cfg.attention_bias:
                 bq, bk, bv = (take(p + f"self_attn.{x}_proj.bias") for x in "qkv")
-                layer["bqkv"] = place(torch.cat([bq[q_perm], bk[k_perm], bv]))
+                layer["bqkv"] = self._place(torch.cat([bq[q_perm], bk[k_perm], bv]), self.act_dtype)
             self.layers.append(layer)
-        self.norm = place(take("model.norm.weight"))
-        embed = place(take("model.embed_tokens.weight"))
-        self.lm_head: torch.Tensor | None
-        if cfg.tie_embeddings:
-            # One copy: [out, in] is the embedding itself; [in, out] has its columns gathered.
-            self.lm_head = embed if self.out_in else embed.t().contiguous()
-            self.embed = None
-        else:
-            self.embed = embed
-            self.lm_head = place_matrix(take("lm_head.weight"))
-        del embed
+            if (i + 1) % 10 == 0 or i + 1 == cfg.num_layers:
+                trim_heap()  # the layers' fp32 transients, or they add up to a peak of their own
+                log.info("weights: %d of %d layers in %s", i + 1, cfg.num_layers, self.layout)
+        self.norm = self._place(take("model.norm.weight"), self.act_dtype)
+        self.embed: torch.Tensor | None = None
+        head = "model.embed_tokens.weight" if cfg.tie_embeddings else "lm_head.weight"
+        if not cfg.tie_embeddings:
+            self.embed = self._place(take("model.embed_tokens.weight"), dtype)
+        self.lm_head = self._matrix_by_rows(tensors, head)
         if self.kernels is not None:
-            names = ("wqkv", "wo", "wgu", "wd")
-            matrices = [layer[k] for layer in self.layers for k in names]
-            moved = iter(in_one_arena([*matrices, self.lm_head]))
-            for layer in self.layers:
-                layer.update((k, next(moved)) for k in names)
-            self.lm_head = next(moved)
-            del matrices, moved  # the originals go now, not after packing has made a third copy
-            self.kernel_layers = [self.kernels.layer(layer, cfg, self.scale) for layer in self.layers]
+            assert self.shape is not None
+            self.kernel_layers = [self.kernels.layer(layer, self.shape) for layer in self.layers]
         inv = rope_inv_freq(cfg).to(device)
         if "rope_freqs" in tensors:  # llama 3.1 GGUFs carry their frequency factors as a tensor
             inv = inv / take("rope_freqs").to(device)
         self.inv_freq = inv
-        self.dtype, self.device = dtype, device
-        # oneDNN-packed copies for multi-row matmuls (batched decode, prefill): MKL's sgemm repacks the
-        # weights on every call, which at 2-32 rows costs about as much as the arithmetic. In fp32,
-        # batch 1 keeps the plain weights (our C GEMV, else MKL's), faster there than the packed kernel;
-        # in bf16 (a CPU with native bf16 dot products) the packed kernel is faster at every size: at
-        # one row 1.6x MKL's fp32 GEMV and 1.8x torch's own bf16 one, 3.3x for the lm_head (README,
-        # "A second host"). The plain matrices are then never read, so they are dropped, all but a
-        # tied lm_head, which is also the embedding.
-        self.packed: list[dict[str, torch.Tensor]] | None = None
-        self.lm_head_packed: torch.Tensor | None = None
-        self.pack_from_rows = 1 if dtype == torch.bfloat16 else 2
-        if packed and can_pack(device, dtype):
-            self.packed = [
-                {k: pack(w, self.out_in) for k, w in layer.items() if k != "bqkv"} for layer in self.layers
-            ]
-            self.lm_head_packed = pack(self.lm_head, self.out_in)
-            if self.pack_from_rows == 1:
-                self.layers = [{k: w for k, w in layer.items() if k == "bqkv"} for layer in self.layers]
-                if self.embed is not None:
-                    self.lm_head = None
 
     @property
-    def out_in(self) -> bool:
-        """Plain weights are [out, in] for our kernels, else [in, out] for MKL's `x @ w`."""
-        return self.kernels is not None
+    def layout(self) -> str:
+        if self.panels:
+            return "bf16 panels"
+        return (
+            "fp32 [out, in]" if self._arena is not None else f"{self.dtype} [in, out]".replace("torch.", "")
+        )
+
+    def weight_bytes(self) -> int:
+        """What the model holds for its weights."""
+        tensors = [
+            self.norm,
+            self.inv_freq,
+            self.lm_head,
+            *(w for layer in self.layers for w in layer.values()),
+        ]
+        if self.embed is not None:
+            tensors.append(self.embed)
+        data = [w.data if isinstance(w, Panels) else w for w in tensors]
+        return sum(t.numel() * t.element_size() for t in data)
+
+    def _arena_bytes(self) -> int:
+        """The arena holds every matrix a decode step reads, in that order: the layers', then the lm_head."""
+        cfg = self.cfg
+        h, i, d = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
+        sizes = [((cfg.num_heads + 2 * cfg.num_kv_heads) * d, h), (h, cfg.num_heads * d), (2 * i, h), (h, i)]
+        sizes = sizes * cfg.num_layers + [(cfg.vocab_size, h)]
+        if self.panels:
+            return Arena.size([(Panels.shape(n, k), torch.bfloat16) for n, k in sizes])
+        return Arena.size([((n, k), torch.float32) for n, k in sizes])
+
+    def _place(self, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return w.to(device=self.device, dtype=dtype).contiguous()
+
+    def _matrix(self, w: torch.Tensor) -> Weight:
+        """w is [out, in]: bf16 panels or fp32 [out, in] in the arena for our kernels, else [in, out] in
+        the model's dtype."""
+        if self._arena is None:
+            return self._place(w.t(), self.dtype)
+        into = self._slot(*w.shape)
+        _fill(into, w, 0)
+        return into
+
+    def _slot(self, n: int, k: int) -> Weight:
+        assert self._arena is not None
+        if self.panels:
+            return Panels(self._arena.take(Panels.shape(n, k), torch.bfloat16), n)
+        return self._arena.take((n, k), torch.float32)
+
+    def _matrix_by_rows(self, tensors: Tensors, name: str) -> Weight:
+        """A large matrix (the lm_head, maybe the embedding too) converted a run of rows at a time."""
+        if self._arena is None:
+            return self._matrix(tensors[name].float())
+        n, k = tensors.shape(name)
+        into = self._slot(n, k)
+        for start in range(0, n, EMBED_CHUNK_ROWS):
+            _fill(into, tensors.rows(name, start, min(start + EMBED_CHUNK_ROWS, n)), start)
+        return into
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         if self.embed is not None:
-            return self.embed[ids]
-        assert self.lm_head is not None  # a tied lm_head is never dropped: it is the embedding
-        return self.lm_head[ids] if self.out_in else self.lm_head.index_select(1, ids).t()
+            return self.embed[ids].to(self.act_dtype)
+        head = self.lm_head
+        if isinstance(head, Panels):
+            return head.rows(ids)
+        return head[ids] if self._arena is not None else head.index_select(1, ids).t()
 
     def rope(self, positions: torch.Tensor) -> torch.Tensor:
         """Unit complex rotations [T, 1, head_dim / 2], one per position and frequency."""
@@ -177,33 +217,32 @@ class LlamaModel(nn.Module):
         x = self.embed_tokens(input_ids)
         rows = None
         if self.kernels is not None and nd:
-            # Our kernels take the decode rows' attention (and at batch 1 the whole layer); torch keeps
-            # the prefill rows, with their own metadata.
+            assert self.shape is not None
+            # Our kernels take the decode rows' attention, and a step of decode rows alone whole (fp32
+            # weights: one row); torch keeps the prefill rows, with their own metadata.
             assert meta.block_tables is not None and meta.context_lens is not None
             rows = self.kernels.decode_rows(
                 meta.block_tables, meta.context_lens, cis[:nd], kv_caches[0][0].shape
             )
-            if n == 1:
+            if n == nd and (self.panels or n == 1):
                 for kernel_layer, (k_cache, v_cache) in zip(self.kernel_layers, kv_caches, strict=True):
-                    self.kernels.decode_layer(x, kernel_layer, rows, k_cache, v_cache)
+                    self.kernels.decode_layer(x, self.shape, kernel_layer, rows, k_cache, v_cache)
                 return self._rms(x) * self.norm
             meta = prefill_part(meta)
         else:
-            prepare_decode(meta, self.block_size, self.dtype)
-        packs = self.packed if n >= self.pack_from_rows else None
-        for i, (layer, (k_cache, v_cache)) in enumerate(zip(self.layers, kv_caches, strict=True)):
-            pk = packs[i] if packs is not None else None
-            qkv = self._mm(self._rms(x), layer, pk, "wqkv", layer.get("bqkv"))
+            prepare_decode(meta, self.block_size, self.act_dtype)
+        for layer, (k_cache, v_cache) in zip(self.layers, kv_caches, strict=True):
+            qkv = self._mm(self._rms(x), layer["wqkv"], layer.get("bqkv"))
             if rows is None:
                 o = self._attend(qkv, cis, meta, k_cache, v_cache)
             else:
-                assert self.kernels is not None
-                o = self.kernels.decode_attention(qkv[:nd], rows, k_cache, v_cache, cfg.num_heads, self.scale)
+                assert self.kernels is not None and self.shape is not None
+                o = self.kernels.decode_attention(qkv[:nd], self.shape, rows, k_cache, v_cache)
                 if n > nd:
                     o = torch.cat([o, self._attend(qkv[nd:], cis[nd:], meta, k_cache, v_cache)])
-            x = x + self._mm(o, layer, pk, "wo")
-            gu = self._mm(self._rms(x), layer, pk, "wgu")
-            x = x + self._mm(F.silu(gu[:, :inter]) * gu[:, inter:], layer, pk, "wd")
+            x = x + self._mm(o, layer["wo"])
+            gu = self._mm(self._rms(x), layer["wgu"])
+            x = x + self._mm(F.silu(gu[:, :inter]) * gu[:, inter:], layer["wd"])
         return self._rms(x) * self.norm
 
     def _attend(
@@ -221,43 +260,24 @@ class LlamaModel(nn.Module):
         v = qkv[:, (nh + nkv) * hd :].view(n, nkv, hd)
         return paged_attention(qk[:, :nh], qk[:, nh:], v, k_cache, v_cache, meta, self.scale)
 
-    def _mm(
-        self,
-        x: torch.Tensor,
-        layer: dict[str, torch.Tensor],
-        packed: dict[str, torch.Tensor] | None,
-        name: str,
-        bias: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """x @ W (+ bias): through the oneDNN-packed copy when the caller has one for this batch."""
-        if packed is not None:
-            return _LINEAR(x, packed[name], bias, "none", [], "")
-        y = F.linear(x, layer[name]) if self.out_in else x @ layer[name]
+    def _mm(self, x: torch.Tensor, w: Weight, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x @ W.T (+ bias)."""
+        if isinstance(w, Panels):
+            assert self.kernels is not None
+            return self.kernels.matmul(w, x.contiguous(), bias)
+        y = F.linear(x, w) if self._arena is not None else x @ w
         return y if bias is None else y + bias
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        if self.lm_head_packed is not None and hidden.shape[0] >= self.pack_from_rows:
-            return _LINEAR(hidden.contiguous(), self.lm_head_packed, None, "none", [], "").float()
-        assert self.lm_head is not None  # dropped only where the packed copy serves every batch size
-        if self.kernels is not None and hidden.shape[0] == 1:
-            return self.kernels.gemv(self.lm_head, hidden.contiguous())
-        return (F.linear(hidden, self.lm_head) if self.out_in else hidden @ self.lm_head).float()
+        head = self.lm_head
+        if self.kernels is not None and not isinstance(head, Panels) and hidden.shape[0] == 1:
+            return self.kernels.gemv(head, hidden.contiguous())
+        return self._mm(hidden, head).float()
 
 
-def can_pack(device: torch.device, dtype: torch.dtype) -> bool:
-    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
-        return False
-    if dtype == torch.bfloat16:
-        # Only where the CPU has native bf16 dot products (AVX512-BF16, AMX): elsewhere oneDNN
-        # emulates them, unmeasured here, and bf16 stays on the plain path.
-        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-        return bool(native and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return dtype == torch.float32
-
-
-def pack(w: torch.Tensor, out_in: bool) -> torch.Tensor:
-    """A plain weight ([out, in] or [in, out]) in oneDNN's blocked layout for `_LINEAR`."""
-    return torch.ops.mkldnn._reorder_linear_weight(w if out_in else w.t().contiguous(), None)
-
-
-_LINEAR = torch.ops.mkldnn._linear_pointwise
+def _fill(into: Weight, rows: torch.Tensor, start: int) -> None:
+    """Rows [start, start + len(rows)) of an arena matrix, from fp32 [rows, in]."""
+    if isinstance(into, Panels):
+        Panels.fill(into.data, rows, start)
+    else:
+        into[start : start + rows.shape[0]].copy_(rows)

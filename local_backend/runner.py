@@ -9,6 +9,7 @@ from local_backend.attention import AttnMetadata, PrefillSpan, flash_available
 from local_backend.config import EngineConfig
 from local_backend.cpu_kernels import build_cpu_kernels, serves
 from local_backend.cuda_graphs import StaticDecode, capture_buckets
+from local_backend.memory import lazy_zeros, trim_heap
 from local_backend.model import LlamaModel
 from local_backend.sampler import TokenLogprobs, sample
 from local_backend.scheduler import ScheduledBatch
@@ -25,51 +26,57 @@ _DTYPES = {
 _FLASH_BLOCK = 256  # flash-attn's paged kernel wants blocks that are multiples of 256 tokens
 
 
-def pick_device(cfg: EngineConfig) -> tuple[torch.device, torch.dtype]:
+def pick_device(cfg: EngineConfig) -> torch.device:
     name = cfg.device
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if cfg.dtype == "auto":
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    else:
-        dtype = _DTYPES[cfg.dtype]
-    return device, dtype
+    return torch.device(name)
+
+
+def pick_dtype(cfg: EngineConfig, device: torch.device, kernels: bool) -> torch.dtype:
+    if cfg.dtype != "auto":
+        return _DTYPES[cfg.dtype]
+    return torch.bfloat16 if device.type == "cuda" or kernels else torch.float32
 
 
 class ModelRunner:
     def __init__(self, checkpoint: Checkpoint, cfg: EngineConfig) -> None:
         if cfg.num_threads > 0:
             torch.set_num_threads(cfg.num_threads)
-        self.device, self.dtype = pick_device(cfg)
+        self.device = pick_device(cfg)
+        wanted = serves(self.device, torch.bfloat16 if cfg.dtype == "auto" else _DTYPES[cfg.dtype])
+        kernels = build_cpu_kernels(torch.get_num_threads()) if cfg.cpu_kernels and wanted else None
+        self.dtype = pick_dtype(cfg, self.device, kernels is not None)
         self.use_flash = flash_available(self.device)
         self.block_size = _FLASH_BLOCK if self.use_flash else cfg.block_size
         mc = self.model_config = checkpoint.config
         torch.manual_seed(cfg.seed)
-        self.model = LlamaModel(
-            mc,
-            dict(checkpoint.tensors),
-            self.dtype,
-            self.device,
-            self.block_size,
-            packed=cfg.cpu_packed_weights,
-            kernels=build_cpu_kernels() if self._wants_kernels(cfg) else None,
-        )
+        self.model = LlamaModel(mc, checkpoint.tensors, self.dtype, self.device, self.block_size, kernels)
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         self.weight_bytes = mc.weight_bytes(itemsize)
-        block_bytes = 2 * mc.num_layers * self.block_size * mc.num_kv_heads * mc.head_dim * itemsize
-        self.num_blocks = int(cfg.kv_cache_bytes // block_bytes)
+        block_bytes = self.block_size * mc.kv_bytes_per_token(itemsize)
+        max_model_len = min(cfg.max_model_len, mc.max_position)
+        budget = cfg.kv_cache_bytes or max_model_len * mc.kv_bytes_per_token(itemsize)
+        self.num_blocks = int(budget // block_bytes)
         if self.num_blocks < 1:
-            raise ValueError(f"kv_cache_bytes={cfg.kv_cache_bytes} is smaller than one block ({block_bytes})")
-        # One spare block past the managed ones: padded CUDA-graph rows write there.
+            raise ValueError(f"kv_cache_bytes={budget} is smaller than one block ({block_bytes})")
+        self.kv_cache_bytes = self.num_blocks * block_bytes
+        # One spare block past the managed ones: padded CUDA-graph rows write there. On CPU the pages are
+        # committed as blocks are first written, so an unused part of the budget costs no memory.
         shape = (self.num_blocks + 1, self.block_size, mc.num_kv_heads, mc.head_dim)
-        self.kv_caches = [
-            (
-                torch.zeros(shape, dtype=self.dtype, device=self.device),
-                torch.zeros(shape, dtype=self.dtype, device=self.device),
-            )
-            for _ in range(mc.num_layers)
-        ]
+        if self.device.type == "cpu":
+            self.kv_caches = [
+                (lazy_zeros(shape, self.dtype), lazy_zeros(shape, self.dtype)) for _ in range(mc.num_layers)
+            ]
+        else:
+            self.kv_caches = [
+                (
+                    torch.zeros(shape, dtype=self.dtype, device=self.device),
+                    torch.zeros(shape, dtype=self.dtype, device=self.device),
+                )
+                for _ in range(mc.num_layers)
+            ]
+        trim_heap()  # the load's fp32 transients go back to the system
         self.max_blocks_per_seq = -(-cfg.max_model_len // self.block_size)
         self.static_decode: StaticDecode | None = None
         if self.device.type == "cuda" and not cfg.enforce_eager:
@@ -87,11 +94,6 @@ class ModelRunner:
                 self.use_flash,
                 capture=True,
             )
-
-    def _wants_kernels(self, cfg: EngineConfig) -> bool:
-        # The C kernels run on one thread. On a 2-core EPYC one thread of them beat MKL's GEMV on two
-        # (23 against 14 GB/s); with more torch threads than that, unmeasured, torch's ops keep the step.
-        return cfg.cpu_kernels and serves(self.device, self.dtype) and torch.get_num_threads() <= 2
 
     def _tensor(self, data: list[int], dtype: torch.dtype = torch.long) -> torch.Tensor:
         return torch.tensor(data, dtype=dtype).to(self.device, non_blocking=True)

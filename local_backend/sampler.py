@@ -1,7 +1,9 @@
 """Next-token choice for a batch, each row with its own parameters.
 
-Sampling uses the exponential-race form (argmax of p / E with E ~ Exp(1)), which equals drawing from p;
-a seeded request draws its noise from its own generator, so its tokens do not depend on its batch-mates.
+Sampling inverts the cumulative distribution: one uniform draw per row, found in the running sum of p.
+A seeded request draws from its own generator, so its tokens do not depend on its batch-mates. (Noise
+for every token, as the exponential race argmax p / E needs, cost 16 ms for 16 rows of a 49k vocabulary
+on one CPU thread, as long as the batch's forward pass; this costs ~1.5 ms.)
 """
 
 from __future__ import annotations
@@ -67,18 +69,27 @@ def _filter(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
 def sample(logits: torch.Tensor, seqs: list[Sequence]) -> tuple[list[int], list[TokenLogprobs | None]]:
     """logits [B, V] float32 for the rows that sample this step, in `seqs` order."""
     logits = apply_penalties(logits, seqs)
-    chosen = logits.argmax(1)
+    chosen = torch.empty(len(seqs), dtype=torch.long, device=logits.device)
+    greedy_rows = [i for i, s in enumerate(seqs) if s.params.greedy]
+    if greedy_rows:
+        rows = torch.tensor(greedy_rows, device=logits.device)
+        chosen[rows] = logits[rows].argmax(1)
     random_rows = [i for i, s in enumerate(seqs) if not s.params.greedy]
     if random_rows:
         rows = torch.tensor(random_rows, device=logits.device)
-        probs = _filter(logits[rows], [seqs[i] for i in random_rows]).softmax(1)
-        noise = torch.empty_like(probs)
+        some = logits[rows] if greedy_rows else logits
+        cdf = _filter(some, [seqs[i] for i in random_rows]).softmax(1).cumsum_(1)
+        u = torch.empty(len(random_rows), 1, device=logits.device)
         for j, i in enumerate(random_rows):
             seq = seqs[i]
             if seq.params.seed is not None and seq.generator is None:
                 seq.generator = torch.Generator(device=logits.device).manual_seed(seq.params.seed)
-            noise[j].exponential_(generator=seq.generator)
-        chosen[rows] = (probs / noise).argmax(1)
+            u[j].uniform_(generator=seq.generator)
+        # The first token whose running sum passes u * total. u < 1, and the factor keeps the product
+        # below the total after rounding, so it never lands past the last token with mass (a bias of
+        # 2^-22 against that token, where fp32 sums over the vocabulary err by more).
+        target = u * cdf[:, -1:] * (1 - 2**-22)
+        chosen[rows] = torch.searchsorted(cdf, target, right=True).squeeze(1)
     token_ids = chosen.tolist()
     infos: list[TokenLogprobs | None] = [None] * len(seqs)
     want = [i for i, s in enumerate(seqs) if s.params.logprobs]

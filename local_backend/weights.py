@@ -1,10 +1,13 @@
-"""Loading a checkpoint into one shape: a ModelConfig, a state dict in Hugging Face names (fp32, HF layout),
-and what the tokenizer needs. GGUF files and safetensors folders both land here."""
+"""Loading a checkpoint into one shape: a ModelConfig, its tensors in Hugging Face names and layout (read
+from disk only when the model asks for them, in fp32), and what the tokenizer needs. GGUF files and
+safetensors folders both land here."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,9 @@ from typing import Any
 import torch
 
 from local_backend.config import ModelConfig
-from local_backend.gguf_file import GGUFFile
+from local_backend.gguf_file import GGUFFile, TensorInfo
+
+log = logging.getLogger("local_backend")  # load progress, one logger for the whole load (engine.py ends it)
 
 BUNDLED_NAMES = ("smollm2", "smollm2-135m-instruct")
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -20,10 +25,49 @@ SUPPORTED_ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
 HF_ARCHS = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
 
 
+# Rows [start, stop) of one tensor in fp32, all of it for (0, None).
+RowLoader = Callable[[int, "int | None"], torch.Tensor]
+
+
+class Tensors:
+    """A checkpoint's tensors by name, each read from disk (and dequantised) when asked for, so loading
+    never holds a whole fp32 copy of the model: the engine converts them one at a time, and a large one
+    (the embedding) in runs of rows."""
+
+    def __init__(self, loaders: dict[str, RowLoader], shapes: dict[str, tuple[int, ...]]) -> None:
+        self._loaders = loaders
+        self._shapes = shapes
+
+    @classmethod
+    def from_dict(cls, tensors: dict[str, torch.Tensor]) -> Tensors:
+        loaders = {name: _slicer(t) for name, t in tensors.items()}
+        return cls(loaders, {name: tuple(t.shape) for name, t in tensors.items()})
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._loaders
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._loaders[name](0, None)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._shapes[name]
+
+    def rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        return self._loaders[name](start, stop)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every tensor in fp32 at once (for transformers, in the benchmark's comparison)."""
+        return {name: self[name] for name in self._loaders}
+
+
+def _slicer(t: torch.Tensor) -> RowLoader:
+    return lambda start, stop: t[start:stop].float()
+
+
 @dataclass(slots=True)
 class Checkpoint:
     config: ModelConfig
-    tensors: dict[str, torch.Tensor]
+    tensors: Tensors
     # Either {"gguf": {metadata}, "file": name} or {"tokenizer_json": path, "tokenizer_config": {...},
     # "generation_config": {...}}; local_backend.generation reads its sampling defaults from here too.
     tokenizer_source: dict[str, Any]
@@ -46,6 +90,8 @@ def resolve_model(name_or_path: str) -> Path:
 
 def load_checkpoint(name_or_path: str) -> Checkpoint:
     path = resolve_model(name_or_path)
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    log.info("loading %s (%.0f MB)", path, sum(f.stat().st_size for f in files) / 1e6)
     if path.is_dir():
         return _load_hf_folder(path)
     return _load_gguf(path)
@@ -102,19 +148,22 @@ def _load_gguf(path: Path) -> Checkpoint:
     hidden = int(key("embedding_length"))
     n_head = int(key("attention.head_count"))
     n_kv = int(key("attention.head_count_kv", n_head))
-    tensors: dict[str, torch.Tensor] = {}
+    loaders: dict[str, RowLoader] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     quant_bytes = 0
     for t in reader.tensors:
         name = _hf_name(t.name)
         if name is None:
             continue
-        w = reader.load(t)
         quant_bytes += t.n_bytes
+        heads = None
         if arch_name != "qwen2" and ".self_attn.q_proj." in name:
-            w = _unpermute_rope(w, n_head)
+            heads = n_head
         elif arch_name != "qwen2" and ".self_attn.k_proj." in name:
-            w = _unpermute_rope(w, n_kv)
-        tensors[name] = w.contiguous()
+            heads = n_kv
+        loaders[name] = _gguf_loader(reader, t, heads)
+        shapes[name] = t.shape
+    tensors = Tensors(loaders, shapes)
     vocab = int(key("vocab_size", len(meta.get("tokenizer.ggml.tokens", [])) or 0))
     rope_scaling = None
     if key("rope.scaling.type") in ("linear", "yarn"):
@@ -124,7 +173,7 @@ def _load_gguf(path: Path) -> Checkpoint:
         }
     config = ModelConfig(
         architecture=arch,
-        vocab_size=vocab or tensors["model.embed_tokens.weight"].shape[0],
+        vocab_size=vocab or tensors.shape("model.embed_tokens.weight")[0],
         hidden_size=hidden,
         intermediate_size=int(key("feed_forward_length")),
         num_layers=int(key("block_count")),
@@ -142,25 +191,39 @@ def _load_gguf(path: Path) -> Checkpoint:
     return Checkpoint(config, tensors, {"gguf": meta, "file": path.name}, name, quant_bytes)
 
 
+def _gguf_loader(reader: GGUFFile, info: TensorInfo, rope_heads: int | None) -> RowLoader:
+    def load(start: int, stop: int | None) -> torch.Tensor:
+        if rope_heads is None:
+            return reader.load(info, start, stop)
+        # q/k rows are permuted within each head: undo it on the whole tensor, then slice
+        return _unpermute_rope(reader.load(info), rope_heads)[start:stop].contiguous()
+
+    return load
+
+
 # --- Hugging Face safetensors folder -----------------------------------------------------------------
 
 
 def _load_hf_folder(path: Path) -> Checkpoint:
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     cfg = json.loads((path / "config.json").read_text())
     arch_names = cfg.get("architectures") or ["LlamaForCausalLM"]
     if arch_names[0] not in HF_ARCHS:
         raise ValueError(f"unsupported architecture {arch_names[0]!r}")
     arch = HF_ARCHS[arch_names[0]]
-    tensors: dict[str, torch.Tensor] = {}
+    loaders: dict[str, RowLoader] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     quant_bytes = 0
     for file in sorted(path.glob("*.safetensors")):
         quant_bytes += file.stat().st_size
-        for name, t in load_file(str(file)).items():
-            tensors[name] = t.float()
-    if not tensors:
+        with safe_open(str(file), framework="pt") as f:
+            for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                shapes[name] = tuple(f.get_slice(name).get_shape())
+                loaders[name] = _safetensors_loader(safe_open, file, name)
+    if not loaders:
         raise FileNotFoundError(f"no *.safetensors in {path}")
+    tensors = Tensors(loaders, shapes)
     # transformers 5 writes rope settings under rope_parameters; older configs use rope_theta/rope_scaling.
     rope = cfg.get("rope_parameters") or {}
     scaling = cfg.get("rope_scaling") or (rope if rope.get("rope_type", "default") != "default" else None)
@@ -196,3 +259,13 @@ def _load_hf_folder(path: Path) -> Checkpoint:
         "generation_config": gen_cfg,
     }
     return Checkpoint(config, tensors, source, path.name, quant_bytes)
+
+
+def _safetensors_loader(safe_open: Any, file: Path, name: str) -> RowLoader:
+    def load(start: int, stop: int | None) -> torch.Tensor:
+        with safe_open(str(file), framework="pt") as f:
+            if start == 0 and stop is None:
+                return f.get_tensor(name).float()
+            return f.get_slice(name)[start:stop].float()
+
+    return load

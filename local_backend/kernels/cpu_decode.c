@@ -1,27 +1,57 @@
-/* The fp32 CPU decode in C, compiled at engine start (cpu_kernels.py).
+/* The CPU decode in C, compiled at engine start (cpu_kernels.py).
  *
- * At batch 1 a step reads every weight once, and each small torch op around the products costs more
- * than its arithmetic. So a whole Llama-family layer is one call here (decode_layer): RMS norm, the
- * q/k/v product, rope, the cache write, attention over the paged cache, the output product and
- * residual, the second norm, gate/up, SwiGLU, down and residual. In a batch, torch runs the products
- * and decode_attention serves the decode rows, reading each row's blocks in place.
+ * A decode step reads every weight once, and each small torch op around the products costs more than
+ * its arithmetic. So a whole Llama-family layer is one call here (decode_layer), for one decode row or a
+ * batch of them: RMS norm, the q/k/v product, rope, the cache write, attention over the paged cache, the
+ * output product and residual, the second norm, gate/up, SwiGLU, down and residual. Batches with
+ * prompt rows call the products (matmul_bf16) and the decode rows' attention (decode_attention) from
+ * torch's side, which keeps the prompt rows' attention.
  *
- * GEMV: one output row at a time, so the weights are read as a single sequential stream. On an
- * AVX-512 EPYC that reads at ~90% of torch.sum's rate, where MKL's GEMV (and a kernel that
- * interleaves four rows) reach half of it. Plain loops: -O3 -march=native vectorises them for
- * whatever the host has, and -fassociative-math lets the sums use vector partial sums.
+ * Weights are bf16 panels (matmul.h): one row is multiplied in fp32 against them, several rows are
+ * rounded to bf16 first, as bf16 inference on a GPU does (it flips the rare near-tie: the bundled
+ * model's first token for "What is the capital of France?" is one, 0.08 nats apart in fp32), which
+ * halves the arithmetic. fp32 weights, [out, in] row-major as torch stores them, serve one row only
+ * (the exact mode; torch runs its batches). Activations are fp32; the KV cache is fp32 or bf16. RMS
+ * norm gains are folded into the matrix after the norm, so the norm itself is one scale per row.
  *
- * Matrices are row-major [out, in], as torch stores them; RMS norm gains are folded into the matrix
- * that follows the norm, so the norm itself is one scale of the product.
+ * The products and attention run on the pool's threads (pool.h). Nothing here checks its arguments:
+ * cpu_kernels.py checks shapes, dtypes and bounds once per model, per step or per call.
  */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* y[n] = scale * (W[n, :] . x), added to y[n] when `accumulate`. */
-static void gemv(const float *restrict W, const float *restrict x, float *restrict y, int64_t N, int64_t K,
-                 float scale, int accumulate) {
+#include "matmul.h"
+#include "pool.h"
+
+struct model_shape { /* cpu_kernels.py: _Shape */
+  int64_t hidden, inter, n_heads, n_kv, head_dim, block_size;
+  float eps, scale;
+  int32_t bf16_weights, bf16_cache;
+};
+
+struct layer_weights { /* cpu_kernels.py: _Weights; bqkv may be NULL */
+  const void *wqkv;
+  const float *bqkv;
+  const void *wo, *wgu, *wd;
+};
+
+struct decode_rows { /* cpu_kernels.py: _Rows */
+  const float *cis;          /* [n_rows][head_dim / 2] (cos, sin) for each row's position */
+  const int64_t *tables;     /* [n_rows][width] each row's blocks */
+  int64_t width;
+  const int64_t *ctx_lens;   /* [n_rows] tokens in the cache once this step's token is written */
+  int64_t n_rows, max_ctx;
+};
+
+/* ---- products ---------------------------------------------------------------------------------- */
+
+/* fp32 weights [N, K], one row: y[n] = scale * (W[n, :] . x) (+ y[n]). One output row at a time, so
+ * the matrix is read as one sequential stream (reading four rows at once halved the rate on an AVX-512
+ * EPYC, as MKL's GEMV did). */
+static void gemv_rows(const float *restrict W, const float *restrict x, float *restrict y, int64_t N,
+                      int64_t K, float scale, int accumulate) {
   for (int64_t n = 0; n < N; n++) {
     const float *restrict w = W + n * K;
     float s = 0.f;
@@ -31,129 +61,272 @@ static void gemv(const float *restrict W, const float *restrict x, float *restri
   }
 }
 
-static float rms_scale(const float *restrict x, int64_t K, float eps) {
-  float ss = 0.f;
-  for (int64_t k = 0; k < K; k++) ss += x[k] * x[k];
-  return 1.f / sqrtf(ss / (float)K + eps);
-}
+static int64_t rows_padded(int64_t rows) { return (rows + GEMM_ROW_PAD - 1) / GEMM_ROW_PAD * GEMM_ROW_PAD; }
 
-/* y = x @ W.T for one row: the lm_head. */
-void gemv_f32(const float *restrict W, const float *restrict x, float *restrict y, int64_t N, int64_t K) {
-  gemv(W, x, y, N, K, 1.f, 0);
-}
-
-struct attention {
-  int64_t n_heads, n_kv, head_dim, block_size, ctx_len;
-  float scale;
-  const float *cis;           /* [head_dim / 2] (cos, sin) for the token's position */
-  const int64_t *block_table; /* the sequence's blocks */
-  float *k_cache, *v_cache;   /* [blocks, block_size, n_kv, head_dim] */
-  float *scores;              /* scratch: [n_heads / n_kv, ctx_len] */
-  int64_t *slots;             /* scratch: [ctx_len] */
+struct product { /* several rows, bf16 panels */
+  const uint16_t *W;
+  int64_t N;
+  struct gemm_x xs;
+  struct gemm_y out;
 };
 
-/* qkv: the token's [q heads | k heads | v heads], each q/k head's halves interleaved (model.py
- * permutes the weights so), rotated here in place. Its k and v go to the cache at position
- * ctx_len - 1, then each query head attends to positions [0, ctx_len) of its kv head. */
-static void attend(const struct attention *a, float *restrict qkv, float *restrict out) {
-  int64_t hd = a->head_dim, group = a->n_heads / a->n_kv, row = a->n_kv * hd, ctx = a->ctx_len;
-  for (int64_t h = 0; h < a->n_heads + a->n_kv; h++) {
-    float *p = qkv + h * hd;
-    for (int64_t i = 0; i < hd / 2; i++) {
-      float x = p[2 * i], y = p[2 * i + 1], c = a->cis[2 * i], s = a->cis[2 * i + 1];
-      p[2 * i] = x * c - y * s;
-      p[2 * i + 1] = x * s + y * c;
-    }
-  }
-  for (int64_t t = 0; t < ctx; t++)
-    a->slots[t] = (a->block_table[t / a->block_size] * a->block_size + t % a->block_size) * row;
-  memcpy(a->k_cache + a->slots[ctx - 1], qkv + a->n_heads * hd, sizeof(float) * row);
-  memcpy(a->v_cache + a->slots[ctx - 1], qkv + (a->n_heads + a->n_kv) * hd, sizeof(float) * row);
-  /* Per kv head, its `group` query heads share each key and value row as it is read. */
-  for (int64_t g = 0; g < a->n_kv; g++) {
-    const float *q0 = qkv + g * group * hd;
-    for (int64_t t = 0; t < ctx; t++) {
-      const float *k = a->k_cache + a->slots[t] + g * hd;
-      for (int64_t j = 0; j < group; j++) {
-        const float *q = q0 + j * hd;
-        float s = 0.f;
-        for (int64_t d = 0; d < hd; d++) s += q[d] * k[d];
-        a->scores[j * ctx + t] = s * a->scale;
-      }
-    }
-    for (int64_t j = 0; j < group; j++) {
-      float *sc = a->scores + j * ctx, top = -INFINITY, total = 0.f;
-      for (int64_t t = 0; t < ctx; t++) top = sc[t] > top ? sc[t] : top;
-      for (int64_t t = 0; t < ctx; t++) total += sc[t] = expf(sc[t] - top);
-      for (int64_t t = 0; t < ctx; t++) sc[t] /= total;
-    }
-    float *o0 = out + g * group * hd;
-    memset(o0, 0, sizeof(float) * group * hd);
-    for (int64_t t = 0; t < ctx; t++) {
-      const float *v = a->v_cache + a->slots[t] + g * hd;
-      for (int64_t j = 0; j < group; j++) {
-        float w = a->scores[j * ctx + t], *o = o0 + j * hd;
-        for (int64_t d = 0; d < hd; d++) o[d] += w * v[d];
-      }
-    }
-  }
+static void gemm_item(void *arg, int64_t item, int tid) {
+  (void)tid;
+  const struct product *m = arg;
+  int64_t p = item * TILE_PANELS, left = (m->N + PANEL - 1) / PANEL - p;
+  gemm_panels(m->W, &m->xs, p, left < TILE_PANELS ? (int)left : TILE_PANELS, &m->out);
 }
 
-/* Attention for decode rows, each its own token of its own sequence. Row r of qkv
- * [n_rows, (n_heads + 2 n_kv) head_dim] is roped in place by row r of cis [n_rows, head_dim / 2]
- * (cos, sin), its k and v go to position ctx_lens[r] - 1 of its block table (row r of block_tables
- * [n_rows, width]), and its attention lands in row r of out. Returns 0, or -1 when the scratch could
+/* y[r] = (scales[r] x[r]) @ W.T (+ bias) (+ y[r]) for rows x [rows][K] (scales may be NULL: 1). `buf`
+ * holds the rows rounded, K floats' room a row for rows_padded(rows). One fp32-weight row only.
+ *
+ * One row runs on the calling thread: it is bound by memory bandwidth, which one core nearly fills here
+ * (all 121 of SmolLM2's matrices: 9.6 ms on one thread, 9.0 on two of a quiet 2-core EPYC, slower on
+ * two when another process wants a core). Several rows are bound by arithmetic and use the pool. */
+static void product(const void *W, int bf16, int64_t N, int64_t K, const float *x, int64_t rows,
+                    const float *scales, const float *bias, float *y, int accumulate, void *buf) {
+  float scale = scales ? scales[0] : 1.f;
+  if (rows == 1) {
+    if (bf16)
+      gemv_panels(W, x, y, N, K, 0, (N + PANEL - 1) / PANEL, scale, accumulate);
+    else
+      gemv_rows(W, x, y, N, K, scale, accumulate);
+    if (bias)
+      for (int64_t n = 0; n < N; n++) y[n] += bias[n];
+    return;
+  }
+  struct product m = {.W = W, .N = N, .out = {.y = y, .ldy = N, .N = N, .bias = bias, .accumulate = accumulate}};
+  memset(buf, 0, sizeof(float) * K * rows_padded(rows));
+  for (int64_t r = 0; r < rows; r++) {
+    float s = scales ? scales[r] : 1.f;
+    const float *xr = x + r * K;
+#if defined(__AVX512BF16__)
+    uint32_t *pairs = (uint32_t *)buf + r * (K / 2);
+    for (int64_t i = 0; i < K / 2; i++)
+      pairs[i] = (uint32_t)to_bf16(s * xr[2 * i]) | (uint32_t)to_bf16(s * xr[2 * i + 1]) << 16;
+#else
+    float *flat = (float *)buf + r * K;
+    for (int64_t k = 0; k < K; k++) {
+      uint32_t u = (uint32_t)to_bf16(s * xr[k]) << 16;
+      memcpy(flat + k, &u, 4);
+    }
+#endif
+  }
+  m.xs = (struct gemm_x){.pairs = buf, .flat = buf, .rows = rows, .K = K};
+  pool_run(gemm_item, &m, ((N + PANEL - 1) / PANEL + TILE_PANELS - 1) / TILE_PANELS);
+}
+
+/* y = x @ W.T (+ bias) for x [rows][K] and bf16 panels W [N, K]. Returns 0, or -1 when scratch could
  * not be allocated (nothing written). */
-int decode_attention(float *restrict qkv, const float *cis, const int64_t *block_tables, int64_t width,
-                     const int64_t *ctx_lens, int64_t n_rows, int64_t block_size, int64_t n_heads,
-                     int64_t n_kv, int64_t head_dim, float scale, float *k_cache, float *v_cache,
-                     float *restrict out) {
-  int64_t max_ctx = 0, n_qkv = (n_heads + 2 * n_kv) * head_dim;
-  for (int64_t r = 0; r < n_rows; r++) max_ctx = ctx_lens[r] > max_ctx ? ctx_lens[r] : max_ctx;
-  float *scores = malloc(sizeof(float) * (n_heads / n_kv) * max_ctx);
-  int64_t *slots = malloc(sizeof(int64_t) * max_ctx);
-  if (scores == NULL || slots == NULL) {
-    free(scores);
-    free(slots);
-    return -1;
-  }
-  for (int64_t r = 0; r < n_rows; r++) {
-    struct attention a = {.n_heads = n_heads, .n_kv = n_kv, .head_dim = head_dim,
-                          .block_size = block_size, .ctx_len = ctx_lens[r], .scale = scale,
-                          .cis = cis + r * head_dim, .block_table = block_tables + r * width,
-                          .k_cache = k_cache, .v_cache = v_cache, .scores = scores, .slots = slots};
-    attend(&a, qkv + r * n_qkv, out + r * n_heads * head_dim);
-  }
-  free(scores);
-  free(slots);
+int matmul_bf16(const uint16_t *W, const float *x, float *y, int64_t rows, int64_t N, int64_t K,
+                const float *bias) {
+  void *buf = malloc(sizeof(float) * rows_padded(rows) * K);
+  if (buf == NULL) return -1;
+  product(W, 1, N, K, x, rows, NULL, bias, y, 0, buf);
+  free(buf);
   return 0;
 }
 
-/* One layer for one decode token; x [hidden] is the residual stream, updated in place. bqkv may be
- * NULL (Qwen2 has q/k/v biases, Llama none). Returns 0, or -1 when scratch could not be allocated
- * (then nothing is written). */
-int decode_layer(float *restrict x, const float *wqkv, const float *bqkv, const float *wo,
-                 const float *wgu, const float *wd, int64_t hidden, int64_t inter, float eps,
-                 int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale, const float *cis,
-                 const int64_t *block_table, int64_t ctx_len, int64_t block_size, float *k_cache,
-                 float *v_cache) {
-  int64_t n_qkv = (n_heads + 2 * n_kv) * head_dim, n_q = n_heads * head_dim;
-  float *scratch = malloc(sizeof(float) * (n_qkv + n_q + 2 * inter));
+/* y = x @ W.T for one row and fp32 W [N, K]: the exact mode's lm_head. */
+void gemv_f32(const float *W, const float *x, float *y, int64_t N, int64_t K) {
+  product(W, 0, N, K, x, 1, NULL, NULL, y, 0, NULL);
+}
+
+/* ---- attention --------------------------------------------------------------------------------- */
+
+/* e^x, within 2 ulp for x in [-87, 88] (clamped there; callers pass x <= 0 or a SiLU argument):
+ * Cephes' expf polynomial. Plain arithmetic, so the loops over it vectorise; glibc's expf does not. */
+static inline float exp_approx(float x) {
+  x = x < -87.f ? -87.f : x > 88.f ? 88.f : x;
+  float n = rintf(x * 1.44269504f);
+  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.f;
+  uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+  float scale;
+  memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+static inline float dot(const float *restrict a, const float *restrict b, int64_t n) {
+  float s = 0.f;
+  for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+static inline void axpy(float *restrict y, float w, const float *restrict x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] += w * x[i];
+}
+
+/* Cache row `at` (n values) as fp32: in place for an fp32 cache, widened into buf for a bf16 one. */
+static inline const float *cache_row(const void *cache, int64_t at, int64_t n, int bf16, float *restrict buf) {
+  if (!bf16) return (const float *)cache + at;
+  const uint16_t *src = (const uint16_t *)cache + at;
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t u = (uint32_t)src[i] << 16;
+    memcpy(buf + i, &u, 4);
+  }
+  return buf;
+}
+
+/* A step's cache rows come from DRAM (the weights' stream has evicted them since the last step), and
+ * each block is a jump the hardware prefetchers do not foresee: ask for positions a few ahead. */
+#define PREFETCH_AHEAD 4
+static inline void prefetch(const void *cache, int64_t at, int bf16, int64_t bytes) {
+  const char *p = (const char *)cache + at * (bf16 ? 2 : 4);
+  for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(p + i);
+}
+
+struct attention {
+  const struct model_shape *s;
+  const struct decode_rows *rows;
+  const float *qkv; /* [n_rows][(H + 2 Hkv) D], roped */
+  const void *k_cache, *v_cache;
+  float *out;    /* [n_rows][H D] */
+  char *scratch; /* per thread: scores [H][max_ctx], a widened slot [Hkv D] (floats), slots [max_ctx] */
+  int64_t scratch_bytes;
+};
+
+/* Item: one row, all its heads, attending to positions [0, ctx_len) of its sequence. A position's keys
+ * (or values) for all kv heads are adjacent in the cache, and a block's positions too, so the row's
+ * reads run through each block in order (what the prefetchers follow: its cache rows are in DRAM by
+ * now, evicted by the weights' stream), each read once and widened once for a bf16 cache, and shared
+ * by the `group` query heads of its kv head. `hd` is a compile-time constant in the common head sizes,
+ * so the loops over a head unroll. */
+static inline __attribute__((always_inline)) void attend_row(const struct attention *a, int64_t r, int tid,
+                                                             int64_t hd) {
+  const struct model_shape *s = a->s;
+  int64_t n_kv = s->n_kv, group = s->n_heads / n_kv, kv_row = n_kv * hd, bs = s->block_size;
+  int64_t ctx = a->rows->ctx_lens[r];
+  int kb = s->bf16_cache;
+  const int64_t *table = a->rows->tables + r * a->rows->width;
+  float *scores = (float *)(a->scratch + tid * a->scratch_bytes), *wide = scores + s->n_heads * a->rows->max_ctx;
+  int64_t *slots = (int64_t *)(wide + kv_row);
+  for (int64_t t = 0, b = 0; t < ctx; b++)
+    for (int64_t i = 0, base = table[b] * bs; i < bs && t < ctx; i++, t++) slots[t] = (base + i) * kv_row;
+  const float *q = a->qkv + r * (s->n_heads + 2 * n_kv) * hd;
+  int64_t bytes = kv_row * (kb ? 2 : 4);
+  for (int64_t t = 0; t < ctx; t++) {
+    if (t + PREFETCH_AHEAD < ctx) prefetch(a->k_cache, slots[t + PREFETCH_AHEAD], kb, bytes);
+    const float *k = cache_row(a->k_cache, slots[t], kv_row, kb, wide);
+    for (int64_t h = 0; h < s->n_heads; h++) scores[h * ctx + t] = dot(q + h * hd, k + h / group * hd, hd) * s->scale;
+  }
+  for (int64_t h = 0; h < s->n_heads; h++) {
+    float *sc = scores + h * ctx, top = -INFINITY, total = 0.f;
+    for (int64_t t = 0; t < ctx; t++) top = sc[t] > top ? sc[t] : top;
+    for (int64_t t = 0; t < ctx; t++) {
+      sc[t] = exp_approx(sc[t] - top);
+      total += sc[t];
+    }
+    for (int64_t t = 0; t < ctx; t++) sc[t] /= total;
+  }
+  float *o = a->out + r * s->n_heads * hd;
+  memset(o, 0, sizeof(float) * s->n_heads * hd);
+  for (int64_t t = 0; t < ctx; t++) {
+    if (t + PREFETCH_AHEAD < ctx) prefetch(a->v_cache, slots[t + PREFETCH_AHEAD], kb, bytes);
+    const float *v = cache_row(a->v_cache, slots[t], kv_row, kb, wide);
+    for (int64_t h = 0; h < s->n_heads; h++) axpy(o + h * hd, scores[h * ctx + t], v + h / group * hd, hd);
+  }
+}
+
+static void attention_item(void *arg, int64_t r, int tid) {
+  const struct attention *a = arg;
+  switch (a->s->head_dim) {
+    case 64: attend_row(a, r, tid, 64); break;
+    case 128: attend_row(a, r, tid, 128); break;
+    default: attend_row(a, r, tid, a->s->head_dim);
+  }
+}
+
+/* Each row of qkv [n_rows][(H + 2 Hkv) D] (each q/k head's halves interleaved: model.py permutes the
+ * weights so) is roped in place, its k and v go to its sequence's cache at position ctx_len - 1, and
+ * its attention lands in its row of out [n_rows][H D]. Returns 0, or -1 when the scratch could not be
+ * allocated (nothing written). */
+static int attend(const struct model_shape *s, const struct decode_rows *rows, float *qkv, void *k_cache,
+                  void *v_cache, float *out) {
+  int64_t hd = s->head_dim, n_qkv = (s->n_heads + 2 * s->n_kv) * hd, kv_row = s->n_kv * hd;
+  int64_t bs = s->block_size;
+  int64_t per_thread = (sizeof(float) * s->n_heads + sizeof(int64_t)) * rows->max_ctx + sizeof(float) * kv_row;
+  per_thread = (per_thread + 63) / 64 * 64;
+  char *scratch = malloc(per_thread * pool.n);
   if (scratch == NULL) return -1;
-  float *qkv = scratch, *attn = qkv + n_qkv, *gu = attn + n_q;
-  gemv(wqkv, x, qkv, n_qkv, hidden, rms_scale(x, hidden, eps), 0);
-  if (bqkv != NULL)
-    for (int64_t i = 0; i < n_qkv; i++) qkv[i] += bqkv[i];
-  /* One row; its table's width is never read. Fails before the cache or x is written. */
-  if (decode_attention(qkv, cis, block_table, 0, &ctx_len, 1, block_size, n_heads, n_kv, head_dim, scale,
-                       k_cache, v_cache, attn)) {
+  for (int64_t r = 0; r < rows->n_rows; r++) {
+    float *p = qkv + r * n_qkv;
+    const float *cis = rows->cis + r * hd;
+    for (int64_t h = 0; h < s->n_heads + s->n_kv; h++)
+      for (int64_t i = 0; i < hd / 2; i++) {
+        float x = p[h * hd + 2 * i], y = p[h * hd + 2 * i + 1], c = cis[2 * i], sn = cis[2 * i + 1];
+        p[h * hd + 2 * i] = x * c - y * sn;
+        p[h * hd + 2 * i + 1] = x * sn + y * c;
+      }
+    int64_t t = rows->ctx_lens[r] - 1, table_row = r * rows->width;
+    int64_t slot = (rows->tables[table_row + t / bs] * bs + t % bs) * kv_row;
+    const float *k = p + s->n_heads * hd, *v = k + kv_row;
+    for (int64_t i = 0; i < kv_row; i++)
+      if (s->bf16_cache) {
+        ((uint16_t *)k_cache)[slot + i] = to_bf16(k[i]);
+        ((uint16_t *)v_cache)[slot + i] = to_bf16(v[i]);
+      } else {
+        ((float *)k_cache)[slot + i] = k[i];
+        ((float *)v_cache)[slot + i] = v[i];
+      }
+  }
+  struct attention a = {.s = s, .rows = rows, .qkv = qkv, .k_cache = k_cache, .v_cache = v_cache,
+                        .out = out, .scratch = scratch, .scratch_bytes = per_thread};
+  pool_run(attention_item, &a, rows->n_rows); /* one row runs on the calling thread */
+  free(scratch);
+  return 0;
+}
+
+/* The decode rows of a batch whose products run in torch. See attend. */
+int decode_attention(const struct model_shape *s, const struct decode_rows *rows, float *qkv,
+                     void *k_cache, void *v_cache, float *out) {
+  return attend(s, rows, qkv, k_cache, v_cache, out);
+}
+
+/* ---- a whole layer ----------------------------------------------------------------------------- */
+
+static void rms_scales(const float *x, int64_t rows, int64_t K, float eps, float *scales) {
+  for (int64_t r = 0; r < rows; r++) {
+    float ss = 0.f;
+    for (int64_t k = 0; k < K; k++) ss += x[r * K + k] * x[r * K + k];
+    scales[r] = 1.f / sqrtf(ss / (float)K + eps);
+  }
+}
+
+/* One layer for the decode rows x [n_rows][hidden] (the residual stream, updated in place). Returns 0,
+ * or -1 when scratch could not be allocated (then nothing is written). */
+int decode_layer(float *x, const struct model_shape *s, const struct layer_weights *w,
+                 const struct decode_rows *rows, void *k_cache, void *v_cache) {
+  int64_t R = rows->n_rows, h = s->hidden, inter = s->inter;
+  int64_t n_qkv = (s->n_heads + 2 * s->n_kv) * s->head_dim, n_q = s->n_heads * s->head_dim;
+  int64_t widest = h > inter ? h : inter;
+  widest = widest > n_q ? widest : n_q;
+  float *scratch = malloc(sizeof(float) * (R * (n_qkv + n_q + 3 * inter + 1) + rows_padded(R) * widest));
+  if (scratch == NULL) return -1;
+  float *qkv = scratch, *attn = qkv + R * n_qkv, *gu = attn + R * n_q, *act = gu + 2 * R * inter;
+  float *scales = act + R * inter, *buf = scales + R;
+  int bf = s->bf16_weights;
+  rms_scales(x, R, h, s->eps, scales);
+  product(w->wqkv, bf, n_qkv, h, x, R, scales, w->bqkv, qkv, 0, buf);
+  if (attend(s, rows, qkv, k_cache, v_cache, attn)) { /* fails before the cache or x is written */
     free(scratch);
     return -1;
   }
-  gemv(wo, attn, x, hidden, n_q, 1.f, 1);
-  gemv(wgu, x, gu, 2 * inter, hidden, rms_scale(x, hidden, eps), 0);
-  for (int64_t i = 0; i < inter; i++) gu[i] = gu[i] / (1.f + expf(-gu[i])) * gu[inter + i];
-  gemv(wd, gu, x, hidden, inter, 1.f, 1);
+  product(w->wo, bf, h, n_q, attn, R, NULL, NULL, x, 1, buf);
+  rms_scales(x, R, h, s->eps, scales);
+  product(w->wgu, bf, 2 * inter, h, x, R, scales, NULL, gu, 0, buf);
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t i = 0; i < inter; i++) {
+      float g = gu[r * 2 * inter + i];
+      act[r * inter + i] = g / (1.f + exp_approx(-g)) * gu[r * 2 * inter + inter + i];
+    }
+  product(w->wd, bf, h, inter, act, R, NULL, NULL, x, 1, buf);
   free(scratch);
   return 0;
 }

@@ -23,8 +23,15 @@ def checkpoint() -> Checkpoint:
 
 @pytest.fixture(scope="session")
 def engine(checkpoint: Checkpoint) -> LLMEngine:
-    # One thread: the suite shares small machines, where OpenMP spin-waits collapse under contention.
-    return LLMEngine(checkpoint, EngineConfig(kv_cache_bytes=64 * 1024**2, num_threads=1))
+    """fp32, the exact mode: a batch and one row give the same tokens, and logits match transformers.
+    One thread: the suite shares small machines, where spin-waits collapse under contention."""
+    return LLMEngine(checkpoint, EngineConfig(dtype="float32", kv_cache_bytes=64 * 1024**2, num_threads=1))
+
+
+@pytest.fixture(scope="session")
+def default_engine(checkpoint: Checkpoint) -> LLMEngine:
+    """The engine as shipped: bf16 weights where the C kernels build."""
+    return LLMEngine(checkpoint, EngineConfig(kv_cache_bytes=16 * 1024**2, num_threads=1))
 
 
 @pytest.fixture(scope="session")

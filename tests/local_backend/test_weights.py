@@ -34,3 +34,16 @@ def test_engine_options_are_validated() -> None:
         EngineConfig.from_options({"kv_cache": 1})
     with pytest.raises(FileNotFoundError):
         resolve_model("/nonexistent/model.gguf")
+
+
+def test_tensors_are_read_when_asked_whole_or_by_rows(checkpoint: Checkpoint) -> None:
+    tensors = checkpoint.tensors
+    embed = "model.embed_tokens.weight"
+    assert tensors.shape(embed) == (49152, 576) and "lm_head.weight" not in tensors
+    whole = tensors[embed]
+    assert whole.dtype is torch.float32 and whole.shape == (49152, 576)
+    assert torch.equal(tensors.rows(embed, 4096, 4100), whole[4096:4100])
+    q = "model.layers.0.self_attn.q_proj.weight"  # its rows are un-permuted for rope on the way in
+    assert torch.equal(tensors.rows(q, 64, 128), tensors[q][64:128])
+    norm = tensors["model.norm.weight"]
+    assert norm.shape == (576,) and norm.dtype is torch.float32

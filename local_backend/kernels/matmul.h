@@ -1,0 +1,206 @@
+/* Products with bf16 weights in panels (included by cpu_decode.c).
+ *
+ * A matrix W [N, K] is stored as ceil(N / 16) panels of 16 output rows, each panel [K / 2][16][2]:
+ * element (k2, j, e) is W[16 p + j][2 k2 + e] (cpu_kernels.py builds it; rows past N are zero). So a
+ * panel is one sequential stream, as the fp32 GEMV's one-row-at-a-time reading was, and its 64-byte
+ * rows give both kernels what they want:
+ *  - one row (a batch-1 decode, bandwidth-bound): x stays fp32; a 32-bit lane holds two bf16 weights,
+ *    and `lane << 16` and `lane & 0xffff0000` are them as fp32, each multiplied by its x.
+ *  - several rows (batched decode, prefill: compute-bound): x is rounded to bf16 once per call, and
+ *    AVX512-BF16's vdpbf16ps multiplies a lane's pair by x's pair, 32 products an instruction, into
+ *    fp32 sums. A tile of panels x rows keeps its sums in registers while each 64-byte panel row is
+ *    loaded once for all the tile's rows. Without AVX512-BF16 a plain loop (fp32 products of the same
+ *    bf16-rounded x) gives the same sums up to their order.
+ * Where the compiler targets AVX-512 the loops are intrinsics; elsewhere plain C that -O3 -march=native
+ * vectorises.
+ */
+#include <stdint.h>
+#include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#define PANEL 16
+
+static inline float bf16_lo(uint32_t lane) {
+  uint32_t u = lane << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+static inline float bf16_hi(uint32_t lane) {
+  uint32_t u = lane & 0xffff0000u;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* fp32 -> bf16, round to nearest even (the inputs here are finite). */
+static inline uint16_t to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* y[n] = scale * (W[n, :] . x) (+ y[n] when accumulate) for the panels [p0, p1), one fp32 row x. */
+static void gemv_panels(const uint16_t *restrict W, const float *restrict x, float *restrict y, int64_t N,
+                        int64_t K, int64_t p0, int64_t p1, float scale, int accumulate) {
+  int64_t k2 = K / 2;
+  for (int64_t p = p0; p < p1; p++) {
+    const uint32_t *restrict w = (const uint32_t *)(W + p * K * PANEL);
+    float sums[PANEL];
+#if defined(__AVX512F__)
+    __m512i hi_mask = _mm512_set1_epi32((int)0xffff0000u);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 1 < k2; i += 2) {
+      __m512i v0 = _mm512_loadu_si512(w + i * PANEL), v1 = _mm512_loadu_si512(w + (i + 1) * PANEL);
+      a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)), _mm512_set1_ps(x[2 * i]), a0);
+      a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v0, hi_mask)), _mm512_set1_ps(x[2 * i + 1]),
+                           a1);
+      a2 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v1, 16)), _mm512_set1_ps(x[2 * i + 2]), a2);
+      a3 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v1, hi_mask)), _mm512_set1_ps(x[2 * i + 3]),
+                           a3);
+    }
+    if (i < k2) {
+      __m512i v0 = _mm512_loadu_si512(w + i * PANEL);
+      a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)), _mm512_set1_ps(x[2 * i]), a0);
+      a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v0, hi_mask)), _mm512_set1_ps(x[2 * i + 1]),
+                           a1);
+    }
+    _mm512_storeu_ps(sums, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+#else
+    float even[PANEL] = {0}, odd[PANEL] = {0};
+    for (int64_t i = 0; i < k2; i++) {
+      float x0 = x[2 * i], x1 = x[2 * i + 1];
+      for (int j = 0; j < PANEL; j++) {
+        even[j] += bf16_lo(w[i * PANEL + j]) * x0;
+        odd[j] += bf16_hi(w[i * PANEL + j]) * x1;
+      }
+    }
+    for (int j = 0; j < PANEL; j++) sums[j] = even[j] + odd[j];
+#endif
+    int64_t n0 = p * PANEL, n = N - n0 < PANEL ? N - n0 : PANEL;
+    for (int64_t j = 0; j < n; j++) y[n0 + j] = accumulate ? y[n0 + j] + scale * sums[j] : scale * sums[j];
+  }
+}
+
+/* The rows of a multi-row product, rounded to bf16 once: `pairs` packs them two to a 32-bit lane
+ * (AVX512-BF16), `flat` keeps them as fp32 values (the plain loop). */
+struct gemm_x {
+  const uint32_t *pairs; /* [rows][K / 2] */
+  const float *flat;     /* [rows][K] */
+  int64_t rows, K;
+};
+
+/* Where a product's sums go: y[r][n] = sum (+ bias[n]) (+ y[r][n] when accumulate), n < N. */
+struct gemm_y {
+  float *y;
+  int64_t ldy, N;
+  const float *bias;
+  int accumulate;
+};
+
+static inline void gemm_store(const struct gemm_y *o, int64_t row, int64_t n0, const float *sums) {
+  float *y = o->y + row * o->ldy;
+  int64_t n = o->N - n0 < PANEL ? o->N - n0 : PANEL;
+  for (int64_t j = 0; j < n; j++) {
+    float s = sums[j] + (o->bias ? o->bias[n0 + j] : 0.f);
+    y[n0 + j] = o->accumulate ? y[n0 + j] + s : s;
+  }
+}
+
+#if defined(__AVX512BF16__)
+#define TILE_PANELS 3
+#define TILE_ROWS 8
+/* The sums of panels [p, p + np) for rows [r, r + nr), the first `keep` rows stored. */
+static inline __attribute__((always_inline)) void gemm_tile(const uint16_t *W, const struct gemm_x *x,
+                                                            int64_t p, int np, int64_t r, int nr,
+                                                            int64_t keep, const struct gemm_y *o) {
+  int64_t k2 = x->K / 2;
+  __m512 acc[TILE_PANELS][TILE_ROWS];
+  for (int a = 0; a < np; a++)
+    for (int b = 0; b < nr; b++) acc[a][b] = _mm512_setzero_ps();
+  const __m512i *w = (const __m512i *)(W + p * x->K * PANEL);
+  const uint32_t *xr = x->pairs + r * k2;
+  for (int64_t i = 0; i < k2; i++) {
+    __m512bh v[TILE_PANELS];
+    for (int a = 0; a < np; a++) v[a] = (__m512bh)_mm512_loadu_si512(w + a * k2 + i);
+    for (int b = 0; b < nr; b++) {
+      __m512bh xv = (__m512bh)_mm512_set1_epi32((int)xr[b * k2 + i]);
+      for (int a = 0; a < np; a++) acc[a][b] = _mm512_dpbf16_ps(acc[a][b], v[a], xv);
+    }
+  }
+  float sums[PANEL];
+  for (int b = 0; b < nr && b < keep; b++)
+    for (int a = 0; a < np; a++) {
+      _mm512_storeu_ps(sums, acc[a][b]);
+      gemm_store(o, r + b, (p + a) * PANEL, sums);
+    }
+}
+#else
+#define TILE_PANELS 1
+#define TILE_ROWS 4
+static inline __attribute__((always_inline)) void gemm_tile(const uint16_t *W, const struct gemm_x *x,
+                                                            int64_t p, int np, int64_t r, int nr,
+                                                            int64_t keep, const struct gemm_y *o) {
+  (void)np; /* always one panel */
+  int64_t K = x->K, k2 = K / 2;
+  float acc[TILE_ROWS][PANEL] = {{0}};
+  const uint32_t *w = (const uint32_t *)(W + p * K * PANEL);
+  const float *xr = x->flat + r * K;
+  for (int64_t i = 0; i < k2; i++) {
+    float lo[PANEL], hi[PANEL];
+    for (int j = 0; j < PANEL; j++) {
+      lo[j] = bf16_lo(w[i * PANEL + j]);
+      hi[j] = bf16_hi(w[i * PANEL + j]);
+    }
+    for (int b = 0; b < nr; b++) {
+      float x0 = xr[b * K + 2 * i], x1 = xr[b * K + 2 * i + 1];
+      for (int j = 0; j < PANEL; j++) acc[b][j] += lo[j] * x0 + hi[j] * x1;
+    }
+  }
+  for (int b = 0; b < nr && b < keep; b++) gemm_store(o, r + b, p * PANEL, acc[b]);
+}
+#endif
+
+/* One function per tile size, each with compile-time sizes so its sums stay in registers, and each
+ * small: gcc's RTL passes grow faster than linearly with a function's size (one function holding every
+ * size took seconds to compile). A run of rows shorter than a tile takes the next size up, on rows
+ * that x pads with zeros (GEMM_ROW_PAD), and stores only its own. */
+#define GEMM_TILE_FN(NP, NR)                                                                    \
+  static __attribute__((noinline)) void gemm_tile_##NP##_##NR(                                  \
+      const uint16_t *W, const struct gemm_x *x, int64_t p, int64_t r, int64_t keep,            \
+      const struct gemm_y *o) {                                                                 \
+    gemm_tile(W, x, p, NP, r, NR, keep, o);                                                     \
+  }
+typedef void (*gemm_tile_fn)(const uint16_t *, const struct gemm_x *, int64_t, int64_t, int64_t,
+                             const struct gemm_y *);
+#define GEMM_ROW_PAD TILE_ROWS
+
+#if TILE_PANELS == 3
+GEMM_TILE_FN(3, 8) GEMM_TILE_FN(3, 4) GEMM_TILE_FN(3, 2) GEMM_TILE_FN(3, 1)
+GEMM_TILE_FN(1, 8) GEMM_TILE_FN(1, 4) GEMM_TILE_FN(1, 2) GEMM_TILE_FN(1, 1)
+static const gemm_tile_fn gemm_tiles[2][4] = {
+    {gemm_tile_1_1, gemm_tile_1_2, gemm_tile_1_4, gemm_tile_1_8},
+    {gemm_tile_3_1, gemm_tile_3_2, gemm_tile_3_4, gemm_tile_3_8}};
+#else
+GEMM_TILE_FN(1, 4) GEMM_TILE_FN(1, 2) GEMM_TILE_FN(1, 1)
+static const gemm_tile_fn gemm_tiles[1][3] = {{gemm_tile_1_1, gemm_tile_1_2, gemm_tile_1_4}};
+#endif
+
+/* Panels [p, p + np), np <= TILE_PANELS, for all of x's rows (x padded to a multiple of TILE_ROWS). */
+static void gemm_panels(const uint16_t *W, const struct gemm_x *x, int64_t p, int np, const struct gemm_y *o) {
+  for (int64_t r = 0; r < x->rows;) {
+    int64_t left = x->rows - r;
+    int size = 0; /* index of the smallest tile of 1, 2, 4, 8 rows that takes `left`, else the largest */
+    while ((1 << size) < left && (1 << size) < TILE_ROWS) size++;
+    if (np == TILE_PANELS) {
+      gemm_tiles[TILE_PANELS > 1][size](W, x, p, r, left, o);
+    } else {
+      for (int a = 0; a < np; a++) gemm_tiles[0][size](W, x, p + a, r, left, o);
+    }
+    r += 1 << size;
+  }
+}
