@@ -28,9 +28,7 @@ async def provider() -> LocalProvider:
             provider="local",
             model="smollm2-135m-instruct",
             tier="local",
-            # fp32, the exact mode: the answers below are greedy, and in bf16 the first token of this
-            # question is a near-tie ("The" or "L'", 0.08 nats apart in fp32) that rounding may flip.
-            options={"kv_cache_mb": 32, "num_threads": 1, "dtype": "float32"},
+            options={"kv_cache_mb": 32, "num_threads": 1},
         )
     )
     yield p
@@ -106,8 +104,6 @@ def server() -> Iterator[str]:
             "32",
             "--num-threads",
             "1",
-            "--dtype",
-            "float32",
         ],
         env=env,
         stdout=subprocess.DEVNULL,
