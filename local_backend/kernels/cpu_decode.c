@@ -7,12 +7,13 @@
  * prompt rows call the products (matmul_bf16) and the decode rows' attention (decode_attention) from
  * torch's side, which keeps the prompt rows' attention.
  *
- * Weights are bf16 panels (matmul.h): one row is multiplied in fp32 against them, several rows are
- * rounded to bf16 first, as bf16 inference on a GPU does (it flips the rare near-tie: the bundled
- * model's first token for "What is the capital of France?" is one, 0.08 nats apart in fp32), which
- * halves the arithmetic. fp32 weights, [out, in] row-major as torch stores them, serve one row only
- * (the exact mode; torch runs its batches). Activations are fp32; the KV cache is fp32 or bf16. RMS
- * norm gains are folded into the matrix after the norm, so the norm itself is one scale per row.
+ * Weights are bf16 panels (matmul.h): one row is multiplied in fp32 against them; several rows are
+ * rounded to bf16 first, as bf16 inference on a GPU does, which halves the arithmetic but can flip a
+ * near-tie (the bundled model's first token for "What is the capital of France?" is one: 0.08 nats in
+ * fp32), so matmul_bf16 keeps the rows it is told (prompts' last rows) in fp32. fp32 weights, [out, in]
+ * row-major as torch stores them, serve one row only (the exact mode; torch runs its batches).
+ * Activations are fp32; the KV cache is fp32 or bf16. RMS norm gains are folded into the matrix after
+ * the norm, so the norm itself is one scale per row.
  *
  * The products and attention run on the pool's threads (pool.h). Nothing here checks its arguments:
  * cpu_kernels.py checks shapes, dtypes and bounds once per model, per step or per call.
