@@ -135,6 +135,13 @@ def _cpu(*tensors: torch.Tensor, dtype: torch.dtype = torch.float32) -> bool:
     return all(t.dtype is dtype and t.is_cpu and t.is_contiguous() for t in tensors)
 
 
+def _ascending_rows(rows: torch.Tensor, n: int) -> bool:
+    """Distinct row numbers of an n-row matrix, ascending, as the C side walks them."""
+    if rows.dtype != torch.long or rows.dim() != 1 or not _cpu(rows, dtype=torch.long) or rows.numel() > n:
+        return False
+    return rows.numel() == 0 or (int(rows[0]) >= 0 and int(rows[-1]) < n and bool((rows.diff() > 0).all()))
+
+
 class CpuKernels:
     """The C side trusts its arguments (a wrong shape reads past a tensor rather than raising), so the
     arguments are checked here: weights once per model, the cache positions once per step (`DecodeRows`
@@ -147,7 +154,7 @@ class CpuKernels:
         self._gemv.argtypes = [_P, _P, _P, _L, _L]
         self._gemv.restype = None
         self._matmul = lib.matmul_bf16
-        self._matmul.argtypes = [_P, _P, _P, _L, _L, _L, _P]
+        self._matmul.argtypes = [_P, _P, _P, _L, _L, _L, _P, _P, _L]
         self._layer = lib.decode_layer
         self._layer.argtypes = [_P] * 6
         self._attention = lib.decode_attention
@@ -162,20 +169,27 @@ class CpuKernels:
         self._gemv(w.data_ptr(), x.data_ptr(), out.data_ptr(), n, k)
         return out
 
-    def matmul(self, w: Panels, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """x @ W.T (+ bias) as fp32 [rows, n] for x [rows, k]: one row in fp32, several rounded to bf16."""
+    def matmul(
+        self, w: Panels, x: torch.Tensor, bias: torch.Tensor | None = None, exact: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x @ W.T (+ bias) as fp32 [rows, n] for x [rows, k]: one row in fp32; several rounded to bf16,
+        but for rows `exact` (ascending int64 row numbers), which stay fp32."""
+        rows = x.shape[0] if x.dim() == 2 else -1
+        exact = None if exact is None else exact.contiguous()
         if (
             x.dim() != 2
             or x.shape[1] != w.k
             or not _cpu(x)
             or not _cpu(w.data, dtype=torch.bfloat16)
             or (bias is not None and (bias.shape != (w.n,) or not _cpu(bias)))
+            or (exact is not None and not _ascending_rows(exact, rows))
         ):
             raise ValueError(f"matmul: x {tuple(x.shape)} {x.dtype} against panels [{w.n}, {w.k}]")
-        out = torch.empty(x.shape[0], w.n, dtype=torch.float32)
-        if x.shape[0]:
-            ptr = None if bias is None else bias.data_ptr()
-            if self._matmul(w.data.data_ptr(), x.data_ptr(), out.data_ptr(), x.shape[0], w.n, w.k, ptr):
+        out = torch.empty(rows, w.n, dtype=torch.float32)
+        if rows:
+            b = None if bias is None else bias.data_ptr()
+            e, n_exact = (None, 0) if exact is None else (exact.data_ptr(), exact.numel())
+            if self._matmul(w.data.data_ptr(), x.data_ptr(), out.data_ptr(), rows, w.n, w.k, b, e, n_exact):
                 raise MemoryError("matmul: no memory for its scratch")
         return out
 

@@ -11,7 +11,6 @@ AVX2 CPU MKL's GEMV streams that layout ~1.5x faster than `F.linear`'s [out, in]
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 
@@ -217,6 +216,9 @@ class LlamaModel(nn.Module):
         cis = self.rope(positions)
         x = self.embed_tokens(input_ids)
         rows = None
+        # A prompt's last row stays fp32 through the batch's bf16-rounded products: its logits pick the
+        # answer's first token (a near-tie in the bundled model's own demo question flipped otherwise).
+        exact = torch.tensor([s.q_end - 1 for s in meta.prefills]) if self.panels and meta.prefills else None
         if self.kernels is not None and nd:
             assert self.shape is not None
             # Our kernels take the decode rows' attention, and a step of decode rows alone whole (fp32
@@ -232,10 +234,8 @@ class LlamaModel(nn.Module):
             meta = prefill_part(meta)
         else:
             prepare_decode(meta, self.block_size, self.act_dtype)
-        # Prompt rows are multiplied as two bf16 halves (see _mm): a prompt sets every later token.
-        mm = functools.partial(self._mm, precise=n > nd)
         for layer, (k_cache, v_cache) in zip(self.layers, kv_caches, strict=True):
-            qkv = mm(self._rms(x), layer["wqkv"], layer.get("bqkv"))
+            qkv = self._mm(self._rms(x), layer["wqkv"], layer.get("bqkv"), exact)
             if rows is None:
                 o = self._attend(qkv, cis, meta, k_cache, v_cache)
             else:
@@ -243,9 +243,9 @@ class LlamaModel(nn.Module):
                 o = self.kernels.decode_attention(qkv[:nd], self.shape, rows, k_cache, v_cache)
                 if n > nd:
                     o = torch.cat([o, self._attend(qkv[nd:], cis[nd:], meta, k_cache, v_cache)])
-            x = x + mm(o, layer["wo"])
-            gu = mm(self._rms(x), layer["wgu"])
-            x = x + mm(F.silu(gu[:, :inter]) * gu[:, inter:], layer["wd"])
+            x = x + self._mm(o, layer["wo"], exact=exact)
+            gu = self._mm(self._rms(x), layer["wgu"], exact=exact)
+            x = x + self._mm(F.silu(gu[:, :inter]) * gu[:, inter:], layer["wd"], exact=exact)
         return self._rms(x) * self.norm
 
     def _attend(
@@ -264,27 +264,26 @@ class LlamaModel(nn.Module):
         return paged_attention(qk[:, :nh], qk[:, nh:], v, k_cache, v_cache, meta, self.scale)
 
     def _mm(
-        self, x: torch.Tensor, w: Weight, bias: torch.Tensor | None = None, precise: bool = False
+        self, x: torch.Tensor, w: Weight, bias: torch.Tensor | None = None, exact: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """x @ W.T (+ bias). The kernels round several rows to bf16; `precise` multiplies the rounded
-        rows and then what rounding dropped (~16 bits of mantissa instead of 8), at twice the cost. The
-        bundled model's first token for "What is the capital of France?" is a near-tie ("The" against
-        "L'", 0.08 nats apart in fp32) that one rounding of the prompt flips to French."""
+        """x @ W.T (+ bias); with bf16 panels, rows `exact` are not rounded to bf16."""
         if isinstance(w, Panels):
             assert self.kernels is not None
-            x = x.contiguous()
-            if not precise or x.shape[0] == 1:
-                return self.kernels.matmul(w, x, bias)
-            high = x.bfloat16().float()
-            return self.kernels.matmul(w, high, bias).add_(self.kernels.matmul(w, x - high))
+            return self.kernels.matmul(w, x.contiguous(), bias, exact)
         y = F.linear(x, w) if self._arena is not None else x @ w
         return y if bias is None else y + bias
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+    def logits(self, hidden: torch.Tensor, exact_from: int | None = None) -> torch.Tensor:
+        """Logits for rows of hidden states; rows from `exact_from` on (prompts' last rows, after the
+        decode rows) are not rounded to bf16 on the way (see forward)."""
         head = self.lm_head
         if self.kernels is not None and not isinstance(head, Panels) and hidden.shape[0] == 1:
             return self.kernels.gemv(head, hidden.contiguous())
-        return self._mm(hidden, head).float()
+        n = hidden.shape[0]
+        exact = None
+        if self.panels and exact_from is not None and exact_from < n:
+            exact = torch.arange(exact_from, n)
+        return self._mm(hidden, head, exact=exact).float()
 
 
 def _fill(into: Weight, rows: torch.Tensor, start: int) -> None:

@@ -150,7 +150,9 @@ class ModelRunner:
         sampling = [
             s for s, n in zip(batch.seqs, batch.num_new, strict=True) if s.num_computed_tokens + n == len(s)
         ]
-        logits = self.model.logits(hidden[rows] if len(rows) < hidden.shape[0] else hidden)
+        # Every decode row samples, ahead of the prompts that end this step.
+        picked = hidden[rows] if len(rows) < hidden.shape[0] else hidden
+        logits = self.model.logits(picked, exact_from=batch.num_decode)
         tokens, infos = sample(logits, sampling)
         sampled = {s.seq_id: t for s, t in zip(sampling, tokens, strict=True)}
         logprobs = {s.seq_id: info for s, info in zip(sampling, infos, strict=True) if info is not None}

@@ -7,12 +7,13 @@
  * prompt rows call the products (matmul_bf16) and the decode rows' attention (decode_attention) from
  * torch's side, which keeps the prompt rows' attention.
  *
- * Weights are bf16 panels (matmul.h): one row is multiplied in fp32 against them, several rows are
- * rounded to bf16 first, as bf16 inference on a GPU does (it flips the rare near-tie: the bundled
- * model's first token for "What is the capital of France?" is one, 0.08 nats apart in fp32), which
- * halves the arithmetic. fp32 weights, [out, in] row-major as torch stores them, serve one row only
- * (the exact mode; torch runs its batches). Activations are fp32; the KV cache is fp32 or bf16. RMS
- * norm gains are folded into the matrix after the norm, so the norm itself is one scale per row.
+ * Weights are bf16 panels (matmul.h): one row is multiplied in fp32 against them; several rows are
+ * rounded to bf16 first, as bf16 inference on a GPU does, which halves the arithmetic but can flip a
+ * near-tie (the bundled model's first token for "What is the capital of France?" is one: 0.08 nats in
+ * fp32), so matmul_bf16 keeps the rows it is told (prompts' last rows) in fp32. fp32 weights, [out, in]
+ * row-major as torch stores them, serve one row only (the exact mode; torch runs its batches).
+ * Activations are fp32; the KV cache is fp32 or bf16. RMS norm gains are folded into the matrix after
+ * the norm, so the norm itself is one scale per row.
  *
  * The products and attention run on the pool's threads (pool.h). Nothing here checks its arguments:
  * cpu_kernels.py checks shapes, dtypes and bounds once per model, per step or per call.
@@ -66,15 +67,47 @@ static int64_t rows_padded(int64_t rows) { return (rows + GEMM_ROW_PAD - 1) / GE
 struct product { /* several rows, bf16 panels */
   const uint16_t *W;
   int64_t N;
-  struct gemm_x xs;
-  struct gemm_y out;
+  struct gemm_x xs, exact; /* rows rounded to bf16; rows that are not (none when exact.rows is 0) */
+  struct gemm_y out, exact_out;
 };
 
 static void gemm_item(void *arg, int64_t item, int tid) {
   (void)tid;
   const struct product *m = arg;
   int64_t p = item * TILE_PANELS, left = (m->N + PANEL - 1) / PANEL - p;
-  gemm_panels(m->W, &m->xs, p, left < TILE_PANELS ? (int)left : TILE_PANELS, &m->out);
+  int np = left < TILE_PANELS ? (int)left : TILE_PANELS;
+  if (m->xs.rows) gemm_panels(m->W, &m->xs, p, np, &m->out);
+  if (m->exact.rows) gemm_panels(m->W, &m->exact, p, np, &m->exact_out);
+}
+
+/* Rows x [rows][K] (scaled by scales[r] when given) into buf: rounded to bf16 (pairs or flat, as the
+ * tiles read them), or as they are; zeros up to rows_padded(rows). */
+static struct gemm_x gemm_rows(const float *x, int64_t rows, int64_t K, const float *scales, int round,
+                               void *buf) {
+  memset(buf, 0, sizeof(float) * K * rows_padded(rows));
+  int pairs = 0;
+#if defined(__AVX512BF16__)
+  pairs = round;
+#endif
+  for (int64_t r = 0; r < rows; r++) {
+    float s = scales ? scales[r] : 1.f;
+    const float *xr = x + r * K;
+    if (pairs) {
+      uint32_t *out = (uint32_t *)buf + r * (K / 2);
+      for (int64_t i = 0; i < K / 2; i++)
+        out[i] = (uint32_t)to_bf16(s * xr[2 * i]) | (uint32_t)to_bf16(s * xr[2 * i + 1]) << 16;
+    } else if (round) {
+      float *out = (float *)buf + r * K;
+      for (int64_t k = 0; k < K; k++) {
+        uint32_t u = (uint32_t)to_bf16(s * xr[k]) << 16;
+        memcpy(out + k, &u, 4);
+      }
+    } else {
+      float *out = (float *)buf + r * K;
+      for (int64_t k = 0; k < K; k++) out[k] = s * xr[k];
+    }
+  }
+  return (struct gemm_x){.pairs = pairs ? buf : NULL, .flat = buf, .rows = rows, .K = K};
 }
 
 /* y[r] = (scales[r] x[r]) @ W.T (+ bias) (+ y[r]) for rows x [rows][K] (scales may be NULL: 1). `buf`
@@ -95,34 +128,52 @@ static void product(const void *W, int bf16, int64_t N, int64_t K, const float *
       for (int64_t n = 0; n < N; n++) y[n] += bias[n];
     return;
   }
-  struct product m = {.W = W, .N = N, .out = {.y = y, .ldy = N, .N = N, .bias = bias, .accumulate = accumulate}};
-  memset(buf, 0, sizeof(float) * K * rows_padded(rows));
-  for (int64_t r = 0; r < rows; r++) {
-    float s = scales ? scales[r] : 1.f;
-    const float *xr = x + r * K;
-#if defined(__AVX512BF16__)
-    uint32_t *pairs = (uint32_t *)buf + r * (K / 2);
-    for (int64_t i = 0; i < K / 2; i++)
-      pairs[i] = (uint32_t)to_bf16(s * xr[2 * i]) | (uint32_t)to_bf16(s * xr[2 * i + 1]) << 16;
-#else
-    float *flat = (float *)buf + r * K;
-    for (int64_t k = 0; k < K; k++) {
-      uint32_t u = (uint32_t)to_bf16(s * xr[k]) << 16;
-      memcpy(flat + k, &u, 4);
-    }
-#endif
-  }
-  m.xs = (struct gemm_x){.pairs = buf, .flat = buf, .rows = rows, .K = K};
+  struct product m = {.W = W, .N = N, .xs = gemm_rows(x, rows, K, scales, 1, buf),
+                      .out = {.y = y, .ldy = N, .N = N, .bias = bias, .accumulate = accumulate}};
   pool_run(gemm_item, &m, ((N + PANEL - 1) / PANEL + TILE_PANELS - 1) / TILE_PANELS);
 }
 
-/* y = x @ W.T (+ bias) for x [rows][K] and bf16 panels W [N, K]. Returns 0, or -1 when scratch could
- * not be allocated (nothing written). */
+/* y = x @ W.T (+ bias) for x [rows][K] and bf16 panels W [N, K]: one row in fp32, several rounded to
+ * bf16, except rows `exact` (n_exact of them, ascending), which are multiplied in fp32. Returns 0, or
+ * -1 when scratch could not be allocated (nothing written). */
 int matmul_bf16(const uint16_t *W, const float *x, float *y, int64_t rows, int64_t N, int64_t K,
-                const float *bias) {
-  void *buf = malloc(sizeof(float) * rows_padded(rows) * K);
-  if (buf == NULL) return -1;
-  product(W, 1, N, K, x, rows, NULL, bias, y, 0, buf);
+                const float *bias, const int64_t *exact, int64_t n_exact) {
+  if (rows == 1 || n_exact == 0) {
+    void *buf = malloc(sizeof(float) * rows_padded(rows) * K);
+    if (buf == NULL) return -1;
+    product(W, 1, N, K, x, rows, NULL, bias, y, 0, buf);
+    free(buf);
+    return 0;
+  }
+  /* The other rows first, then the exact ones: gathered in, computed in one pass over the weights
+   * (each panel serves both while in cache), scattered back. */
+  int64_t bulk = rows - n_exact, prepared = rows_padded(bulk) + rows_padded(n_exact);
+  float *gathered = malloc(sizeof(float) * rows * K), *sums = malloc(sizeof(float) * rows * N);
+  void *buf = malloc(sizeof(float) * prepared * K);
+  if (gathered == NULL || sums == NULL || buf == NULL) {
+    free(gathered);
+    free(sums);
+    free(buf);
+    return -1;
+  }
+  for (int64_t r = 0, e = 0, b = 0; r < rows; r++) {
+    int is_exact = e < n_exact && exact[e] == r;
+    memcpy(gathered + (is_exact ? bulk + e++ : b++) * K, x + r * K, sizeof(float) * K);
+  }
+  struct product m = {
+      .W = W,
+      .N = N,
+      .xs = gemm_rows(gathered, bulk, K, NULL, 1, buf),
+      .exact = gemm_rows(gathered + bulk * K, n_exact, K, NULL, 0, (float *)buf + rows_padded(bulk) * K),
+      .out = {.y = sums, .ldy = N, .N = N, .bias = bias},
+      .exact_out = {.y = sums + bulk * N, .ldy = N, .N = N, .bias = bias}};
+  pool_run(gemm_item, &m, ((N + PANEL - 1) / PANEL + TILE_PANELS - 1) / TILE_PANELS);
+  for (int64_t r = 0, e = 0, b = 0; r < rows; r++) {
+    int is_exact = e < n_exact && exact[e] == r;
+    memcpy(y + r * N, sums + (is_exact ? bulk + e++ : b++) * N, sizeof(float) * N);
+  }
+  free(gathered);
+  free(sums);
   free(buf);
   return 0;
 }

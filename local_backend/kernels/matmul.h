@@ -10,7 +10,9 @@
  *    AVX512-BF16's vdpbf16ps multiplies a lane's pair by x's pair, 32 products an instruction, into
  *    fp32 sums. A tile of panels x rows keeps its sums in registers while each 64-byte panel row is
  *    loaded once for all the tile's rows. Without AVX512-BF16 a plain loop (fp32 products of the same
- *    bf16-rounded x) gives the same sums up to their order.
+ *    bf16-rounded x) gives the same sums up to their order. The plain loop also serves rows that must
+ *    not be rounded (a prompt's last row, whose logits pick the answer's first token), for half the
+ *    throughput.
  * Where the compiler targets AVX-512 the loops are intrinsics; elsewhere plain C that -O3 -march=native
  * vectorises.
  */
@@ -86,8 +88,9 @@ static void gemv_panels(const uint16_t *restrict W, const float *restrict x, flo
   }
 }
 
-/* The rows of a multi-row product, rounded to bf16 once: `pairs` packs them two to a 32-bit lane
- * (AVX512-BF16), `flat` keeps them as fp32 values (the plain loop). */
+/* The rows of a multi-row product. With `pairs` (AVX512-BF16 builds) they are rounded to bf16 and
+ * packed two to a 32-bit lane; else `flat` holds them as fp32 values, rounded to bf16 or not: the
+ * plain tile multiplies in fp32 whatever it is given. Rows are padded with zeros to GEMM_ROW_PAD. */
 struct gemm_x {
   const uint32_t *pairs; /* [rows][K / 2] */
   const float *flat;     /* [rows][K] */
@@ -111,43 +114,13 @@ static inline void gemm_store(const struct gemm_y *o, int64_t row, int64_t n0, c
   }
 }
 
-#if defined(__AVX512BF16__)
-#define TILE_PANELS 3
-#define TILE_ROWS 8
-/* The sums of panels [p, p + np) for rows [r, r + nr), the first `keep` rows stored. */
-static inline __attribute__((always_inline)) void gemm_tile(const uint16_t *W, const struct gemm_x *x,
-                                                            int64_t p, int np, int64_t r, int nr,
-                                                            int64_t keep, const struct gemm_y *o) {
-  int64_t k2 = x->K / 2;
-  __m512 acc[TILE_PANELS][TILE_ROWS];
-  for (int a = 0; a < np; a++)
-    for (int b = 0; b < nr; b++) acc[a][b] = _mm512_setzero_ps();
-  const __m512i *w = (const __m512i *)(W + p * x->K * PANEL);
-  const uint32_t *xr = x->pairs + r * k2;
-  for (int64_t i = 0; i < k2; i++) {
-    __m512bh v[TILE_PANELS];
-    for (int a = 0; a < np; a++) v[a] = (__m512bh)_mm512_loadu_si512(w + a * k2 + i);
-    for (int b = 0; b < nr; b++) {
-      __m512bh xv = (__m512bh)_mm512_set1_epi32((int)xr[b * k2 + i]);
-      for (int a = 0; a < np; a++) acc[a][b] = _mm512_dpbf16_ps(acc[a][b], v[a], xv);
-    }
-  }
-  float sums[PANEL];
-  for (int b = 0; b < nr && b < keep; b++)
-    for (int a = 0; a < np; a++) {
-      _mm512_storeu_ps(sums, acc[a][b]);
-      gemm_store(o, r + b, (p + a) * PANEL, sums);
-    }
-}
-#else
-#define TILE_PANELS 1
-#define TILE_ROWS 4
-static inline __attribute__((always_inline)) void gemm_tile(const uint16_t *W, const struct gemm_x *x,
-                                                            int64_t p, int np, int64_t r, int nr,
-                                                            int64_t keep, const struct gemm_y *o) {
-  (void)np; /* always one panel */
+/* Sums of one panel p for rows [r, r + nr) of flat x, the first `keep` rows stored: fp32 products. */
+#define F32_ROWS 4
+static inline __attribute__((always_inline)) void tile_f32(const uint16_t *W, const struct gemm_x *x,
+                                                           int64_t p, int64_t r, int nr, int64_t keep,
+                                                           const struct gemm_y *o) {
   int64_t K = x->K, k2 = K / 2;
-  float acc[TILE_ROWS][PANEL] = {{0}};
+  float acc[F32_ROWS][PANEL] = {{0}};
   const uint32_t *w = (const uint32_t *)(W + p * K * PANEL);
   const float *xr = x->flat + r * K;
   for (int64_t i = 0; i < k2; i++) {
@@ -163,44 +136,84 @@ static inline __attribute__((always_inline)) void gemm_tile(const uint16_t *W, c
   }
   for (int b = 0; b < nr && b < keep; b++) gemm_store(o, r + b, p * PANEL, acc[b]);
 }
-#endif
 
 /* One function per tile size, each with compile-time sizes so its sums stay in registers, and each
  * small: gcc's RTL passes grow faster than linearly with a function's size (one function holding every
  * size took seconds to compile). A run of rows shorter than a tile takes the next size up, on rows
- * that x pads with zeros (GEMM_ROW_PAD), and stores only its own. */
-#define GEMM_TILE_FN(NP, NR)                                                                    \
-  static __attribute__((noinline)) void gemm_tile_##NP##_##NR(                                  \
-      const uint16_t *W, const struct gemm_x *x, int64_t p, int64_t r, int64_t keep,            \
-      const struct gemm_y *o) {                                                                 \
-    gemm_tile(W, x, p, NP, r, NR, keep, o);                                                     \
-  }
+ * that x pads with zeros, and stores only its own. */
 typedef void (*gemm_tile_fn)(const uint16_t *, const struct gemm_x *, int64_t, int64_t, int64_t,
                              const struct gemm_y *);
-#define GEMM_ROW_PAD TILE_ROWS
+#define F32_TILE_FN(NR)                                                                          \
+  static __attribute__((noinline)) void tile_f32_##NR(const uint16_t *W, const struct gemm_x *x, \
+                                                      int64_t p, int64_t r, int64_t keep,        \
+                                                      const struct gemm_y *o) {                  \
+    tile_f32(W, x, p, r, NR, keep, o);                                                           \
+  }
+F32_TILE_FN(1) F32_TILE_FN(2) F32_TILE_FN(4)
+static const gemm_tile_fn f32_tiles[3] = {tile_f32_1, tile_f32_2, tile_f32_4};
 
-#if TILE_PANELS == 3
-GEMM_TILE_FN(3, 8) GEMM_TILE_FN(3, 4) GEMM_TILE_FN(3, 2) GEMM_TILE_FN(3, 1)
-GEMM_TILE_FN(1, 8) GEMM_TILE_FN(1, 4) GEMM_TILE_FN(1, 2) GEMM_TILE_FN(1, 1)
-static const gemm_tile_fn gemm_tiles[2][4] = {
-    {gemm_tile_1_1, gemm_tile_1_2, gemm_tile_1_4, gemm_tile_1_8},
-    {gemm_tile_3_1, gemm_tile_3_2, gemm_tile_3_4, gemm_tile_3_8}};
+#if defined(__AVX512BF16__)
+#define BF16_PANELS 3
+#define BF16_ROWS 8
+/* Sums of panels [p, p + np) for rows [r, r + nr) of paired x, the first `keep` rows stored. */
+static inline __attribute__((always_inline)) void tile_bf16(const uint16_t *W, const struct gemm_x *x,
+                                                            int64_t p, int np, int64_t r, int nr,
+                                                            int64_t keep, const struct gemm_y *o) {
+  int64_t k2 = x->K / 2;
+  __m512 acc[BF16_PANELS][BF16_ROWS];
+  for (int a = 0; a < np; a++)
+    for (int b = 0; b < nr; b++) acc[a][b] = _mm512_setzero_ps();
+  const __m512i *w = (const __m512i *)(W + p * x->K * PANEL);
+  const uint32_t *xr = x->pairs + r * k2;
+  for (int64_t i = 0; i < k2; i++) {
+    __m512bh v[BF16_PANELS];
+    for (int a = 0; a < np; a++) v[a] = (__m512bh)_mm512_loadu_si512(w + a * k2 + i);
+    for (int b = 0; b < nr; b++) {
+      __m512bh xv = (__m512bh)_mm512_set1_epi32((int)xr[b * k2 + i]);
+      for (int a = 0; a < np; a++) acc[a][b] = _mm512_dpbf16_ps(acc[a][b], v[a], xv);
+    }
+  }
+  float sums[PANEL];
+  for (int b = 0; b < nr && b < keep; b++)
+    for (int a = 0; a < np; a++) {
+      _mm512_storeu_ps(sums, acc[a][b]);
+      gemm_store(o, r + b, (p + a) * PANEL, sums);
+    }
+}
+#define BF16_TILE_FN(NP, NR)                                                                          \
+  static __attribute__((noinline)) void tile_bf16_##NP##_##NR(const uint16_t *W, const struct gemm_x *x, \
+                                                              int64_t p, int64_t r, int64_t keep,        \
+                                                              const struct gemm_y *o) {                  \
+    tile_bf16(W, x, p, NP, r, NR, keep, o);                                                              \
+  }
+BF16_TILE_FN(3, 8) BF16_TILE_FN(3, 4) BF16_TILE_FN(3, 2) BF16_TILE_FN(3, 1)
+BF16_TILE_FN(1, 8) BF16_TILE_FN(1, 4) BF16_TILE_FN(1, 2) BF16_TILE_FN(1, 1)
+static const gemm_tile_fn bf16_tiles[2][4] = {{tile_bf16_1_1, tile_bf16_1_2, tile_bf16_1_4, tile_bf16_1_8},
+                                              {tile_bf16_3_1, tile_bf16_3_2, tile_bf16_3_4, tile_bf16_3_8}};
+#define TILE_PANELS BF16_PANELS /* panels a pool item takes */
 #else
-GEMM_TILE_FN(1, 4) GEMM_TILE_FN(1, 2) GEMM_TILE_FN(1, 1)
-static const gemm_tile_fn gemm_tiles[1][3] = {{gemm_tile_1_1, gemm_tile_1_2, gemm_tile_1_4}};
+#define TILE_PANELS 1
 #endif
+#define GEMM_ROW_PAD 8
 
-/* Panels [p, p + np), np <= TILE_PANELS, for all of x's rows (x padded to a multiple of TILE_ROWS). */
+/* Panels [p, p + np), np <= TILE_PANELS, for all of x's rows. */
 static void gemm_panels(const uint16_t *W, const struct gemm_x *x, int64_t p, int np, const struct gemm_y *o) {
+  int most = F32_ROWS;
+#if defined(__AVX512BF16__)
+  if (x->pairs) most = BF16_ROWS;
+#endif
   for (int64_t r = 0; r < x->rows;) {
     int64_t left = x->rows - r;
-    int size = 0; /* index of the smallest tile of 1, 2, 4, 8 rows that takes `left`, else the largest */
-    while ((1 << size) < left && (1 << size) < TILE_ROWS) size++;
-    if (np == TILE_PANELS) {
-      gemm_tiles[TILE_PANELS > 1][size](W, x, p, r, left, o);
-    } else {
-      for (int a = 0; a < np; a++) gemm_tiles[0][size](W, x, p + a, r, left, o);
-    }
+    int size = 0; /* the smallest tile of 1, 2, 4 or 8 rows that takes `left`, else the largest */
+    while ((1 << size) < left && (1 << size) < most) size++;
+#if defined(__AVX512BF16__)
+    if (x->pairs && np == BF16_PANELS) {
+      bf16_tiles[1][size](W, x, p, r, left, o);
+    } else if (x->pairs) {
+      for (int a = 0; a < np; a++) bf16_tiles[0][size](W, x, p + a, r, left, o);
+    } else
+#endif
+      for (int a = 0; a < np; a++) f32_tiles[size](W, x, p + a, r, left, o);
     r += 1 << size;
   }
 }

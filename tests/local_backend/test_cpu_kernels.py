@@ -63,11 +63,18 @@ def test_matmul_matches_torch_on_bf16_rounded_rows(kernels: CpuKernels, n: int, 
     g = torch.Generator().manual_seed(n)
     w, bias = torch.randn(n, k, generator=g), torch.randn(n, generator=g)
     panels, dense = _panels(w), w.bfloat16().float()
+    tol = {"atol": 1e-4 * k**0.5, "rtol": 1e-4}
     for rows in (1, 2, 3, 5, 8, 9, 17):
         x = torch.randn(rows, k, generator=g)
         xr = x if rows == 1 else x.bfloat16().float()
-        want = xr @ dense.t() + bias
-        torch.testing.assert_close(kernels.matmul(panels, x, bias), want, atol=1e-4 * k**0.5, rtol=1e-4)
+        torch.testing.assert_close(kernels.matmul(panels, x, bias), xr @ dense.t() + bias, **tol)
+        # Rows that must not be rounded (prompts' last rows) go through the fp32 tile, in the same pass.
+        exact = torch.arange(rows)[rows // 2 :: 3]
+        xr[exact] = x[exact]
+        torch.testing.assert_close(kernels.matmul(panels, x, bias, exact), xr @ dense.t() + bias, **tol)
+    x = torch.randn(4, k, generator=g)
+    every = kernels.matmul(panels, x, exact=torch.arange(4))
+    torch.testing.assert_close(every, x @ dense.t(), **tol)
     assert kernels.matmul(panels, torch.empty(0, k)).shape == (0, n)
 
 
@@ -170,6 +177,9 @@ def test_kernels_refuse_what_they_would_read_past(kernels: CpuKernels) -> None:
         kernels.matmul(panels, torch.randn(3, 14))
     with pytest.raises(ValueError):
         kernels.matmul(panels, torch.randn(3, 16), bias=torch.randn(19))
+    for exact in ([0, 3], [1, 1], [2, 0], [-1]):  # past the rows, repeated, descending, negative
+        with pytest.raises(ValueError):
+            kernels.matmul(panels, torch.randn(3, 16), exact=torch.tensor(exact))
     model = LlamaModel(CFG, tiny_tensors(), torch.float32, CPU, block_size=4, kernels=kernels)
     assert model.shape is not None
     weights = dict(model.layers[0])

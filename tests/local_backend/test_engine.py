@@ -93,8 +93,10 @@ def test_default_cpu_engine_holds_bf16_and_answers_like_fp32(
     default_engine: LLMEngine, engine: LLMEngine, chat_prompts: list[list[int]]
 ) -> None:
     """On CPU the default is bf16 weights read by our kernels (where a compiler builds them), fp32
-    activations and a bf16 KV cache. Greedy answers start as fp32's do, one row or a batch (whose
-    products round the activations to bf16 too)."""
+    activations and a bf16 KV cache. One request decodes as fp32 does, and a batch starts as it does:
+    a prompt's last row skips the bf16 rounding of batched products, so even the near-ties of the first
+    and fourth prompts' first tokens (fp32's best two 0.08 and 0.04 nats apart) go fp32's way. Later
+    batched tokens may not (their rows are rounded)."""
     runner = default_engine.runner
     if runner.model.kernels is None:  # no compiler: torch's bf16 products are slow on most CPUs
         assert runner.dtype is torch.float32
@@ -102,13 +104,10 @@ def test_default_cpu_engine_holds_bf16_and_answers_like_fp32(
     assert runner.dtype is torch.bfloat16 and runner.model.act_dtype is torch.float32
     assert all(k.dtype is v.dtype is torch.bfloat16 for k, v in runner.kv_caches)
     greedy = SamplingParams(max_tokens=6, temperature=0, logprobs=True)
-    # The first and fourth are near-ties at their first token (fp32's best two 0.08 and 0.04 nats apart),
-    # which bf16's rounding may flip.
-    prompts = chat_prompts[1:3]
-    batched = default_engine.generate(prompts, greedy)
-    for prompt, together in zip(prompts, batched, strict=True):
+    batched = default_engine.generate(chat_prompts, greedy)
+    for prompt, together in zip(chat_prompts, batched, strict=True):
         [alone] = default_engine.generate([prompt], greedy)
         [exact] = engine.generate([prompt], greedy)
-        assert alone.token_ids == exact.token_ids == together.token_ids
-        for a, b, c in zip(alone.logprobs, exact.logprobs, together.logprobs, strict=True):
-            assert abs(a.logprob - b.logprob) < 0.1 and abs(c.logprob - b.logprob) < 0.1
+        assert alone.token_ids == exact.token_ids and together.token_ids[0] == exact.token_ids[0]
+        for a, b in zip(alone.logprobs, exact.logprobs, strict=True):
+            assert abs(a.logprob - b.logprob) < 0.1

@@ -1,5 +1,5 @@
-"""bf16 panels with several rows round their activations to bf16; prompt rows are multiplied twice
-(rounded, then the remainder), so a near-tie in the prompt's last logits resolves as in fp32."""
+"""bf16 panels with several rows round their activations to bf16; a prompt's last row is multiplied
+unrounded, so a near-tie in the first answer token resolves as in fp32."""
 
 from __future__ import annotations
 

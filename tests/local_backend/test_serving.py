@@ -29,16 +29,8 @@ async def provider() -> LocalProvider:
             provider="local",
             model="smollm2-135m-instruct",
             tier="local",
-            # fp32, the exact mode: the answers below are greedy, and in bf16 the first token of this
-            # question is a near-tie ("The" or "L'", 0.08 nats apart in fp32) that rounding may flip.
             # max_output_tokens is the gateway's (pricing), preload an older spelling: neither stops it.
-            options={
-                "kv_cache_mb": 32,
-                "num_threads": 1,
-                "dtype": "float32",
-                "max_output_tokens": 4096,
-                "preload": True,
-            },
+            options={"kv_cache_mb": 32, "num_threads": 1, "max_output_tokens": 4096, "preload": True},
         )
     )
     yield p
@@ -154,8 +146,6 @@ def server() -> Iterator[str]:
             "32",
             "--num-threads",
             "1",
-            "--dtype",
-            "float32",
         ],
         env=env,
         stdout=subprocess.DEVNULL,
