@@ -250,7 +250,7 @@ def run_bench(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.model)
     engine = LLMEngine(checkpoint, config)
     runner = engine.runner
-    threads = torch.get_num_threads()
+    threads = runner.threads
     res: dict[str, Any] = {
         "model": engine.model_name,
         "device": str(runner.device),
@@ -269,7 +269,7 @@ def run_bench(args: argparse.Namespace) -> int:
         res[key] = value
         print(f"{key}: {value:.2f}", flush=True)  # a long run shows progress as it goes
 
-    note("bandwidth_gb_s", measure_bandwidth(runner.device))
+    note("bandwidth_gb_s", measure_bandwidth(runner.device, threads))
     if runner.device.type == "cpu":
         note("bandwidth_all_cores_gb_s", measure_bandwidth(runner.device, os.cpu_count()))
     note("prefill_tok_s", bench_prefill(engine, args.prompt_tokens))

@@ -52,7 +52,8 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     enforce_eager: bool = False  # cuda only: skip CUDA-graph capture
     cuda_graph_max_batch: int = 64
-    num_threads: int = 0  # cpu: torch's intra-op threads and our kernels'; 0 keeps torch's default
+    # cpu threads: our kernels' pool (torch then keeps one), else torch's; 0: all this process may use
+    num_threads: int = 0
     # cpu: compile our C kernels at start (decode steps, and bf16 products, on num_threads threads). Needs
     # a C compiler; without one, or off, torch's ops.
     cpu_kernels: bool = True
