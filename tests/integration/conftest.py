@@ -9,6 +9,9 @@ calls), gateway_proc (gateway subprocesses, a cuttable TCP proxy) and shared_pai
                    share: no test relies on it being empty
   upstream         the fake OpenAI upstream (tests.fakes.openai_upstream) on a ServerThread
   pair             two gateway subprocesses sharing that PostgreSQL and Redis (test_shared_*)
+  db_proxy         a cuttable TCP proxy in front of PostgreSQL (outages without touching the server)
+  redis_proxy      the same in front of the suite's Redis
+  redis_proc       a throwaway redis-server of the test's own, to stop and restart
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import pytest
 from gateway.db.migrate import upgrade
 from tests.fakes import openai_upstream
 from tests.fakes.server import ServerThread
-from tests.integration.gateway_proc import GatewayProcess
-from tests.integration.harness import deployment, pg_url_for, write_config
+from tests.integration.gateway_proc import GatewayProcess, TcpProxy
+from tests.integration.harness import PG_PORT, deployment, pg_url_for, write_config
+from tests.integration.redis_proc import RedisProcess
 from tests.integration.shared_pair import BUDGET_PRICE, Pair
 from tests.stores import create_pg_database, drop_pg_database
 
@@ -105,3 +109,33 @@ async def pair(
                     await g.stop(30.0)
             finally:
                 g.kill()
+
+
+# --------------------------------------------------------------------------- faults
+
+
+@pytest.fixture
+def db_proxy() -> Iterator[TcpProxy]:
+    proxy = TcpProxy(PG_PORT).start()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+@pytest.fixture
+def redis_proxy() -> Iterator[TcpProxy]:
+    proxy = TcpProxy(6379).start()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+@pytest.fixture
+async def redis_proc() -> AsyncIterator[RedisProcess]:
+    proc = RedisProcess().start()
+    try:
+        yield proc
+    finally:
+        proc.stop()

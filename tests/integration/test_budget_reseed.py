@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
-import pytest
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -60,15 +58,6 @@ def record(team: str, cost: str) -> RequestRecord:
         streamed=False,
         fallbacks=0,
     )
-
-
-@pytest.fixture
-async def redis_proc() -> AsyncIterator[RedisProcess]:
-    proc = RedisProcess().start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 async def acquire_through_restart(lim: RedisLimiter, budget: BudgetSpec, reserve: str) -> Admission:

@@ -20,7 +20,7 @@ import math
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -32,7 +32,6 @@ from tests.fakes.server import ServerThread
 from tests.integration.chaos_load import FAULTY_USAGE, Load, fallback_acquires, held_budgets
 from tests.integration.gateway_proc import GatewayProcess, TcpProxy
 from tests.integration.harness import (
-    PG_PORT,
     Credentials,
     assert_daily_matches,
     daily_rows,
@@ -68,24 +67,6 @@ MIN_OUTAGE_S, MAX_OUTAGE_S = 1.5, 4.0
 def usage_server() -> Iterator[ServerThread]:
     with ServerThread(usage_upstream.create_app()) as srv:
         yield srv
-
-
-@pytest.fixture
-def db_proxy() -> Iterator[TcpProxy]:
-    proxy = TcpProxy(PG_PORT).start()
-    try:
-        yield proxy
-    finally:
-        proxy.close()
-
-
-@pytest.fixture
-async def redis_proc() -> AsyncIterator[RedisProcess]:
-    proc = RedisProcess().start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 @dataclass

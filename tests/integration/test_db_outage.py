@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openai
-import pytest
 
 from gateway.app import create_app
 from gateway.config import parse_config
@@ -24,7 +22,6 @@ from gateway.settings import Settings
 from tests.fakes.server import ServerThread
 from tests.integration.gateway_proc import MASTER_KEY, TcpProxy
 from tests.integration.harness import (
-    PG_PORT,
     Credentials,
     assert_daily_matches,
     chat,
@@ -39,15 +36,6 @@ from tests.integration.harness import (
 )
 
 CONCURRENCY = 8
-
-
-@pytest.fixture
-def db_proxy() -> Iterator[TcpProxy]:
-    proxy = TcpProxy(PG_PORT).start()
-    try:
-        yield proxy
-    finally:
-        proxy.close()
 
 
 def gateway(db_url: str, spool: Path, upstream: ServerThread, auth_cache_ttl_s: float = 60.0) -> ServerThread:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +18,8 @@ from gateway.db.engine import make_engine, session_factory
 from gateway.db.models import RequestLog
 from tests.fakes.server import ServerThread
 from tests.integration.gateway_proc import MASTER_KEY, GatewayProcess, TcpProxy
-from tests.integration.harness import PG_PORT, chat, deployment, pg_url_for, write_config
+from tests.integration.harness import chat, deployment, pg_url_for, write_config
 from tests.stores import TEST_REDIS_DB, create_pg_database, drop_pg_database
-
-REDIS_PORT = 6379
-
-
-@pytest.fixture
-def db_proxy() -> Iterator[TcpProxy]:
-    proxy = TcpProxy(PG_PORT).start()
-    try:
-        yield proxy
-    finally:
-        proxy.close()
-
-
-@pytest.fixture
-def redis_proxy() -> Iterator[TcpProxy]:
-    proxy = TcpProxy(REDIS_PORT).start()
-    try:
-        yield proxy
-    finally:
-        proxy.close()
 
 
 def start_gateway(tmp_path: Path, upstream: ServerThread, env: dict[str, str]) -> GatewayProcess:
