@@ -21,17 +21,16 @@ from gateway.control import Control
 from gateway.db.engine import make_engine, session_factory
 from gateway.db.migrate import ensure_schema_or_defer
 from gateway.defaults import default_config
-from gateway.dispatch import Dispatcher
 from gateway.errors import install_handlers
 from gateway.limits import create_limiter
 from gateway.limits.headroom import Headroom
+from gateway.live.runtime import LiveConfig
 from gateway.metrics import Metrics, writer_lines
 from gateway.offline import prepare_offline_env
 from gateway.pipeline.core import Pipeline
-from gateway.planner import RoutePlanner, build_planner
-from gateway.pricing import load_price_map, max_output_tokens, price_for
+from gateway.planner import RoutePlanner
+from gateway.pricing import TokenPrice, load_price_map
 from gateway.readiness import LoadsModel, Readiness
-from gateway.registry import build_providers
 from gateway.settings import Settings
 from routing.tokens import encoding
 
@@ -55,21 +54,10 @@ def create_app(
     if config is None:
         config = resolve_config(settings, env if env is not None else os.environ)
         settings = apply_settings(settings, config)
-    price_map = load_price_map()
-    prices = {d.id: price_for(d, price_map) for d in config.models}
-    max_output = {d.id: max_output_tokens(d, price_map) for d in config.models}
-    providers = build_providers(config.models, settings.local_engines)
-    dispatcher = Dispatcher(providers, config.models, settings)
+    live = LiveConfig(settings, load_price_map(), config, planner=planner)
+    providers = live.current.providers
     metrics = Metrics()
-    pipeline = Pipeline(
-        config,
-        dispatcher,
-        prices,
-        planner or build_planner(config, prices),
-        metrics,
-        settings.max_body_bytes,
-        max_output,
-    )
+    pipeline = Pipeline(live, metrics, settings.max_body_bytes)
     master = settings.master_key.get_secret_value() if settings.master_key else config.master_key
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
@@ -107,18 +95,18 @@ def create_app(
         # took ~0.9 s of the first counting request here (cProfile), which belongs to start-up.
         await asyncio.to_thread(encoding)
         headroom = Headroom(settings.limits_overlap_margin) if settings.limits_overlap_margin < 1 else None
-        pipeline.control = Control(limiter, writer, prices, max_output, headroom)
+        pipeline.control = Control(limiter, writer, headroom)
         metrics.sources = [
             writer_lines(writer),
             getattr(limiter, "metrics_lines", list),
             pipeline.control.metrics_lines,
         ]
-        _announce(config, prices, master is not None)
+        _announce(config, live.current.prices, master is not None)
         try:
             yield
         finally:
             # In-flight requests have finished (uvicorn drains them first): settle, then flush.
-            await asyncio.gather(*(p.aclose() for p in providers.values()), return_exceptions=True)
+            await live.aclose()
             await limiter.aclose()
             await writer.stop()
             await key_cache.aclose()
@@ -128,6 +116,7 @@ def create_app(
     app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.pipeline = pipeline
+    app.state.live = live
     app.state.master_key = master.encode() if master else None
     app.state.sessions = sessions
     app.state.key_cache = key_cache
@@ -142,7 +131,7 @@ def create_app(
     return app
 
 
-def _announce(config: GatewayConfig, prices: dict[str, object], auth: bool) -> None:
+def _announce(config: GatewayConfig, prices: Mapping[str, TokenPrice | None], auth: bool) -> None:
     if not config.models:
         log.warning(
             "no models configured: set OPENAI_API_KEY / ANTHROPIC_API_KEY / GEMINI_API_KEY or --config"

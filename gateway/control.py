@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -59,6 +60,9 @@ class Check:
     # The client's own max_tokens (or max_completion_tokens), and how many choices (`n`) it asked for.
     requested: int | None = None
     choices: int = 1
+    # The prices and output maxima of the config the request runs on.
+    prices: Mapping[str, TokenPrice | None] = field(default_factory=dict)
+    max_output: Mapping[str, int | None] = field(default_factory=dict)
 
 
 class Control:
@@ -66,14 +70,10 @@ class Control:
         self,
         limiter: Limiter,
         writer: WriterThread,
-        prices: dict[str, TokenPrice | None],
-        max_output: dict[str, int | None],
         headroom: Headroom | None = None,
     ) -> None:
         self.limiter = limiter
         self.writer = writer
-        self.prices = prices
-        self.max_output = max_output
         # None: every call waits for the limiter's answer before it goes upstream.
         self.headroom = headroom
         self.counts = CountCache()
@@ -120,16 +120,19 @@ class Control:
                     )
         if not limits and not budgets:
             return None
+        snap = outcome.snapshot
+        prices = snap.prices if snap is not None else {}
+        max_output = snap.max_output if snap is not None else {}
         prompt = outcome.count_prompt(body, self.counts.count)
         requested = max_output_of(body)
-        max_tokens = requested or self.max_output.get(dep.id) or DEFAULT_MAX_OUTPUT
+        max_tokens = requested or max_output.get(dep.id) or DEFAULT_MAX_OUTPUT
         n = body.get("n")
         choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
-        price = self.prices.get(dep.id)
+        price = prices.get(dep.id)
         # Every choice is an answer of up to max_tokens, for the TPM estimate as for the reservation.
         est_tokens = prompt + max_tokens * choices
         if price is None:
-            return Check(limits, budgets, est_tokens, Decimal(0), 0)
+            return Check(limits, budgets, est_tokens, Decimal(0), 0, prices=prices, max_output=max_output)
         reserve = worst_case_usd(prompt, max_tokens * choices, price.input, price.output)
         least = None
         if budgets and price.output > 0 and max_tokens > MIN_CAPPED_OUTPUT:
@@ -144,6 +147,8 @@ class Control:
             prompt,
             requested,
             choices,
+            prices,
+            max_output,
         )
 
     def output_cap(self, check: Check, dep: Deployment, held_nano: int) -> int | None:
@@ -153,11 +158,11 @@ class Control:
         than MIN_CAPPED_OUTPUT, which only a deployment dearer than the one reserved for leaves."""
         if not check.budgets:
             return None
-        price = self.prices.get(dep.id)
+        price = check.prices.get(dep.id)
         if price is None or price.output <= 0:
             return None
         afford = affordable_tokens(held_nano, check.prompt, price.input, price.output) // check.choices
-        ceiling = check.requested or self.max_output.get(dep.id)
+        ceiling = check.requested or check.max_output.get(dep.id)
         if ceiling is not None and afford >= ceiling:
             return None
         if afford < MIN_CAPPED_OUTPUT:

@@ -42,11 +42,11 @@ def _model(name: str, created: int) -> dict[str, object]:
 
 @router.get("/models", dependencies=[Depends(authenticate)], responses=error_responses(401))
 async def list_models(pipeline: PipelineDep) -> dict[str, object]:
-    return {"object": "list", "data": [_model(n, pipeline.started_at) for n in pipeline.config.names()]}
+    return {"object": "list", "data": [_model(n, pipeline.started_at) for n in pipeline.live.current.names]}
 
 
 @router.get("/models/{model:path}", dependencies=[Depends(authenticate)], responses=error_responses(401, 404))
 async def get_model(model: str, pipeline: PipelineDep) -> dict[str, object]:
-    if model not in pipeline.config.names():
+    if model not in pipeline.live.current.names:
         raise model_not_found(model)
     return _model(model, pipeline.started_at)

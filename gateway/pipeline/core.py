@@ -19,20 +19,20 @@ from starlette.responses import Response, StreamingResponse
 
 from gateway.auth import Principal
 from gateway.body import read_json
-from gateway.config import GatewayConfig
 from gateway.control import Control, Denied
-from gateway.dispatch import Dispatcher, Served
+from gateway.dispatch import Served
 from gateway.errors import GatewayError, bad_request, from_upstream, model_not_found, upstream_auth_failed
 from gateway.limits.background import Background
 from gateway.limits.model import LimitInputError
+from gateway.live.runtime import LiveConfig
+from gateway.live.snapshot import Snapshot
 from gateway.metrics import Metrics
-from gateway.pipeline.budget import budgeted, cap_output, chargeable, needs_cap, output_field, priced_names
+from gateway.pipeline.budget import budgeted, cap_output, needs_cap, output_field, priced_names
 from gateway.pipeline.door import Door, Parsed
 from gateway.pipeline.gate import Gate
 from gateway.pipeline.outcome import Outcome
 from gateway.pipeline.race import ClientGone, race_disconnect
-from gateway.planner import RoutePlanner, direct
-from gateway.pricing import TokenPrice
+from gateway.planner import direct
 from gateway.streaming import close_quietly
 from gateway.usage import max_output_of
 from providers.base import Provider, UpstreamError, Usage
@@ -42,9 +42,6 @@ from routing.capabilities import needs_of
 log = logging.getLogger("switchyard")
 T = TypeVar("T")
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-# The output cap of a deployment whose maximum is not known: no model answers at greater length, and
-# a count past it only overflows the limiter's arithmetic.
-UNKNOWN_MAX_OUTPUT = 1_000_000
 
 
 class MeteredStream(StreamingResponse):
@@ -70,37 +67,18 @@ def new_request_id() -> str:
 
 
 class Pipeline:
-    def __init__(
-        self,
-        config: GatewayConfig,
-        dispatcher: Dispatcher,
-        prices: dict[str, TokenPrice | None],
-        planner: RoutePlanner,
-        metrics: Metrics,
-        max_body_bytes: int,
-        max_output: dict[str, int | None],
-    ) -> None:
-        self.config = config
+    def __init__(self, live: LiveConfig, metrics: Metrics, max_body_bytes: int) -> None:
+        self.live = live
         self.max_body_bytes = max_body_bytes
         self.started_at = int(time.time())
         # Set at startup, once the limiter and the spend writer are running.
         self.control: Control | None = None
-        self.dispatcher = dispatcher
-        self.prices = prices
-        self.planner = planner
         self.metrics = metrics
-        # The longest output any deployment of a name can give (the deployments never change here).
-        self._output_caps = {
-            name: max(max_output.get(dep.id) or UNKNOWN_MAX_OUTPUT for dep in dispatcher.deployments(name))
-            for name in config.names()
-            if dispatcher.deployments(name)
-        }
         # Upstream streams being closed after their client left.
         self.background = Background()
-        self._chargeable = chargeable(prices)
 
     async def handle(self, request: Request, door: Door, principal: Principal) -> Response:
-        outcome = Outcome(new_request_id(), "", door.endpoint, principal)
+        outcome = Outcome(new_request_id(), "", door.endpoint, principal, snapshot=self.live.enter())
         try:
             return await self._handle(request, door, outcome)
         except GatewayError as exc:
@@ -128,8 +106,9 @@ class Pipeline:
             outcome.requested_model = model
         parsed = door.parse(body)
         names = self.resolve(request, parsed, outcome)
-        names = priced_names(names, self.dispatcher.deployments, self.prices, parsed.model, outcome)
-        self.check_output(parsed, names)
+        snap = outcome.snapshot
+        names = priced_names(names, snap.dispatcher.deployments, snap.prices, parsed.model, outcome)
+        self.check_output(parsed, names, snap)
         await self.admit(outcome, names, parsed)
         if parsed.stream:
             return await self._stream(request, door, parsed, names, outcome)
@@ -138,16 +117,17 @@ class Pipeline:
     # -- steps --------------------------------------------------------------------------------
     def resolve(self, request: Request, parsed: Parsed, outcome: Outcome) -> list[str]:
         outcome.needs = needs_of(parsed.routing)
-        deployments = self.dispatcher.deployments(parsed.model)
+        snap = outcome.snapshot
+        deployments = snap.dispatcher.deployments(parsed.model)
         if deployments:
             outcome.known_model = True
             outcome.route_explain = direct(parsed.model, deployments, outcome.needs)
             return [parsed.model]
-        route = self.config.routes.get(parsed.model)
+        route = snap.config.routes.get(parsed.model)
         if route is None:
             raise model_not_found(parsed.model)
         outcome.known_model = True
-        plan = self.planner.plan(
+        plan = snap.planner.plan(
             parsed.model, route, parsed.routing, dict(request.headers), outcome.principal, outcome.needs
         )
         outcome.route = parsed.model
@@ -156,13 +136,13 @@ class Pipeline:
         outcome.difficulty = plan.difficulty
         return plan.names
 
-    def check_output(self, parsed: Parsed, names: list[str]) -> None:
+    def check_output(self, parsed: Parsed, names: list[str], snap: Snapshot) -> None:
         """A requested output longer than every deployment it may reach can give is the client's
         error, and past the limiter's arithmetic: refused here rather than reserved."""
         requested = max_output_of(parsed.routing)
         if requested is None:
             return
-        cap = max((self._output_caps.get(name, 0) for name in names), default=0)
+        cap = max((snap.output_caps.get(name, 0) for name in names), default=0)
         if cap and requested > cap:
             param = "max_completion_tokens" if "max_completion_tokens" in parsed.routing else "max_tokens"
             raise bad_request(
@@ -174,9 +154,10 @@ class Pipeline:
         """Limits and budgets are checked against the deployment the call will most likely use."""
         if self.control is None:
             return
-        deployments = self.dispatcher.deployments(names[0])
+        dispatcher = outcome.snapshot.dispatcher
         eligible = self._eligible(outcome)
-        primary = [d for d in deployments if self.dispatcher.serves(d, outcome.needs, eligible)]
+        deployments = dispatcher.deployments(names[0])
+        primary = [d for d in deployments if dispatcher.serves(d, outcome.needs, eligible)]
         if not primary:
             return
         check = self.control.check(outcome.principal, primary[0], parsed.routing, outcome)
@@ -198,7 +179,7 @@ class Pipeline:
         self, request: Request, names: list[str], invoke: Callable[[Provider], Awaitable[T]], outcome: Outcome
     ) -> Served[T]:
         gate = outcome.gate.task if outcome.gate is not None else None
-        run = self.dispatcher.run(names, invoke, outcome.needs, self._eligible(outcome))
+        run = outcome.snapshot.dispatcher.run(names, invoke, outcome.needs, self._eligible(outcome))
         served = await race_disconnect(request, run, gate)
         outcome.deployment = served.deployment
         outcome.fallbacks = served.fallbacks
@@ -207,18 +188,19 @@ class Pipeline:
 
     def _eligible(self, outcome: Outcome) -> Callable[[Deployment], bool] | None:
         """A budgeted key's calls go only where they can be charged (see budget.priced_names)."""
-        return self._chargeable if budgeted(outcome.principal) else None
+        return outcome.snapshot.chargeable if budgeted(outcome.principal) else None
 
     def settle(self, outcome: Outcome, usage: Usage | None) -> None:
         outcome.usage = usage
         dep = outcome.deployment
-        price = self.prices.get(dep.id) if dep is not None else None
+        price = outcome.snapshot.prices.get(dep.id) if dep is not None else None
         outcome.cost = price.cost(usage) if price is not None and usage is not None else None
 
     def finish(self, outcome: Outcome) -> None:
         if outcome.finished:
             return
         outcome.finished = True
+        self.live.leave(outcome.snapshot)
         if outcome.gate is not None:
             outcome.gate.close()
         if outcome.latency_s == 0.0:

@@ -19,6 +19,7 @@ from routing.capabilities import Need
 from routing.tokens import count_tokens
 
 if TYPE_CHECKING:
+    from gateway.live.snapshot import Snapshot
     from gateway.pipeline.gate import Gate
 
 CLIENT_GONE = 499
@@ -30,6 +31,8 @@ class Outcome:
     requested_model: str
     endpoint: str
     principal: Principal = ANONYMOUS
+    # The config the request runs on from start to finish, whatever is applied meanwhile.
+    snapshot: Snapshot | None = None
     started: float = field(default_factory=time.perf_counter)
     arrived: datetime = field(default_factory=lambda: datetime.now(UTC))
     # Whether requested_model names a model or route this gateway serves (set once resolved).
