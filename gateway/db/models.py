@@ -1,4 +1,5 @@
-"""The database schema: teams, API keys, the request log, daily spend aggregates and the audit log.
+"""The database schema: teams, API keys, the request log, daily spend aggregates, the audit log and
+the routing config's versions.
 
 Every table reads and writes identically on PostgreSQL and SQLite (see gateway.db.types).
 """
@@ -183,3 +184,18 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(100))
     target: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class ConfigVersion(Base):
+    """Every routing config the gateway has run, newest = current (a rollback appends a copy)."""
+
+    __tablename__ = "config_versions"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # As applied, secrets included only as ${ENV} references or encrypted values (gateway.live.secrets).
+    document: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    author: Mapped[str] = mapped_column(String(200))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, server_default=_NOW)
+    # SHA-256 of the document's canonical JSON: an unchanged document is not a new version.
+    hash: Mapped[str] = mapped_column(String(64))

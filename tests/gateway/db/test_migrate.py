@@ -28,7 +28,15 @@ from tests.gateway.db.databases import CLOSED_PG_URL
 from tests.stores import PG_PREFIX, create_pg_database, drop_pg_database, pg_url
 
 REPO = Path(__file__).resolve().parents[3]
-TABLES = {"teams", "api_keys", "request_log", "daily_spend", "audit_log", "alembic_version"}
+TABLES = {
+    "teams",
+    "api_keys",
+    "request_log",
+    "daily_spend",
+    "audit_log",
+    "config_versions",
+    "alembic_version",
+}
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
