@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -16,7 +19,7 @@ from gateway.api import admin, health, messages, openai
 from gateway.api.docs import install_docs
 from gateway.api.openapi_schemas import install_openapi
 from gateway.auth import KeyCache
-from gateway.config import GatewayConfig, apply_settings, config_path, load_config
+from gateway.config import ConfigError, GatewayConfig, apply_settings, config_path, load_config
 from gateway.control import Control
 from gateway.db.engine import make_engine, session_factory
 from gateway.db.migrate import ensure_schema_or_defer
@@ -24,7 +27,9 @@ from gateway.defaults import default_config
 from gateway.errors import install_handlers
 from gateway.limits import create_limiter
 from gateway.limits.headroom import Headroom
+from gateway.live.filewatch import FileWatch, on_sighup
 from gateway.live.runtime import LiveConfig
+from gateway.logsetup import configure_logging
 from gateway.metrics import Metrics, writer_lines
 from gateway.offline import prepare_offline_env
 from gateway.pipeline.core import Pipeline
@@ -49,11 +54,16 @@ def create_app(
     *,
     env: Mapping[str, str] | None = None,
     planner: RoutePlanner | None = None,
+    watch: Path | None = None,
 ) -> FastAPI:
+    """`watch`: the config file `config` came from (file mode: reloaded when it changes and on SIGHUP);
+    with no `config`, the one `resolve_config` reads, if any."""
     prepare_offline_env()
+    env = env if env is not None else os.environ
     if config is None:
-        config = resolve_config(settings, env if env is not None else os.environ)
+        config = resolve_config(settings, env)
         settings = apply_settings(settings, config)
+        watch = config_path(settings)
     live = LiveConfig(settings, load_price_map(), config, planner=planner)
     providers = live.current.providers
     metrics = Metrics()
@@ -69,7 +79,14 @@ def create_app(
         flush_interval_s=settings.spend_flush_interval_s,
     )
     loading = {dep_id: p for dep_id, p in providers.items() if isinstance(p, LoadsModel)}
-    readiness = Readiness(settings, len(providers), writer.stats, loading)
+    readiness = Readiness(
+        settings, len(providers), writer.stats, loading, config_version=lambda: live.version
+    )
+    file_watch = (
+        FileWatch(watch, _file_reloader(live, watch, env), settings.config_watch_interval_s)
+        if watch is not None
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,9 +119,17 @@ def create_app(
             pipeline.control.metrics_lines,
         ]
         _announce(config, live.current.prices, master is not None)
+        if file_watch is not None:
+            await file_watch.start()
+        # SIGHUP reloads instead of killing the process (where this app runs on the main thread).
+        stop_sighup = on_sighup(file_watch.request if file_watch is not None else _nothing_to_reload)
         try:
             yield
         finally:
+            if stop_sighup is not None:
+                stop_sighup()
+            if file_watch is not None:
+                await file_watch.aclose()
             # In-flight requests have finished (uvicorn drains them first): settle, then flush.
             await live.aclose()
             await limiter.aclose()
@@ -131,6 +156,28 @@ def create_app(
     return app
 
 
+def _file_reloader(live: LiveConfig, path: Path, env: Mapping[str, str]) -> Callable[[], Awaitable[bool]]:
+    """Re-read `path` and apply it as the next version when it parses and differs from the running
+    config; a bad file is logged in one line and the running config kept."""
+
+    async def reload() -> bool:
+        try:
+            config = await asyncio.to_thread(load_config, path, env)
+        except ConfigError as exc:
+            log.error("config file %s not applied, still running version %d: %s", path, live.version, exc)
+            return False
+        if config == live.current.config:
+            return False
+        live.apply(config, live.version + 1)
+        return True
+
+    return reload
+
+
+def _nothing_to_reload() -> None:
+    log.info("SIGHUP: no config file to reload")
+
+
 def _announce(config: GatewayConfig, prices: Mapping[str, TokenPrice | None], auth: bool) -> None:
     if not config.models:
         log.warning(
@@ -149,6 +196,12 @@ def _announce(config: GatewayConfig, prices: Mapping[str, TokenPrice | None], au
 
 def app_from_env() -> FastAPI:
     """uvicorn's factory for `--workers N`: each worker process is its own entry point."""
+    # SIGHUP reloads the config once the app has started (its lifespan); until then it does nothing.
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings = Settings()
     config = resolve_config(settings, os.environ)
-    return create_app(apply_settings(settings, config), config)
+    settings = apply_settings(settings, config)
+    # A worker's own log lines (uvicorn configures only its own loggers in each worker process).
+    configure_logging(settings.log_level)
+    return create_app(settings, config, watch=config_path(settings))

@@ -88,13 +88,16 @@ class Readiness:
         models: int,
         backlog: Callable[[], dict[str, int]],
         loading: Mapping[str, LoadsModel] | None = None,
+        config_version: Callable[[], int] | None = None,
     ) -> None:
         """`backlog`: the spend writer's stats (records buffered in memory and spooled on disk);
-        `loading`: by deployment id, the providers that load before they serve."""
+        `loading`: by deployment id, the providers that load before they serve; `config_version`:
+        the config version this process runs."""
         self._settings = settings
         self._models = models
         self._loading = dict(loading or {})
         self._backlog = backlog
+        self._config_version = config_version
         self._interval = settings.health_probe_interval_s
         self._timeout = settings.health_probe_timeout_s
         self._engine: AsyncEngine | None = None
@@ -147,14 +150,14 @@ class Readiness:
             redis["fail_mode"] = fail_mode
         backlog = self._backlog()
         spool = {**self.spool.view(now), **{k: backlog.get(k, 0) for k in ("buffered", "spooled")}}
-        body = {
-            "status": status,
-            "checks": {
-                "models": models,
-                "database": self.database.view(now),
-                "redis": redis,
-                "spool": spool,
-            },
+        body: dict[str, Any] = {"status": status}
+        if self._config_version is not None:
+            body["config_version"] = self._config_version()
+        body["checks"] = {
+            "models": models,
+            "database": self.database.view(now),
+            "redis": redis,
+            "spool": spool,
         }
         return (503 if status == "not_ready" else 200), body
 
