@@ -35,7 +35,7 @@ from gateway.offline import prepare_offline_env
 from gateway.pipeline.core import Pipeline
 from gateway.planner import RoutePlanner
 from gateway.pricing import TokenPrice, load_price_map
-from gateway.readiness import LoadsModel, Readiness
+from gateway.readiness import Readiness
 from gateway.settings import Settings
 from routing.tokens import encoding
 
@@ -65,7 +65,6 @@ def create_app(
         settings = apply_settings(settings, config)
         watch = config_path(settings)
     live = LiveConfig(settings, load_price_map(), config, planner=planner)
-    providers = live.current.providers
     metrics = Metrics()
     pipeline = Pipeline(live, metrics, settings.max_body_bytes)
     master = settings.master_key.get_secret_value() if settings.master_key else config.master_key
@@ -78,9 +77,8 @@ def create_app(
         batch_size=settings.spend_batch_size,
         flush_interval_s=settings.spend_flush_interval_s,
     )
-    loading = {dep_id: p for dep_id, p in providers.items() if isinstance(p, LoadsModel)}
     readiness = Readiness(
-        settings, len(providers), writer.stats, loading, config_version=lambda: live.version
+        settings, lambda: live.current.providers, writer.stats, config_version=lambda: live.version
     )
     file_watch = (
         FileWatch(watch, _file_reloader(live, watch, env), settings.config_watch_interval_s)
@@ -92,8 +90,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Local models load on their own threads from the first moment (seconds each), so /health/live
         # answers at once and /health/ready says not_ready until they have; requests meanwhile wait.
-        for provider in loading.values():
-            provider.start_loading()
+        live.start_loading()
         # SQLite (embedded) migrates itself; an unmigrated PostgreSQL refuses to start; an unreachable
         # one does not stop the start (readiness checks its schema once it answers).
         schema_checked = await ensure_schema_or_defer(settings.database_url)

@@ -64,6 +64,13 @@ class Dispatcher:
         self._turn: dict[str, int] = dict.fromkeys(self._by_name, 0)
         self._settings = settings
 
+    def share_health(self, previous: Dispatcher) -> None:
+        """Failure counts and cooldowns of the deployments whose provider a config change kept:
+        one record, updated by the requests of both configs."""
+        for dep_id, provider in self.providers.items():
+            if previous.providers.get(dep_id) is provider and dep_id in previous._health:
+                self._health[dep_id] = previous._health[dep_id]
+
     def deployments(self, name: str) -> list[Deployment]:
         return self._by_name.get(name, [])
 

@@ -44,6 +44,12 @@ class RoutePlanner(Protocol):
         needs: Sequence[Need] = (),
     ) -> RoutePlan: ...
 
+    def first_at(self, name: str, difficulty: float | None, prompt_tokens: int) -> str | None:
+        """The candidate `plan` puts first for a request of route `name` known by its recorded
+        difficulty and prompt length, as a key without team overrides sends it (no tools, no
+        min-tier header); None when the planner needs a difficulty and none was recorded."""
+        ...
+
 
 def direct(name: str, deployments: Sequence[Deployment], needs: Sequence[Need]) -> str:
     """The `x-switchyard-route` of a model asked for by name. It serves the request only if one of
@@ -75,6 +81,7 @@ class InOrderPlanner:
 
     def __init__(self, config: GatewayConfig) -> None:
         self._caps = _name_capabilities(config)
+        self._first = {name: route.candidates[0] for name, route in config.routes.items()}
 
     def plan(
         self,
@@ -96,6 +103,9 @@ class InOrderPlanner:
             skipped = [c for c in route.candidates if c not in names]
             explain += "; skipped=" + ",".join(f"{c}:{lacks(needs, self._caps[c])}" for c in skipped)
         return RoutePlan(names, explain)
+
+    def first_at(self, name: str, difficulty: float | None, prompt_tokens: int) -> str | None:
+        return self._first[name]
 
 
 class LearnedPlanner:
@@ -164,6 +174,12 @@ class LearnedPlanner:
             decision.difficulty,
             decision.token_counts,
         )
+
+    def first_at(self, name: str, difficulty: float | None, prompt_tokens: int) -> str | None:
+        if difficulty is None:
+            return None
+        decision = self.router.decide_at(difficulty, prompt_tokens, self._specs[name], self._candidates[name])
+        return decision.chosen.name
 
 
 def _spec(name: str, route: Route) -> RouteSpec:

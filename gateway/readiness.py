@@ -85,17 +85,15 @@ class Readiness:
     def __init__(
         self,
         settings: Settings,
-        models: int,
+        providers: Callable[[], Mapping[str, object]],
         backlog: Callable[[], dict[str, int]],
-        loading: Mapping[str, LoadsModel] | None = None,
         config_version: Callable[[], int] | None = None,
     ) -> None:
-        """`backlog`: the spend writer's stats (records buffered in memory and spooled on disk);
-        `loading`: by deployment id, the providers that load before they serve; `config_version`:
-        the config version this process runs."""
+        """`providers`: by deployment id, the providers of the running config (those that load
+        before they serve are reported on); `backlog`: the spend writer's stats (records buffered in
+        memory and spooled on disk); `config_version`: the config version this process runs."""
         self._settings = settings
-        self._models = models
-        self._loading = dict(loading or {})
+        self._providers = providers
         self._backlog = backlog
         self._config_version = config_version
         self._interval = settings.health_probe_interval_s
@@ -162,9 +160,11 @@ class Readiness:
         return (503 if status == "not_ready" else 200), body
 
     def _models_check(self) -> dict[str, Any]:
-        check: dict[str, Any] = {"state": "ok" if self._models else "none", "count": self._models}
-        if self._loading:
-            local = {dep_id: provider.load_state() for dep_id, provider in self._loading.items()}
+        providers = self._providers()
+        check: dict[str, Any] = {"state": "ok" if providers else "none", "count": len(providers)}
+        loading = {dep_id: p for dep_id, p in providers.items() if isinstance(p, LoadsModel)}
+        if loading:
+            local = {dep_id: provider.load_state() for dep_id, provider in loading.items()}
             states = {view["state"] for view in local.values()}
             if "failed" in states:
                 check["state"] = "failed"

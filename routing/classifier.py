@@ -62,6 +62,14 @@ class DifficultyModel:
             for tier, a, b in zip(TIERS, self._tier_a, self._tier_b, strict=True)
         }
 
+    def at(self, difficulty: float) -> Prediction:
+        """The prediction for a prompt whose difficulty is known (a recorded one): the score at that
+        percentile and its success probabilities. `difficulty` maps the training prompts' score range
+        onto 0..1 one to one, so this is the prediction the prompt had, except for a score beyond
+        that range (the difficulty saturates at 0 or 1: the score is then taken at the range's end)."""
+        score = self.score_at(min(max(difficulty, 0.0), 1.0))
+        return Prediction(score=score, difficulty=difficulty, success=self.success(score))
+
     def predict(self, features: Features) -> Prediction:
         score = self.score(features)
         return Prediction(score=score, difficulty=self.difficulty(score), success=self.success(score))

@@ -6,6 +6,7 @@ The gateway's seam (no I/O; build once at start, call per request):
     decision = router.decide(body, RouteSpec(name="auto", quality=0.9), candidates, ctx)
     decision.candidates   # ordered: [chosen, then the fallback ladder upward]
     decision.explain()    # value for the `x-switchyard-route` header (ASCII, one line)
+    router.decide_at(difficulty, prompt_tokens, spec, candidates)  # a logged request, replayed
 
 - `Candidate`: deployment name, tier (local < small < medium < large), prices per million tokens
   and capabilities; `Candidate.from_deployment(d)` builds one from `providers.deployment.Deployment`.
@@ -191,17 +192,62 @@ class Router:
         ctx = ctx or RouteContext()
         capable, skipped = _capable(route.name, candidates, ctx.needs)
         prediction, features = self.predict(body)
+        return self._choose(
+            prediction,
+            features.prompt_tokens,
+            features.max_tokens,
+            features.has_tools,
+            features.token_counts,
+            route,
+            capable,
+            skipped,
+            ctx,
+        )
+
+    def decide_at(
+        self,
+        difficulty: float,
+        prompt_tokens: int,
+        route: RouteSpec,
+        candidates: Sequence[Candidate],
+        ctx: RouteContext | None = None,
+        *,
+        max_tokens: int | None = None,
+        has_tools: bool = False,
+    ) -> Decision:
+        """`decide` for a request known only by its recorded difficulty and prompt length (a logged
+        one, replayed): the same choice `decide` made for a body of that difficulty and length, with
+        the success probabilities taken at that difficulty (`DifficultyModel.at`)."""
+        if not candidates:
+            raise ValueError(f"route {route.name!r} has no candidates")
+        ctx = ctx or RouteContext()
+        capable, skipped = _capable(route.name, candidates, ctx.needs)
+        prediction = self.model.at(difficulty)
+        return self._choose(
+            prediction, prompt_tokens, max_tokens, has_tools, {}, route, capable, skipped, ctx
+        )
+
+    def _choose(
+        self,
+        prediction: Prediction,
+        prompt_tokens: int,
+        max_tokens: int | None,
+        has_tools: bool,
+        token_counts: Mapping[str, int],
+        route: RouteSpec,
+        capable: list[Candidate],
+        skipped: tuple[tuple[str, str], ...],
+        ctx: RouteContext,
+    ) -> Decision:
         costs: dict[str, float | None] = {
             c.name: None
             if c.input_per_mtok is None or c.output_per_mtok is None
-            else self.cost.estimate(
-                features.prompt_tokens, c.input_per_mtok, c.output_per_mtok, features.max_tokens
-            )
+            else self.cost.estimate(prompt_tokens, c.input_per_mtok, c.output_per_mtok, max_tokens)
             for c in capable
         }
         # The ladder is the tier order; cost only orders candidates within a tier (unknown last).
         ladder = sorted(capable, key=lambda c: (c.rank, _cost_key(costs[c.name])))
-        eligible, pins = _apply_pins(ladder, route, ctx, features.has_tools, skipped)
+        eligible, pins = _apply_pins(ladder, route, ctx, has_tools, skipped)
         pressure = _clamp(ctx.budget_pressure)
         squeeze = _clamp((pressure - route.budget_soft_start) / max(1e-9, 1.0 - route.budget_soft_start))
         relief = 1.0 - route.budget_relief * squeeze
@@ -230,7 +276,7 @@ class Router:
             pins=pins,
             budget_pressure=pressure,
             tiers=tuple(dict.fromkeys(c.tier for c in ladder)),
-            token_counts=features.token_counts,
+            token_counts=token_counts,
             skipped=skipped,
         )
 

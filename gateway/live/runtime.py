@@ -14,6 +14,7 @@ from typing import Any
 from gateway.config import GatewayConfig
 from gateway.live.snapshot import Snapshot, build_snapshot
 from gateway.planner import RoutePlanner
+from gateway.readiness import LoadsModel
 from gateway.settings import Settings
 from providers.base import Provider
 
@@ -35,6 +36,14 @@ class LiveConfig:
         # Replaced snapshots that requests still run on.
         self._retired: list[Snapshot] = []
         self._closing: set[asyncio.Task[Any]] = set()
+        self._started = False
+
+    def start_loading(self) -> None:
+        """Local models load on their own threads from now on (and those a change adds, at once)."""
+        self._started = True
+        for provider in self.current.providers.values():
+            if isinstance(provider, LoadsModel):
+                provider.start_loading()
 
     @property
     def version(self) -> int:
@@ -56,7 +65,13 @@ class LiveConfig:
     def apply(self, config: GatewayConfig, version: int) -> Snapshot:
         """Swap in `config` as `version`; returns the new snapshot."""
         old = self.current
-        self.current = build_snapshot(config, version, self._settings, self._price_map, previous=old)
+        new = build_snapshot(config, version, self._settings, self._price_map, previous=old)
+        if self._started:
+            kept = {id(p) for p in old.providers.values()}
+            for provider in new.providers.values():
+                if id(provider) not in kept and isinstance(provider, LoadsModel):
+                    provider.start_loading()
+        self.current = new
         if old.users.count:
             self._retired.append(old)
         else:

@@ -12,7 +12,7 @@ from gateway.dispatch import Dispatcher
 from gateway.pipeline.budget import chargeable
 from gateway.planner import RoutePlanner, build_planner
 from gateway.pricing import TokenPrice, max_output_tokens, price_for
-from gateway.registry import build_provider, build_providers
+from gateway.registry import build_providers
 from gateway.settings import Settings
 from providers.base import Provider
 from providers.deployment import Deployment
@@ -73,6 +73,8 @@ def build_snapshot(
             else:
                 providers.update(build_providers([dep], settings.local_engines))
     dispatcher = Dispatcher(providers, config.models, settings)
+    if previous is not None:
+        dispatcher.share_health(previous.dispatcher)
     output_caps = {
         name: max(max_output.get(dep.id) or UNKNOWN_MAX_OUTPUT for dep in dispatcher.deployments(name))
         for name in config.names()
@@ -92,4 +94,4 @@ def build_snapshot(
     )
 
 
-__all__ = ["Snapshot", "Users", "build_provider", "build_snapshot"]
+__all__ = ["Snapshot", "Users", "build_snapshot"]

@@ -7,6 +7,7 @@ import pytest
 from providers.deployment import Deployment, Price
 from routing.artifact import RouterArtifact
 from routing.capabilities import Unroutable
+from routing.features import extract
 from routing.policy import Candidate, RouteContext, Router, RouteSpec
 
 LOCAL = Candidate("smollm2", "local", 0.0, 0.0)
@@ -169,3 +170,31 @@ def test_unknown_price_is_reported_unknown_and_sorted_last_in_its_tier(router: R
 def test_no_candidates_is_an_error(router: Router) -> None:
     with pytest.raises(ValueError, match="no candidates"):
         router.decide(SHORT, RouteSpec(), [])
+
+
+def test_decide_at_a_recorded_difficulty_is_the_choice_decide_made(router: Router) -> None:
+    """A logged request replayed by its difficulty and prompt length (the config preview) gets the
+    candidate its body got, under either knob and with two candidates in one tier priced apart."""
+    ladder = [LARGE, SMALL_PRICEY, SMALL, MEDIUM, LOCAL]
+    specs = [RouteSpec(quality=q) for q in (0.0, 0.5, 0.8, 0.9, 0.97, 1.0)]
+    specs += [RouteSpec(strong_fraction=f) for f in (0.0, 0.1, 0.3, 0.7, 1.0)]
+    checked = 0
+    for words in (2, 5, 10, 19, 30, 60, 120, 250, 500, 900):
+        body = {"messages": [{"role": "user", "content": "word " * words}]}
+        for spec in specs:
+            made = router.decide(body, spec, ladder)
+            assert 0.0 < made.difficulty < 1.0  # within the artifact's score range
+            replayed = router.decide_at(made.difficulty, extract(body).prompt_tokens, spec, ladder)
+            assert replayed.chosen is made.chosen and replayed.reason == made.reason
+            assert replayed.candidates == made.candidates and replayed.costs == made.costs
+            checked += 1
+    assert checked == 110
+    with pytest.raises(ValueError, match="no candidates"):
+        router.decide_at(0.5, 10, RouteSpec(), [])
+
+
+def test_prediction_at_a_saturated_difficulty_takes_the_end_of_the_range(router: Router) -> None:
+    model = router.model
+    assert model.at(1.0).score == pytest.approx(4.0) and model.at(0.0).score == pytest.approx(-2.0)
+    assert model.at(0.25).success == model.success(model.score_at(0.25))
+    assert model.at(1.5).difficulty == 1.5 and model.at(1.5).score == pytest.approx(4.0)
