@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from pathlib import Path
@@ -116,7 +117,12 @@ async def test_sighup_reloads_under_load_without_a_restart(
             assert children(gw.proc.pid) == before, "no worker was replaced"
         code = await gw.stop()
     finally:
+        # Killing serve would orphan its workers: kill them too.
+        leftover = children(gw.proc.pid) if gw.proc is not None else set()
         gw.kill()
+        for pid in leftover:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     assert code in (0, -signal.SIGTERM), gw.tail()
     failed = [(c.status, c.error, c.body) for c in calls if not c.ok]
     assert not failed, failed[:5]

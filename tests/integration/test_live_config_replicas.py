@@ -1,0 +1,278 @@
+"""Two replicas under steady load, 20 config changes in a row: zero failed requests, and each replica
+serving the new version within 1 s of the change returning (measured and printed).
+
+Two gateway processes on one PostgreSQL database and one Redis, each answering both SDKs (openai and
+anthropic, streamed and not) in a steady loop against the fake upstream. Every change rebuilds the
+`churn` deployment's provider (its price changes), so requests in flight on the old one must finish
+on it; `steady` keeps its provider; `auto` routes over both.
+
+A change is made the way the config service makes one: ConfigStore.append, then ConfigSync.publish
+(the service's on_applied). The replicas are tests/integration/live_replica.py: create_app plus a
+ConfigSync whose refresh loads the newest version (parse_config + LiveConfig.apply). Once the service
+is wired into create_app, `replica()` becomes `switchyard serve` and `change()` a PUT /admin/config.
+
+Lag: each replica is probed back to back (GET /v1/models, which reads the running snapshot) and the
+lag of change k on a replica is the arrival of its first answer on version >= k, less the moment the
+change returned. Every load request is checked too: none that started more than MAX_LAG_S after a
+change may have run on an older version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+import yaml
+
+from gateway.db.engine import make_engine, session_factory
+from gateway.db.migrate import upgrade
+from gateway.live.store import ConfigStore
+from gateway.live.sync import ConfigSync
+from tests.fakes.server import ServerThread
+from tests.integration.gateway_proc import MASTER_KEY, GatewayProcess
+from tests.integration.harness import deployment, pg_url_for
+from tests.stores import create_pg_database, drop_pg_database
+
+# About 30 s here (two gateway processes start, then 20 changes under load): past the 20 s that the
+# default run allows a test. Run it with
+#   python -m pytest -m slow -s tests/integration/test_live_config_replicas.py
+pytestmark = pytest.mark.slow
+
+CHANGES = 20
+MAX_LAG_S = 1.0
+HEADER = "x-switchyard-config-version"
+MODELS = ("steady", "churn", "auto")
+
+
+def document(k: int, upstream_url: str) -> dict[str, Any]:
+    """Version k: `churn`'s price moves with k (a new provider each change), the rest stays."""
+    return {
+        "models": [
+            deployment("steady", upstream_url, 1.0, 2.0),
+            deployment("churn", upstream_url, 1.0 + k / 1000, 2.0),
+        ],
+        "routes": {"auto": {"candidates": ["steady", "churn"]}},
+    }
+
+
+@dataclass
+class Result:
+    replica: int
+    kind: str
+    started: float
+    ended: float
+    version: int | None = None
+    error: str | None = None
+
+
+@pytest.fixture
+async def replica_db() -> AsyncIterator[str]:
+    name = await create_pg_database("replicas")
+    try:
+        await upgrade(pg_url_for(name))
+        yield pg_url_for(name)
+    finally:
+        await drop_pg_database(name)
+
+
+def replica(i: int, workdir: Path, config: Path, db_url: str, redis_url: str, channel: str) -> GatewayProcess:
+    env = {
+        "SWITCHYARD_CONFIG": str(config),
+        "SWITCHYARD_DATABASE_URL": db_url,
+        "SWITCHYARD_REDIS_URL": redis_url,
+        "SWITCHYARD_CONFIG_CHANNEL": channel,
+        "SWITCHYARD_REDIS_TIMEOUT_S": "2.0",
+    }
+    gw = GatewayProcess(f"replica-{i}", config, workdir, env)
+    gw.args = [sys.executable, "-m", "tests.integration.live_replica", "--port", str(gw.port)]
+    return gw
+
+
+# --------------------------------------------------------------------------- the load
+
+
+def _version(headers: httpx.Headers) -> int:
+    return int(headers[HEADER])
+
+
+async def openai_call(client: openai.AsyncOpenAI, model: str, stream: bool) -> int:
+    messages = [{"role": "user", "content": "how are you today"}]
+    raw = await client.chat.completions.with_raw_response.create(
+        model=model, messages=messages, stream=stream
+    )
+    if not stream:
+        assert raw.parse().choices[0].message.content
+        return _version(raw.headers)
+    text = ""
+    async for chunk in raw.parse():
+        if chunk.choices and chunk.choices[0].delta.content:
+            text += chunk.choices[0].delta.content
+    assert text
+    return _version(raw.headers)
+
+
+async def anthropic_call(client: anthropic.AsyncAnthropic, model: str, stream: bool) -> int:
+    messages = [{"role": "user", "content": "how are you today"}]
+    raw = await client.messages.with_raw_response.create(
+        model=model, max_tokens=64, messages=messages, stream=stream
+    )
+    if not stream:
+        assert (await raw.parse()).content[0].text
+        return _version(raw.headers)
+    kinds = [event.type async for event in await raw.parse()]
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop", kinds
+    return _version(raw.headers)
+
+
+async def loop(
+    replica_index: int,
+    kind: str,
+    call: Callable[[str], Awaitable[int]],
+    results: list[Result],
+    stop: asyncio.Event,
+) -> None:
+    i = 0
+    while not stop.is_set():
+        model = MODELS[i % len(MODELS)]
+        i += 1
+        r = Result(replica_index, f"{kind} {model}", time.monotonic(), 0.0)
+        try:
+            r.version = await call(model)
+        except Exception as exc:
+            r.error = f"{type(exc).__name__}: {exc}"
+        r.ended = time.monotonic()
+        results.append(r)
+
+
+async def probe(url: str, seen: list[tuple[float, int]], stop: asyncio.Event) -> None:
+    """Back-to-back reads of the version this replica serves: (arrival, version)."""
+    async with httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {MASTER_KEY}"}) as c:
+        while not stop.is_set():
+            resp = await c.get("/v1/models")
+            seen.append((time.monotonic(), _version(resp.headers)))
+            await asyncio.sleep(0.002)
+
+
+async def wait_until(cond: Callable[[], bool], within_s: float, what: str) -> None:
+    deadline = time.monotonic() + within_s
+    while not cond():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.005)
+
+
+# --------------------------------------------------------------------------- the test
+
+
+async def test_two_replicas_follow_twenty_changes_under_load(
+    replica_db: str, redis_url: str, upstream: ServerThread, tmp_path: Path
+) -> None:
+    channel = f"switchyard:test:config:{tmp_path.name}"
+    store_engine = make_engine(replica_db)
+    store = ConfigStore(session_factory(store_engine))
+    await store.seed(document(1, upstream.url), "replica-test")
+    config = tmp_path / "switchyard.yaml"
+    config.write_text(yaml.safe_dump(document(1, upstream.url)))
+
+    async def nothing() -> bool:
+        return False
+
+    # The side that makes changes: it only announces (its poll never comes within the test).
+    announcer = ConfigSync(
+        current_version=store.current_version,
+        live_version=lambda: 0,
+        refresh=nothing,
+        redis_url=redis_url,
+        channel=channel,
+        poll_interval_s=300,
+    )
+    gateways = [replica(i, tmp_path, config, replica_db, redis_url, channel) for i in range(2)]
+    results: list[Result] = []
+    seen: list[list[tuple[float, int]]] = [[], []]
+    changed_at: dict[int, float] = {}
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    clients: list[Any] = []
+    try:
+        for gw in gateways:
+            gw.start()
+        await asyncio.gather(*(gw.wait_ready(90.0) for gw in gateways))
+        await announcer.start()
+        for i, gw in enumerate(gateways):
+            tasks.append(asyncio.create_task(probe(gw.url, seen[i], stop)))
+        await wait_until(lambda: all(s and s[-1][1] == 1 for s in seen), 10.0, "replicas on version 1")
+
+        for i, gw in enumerate(gateways):
+            oa = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=30)
+            an = anthropic.AsyncAnthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+            clients += [oa, an]
+            calls: dict[str, Callable[[str], Awaitable[int]]] = {
+                "openai": lambda m, c=oa: openai_call(c, m, False),
+                "openai stream": lambda m, c=oa: openai_call(c, m, True),
+                "anthropic": lambda m, c=an: anthropic_call(c, m, False),
+                "anthropic stream": lambda m, c=an: anthropic_call(c, m, True),
+            }
+            tasks += [asyncio.create_task(loop(i, kind, call, results, stop)) for kind, call in calls.items()]
+        await asyncio.sleep(1.0)  # steady load first
+
+        for k in range(2, CHANGES + 2):
+            version = await store.append(
+                document(k, upstream.url), "replica-test", f"change {k}", expected=k - 1
+            )
+            await announcer.publish(version.version)
+            changed_at[k] = time.monotonic()
+            await wait_until(
+                lambda k=k: all(s[-1][1] >= k for s in seen), 5.0, f"both replicas on version {k} within 5 s"
+            )
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # steady load after
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for c in clients:
+            await c.close()
+        await announcer.aclose()
+        await store_engine.dispose()
+        try:
+            await asyncio.gather(*(gw.stop(30.0) for gw in gateways if gw.proc is not None))
+        finally:
+            for gw in gateways:
+                gw.kill()
+
+    lags = []
+    for k, at in changed_at.items():
+        for i in range(2):
+            first = next(t for t, v in seen[i] if v >= k and t >= at - 5.0)
+            lags.append((max(0.0, first - at), i, k))
+    values = sorted(lag for lag, _, _ in lags)
+    failed = [r for r in results if r.error is not None]
+    stale = [
+        r
+        for r in results
+        if r.version is not None
+        for k, at in changed_at.items()
+        if r.started > at + MAX_LAG_S and r.version < k
+    ]
+    median = statistics.median(values)
+    p90 = values[int(0.9 * (len(values) - 1))]
+    print(
+        f"\nreplicas: {CHANGES} changes, {len(results)} requests ({len(failed)} failed), both SDKs streamed "
+        f"and not; serving the new version after: max {values[-1] * 1000:.1f} ms, "
+        f"median {median * 1000:.1f} ms, "
+        f"p90 {p90 * 1000:.1f} ms ({len(values)} replica x change pairs)"
+    )
+    assert not failed, [(r.replica, r.kind, r.error) for r in failed[:5]]
+    assert len(results) > 100, len(results)
+    assert {r.kind.split(" ")[0] for r in results} == {"openai", "anthropic"}
+    assert not stale, [(r.replica, r.kind, r.version) for r in stale[:5]]
+    worst = max(lags)
+    assert worst[0] <= MAX_LAG_S, f"replica {worst[1]} took {worst[0]:.3f}s to serve version {worst[2]}"
