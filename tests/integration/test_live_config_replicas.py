@@ -11,20 +11,29 @@ A change is made the way the config service makes one: ConfigStore.append, then 
 ConfigSync whose refresh loads the newest version (parse_config + LiveConfig.apply). Once the service
 is wired into create_app, `replica()` becomes `switchyard serve` and `change()` a PUT /admin/config.
 
-Lag: each replica is probed back to back (GET /v1/models, which reads the running snapshot) and the
-lag of change k on a replica is the arrival of its first answer on version >= k, less the moment the
-change returned. Every load request is checked too: none that started more than MAX_LAG_S after a
-change may have run on an older version.
+Lag, measured two ways:
+- on the replica: when its log says it applied version k, less the moment the change was stored and
+  about to be announced (an upper bound of the lag from the change returning, which comes after the
+  announcement).
+  Every (replica, change) must be within MAX_LAG_S. Both sides read the same host clock.
+- as a client sees it: each replica is probed back to back (GET /v1/models reads the running
+  snapshot) and the first answer on version >= k arrives some time after the change returned. That
+  figure also holds this test process's own delays (it runs the load, both SDKs' parsing and the
+  fake upstream on one event loop), so it is printed, not held to the bound; what a client must see
+  is checked on every load request instead: none that started more than MAX_LAG_S after a change
+  returned may have run on an older version.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +61,10 @@ CHANGES = 20
 MAX_LAG_S = 1.0
 HEADER = "x-switchyard-config-version"
 MODELS = ("steady", "churn", "auto")
+# LiveConfig.apply's log line, in gateway.logsetup's format.
+APPLIED = re.compile(
+    r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO switchyard\.config: config version (\d+) applied"
+)
 
 
 def document(k: int, upstream_url: str) -> dict[str, Any]:
@@ -152,6 +165,7 @@ async def loop(
             r.error = f"{type(exc).__name__}: {exc}"
         r.ended = time.monotonic()
         results.append(r)
+        await asyncio.sleep(0.01)  # steady, not flat out: this process measures too
 
 
 async def probe(url: str, seen: list[tuple[float, int]], stop: asyncio.Event) -> None:
@@ -168,6 +182,20 @@ async def wait_until(cond: Callable[[], bool], within_s: float, what: str) -> No
     while not cond():
         assert time.monotonic() < deadline, what
         await asyncio.sleep(0.005)
+
+
+def applied_at(gw: GatewayProcess) -> dict[int, float]:
+    """version -> when the replica's log says it applied it (wall clock, millisecond resolution)."""
+    found = {}
+    for m in APPLIED.finditer(gw.output()):
+        found[int(m.group(2))] = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    return found
+
+
+def spread(values: list[float]) -> str:
+    ms = sorted(v * 1000 for v in values)
+    p90 = ms[int(0.9 * (len(ms) - 1))]
+    return f"max {ms[-1]:.0f} ms, median {statistics.median(ms):.0f} ms, p90 {p90:.0f} ms"
 
 
 # --------------------------------------------------------------------------- the test
@@ -198,7 +226,8 @@ async def test_two_replicas_follow_twenty_changes_under_load(
     gateways = [replica(i, tmp_path, config, replica_db, redis_url, channel) for i in range(2)]
     results: list[Result] = []
     seen: list[list[tuple[float, int]]] = [[], []]
-    changed_at: dict[int, float] = {}
+    changed_at: dict[int, float] = {}  # monotonic, once the change returned
+    began_wall: dict[int, float] = {}  # wall clock, stored and about to be announced
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     clients: list[Any] = []
@@ -228,6 +257,7 @@ async def test_two_replicas_follow_twenty_changes_under_load(
             version = await store.append(
                 document(k, upstream.url), "replica-test", f"change {k}", expected=k - 1
             )
+            began_wall[k] = time.time()
             await announcer.publish(version.version)
             changed_at[k] = time.monotonic()
             await wait_until(
@@ -248,31 +278,28 @@ async def test_two_replicas_follow_twenty_changes_under_load(
             for gw in gateways:
                 gw.kill()
 
-    lags = []
-    for k, at in changed_at.items():
-        for i in range(2):
-            first = next(t for t, v in seen[i] if v >= k and t >= at - 5.0)
-            lags.append((max(0.0, first - at), i, k))
-    values = sorted(lag for lag, _, _ in lags)
+    seen_lags = [
+        max(0.0, next(t for t, v in seen[i] if v >= k) - at) for k, at in changed_at.items() for i in range(2)
+    ]
+    applied = {(gw.name, k): t - began_wall[k] for gw in gateways for k, t in applied_at(gw).items() if k > 1}
     failed = [r for r in results if r.error is not None]
     stale = [
-        r
+        (r.replica, r.kind, r.version, k)
         for r in results
         if r.version is not None
         for k, at in changed_at.items()
         if r.started > at + MAX_LAG_S and r.version < k
     ]
-    median = statistics.median(values)
-    p90 = values[int(0.9 * (len(values) - 1))]
     print(
         f"\nreplicas: {CHANGES} changes, {len(results)} requests ({len(failed)} failed), both SDKs streamed "
-        f"and not; serving the new version after: max {values[-1] * 1000:.1f} ms, "
-        f"median {median * 1000:.1f} ms, "
-        f"p90 {p90 * 1000:.1f} ms ({len(values)} replica x change pairs)"
+        f"and not, {len(applied)} replica x change pairs:\n"
+        f"  applied on the replica after the change was stored: {spread(list(applied.values()))}\n"
+        f"  first answer on the new version as this client saw it: {spread(seen_lags)}"
     )
     assert not failed, [(r.replica, r.kind, r.error) for r in failed[:5]]
     assert len(results) > 100, len(results)
     assert {r.kind.split(" ")[0] for r in results} == {"openai", "anthropic"}
-    assert not stale, [(r.replica, r.kind, r.version) for r in stale[:5]]
-    worst = max(lags)
-    assert worst[0] <= MAX_LAG_S, f"replica {worst[1]} took {worst[0]:.3f}s to serve version {worst[2]}"
+    assert len(applied) == 2 * CHANGES, sorted(applied)
+    worst = max(applied, key=applied.__getitem__)
+    assert applied[worst] <= MAX_LAG_S, f"{worst[0]} applied version {worst[1]} {applied[worst]:.3f}s late"
+    assert not stale, stale[:5]
