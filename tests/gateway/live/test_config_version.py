@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from gateway.app import create_app
-from gateway.config import load_config
 from gateway.settings import Settings
 from tests.fakes import openai_upstream
 from tests.fakes.server import ServerThread
@@ -119,25 +118,26 @@ def test_every_v1_response_says_the_version_and_a_file_reload_moves_it(
         spool_dir=tmp_path / "spool",
         master_key=MASTER_KEY,
         config_watch_interval_s=0.05,
+        config=path,
     )
-    app = create_app(settings, load_config(path, {}), env={}, watch=path)
+    app = create_app(settings, env={})
     caplog.set_level(logging.INFO, "switchyard.config")
     with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=10) as c:
-        assert ready_version(c) == 0
+        v = ready_version(c)
         time.sleep(0.2)  # the first look at the file: the same config, so nothing applied
-        assert set(versions(c).values()) == {"0"}, versions(c)
-        assert ready_version(c) == 0
+        assert set(versions(c).values()) == {str(v)}, versions(c)
+        assert ready_version(c) == v
 
         path.write_text(yaml.safe_dump({"models": [model("m", upstream), model("m2", upstream)]}))
-        wait_version(c, 1)
-        assert set(versions(c).values()) == {"1"}
-        assert c.post("/v1/chat/completions", json=chat("m2"), headers=AUTH).headers[HEADER] == "1"
+        wait_version(c, v + 1)
+        assert set(versions(c).values()) == {str(v + 1)}
+        assert c.post("/v1/chat/completions", json=chat("m2"), headers=AUTH).headers[HEADER] == str(v + 1)
 
         path.write_text("models: [{name: broken}]\n")  # invalid: logged, the running config kept
         time.sleep(0.3)
-        assert ready_version(c) == 1
+        assert ready_version(c) == v + 1
         assert c.post("/v1/chat/completions", json=chat("m2"), headers=AUTH).status_code == 200
     lines = [r.getMessage() for r in caplog.records]
-    assert "config version 1 applied (was 0)" in lines, lines
-    bad = [t for t in lines if t.startswith(f"config file {path} not applied, still running version 1: ")]
+    assert f"config version {v + 1} applied (was {v})" in lines, lines
+    bad = [t for t in lines if str(path) in t and f"still running version {v + 1}: " in t]
     assert len(bad) == 1, lines
