@@ -6,10 +6,13 @@ anthropic, streamed and not) in a steady loop against the fake upstream. Every c
 `churn` deployment's provider (its price changes), so requests in flight on the old one must finish
 on it; `steady` keeps its provider; `auto` routes over both.
 
-A change is made the way the config service makes one: ConfigStore.append, then ConfigSync.publish
-(the service's on_applied). The replicas are tests/integration/live_replica.py: create_app plus a
-ConfigSync whose refresh loads the newest version (parse_config + LiveConfig.apply). Once the service
-is wired into create_app, `replica()` becomes `switchyard serve` and `change()` a PUT /admin/config.
+How a change is made, and what the replicas are:
+- with the config service in this checkout (gateway/live/service.py): a PUT /admin/config to the
+  first replica, which stores, applies and announces it; the replicas are `switchyard serve` on the
+  database (no --config), started on version 1 stored beforehand;
+- until then, the way that service does it: ConfigStore.append, then ConfigSync.publish (its
+  on_applied); the replicas are tests/integration/live_replica.py, create_app plus a ConfigSync whose
+  refresh loads the newest version (parse_config + LiveConfig.apply).
 
 Lag, measured two ways:
 - on the replica: when its log says it applied version k, less the moment the change was stored and
@@ -27,11 +30,13 @@ Lag, measured two ways:
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import re
 import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +62,8 @@ from tests.stores import create_pg_database, drop_pg_database
 #   python -m pytest -m slow -s tests/integration/test_live_config_replicas.py
 pytestmark = pytest.mark.slow
 
+# The config service (PUT /admin/config) is in this checkout: changes go through it.
+SERVICE = importlib.util.find_spec("gateway.live.service") is not None
 CHANGES = 20
 MAX_LAG_S = 1.0
 HEADER = "x-switchyard-config-version"
@@ -68,12 +75,14 @@ APPLIED = re.compile(
 
 
 def document(k: int, upstream_url: str) -> dict[str, Any]:
-    """Version k: `churn`'s price moves with k (a new provider each change), the rest stays."""
+    """Version k: `churn`'s price moves with k (a new provider each change), the rest stays. The
+    upstream key is a reference (a stored config holds no plain secret)."""
+    models = [
+        deployment("steady", upstream_url, 1.0, 2.0),
+        deployment("churn", upstream_url, 1.0 + k / 1000, 2.0),
+    ]
     return {
-        "models": [
-            deployment("steady", upstream_url, 1.0, 2.0),
-            deployment("churn", upstream_url, 1.0 + k / 1000, 2.0),
-        ],
+        "models": [{**m, "api_key": "${UPSTREAM_KEY}"} for m in models],
         "routes": {"auto": {"candidates": ["steady", "churn"]}},
     }
 
@@ -100,15 +109,67 @@ async def replica_db() -> AsyncIterator[str]:
 
 def replica(i: int, workdir: Path, config: Path, db_url: str, redis_url: str, channel: str) -> GatewayProcess:
     env = {
-        "SWITCHYARD_CONFIG": str(config),
         "SWITCHYARD_DATABASE_URL": db_url,
         "SWITCHYARD_REDIS_URL": redis_url,
         "SWITCHYARD_CONFIG_CHANNEL": channel,
         "SWITCHYARD_REDIS_TIMEOUT_S": "2.0",
+        "UPSTREAM_KEY": "sk-upstream-integration",
     }
-    gw = GatewayProcess(f"replica-{i}", config, workdir, env)
+    if SERVICE:
+        return GatewayProcess(f"replica-{i}", None, workdir, env)
+    gw = GatewayProcess(f"replica-{i}", config, workdir, {**env, "SWITCHYARD_CONFIG": str(config)})
     gw.args = [sys.executable, "-m", "tests.integration.live_replica", "--port", str(gw.port)]
     return gw
+
+
+class Changes:
+    """Makes version k and returns once it is stored and announced (`stored`: wall clock, by then)."""
+
+    def __init__(self, store: ConfigStore, redis_url: str, channel: str, first: GatewayProcess) -> None:
+        self.store = store
+        self.first = first
+        self.stored: dict[int, float] = {}
+        self.announcer: ConfigSync | None = None
+        self.http = httpx.AsyncClient(timeout=30.0)
+        if not SERVICE:
+
+            async def nothing() -> bool:
+                return False
+
+            # Only announces: its poll never comes within the test.
+            self.announcer = ConfigSync(
+                current_version=store.current_version,
+                live_version=lambda: 0,
+                refresh=nothing,
+                redis_url=redis_url,
+                channel=channel,
+                poll_interval_s=300,
+            )
+
+    async def __aenter__(self) -> Changes:
+        if self.announcer is not None:
+            await self.announcer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.aclose()
+        if self.announcer is not None:
+            await self.announcer.aclose()
+
+    async def make(self, k: int, doc: dict[str, Any]) -> None:
+        if self.announcer is None:
+            # Stored, applied and announced inside the request: the moment before it is the bound.
+            self.stored[k] = time.time()
+            resp = await self.http.put(
+                self.first.url + "/admin/config",
+                json=doc,
+                headers={"authorization": f"Bearer {MASTER_KEY}", "if-match": str(k - 1)},
+            )
+            assert resp.status_code == 200 and resp.json()["version"] == k, resp.text
+            return
+        version = await self.store.append(doc, "replica-test", f"change {k}", expected=k - 1)
+        self.stored[k] = time.time()
+        await self.announcer.publish(version.version)
 
 
 # --------------------------------------------------------------------------- the load
@@ -198,6 +259,20 @@ def spread(values: list[float]) -> str:
     return f"max {ms[-1]:.0f} ms, median {statistics.median(ms):.0f} ms, p90 {p90:.0f} ms"
 
 
+async def finish(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def close_all(clients: list[Any]) -> None:
+    for c in clients:
+        await c.close()
+
+
+async def stop_all(gateways: list[GatewayProcess]) -> None:
+    await asyncio.gather(*(gw.stop(30.0) for gw in gateways if gw.proc is not None))
+
+
 # --------------------------------------------------------------------------- the test
 
 
@@ -210,78 +285,64 @@ async def test_two_replicas_follow_twenty_changes_under_load(
     await store.seed(document(1, upstream.url), "replica-test")
     config = tmp_path / "switchyard.yaml"
     config.write_text(yaml.safe_dump(document(1, upstream.url)))
-
-    async def nothing() -> bool:
-        return False
-
-    # The side that makes changes: it only announces (its poll never comes within the test).
-    announcer = ConfigSync(
-        current_version=store.current_version,
-        live_version=lambda: 0,
-        refresh=nothing,
-        redis_url=redis_url,
-        channel=channel,
-        poll_interval_s=300,
-    )
     gateways = [replica(i, tmp_path, config, replica_db, redis_url, channel) for i in range(2)]
     results: list[Result] = []
     seen: list[list[tuple[float, int]]] = [[], []]
     changed_at: dict[int, float] = {}  # monotonic, once the change returned
-    began_wall: dict[int, float] = {}  # wall clock, stored and about to be announced
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
-    clients: list[Any] = []
     try:
-        for gw in gateways:
-            gw.start()
-        await asyncio.gather(*(gw.wait_ready(90.0) for gw in gateways))
-        await announcer.start()
-        for i, gw in enumerate(gateways):
-            tasks.append(asyncio.create_task(probe(gw.url, seen[i], stop)))
-        await wait_until(lambda: all(s and s[-1][1] == 1 for s in seen), 10.0, "replicas on version 1")
-
-        for i, gw in enumerate(gateways):
-            oa = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=30)
-            an = anthropic.AsyncAnthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
-            clients += [oa, an]
-            calls: dict[str, Callable[[str], Awaitable[int]]] = {
-                "openai": lambda m, c=oa: openai_call(c, m, False),
-                "openai stream": lambda m, c=oa: openai_call(c, m, True),
-                "anthropic": lambda m, c=an: anthropic_call(c, m, False),
-                "anthropic stream": lambda m, c=an: anthropic_call(c, m, True),
-            }
-            tasks += [asyncio.create_task(loop(i, kind, call, results, stop)) for kind, call in calls.items()]
-        await asyncio.sleep(1.0)  # steady load first
-
-        for k in range(2, CHANGES + 2):
-            version = await store.append(
-                document(k, upstream.url), "replica-test", f"change {k}", expected=k - 1
-            )
-            began_wall[k] = time.time()
-            await announcer.publish(version.version)
-            changed_at[k] = time.monotonic()
-            await wait_until(
-                lambda k=k: all(s[-1][1] >= k for s in seen), 5.0, f"both replicas on version {k} within 5 s"
-            )
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(1.0)  # steady load after
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for c in clients:
-            await c.close()
-        await announcer.aclose()
-        await store_engine.dispose()
-        try:
-            await asyncio.gather(*(gw.stop(30.0) for gw in gateways if gw.proc is not None))
-        finally:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(store_engine.dispose)
+            stack.push_async_callback(stop_all, gateways)
             for gw in gateways:
-                gw.kill()
+                gw.start()
+            await asyncio.gather(*(gw.wait_ready(90.0) for gw in gateways))
+            changes = await stack.enter_async_context(Changes(store, redis_url, channel, gateways[0]))
+            clients: list[Any] = []
+            # Unwound in reverse: the load stops first, then its clients close.
+            stack.push_async_callback(close_all, clients)
+            stack.push_async_callback(finish, stop, tasks)
+            for i, gw in enumerate(gateways):
+                tasks.append(asyncio.create_task(probe(gw.url, seen[i], stop)))
+            await wait_until(lambda: all(s and s[-1][1] == 1 for s in seen), 10.0, "replicas on version 1")
+            for i, gw in enumerate(gateways):
+                oa = openai.AsyncOpenAI(
+                    base_url=gw.url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=30
+                )
+                an = anthropic.AsyncAnthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+                clients += [oa, an]
+                calls: dict[str, Callable[[str], Awaitable[int]]] = {
+                    "openai": lambda m, c=oa: openai_call(c, m, False),
+                    "openai stream": lambda m, c=oa: openai_call(c, m, True),
+                    "anthropic": lambda m, c=an: anthropic_call(c, m, False),
+                    "anthropic stream": lambda m, c=an: anthropic_call(c, m, True),
+                }
+                tasks += [
+                    asyncio.create_task(loop(i, kind, call, results, stop)) for kind, call in calls.items()
+                ]
+            await asyncio.sleep(1.0)  # steady load first
+
+            for k in range(2, CHANGES + 2):
+                await changes.make(k, document(k, upstream.url))
+                changed_at[k] = time.monotonic()
+                await wait_until(
+                    lambda k=k: all(s[-1][1] >= k for s in seen),
+                    5.0,
+                    f"both replicas on version {k} within 5 s",
+                )
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)  # steady load after
+    finally:
+        for gw in gateways:
+            gw.kill()
 
     seen_lags = [
         max(0.0, next(t for t, v in seen[i] if v >= k) - at) for k, at in changed_at.items() for i in range(2)
     ]
-    applied = {(gw.name, k): t - began_wall[k] for gw in gateways for k, t in applied_at(gw).items() if k > 1}
+    applied = {
+        (gw.name, k): t - changes.stored[k] for gw in gateways for k, t in applied_at(gw).items() if k > 1
+    }
     failed = [r for r in results if r.error is not None]
     stale = [
         (r.replica, r.kind, r.version, k)
@@ -293,7 +354,8 @@ async def test_two_replicas_follow_twenty_changes_under_load(
     print(
         f"\nreplicas: {CHANGES} changes, {len(results)} requests ({len(failed)} failed), both SDKs streamed "
         f"and not, {len(applied)} replica x change pairs:\n"
-        f"  applied on the replica after the change was stored: {spread(list(applied.values()))}\n"
+        f"  applied on each replica, from just before the change was announced: "
+        f"{spread(list(applied.values()))}\n"
         f"  first answer on the new version as this client saw it: {spread(seen_lags)}"
     )
     assert not failed, [(r.replica, r.kind, r.error) for r in failed[:5]]
