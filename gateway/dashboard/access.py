@@ -28,7 +28,9 @@ async def scope_for(
     team_required: bool = False,
 ) -> data.Scope:
     """The scope a query may read, or a 403. A team member's default team is their own; a key must
-    belong to the team asked about (an unknown key is refused the same way, telling nothing)."""
+    belong to the team asked about (an unknown key is refused the same way, telling nothing). An
+    empty filter (an HTML form's blank field) is no filter."""
+    team_id, key_id, model = team_id or None, key_id or None, model or None
     if not viewer.admin:
         if team_id is not None and team_id != viewer.team_id:
             raise forbidden()

@@ -81,7 +81,7 @@ async def handle_page_error(request: Request, exc: Exception) -> Response:
             clear_cookie(response, request, COOKIE)
         return response
     assert isinstance(exc, PageError)
-    return page("error.html", exc.status, title=f"Error {exc.status}", status=exc.status, message=exc.message)
+    return page("error.html", exc.status, title=f"Error {exc.status}", code=exc.status, message=exc.message)
 
 
 # -- the view's context -----------------------------------------------------------------------------

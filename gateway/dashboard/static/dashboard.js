@@ -94,7 +94,7 @@
     const td = document.createElement("td");
     let value = row[col.f];
     if (col.map) { value = value == null ? null : (col.map[value] || value); }
-    td.className = col.fmt || "text";
+    td.className = col.fmt === "bar" ? "barcell" : col.fmt || "text";
     if (col.fmt === "bar") {
       const bar = document.createElement("div");
       bar.className = "bar";
@@ -171,10 +171,45 @@
     return { width: Math.max(280, el.clientWidth || 600), height: 240 };
   }
 
-  function timeAxis() {
+  // Days are categories (one bar each, labelled in the reporting zone); hours a time axis in that zone.
+  function xAxis(json) {
+    if (json.bucket !== "day") {
+      return {
+        x: json.axis,
+        opts: { tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), tz === "UTC" ? "Etc/UTC" : tz); } },
+      };
+    }
+    const day = new Intl.DateTimeFormat("en-US", { timeZone: tz, month: "short", day: "numeric" });
+    return categories(json.axis.map(function (ts) { return day.format(new Date(ts * 1e3)); }));
+  }
+
+  function categories(labels) {
+    const n = labels.length;
     return {
-      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), tz === "UTC" ? "Etc/UTC" : tz); },
+      x: labels.map(function (_, i) { return i; }),
+      opts: {
+        scales: { x: { time: false, range: function () { return [-0.5, n - 0.5]; } } },
+        axes: [{ incrs: [1, 2, 5, 10, 20, 50, 100], space: 36,
+          values: function (u, ticks) { return ticks.map(function (t) { return Number.isInteger(t) ? (labels[t] || "") : ""; }); } }],
+        xValue: function (u, v) { return v == null ? "-" : (labels[v] || "-"); },
+      },
     };
+  }
+
+  function build(el, xa, series, data, yFmt) {
+    series[0] = xa.opts.xValue ? { label: "", value: xa.opts.xValue } : {};
+    const base = { series: series, tzDate: xa.opts.tzDate };
+    const scales = Object.assign({ y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
+      xa.opts.scales || {});
+    const xAxisOpts = (xa.opts.axes || [{}])[0];
+    const opts = Object.assign(chartSize(el), base, {
+      scales: scales,
+      axes: [xAxisOpts, { size: 70, values: function (u, ticks) {
+        return ticks.map(function (t) { return yFmt === "int" && !Number.isInteger(t) ? "" : fmt(t, yFmt); });
+      } }],
+    });
+    if (!opts.tzDate) { delete opts.tzDate; }
+    return new uPlot(opts, [xa.x].concat(data), el);
   }
 
   function drawStack(el, json, field) {
@@ -197,7 +232,7 @@
       cumulative.push(running);
     });
     const series = [{}];
-    const data = [axis];
+    const data = [];
     for (let k = list.length - 1; k >= 0; k--) {
       const color = COLORS[k % COLORS.length];
       const raw = list[k].values;
@@ -211,38 +246,39 @@
       data.push(cumulative[k]);
     }
     if (list.length === 0) { series.push({ label: "nothing in this range" }); data.push(axis.map(function () { return 0; })); }
-    const opts = Object.assign(chartSize(el), timeAxis(), {
-      series: series,
-      axes: [{}, { values: function (u, ticks) { return ticks.map(function (t) { return fmt(t, "usd"); }); }, size: 70 }],
-      scales: { y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
-    });
-    return new uPlot(opts, data, el);
+    return build(el, xAxis(json), series, data, "usd");
   }
 
   function drawLines(el, json, fields) {
     const axis = json.axis;
     const index = new Map(axis.map(function (t, i) { return [t, i]; }));
-    const data = [axis];
+    const data = [];
     const series = [{}];
+    const bars = json.bucket === "day";
     fields.forEach(function (f, k) {
       const values = axis.map(function () { return 0; });
       json.rows.forEach(function (r) { const i = index.get(r.ts); if (i !== undefined) { values[i] += Number(r[f]); } });
       data.push(values);
       series.push({ label: f.replace(/_/g, " "), stroke: COLORS[k % COLORS.length], width: 2,
-        value: function (u, v) { return v == null ? "-" : fmt(v, "int"); } });
+        points: { show: bars }, value: function (u, v) { return v == null ? "-" : fmt(v, "int"); } });
     });
-    const opts = Object.assign(chartSize(el), timeAxis(), {
-      series: series,
-      axes: [{}, { values: function (u, ticks) { return ticks.map(function (t) { return fmt(t, "int"); }); }, size: 60 }],
-      scales: { y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
-    });
-    return new uPlot(opts, data, el);
+    return build(el, xAxis(json), series, data, "int");
+  }
+
+  function drawHist(el, json) {
+    const rows = rowsOf(el, json);
+    const series = [{}, { label: el.dataset.y, stroke: COLORS[0], fill: COLORS[0] + "b3",
+      paths: uPlot.paths.bars({ size: [0.85, 40] }), value: function (u, v) { return v == null ? "-" : fmt(v, "int"); } }];
+    // "0.25-0.30" is labelled by its lower edge.
+    const xa = categories(rows.map(function (r) { return String(r[el.dataset.x]).split("-")[0]; }));
+    return build(el, xa, series, [rows.map(function (r) { return Number(r[el.dataset.y]); })], "int");
   }
 
   function drawChart(el, json) {
     el.textContent = "";
-    const plot = el.dataset.chart === "stack" ? drawStack(el, json, el.dataset.y) : drawLines(el, json, el.dataset.y.split(","));
-    el.dataset.points = String(json.axis.length);
+    const kind = el.dataset.chart;
+    const plot = kind === "stack" ? drawStack(el, json, el.dataset.y)
+      : kind === "hist" ? drawHist(el, json) : drawLines(el, json, el.dataset.y.split(","));
     window.addEventListener("resize", function () { plot.setSize(chartSize(el)); });
   }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,9 +85,10 @@ def login_csrf(client: httpx.Client) -> str:
     return match.group(1)
 
 
-def signed_in(dash: Dash, key: str) -> httpx.Client:
-    client = httpx.Client(base_url=dash.url)
-    token = login_csrf(client)
-    r = client.post("/dashboard/login", data={"csrf": token, "key": key, "next": ""})
-    assert r.status_code == 303, r.text
-    return client
+@contextmanager
+def signed_in(dash: Dash, key: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=dash.url) as client:
+        token = login_csrf(client)
+        r = client.post("/dashboard/login", data={"csrf": token, "key": key, "next": ""})
+        assert r.status_code == 303, r.text
+        yield client

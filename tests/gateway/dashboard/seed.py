@@ -23,7 +23,10 @@ from gateway.db.engine import make_engine, session_factory
 MASTER = "sk-master-dashboard"
 MTOK = Decimal(1_000_000)
 # input, output, cached input: USD per million tokens.
-PRICES = {"small-a": (Decimal(1), Decimal(2), Decimal("0.5")), "large-b": (Decimal(10), Decimal(30), Decimal(5))}
+PRICES = {
+    "small-a": (Decimal(1), Decimal(2), Decimal("0.5")),
+    "large-b": (Decimal(10), Decimal(30), Decimal(5)),
+}
 TIERS = {"small-a": "small", "large-b": "large"}
 CONFIG: dict[str, Any] = {
     "models": [
@@ -33,7 +36,11 @@ CONFIG: dict[str, Any] = {
             "model": name,
             "api_base": "http://127.0.0.1:9/v1",
             "tier": TIERS[name],
-            "price": {"input_per_mtok": float(i), "output_per_mtok": float(o), "cached_input_per_mtok": float(c)},
+            "price": {
+                "input_per_mtok": float(i),
+                "output_per_mtok": float(o),
+                "cached_input_per_mtok": float(c),
+            },
         }
         for name, (i, o, c) in PRICES.items()
     ],
@@ -64,7 +71,9 @@ class Seeded:
         ]
 
 
-def make_records(first_day: date, teams: dict[str, str], keys: dict[str, str]) -> tuple[list[RequestRecord], dict]:
+def make_records(
+    first_day: date, teams: dict[str, str], keys: dict[str, str]
+) -> tuple[list[RequestRecord], dict]:
     base = datetime.combine(first_day, time(20, 0), tzinfo=UTC)
     records, baselines = [], {}
     for i in range(N):
@@ -124,9 +133,15 @@ async def seed(url: str, first_day: date) -> Seeded:
         secrets: dict[str, str] = {}
         async with sessions() as session:
             for name, budget in (("alpha", Decimal(1000)), ("beta", None)):
-                team = await service.create_team(session, TeamCreate(name=name, budget_usd=budget), actor="test")
+                team = await service.create_team(
+                    session, TeamCreate(name=name, budget_usd=budget), actor="test"
+                )
                 teams[name] = team.id
-            for name, team, budget in (("a1", "alpha", Decimal("0.01")), ("a2", "alpha", None), ("b1", "beta", None)):
+            for name, team, budget in (
+                ("a1", "alpha", Decimal("0.01")),
+                ("a2", "alpha", None),
+                ("b1", "beta", None),
+            ):
                 new = await service.create_key(
                     session, KeyCreate(team_id=teams[team], name=name, budget_usd=budget), actor="test"
                 )
