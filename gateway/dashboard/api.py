@@ -66,17 +66,32 @@ def reporting_range(
 RangeDep = Annotated[Range, Depends(reporting_range)]
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula ("CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _numeric(value):
+        return "'" + value  # a name such as "=HYPERLINK(...)" stays text; numbers stay numbers
     return str(value)
+
+
+def _numeric(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def csv_text(row_model: type[BaseModel], rows: list[dict[str, Any]]) -> str:
     """Rows as CSV: a header of the row model's fields, then each row's values as in the JSON
-    (None empty, booleans true/false, money the same exact decimal strings)."""
+    (None empty, booleans true/false, money the same exact decimal strings; a text that a spreadsheet
+    would run as a formula gets a leading ')."""
     columns = list(row_model.model_fields)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")

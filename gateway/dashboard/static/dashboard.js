@@ -86,8 +86,12 @@
       const kv = col.link_if.split("=");
       if (String(row[kv[0]]) !== kv[1]) { return null; }
     }
-    const path = col.link.replace(/\{(\w+)\}/g, function (_, k) { return encodeURIComponent(row[k]); });
-    return PREFIX + path + commonQuery();
+    let missing = false;
+    const path = col.link.replace(/\{(\w+)\}/g, function (_, k) {
+      if (row[k] === null || row[k] === undefined || row[k] === "") { missing = true; }
+      return encodeURIComponent(row[k]);
+    });
+    return missing ? null : PREFIX + path + commonQuery();
   }
 
   function cell(col, row) {
@@ -180,10 +184,10 @@
       };
     }
     const day = new Intl.DateTimeFormat("en-US", { timeZone: tz, month: "short", day: "numeric" });
-    return categories(json.axis.map(function (ts) { return day.format(new Date(ts * 1e3)); }));
+    return categories(json.axis.map(function (ts) { return day.format(new Date(ts * 1e3)); }), "Day");
   }
 
-  function categories(labels) {
+  function categories(labels, name) {
     const n = labels.length;
     return {
       x: labels.map(function (_, i) { return i; }),
@@ -191,13 +195,14 @@
         scales: { x: { time: false, range: function () { return [-0.5, n - 0.5]; } } },
         axes: [{ incrs: [1, 2, 5, 10, 20, 50, 100], space: 36,
           values: function (u, ticks) { return ticks.map(function (t) { return Number.isInteger(t) ? (labels[t] || "") : ""; }); } }],
+        xName: name,
         xValue: function (u, v) { return v == null ? "-" : (labels[v] || "-"); },
       },
     };
   }
 
   function build(el, xa, series, data, yFmt) {
-    series[0] = xa.opts.xValue ? { label: "", value: xa.opts.xValue } : {};
+    series[0] = xa.opts.xValue ? { label: xa.opts.xName, value: xa.opts.xValue } : {};
     const base = { series: series, tzDate: xa.opts.tzDate };
     const scales = Object.assign({ y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
       xa.opts.scales || {});
@@ -270,7 +275,7 @@
     const series = [{}, { label: el.dataset.y, stroke: COLORS[0], fill: COLORS[0] + "b3",
       paths: uPlot.paths.bars({ size: [0.85, 40] }), value: function (u, v) { return v == null ? "-" : fmt(v, "int"); } }];
     // "0.25-0.30" is labelled by its lower edge.
-    const xa = categories(rows.map(function (r) { return String(r[el.dataset.x]).split("-")[0]; }));
+    const xa = categories(rows.map(function (r) { return String(r[el.dataset.x]).split("-")[0]; }), el.dataset.x);
     return build(el, xa, series, [rows.map(function (r) { return Number(r[el.dataset.y]); })], "int");
   }
 
