@@ -18,6 +18,7 @@ from gateway.api.openapi_schemas import install_openapi
 from gateway.auth import KeyCache
 from gateway.config import GatewayConfig, apply_settings, config_path, load_config
 from gateway.control import Control
+from gateway.dashboard import install_dashboard
 from gateway.db.engine import make_engine, session_factory
 from gateway.db.migrate import ensure_schema_or_defer
 from gateway.defaults import default_config
@@ -123,6 +124,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(messages.router)
     app.include_router(admin.router)
+    install_dashboard(app)
     install_openapi(app)
     install_docs(app)
     return app

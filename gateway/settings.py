@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     auth_failures_per_minute: float = Field(default=60.0, ge=0)
     auth_failures_burst: int = Field(default=20, ge=1)
     auth_failures_max_clients: int = Field(default=10_000, ge=1)
+    # /dashboard sign-ins last this long (seconds). A session is a signed, encrypted cookie, so every
+    # replica honours it without a shared store; unset, its secret is derived from the master key
+    # (a new master key ends every session; with this set, only the admins').
+    dashboard_session_ttl_s: float = Field(default=12 * 3600.0, gt=0)
+    dashboard_secret: SecretStr | None = None
 
     # Provider keys for the embedded defaults (no config file), under their usual names.
     openai_api_key: SecretStr | None = Field(
