@@ -25,13 +25,12 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, R
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.responses import Response as StarletteResponse
 
-from gateway.api.admin import DB_RETRY_AFTER_S, reject_nul, require_master
+from gateway.api.admin import DB_RETRY_AFTER_S, DetailedError, reject_nul, rejected, require_master
 from gateway.api.openapi_schemas import JSON, OPENAI_ERROR
 from gateway.body import read_json
 from gateway.config import Route
-from gateway.errors import GatewayError, bad_request, error_body
+from gateway.errors import GatewayError, bad_request
 from gateway.live.secrets import MASK
 from gateway.live.service import (
     Applied,
@@ -134,33 +133,6 @@ class ValidateResult(BaseModel):
 
 
 # -- errors ---------------------------------------------------------------------------------------
-
-
-class DetailedError(GatewayError):
-    """A GatewayError whose error object carries more fields (`errors`, `current_version`)."""
-
-    def __init__(
-        self, status: int, message: str, *, code: str, type: str = "invalid_request_error", **more: Any
-    ) -> None:
-        super().__init__(status, message, type=type, code=code)
-        self.more = more
-
-    def response(self, headers: dict[str, str] | None = None, anthropic: bool = False) -> StarletteResponse:
-        body = orjson.loads(error_body(self.status, self.message, self.type, self.code, self.param, False))
-        body["error"].update(self.more)
-        return StarletteResponse(
-            orjson.dumps(body),
-            status_code=self.status,
-            media_type=JSON,
-            headers={**(headers or {}), **self.headers},
-        )
-
-
-def rejected(errors: list[dict[str, str]]) -> DetailedError:
-    listed = "; ".join(f"{e['loc']}: {e['message']}" if e["loc"] else e["message"] for e in errors)
-    return DetailedError(
-        400, f"invalid config ({len(errors)} errors): {listed}", code="invalid_config", errors=errors
-    )
 
 
 def _error_schema(**more: Any) -> dict[str, Any]:
