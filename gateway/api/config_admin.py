@@ -24,12 +24,13 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from gateway.api.admin import DB_RETRY_AFTER_S, DetailedError, reject_nul, rejected, require_master
-from gateway.api.openapi_schemas import JSON, OPENAI_ERROR
+from gateway.api.openapi_schemas import ADMIN_ERRORS, JSON, OPENAI_ERROR
 from gateway.body import read_json
 from gateway.config import Route
+from gateway.db.engine import is_unreachable
 from gateway.errors import GatewayError, bad_request
 from gateway.live.secrets import MASK
 from gateway.live.service import (
@@ -149,6 +150,7 @@ CONFIG_ERRORS: dict[int | str, dict[str, Any]] = {
         "content": {JSON: {"schema": _error_schema(errors=_ISSUES)}},
     },
     404: {"description": "No such version, route or model", "content": {JSON: {"schema": OPENAI_ERROR}}},
+    413: {"description": "The document is over the size limit", "content": {JSON: {"schema": OPENAI_ERROR}}},
     409: {
         "description": "If-Match is not the newest version (`current_version` is), or the config is "
         "not changed through the API here (file mode: edit the file)",
@@ -176,7 +178,10 @@ async def _answering() -> AsyncIterator[None]:
         raise GatewayError(409, str(exc), code="config_read_only") from None
     except ConfigNotFound as exc:
         raise GatewayError(404, str(exc), type="not_found_error", code="config_not_found") from None
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+    except (OperationalError, InterfaceError, DBAPIError, OSError, TimeoutError) as exc:
+        down = isinstance(exc, OperationalError | InterfaceError) or is_unreachable(exc)
+        if not down:
+            raise
         log.warning("config call failed, database unreachable: %s", type(exc).__name__)
         raise GatewayError(
             503,
@@ -206,6 +211,9 @@ IfMatch = Annotated[
 Author = Annotated[str | None, Query(max_length=100, description="Who is making the change (audit log)")]
 Comment = Annotated[str | None, Query(max_length=1000, description="Why (kept with the version)")]
 Name = Annotated[str, Path(min_length=1, max_length=200)]
+# Version numbers are 32-bit integers in the database.
+MAX_VERSION = 2**31 - 1
+VersionNumber = Annotated[int, Path(ge=1, le=MAX_VERSION)]
 
 
 def expected_version(if_match: str | None, required: bool = False) -> int | None:
@@ -262,7 +270,7 @@ router = APIRouter(
     prefix="/admin/config",
     tags=["config"],
     dependencies=[Depends(require_master), Depends(reject_nul)],
-    responses={**CONFIG_ERRORS},
+    responses={**ADMIN_ERRORS, **CONFIG_ERRORS},
 )
 
 
@@ -284,7 +292,9 @@ async def list_versions(
     service: Service,
     response: Response,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="next_before of the previous page")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_VERSION, description="next_before of the previous page")
+    ] = None,
 ) -> VersionPage:
     async with _answering():
         rows = await service.history(limit + 1, before)
@@ -297,9 +307,7 @@ async def list_versions(
 
 
 @router.get("/versions/{n}", response_model=ConfigVersionOut, summary="One config version (secrets masked)")
-async def get_version(
-    n: Annotated[int, Path(ge=1)], service: Service, response: Response
-) -> ConfigVersionOut:
+async def get_version(n: VersionNumber, service: Service, response: Response) -> ConfigVersionOut:
     async with _answering():
         found = await service.get(n)
     _headers(response, service, found.version)
@@ -469,7 +477,7 @@ async def validate_config(request: Request, service: Service, response: Response
     summary="Make version n's document the newest version again (a new version)",
 )
 async def rollback(
-    n: Annotated[int, Path(ge=1)],
+    n: VersionNumber,
     service: Service,
     response: Response,
     if_match: IfMatch = None,

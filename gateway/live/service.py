@@ -161,6 +161,8 @@ class ConfigService:
         self._file_settings: Any = None
         # A stored version that failed to apply here, so a poll does not log it again and again.
         self._unusable: int | None = None
+        # Versions recorded from the file, for the on_applied hooks.
+        self._unannounced: list[int] = []
 
     # -- start and sync ---------------------------------------------------------------------------
 
@@ -177,6 +179,7 @@ class ConfigService:
                 await self._load(initial=True)
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             self._defer(f"the database is unreachable ({type(exc).__name__})")
+        await self._flush()
 
     def _defer(self, why: str) -> None:
         self._pending = True
@@ -188,9 +191,12 @@ class ConfigService:
         finish a start the database was down for. True when a version was applied."""
         if self.mode == "pinned":
             return False
+        if self._pending:
+            try:
+                return await self._load(initial=True)
+            finally:
+                await self._flush()
         async with self._lock:
-            if self._pending:
-                return await self._load(initial=True, locked=True)
             if self.mode == "file":
                 return False
             newest = await self.store.current_version()
@@ -205,17 +211,21 @@ class ConfigService:
         config kept. True when the running config changed."""
         if self.mode != "file":
             return False
-        async with self._lock:
-            try:
+        try:
+            async with self._lock:
                 return await self._load_file(initial=False)
-            except (SQLAlchemyError, OSError, TimeoutError, StaleVersion) as exc:
-                log.warning("config: %s not recorded (%s); try again", self.file, type(exc).__name__)
-                return False
+        except (SQLAlchemyError, OSError, TimeoutError, StaleVersion) as exc:
+            log.warning("config: %s not recorded (%s); try again", self.file, type(exc).__name__)
+            return False
+        finally:
+            await self._flush()
 
     async def _load(self, *, initial: bool, locked: bool = False) -> bool:
         if not locked:
             async with self._lock:
                 return await self._load(initial=initial, locked=True)
+        if not self._pending:  # another caller finished it while this one waited for the lock
+            return False
         if self.mode == "file":
             changed = await self._load_file(initial=initial)
         else:
@@ -275,7 +285,8 @@ class ConfigService:
         self._unusable = None
         if created:
             log.info("config: version %d recorded from %s", version, self.file)
-            await self._announce(version)
+            # Announced once the lock is released (a hook may well lead to a refresh()).
+            self._unannounced.append(version)
         return True
 
     async def _record_file(
@@ -326,6 +337,11 @@ class ConfigService:
         self, document: Any, *, source: Literal["api", "file", "stored"], previous: Any = None
     ) -> Validation:
         return validate_document(document, env=self.env, box=self.box, previous=previous, source=source)
+
+    async def _flush(self) -> None:
+        versions, self._unannounced = self._unannounced, []
+        for version in versions:
+            await self._announce(version)
 
     async def _announce(self, version: int) -> None:
         for hook in list(self.on_applied):
