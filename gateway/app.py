@@ -54,9 +54,10 @@ def create_app(
 ) -> FastAPI:
     prepare_offline_env()
     env = env if env is not None else os.environ
-    path = config_path(settings)
     # Live config (gateway/live/service.py): a --config file is the source of truth; without one the
-    # database is, seeded from the embedded defaults; a config object given here is pinned.
+    # database is, seeded from the embedded defaults; a config object given here is pinned (unless
+    # the settings name its file explicitly).
+    path = config_path(settings) if config is None else settings.config
     seed_document, live_env = None, dict(env)
     if config is None:
         if path is None:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.admin.cli import add_admin_commands
 from gateway.admin.config_cli import add_config_commands
 from gateway.argtypes import int_in
-from gateway.config import ConfigError, GatewayConfig, config_path, entry_settings
+from gateway.config import ConfigError, GatewayConfig, entry_settings
 from gateway.db.migrate import SchemaNotCurrentError, ensure_schema_or_defer
 from gateway.offline import prepare_offline_env
 from gateway.route_cli import add_route_commands
@@ -98,8 +98,8 @@ def serve(args: argparse.Namespace) -> int:
     # request loop for the default 5 ms.
     sys.setswitchinterval(0.001)
     if settings.workers == 1:
-        # Without a file the database holds the config (seeded from the defaults): create_app reads it.
-        app = create_app(settings, config if config_path(settings) is not None else None)
+        # create_app reads the file (file mode) or the database (seeded from the defaults) itself.
+        app = create_app(settings)
         # Startup objects live for the whole process: keep them out of every later collection.
         gc.collect()
         gc.freeze()

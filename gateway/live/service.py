@@ -521,7 +521,7 @@ class ConfigService:
                 self._document = new.document
                 if new.version > self.live.version:
                     self.live.apply(checked.config, new.version)
-                log.info("config: version %d applied by %s (%d changes)", new.version, author, len(changes))
+                log.info("config: version %d written by %s (%d changes)", new.version, author, len(changes))
                 break
         await self._announce(new.version)
         return Applied(shown(new), True, changes)
