@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from gateway.accounting.queries import durable_spend_reader
 from gateway.accounting.thread import WriterThread
-from gateway.api import admin, health, messages, openai
+from gateway.api import admin, config_admin, health, messages, openai
 from gateway.api.docs import install_docs
 from gateway.api.openapi_schemas import install_openapi
 from gateway.auth import KeyCache
@@ -26,6 +26,8 @@ from gateway.errors import install_handlers
 from gateway.limits import create_limiter
 from gateway.limits.headroom import Headroom
 from gateway.live.runtime import LiveConfig
+from gateway.live.service import ConfigService, embedded_defaults
+from gateway.live.store import ConfigStore
 from gateway.metrics import Metrics, writer_lines
 from gateway.offline import prepare_offline_env
 from gateway.pipeline.core import Pipeline
@@ -52,8 +54,18 @@ def create_app(
     planner: RoutePlanner | None = None,
 ) -> FastAPI:
     prepare_offline_env()
+    env = env if env is not None else os.environ
+    # Live config (gateway/live/service.py): a --config file is the source of truth; without one the
+    # database is, seeded from the embedded defaults; a config object given here is pinned (unless
+    # the settings name its file explicitly).
+    path = config_path(settings) if config is None else settings.config
+    seed_document, live_env = None, dict(env)
     if config is None:
-        config = resolve_config(settings, env if env is not None else os.environ)
+        if path is None:
+            config, seed_document, key_env = embedded_defaults(settings)
+            live_env.update(key_env)
+        else:
+            config = load_config(path, env)
         settings = apply_settings(settings, config)
     live = LiveConfig(settings, load_price_map(), config, planner=planner)
     metrics = Metrics()
@@ -61,6 +73,15 @@ def create_app(
     master = settings.master_key.get_secret_value() if settings.master_key else config.master_key
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
+    config_service = ConfigService(
+        ConfigStore(sessions),
+        live,
+        settings,
+        live_env,
+        mode="file" if path is not None else "database" if seed_document is not None else "pinned",
+        file=path,
+        document=seed_document,
+    )
     key_cache = KeyCache.from_settings(sessions, settings)
     writer = WriterThread(
         settings.database_url,
@@ -89,6 +110,7 @@ def create_app(
         await writer.start()
         await key_cache.start(settings.redis_url)
         await readiness.start(schema_checked)
+        await config_service.start(database_reachable=schema_checked)
         # Token counts (TPM estimates, budget reservations, routing) need the BPE table: loading it
         # took ~0.9 s of the first counting request here (cProfile), which belongs to start-up.
         await asyncio.to_thread(encoding)
@@ -99,7 +121,7 @@ def create_app(
             getattr(limiter, "metrics_lines", list),
             pipeline.control.metrics_lines,
         ]
-        _announce(config, live.current.prices, master is not None)
+        _announce(live.current.config, live.current.prices, master is not None)
         try:
             yield
         finally:
@@ -115,6 +137,7 @@ def create_app(
     app.state.settings = settings
     app.state.pipeline = pipeline
     app.state.live = live
+    app.state.config_service = config_service
     app.state.master_key = master.encode() if master else None
     app.state.sessions = sessions
     app.state.key_cache = key_cache
@@ -124,8 +147,10 @@ def create_app(
     app.include_router(health.router)
     app.include_router(messages.router)
     app.include_router(admin.router)
+    app.include_router(config_admin.router)
     install_dashboard(app)
     install_openapi(app)
+    config_admin.install_schemas(app)
     install_docs(app)
     return app
 
@@ -148,6 +173,4 @@ def _announce(config: GatewayConfig, prices: Mapping[str, TokenPrice | None], au
 
 def app_from_env() -> FastAPI:
     """uvicorn's factory for `--workers N`: each worker process is its own entry point."""
-    settings = Settings()
-    config = resolve_config(settings, os.environ)
-    return create_app(apply_settings(settings, config), config)
+    return create_app(Settings())

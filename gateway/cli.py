@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.admin.cli import add_admin_commands
+from gateway.admin.config_cli import add_config_commands
 from gateway.argtypes import int_in
 from gateway.config import ConfigError, GatewayConfig, entry_settings
 from gateway.db.migrate import SchemaNotCurrentError, ensure_schema_or_defer
@@ -97,7 +98,8 @@ def serve(args: argparse.Namespace) -> int:
     # request loop for the default 5 ms.
     sys.setswitchinterval(0.001)
     if settings.workers == 1:
-        app = create_app(settings, config)
+        # create_app reads the file (file mode) or the database (seeded from the defaults) itself.
+        app = create_app(settings)
         # Startup objects live for the whole process: keep them out of every later collection.
         gc.collect()
         gc.freeze()
@@ -140,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--access-log", action="store_true", help="log every request line")
     p.set_defaults(func=serve)
     add_admin_commands(sub)
+    add_config_commands(sub)
     add_route_commands(sub)
     add_local_commands(sub)
     return parser

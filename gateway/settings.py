@@ -12,7 +12,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from gateway.db.engine import normalize_url
 
 # Their values are never repeated in an error message.
-_SECRET = ("master_key", "database_url", "redis_url", "openai_api_key", "anthropic_api_key", "gemini_api_key")
+_SECRET = (
+    "master_key",
+    "config_secret_key",
+    "database_url",
+    "redis_url",
+    "openai_api_key",
+    "anthropic_api_key",
+    "gemini_api_key",
+)
 
 
 class SettingsError(ValueError):
@@ -40,6 +48,10 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./switchyard.db"
     redis_url: str | None = None
     master_key: SecretStr | None = None
+    # Encrypts the secrets (API keys, credential headers) an admin writes into the routing config
+    # through the admin API, so the database holds them only encrypted (gateway/live/secrets.py). A
+    # Fernet key, or any long random string; without it a config may name secrets only as ${ENV}.
+    config_secret_key: SecretStr | None = None
 
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=1, le=65535)
