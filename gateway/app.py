@@ -25,6 +25,7 @@ from gateway.defaults import default_config
 from gateway.errors import install_handlers
 from gateway.limits import create_limiter
 from gateway.limits.headroom import Headroom
+from gateway.live.preview_api import previewer
 from gateway.live.runtime import LiveConfig
 from gateway.live.service import ConfigService, embedded_defaults
 from gateway.live.store import ConfigStore
@@ -138,6 +139,7 @@ def create_app(
     app.state.pipeline = pipeline
     app.state.live = live
     app.state.config_service = config_service
+    app.state.config_preview = previewer(live, sessions)
     app.state.master_key = master.encode() if master else None
     app.state.sessions = sessions
     app.state.key_cache = key_cache

@@ -8,7 +8,7 @@ Secrets never come back: a value written as such reads as "********" (send that 
 a `${ENV_VAR}` reference as written.
 
 The dry run (`POST /admin/config/validate`) has a `preview` field for what the change would do to
-routing and cost: `app.state.config_preview` (gateway/live/preview.py) fills it when installed.
+routing and cost (gateway/live/preview.py), run by `app.state.config_preview`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from gateway.body import read_json
 from gateway.config import Route
 from gateway.db.engine import is_unreachable
 from gateway.errors import GatewayError, bad_request
+from gateway.live.preview_api import PreviewOptions, PreviewOut
 from gateway.live.secrets import MASK
 from gateway.live.service import (
     Applied,
@@ -115,9 +116,7 @@ class ValidateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     document: ConfigDocument
-    preview: dict[str, Any] | None = Field(
-        None, description="Options for the preview (gateway/live/preview.py)"
-    )
+    preview: PreviewOptions | None = Field(None, description="What to preview the change on")
 
 
 class ValidateResult(BaseModel):
@@ -125,11 +124,10 @@ class ValidateResult(BaseModel):
     base_version: int = Field(description="The version the document was compared with (the newest)")
     errors: list[ConfigIssue]
     diff: list[DiffEntry]
-    preview: dict[str, Any] | None = Field(
+    preview: PreviewOut | None = Field(
         None,
         description="What the change would do: the share per tier and the estimated cost before and "
-        "after, for recent requests or given prompts (null where no preview is installed or the "
-        "document is invalid)",
+        "after, for recent requests or given prompts (null when the document is invalid)",
     )
 
 
@@ -463,11 +461,10 @@ async def validate_config(request: Request, service: Service, response: Response
         errors=[ConfigIssue(**e) for e in dry.validation.errors],
         diff=[DiffEntry(**d) for d in dry.diff],
     )
-    # The preview's place: gateway/live/preview.py installs `app.state.config_preview`, an async
-    # callable (dry run, options) -> JSON object, run only for a valid document.
-    preview = getattr(request.app.state, "config_preview", None)
-    if preview is not None and result.valid:
-        result.preview = await preview(dry, options)
+    if result.valid:
+        async with _answering():
+            found = await request.app.state.config_preview(dry, options)
+        result.preview = PreviewOut.model_validate(found)
     return result
 
 

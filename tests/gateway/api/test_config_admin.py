@@ -127,8 +127,26 @@ async def test_live_changes_through_the_api(
 
         r = call("POST", "/admin/config/validate", json=document(upstream, ["cheap"]))
         body = r.json()
-        assert (body["valid"], body["base_version"], body["errors"], body["preview"]) == (True, 3, [], None)
+        assert (body["valid"], body["base_version"], body["errors"]) == (True, 3, [])
         assert [d["path"] for d in body["diff"]] == ["routes.auto.candidates"]
+        # The preview replays the route's logged requests (none answered with a difficulty here: the
+        # in-order planner records none) or, given sample prompts, plans them on both sides.
+        (route,) = body["preview"]["routes"]
+        assert (route["route"], body["preview"]["source"]) == ("auto", "logged")
+        samples = {"prompts": ["hello", "hi there"], "completion_tokens": 10}
+        body = call(
+            "POST",
+            "/admin/config/validate",
+            json={"document": document(upstream, ["cheap"]), "preview": samples},
+        ).json()
+        (route,) = body["preview"]["routes"]
+        assert [(p["before"], p["after"]) for p in route["samples"]] == [("strong", "cheap")] * 2
+        r = call(
+            "POST",
+            "/admin/config/validate",
+            json={"document": document(upstream, ["cheap"]), "preview": {"limit": 0}},
+        )
+        assert r.status_code == 400 and r.json()["error"]["param"] == "preview.limit"
         body = call(
             "POST", "/admin/config/validate", json={"document": bad, "preview": {"requests": 10}}
         ).json()
