@@ -7,20 +7,20 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
 
 from gateway.accounting.queries import durable_spend_reader
 from gateway.accounting.thread import WriterThread
-from gateway.api import admin, health, messages, openai
+from gateway.api import admin, config_admin, health, messages, openai
 from gateway.api.docs import install_docs
 from gateway.api.openapi_schemas import install_openapi
 from gateway.auth import KeyCache
-from gateway.config import ConfigError, GatewayConfig, apply_settings, config_path, load_config
+from gateway.config import GatewayConfig, apply_settings, config_path, entry_settings, load_config
 from gateway.control import Control
+from gateway.dashboard import install_dashboard
 from gateway.db.engine import make_engine, session_factory
 from gateway.db.migrate import ensure_schema_or_defer
 from gateway.defaults import default_config
@@ -28,7 +28,11 @@ from gateway.errors import install_handlers
 from gateway.limits import create_limiter
 from gateway.limits.headroom import Headroom
 from gateway.live.filewatch import FileWatch, on_sighup
+from gateway.live.preview_api import previewer
 from gateway.live.runtime import LiveConfig
+from gateway.live.service import ConfigService, embedded_defaults
+from gateway.live.store import ConfigStore
+from gateway.live.sync import ConfigSync
 from gateway.logsetup import configure_logging
 from gateway.metrics import Metrics, writer_lines
 from gateway.offline import prepare_offline_env
@@ -54,22 +58,36 @@ def create_app(
     *,
     env: Mapping[str, str] | None = None,
     planner: RoutePlanner | None = None,
-    watch: Path | None = None,
 ) -> FastAPI:
-    """`watch`: the config file `config` came from (file mode: reloaded when it changes and on SIGHUP);
-    with no `config`, the one `resolve_config` reads, if any."""
     prepare_offline_env()
     env = env if env is not None else os.environ
+    # Live config (gateway/live/service.py): a --config file is the source of truth; without one the
+    # database is, seeded from the embedded defaults; a config object given here is pinned (unless
+    # the settings name its file explicitly).
+    path = config_path(settings) if config is None else settings.config
+    seed_document, live_env = None, dict(env)
     if config is None:
-        config = resolve_config(settings, env)
+        if path is None:
+            config, seed_document, key_env = embedded_defaults(settings)
+            live_env.update(key_env)
+        else:
+            config = load_config(path, env)
         settings = apply_settings(settings, config)
-        watch = config_path(settings)
     live = LiveConfig(settings, load_price_map(), config, planner=planner)
     metrics = Metrics()
     pipeline = Pipeline(live, metrics, settings.max_body_bytes)
     master = settings.master_key.get_secret_value() if settings.master_key else config.master_key
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
+    config_service = ConfigService(
+        ConfigStore(sessions),
+        live,
+        settings,
+        live_env,
+        mode="file" if path is not None else "database" if seed_document is not None else "pinned",
+        file=path,
+        document=seed_document,
+    )
     key_cache = KeyCache.from_settings(sessions, settings)
     writer = WriterThread(
         settings.database_url,
@@ -80,9 +98,19 @@ def create_app(
     readiness = Readiness(
         settings, lambda: live.current.providers, writer.stats, config_version=lambda: live.version
     )
+    # Every replica on the newest version: a change made here is announced on Redis; announcements
+    # heard, and the poll that heals lost ones, refresh this replica (gateway/live/sync.py).
+    config_sync = ConfigSync.from_settings(
+        settings,
+        current_version=config_service.store.current_version,
+        live_version=lambda: live.version,
+        refresh=config_service.refresh,
+    )
+    config_service.on_applied.append(config_sync.publish)
+    # File mode: the file is reloaded when its content changes, and on SIGHUP (gateway/live/filewatch.py).
     file_watch = (
-        FileWatch(watch, _file_reloader(live, watch, env), settings.config_watch_interval_s)
-        if watch is not None
+        FileWatch(path, config_service.reload_file, settings.config_watch_interval_s)
+        if config_service.mode == "file" and path is not None
         else None
     )
 
@@ -105,6 +133,7 @@ def create_app(
         await writer.start()
         await key_cache.start(settings.redis_url)
         await readiness.start(schema_checked)
+        await config_service.start(database_reachable=schema_checked)
         # Token counts (TPM estimates, budget reservations, routing) need the BPE table: loading it
         # took ~0.9 s of the first counting request here (cProfile), which belongs to start-up.
         await asyncio.to_thread(encoding)
@@ -115,11 +144,13 @@ def create_app(
             getattr(limiter, "metrics_lines", list),
             pipeline.control.metrics_lines,
         ]
-        _announce(config, live.current.prices, master is not None)
+        _announce(live.current.config, live.current.prices, master is not None)
+        if config_service.mode != "pinned":
+            await config_sync.start()
         if file_watch is not None:
             await file_watch.start()
-        # SIGHUP reloads instead of killing the process (where this app runs on the main thread).
-        stop_sighup = on_sighup(file_watch.request if file_watch is not None else _nothing_to_reload)
+        # SIGHUP reloads (the file, or the newest stored version) instead of killing the process.
+        stop_sighup = on_sighup(file_watch.request if file_watch is not None else config_sync.wake)
         try:
             yield
         finally:
@@ -127,6 +158,7 @@ def create_app(
                 stop_sighup()
             if file_watch is not None:
                 await file_watch.aclose()
+            await config_sync.aclose()
             # In-flight requests have finished (uvicorn drains them first): settle, then flush.
             await live.aclose()
             await limiter.aclose()
@@ -139,6 +171,8 @@ def create_app(
     app.state.settings = settings
     app.state.pipeline = pipeline
     app.state.live = live
+    app.state.config_service = config_service
+    app.state.config_preview = previewer(live, sessions)
     app.state.master_key = master.encode() if master else None
     app.state.sessions = sessions
     app.state.key_cache = key_cache
@@ -148,31 +182,12 @@ def create_app(
     app.include_router(health.router)
     app.include_router(messages.router)
     app.include_router(admin.router)
+    app.include_router(config_admin.router)
+    install_dashboard(app)
     install_openapi(app)
+    config_admin.install_schemas(app)
     install_docs(app)
     return app
-
-
-def _file_reloader(live: LiveConfig, path: Path, env: Mapping[str, str]) -> Callable[[], Awaitable[bool]]:
-    """Re-read `path` and apply it as the next version when it parses and differs from the running
-    config; a bad file is logged in one line and the running config kept."""
-
-    async def reload() -> bool:
-        try:
-            config = await asyncio.to_thread(load_config, path, env)
-        except ConfigError as exc:
-            log.error("config file %s not applied, still running version %d: %s", path, live.version, exc)
-            return False
-        if config == live.current.config:
-            return False
-        live.apply(config, live.version + 1)
-        return True
-
-    return reload
-
-
-def _nothing_to_reload() -> None:
-    log.info("SIGHUP: no config file to reload")
 
 
 def _announce(config: GatewayConfig, prices: Mapping[str, TokenPrice | None], auth: bool) -> None:
@@ -196,9 +211,8 @@ def app_from_env() -> FastAPI:
     # SIGHUP reloads the config once the app has started (its lifespan); until then it does nothing.
     with contextlib.suppress(ValueError):  # not the main thread
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    settings = Settings()
-    config = resolve_config(settings, os.environ)
-    settings = apply_settings(settings, config)
+    # The file's settings too (its log_level is the logging's); create_app reads the rest itself.
+    settings = entry_settings(os.environ)
     # A worker's own log lines (uvicorn configures only its own loggers in each worker process).
     configure_logging(settings.log_level)
-    return create_app(settings, config, watch=config_path(settings))
+    return create_app(settings)

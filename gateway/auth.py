@@ -138,7 +138,11 @@ class KeyCache:
         return hash_key(key) in self._loading
 
     async def lookup(self, key: str) -> Principal | None:
-        digest = hash_key(key)
+        return await self.lookup_digest(hash_key(key))
+
+    async def lookup_digest(self, digest: str) -> Principal | None:
+        """`lookup` by the key's SHA-256 (hex): for holders of the digest only, such as a dashboard
+        session, which re-checks its key on every request without keeping the key itself."""
         now = time.monotonic()
         hit = self._live.get(digest)
         if hit is not None and self._fresh(hit, now):

@@ -17,8 +17,9 @@ from typing import Any, NoReturn
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.admin.cli import add_admin_commands
+from gateway.admin.config_cli import add_config_commands
 from gateway.argtypes import int_in
-from gateway.config import ConfigError, GatewayConfig, config_path, entry_settings
+from gateway.config import ConfigError, GatewayConfig, entry_settings
 from gateway.db.migrate import SchemaNotCurrentError, ensure_schema_or_defer
 from gateway.logsetup import configure_logging
 from gateway.offline import prepare_offline_env
@@ -97,7 +98,8 @@ def serve(args: argparse.Namespace) -> int:
     # without draining (uvicorn handles only SIGINT and SIGTERM).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if settings.workers == 1:
-        app = create_app(settings, config, watch=config_path(settings))
+        # create_app reads the file (file mode) or the database (seeded from the defaults) itself.
+        app = create_app(settings)
         # Startup objects live for the whole process: keep them out of every later collection.
         gc.collect()
         gc.freeze()
@@ -142,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--access-log", action="store_true", help="log every request line")
     p.set_defaults(func=serve)
     add_admin_commands(sub)
+    add_config_commands(sub)
     add_route_commands(sub)
     add_local_commands(sub)
     return parser

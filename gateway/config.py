@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from gateway.settings import Settings, SettingsError
 from providers.deployment import Deployment, Price, Tier
+from routing.overrides import Fraction
 
 log = logging.getLogger("switchyard.config")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -37,8 +38,9 @@ class Route(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     candidates: list[str] = Field(min_length=1)
-    quality: float | None = Field(default=None, ge=0, le=1)
-    strong_fraction: float | None = Field(default=None, ge=0, le=1)
+    # The same rules as a team's overrides of them (routing.overrides).
+    quality: Fraction | None = None
+    strong_fraction: Fraction | None = None
     # Admin pin: requests that offer tools go to at least this tier.
     tools_min_tier: Tier | None = "medium"
 
@@ -73,16 +75,26 @@ class GatewayConfig(BaseModel):
         unknown = sorted(set(self.settings) - (set(Settings.model_fields) - {"config"}))
         if unknown:
             raise ValueError(f"settings: unknown setting(s) {unknown}")
-        for name, route in self.routes.items():
-            if name in counts:
-                raise ValueError(f"route {name!r} has the name of a model")
-            missing = [c for c in route.candidates if c not in counts]
-            if missing:
-                raise ValueError(f"route {name!r}: unknown candidate(s) {missing}")
+        problems = reference_errors(counts, {n: r.candidates for n, r in self.routes.items()})
+        if problems:
+            raise ValueError("; ".join(message for _, message in problems))
         return self
 
     def names(self) -> list[str]:
         return list(dict.fromkeys([d.name for d in self.models] + list(self.routes)))
+
+
+def reference_errors(models: Collection[str], routes: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
+    """Every route that has the name of a model or names an unknown candidate, as (where, why):
+    `models`: the model names served; `routes`: each route's candidates."""
+    problems = []
+    for name, candidates in routes.items():
+        if name in models:
+            problems.append((f"routes.{name}", f"route {name!r} has the name of a model"))
+        missing = [c for c in candidates if c not in models]
+        if missing:
+            problems.append((f"routes.{name}.candidates", f"route {name!r}: unknown candidate(s) {missing}"))
+    return problems
 
 
 def interpolate(value: Any, env: Mapping[str, str], where: str = "") -> Any:

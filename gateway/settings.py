@@ -12,7 +12,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from gateway.db.engine import normalize_url
 
 # Their values are never repeated in an error message.
-_SECRET = ("master_key", "database_url", "redis_url", "openai_api_key", "anthropic_api_key", "gemini_api_key")
+_SECRET = (
+    "master_key",
+    "config_secret_key",
+    "database_url",
+    "redis_url",
+    "openai_api_key",
+    "anthropic_api_key",
+    "gemini_api_key",
+)
 
 
 class SettingsError(ValueError):
@@ -40,6 +48,10 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./switchyard.db"
     redis_url: str | None = None
     master_key: SecretStr | None = None
+    # Encrypts the secrets (API keys, credential headers) an admin writes into the routing config
+    # through the admin API, so the database holds them only encrypted (gateway/live/secrets.py). A
+    # Fernet key, or any long random string; without it a config may name secrets only as ${ENV}.
+    config_secret_key: SecretStr | None = None
 
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=1, le=65535)
@@ -92,6 +104,11 @@ class Settings(BaseSettings):
     # File mode (`serve --config FILE`): how often the file is checked for a change
     # (gateway/live/filewatch.py).
     config_watch_interval_s: float = Field(default=1.0, gt=0, le=300)
+    # /dashboard sign-ins last this long (seconds). A session is a signed, encrypted cookie, so every
+    # replica honours it without a shared store; unset, its secret is derived from the master key
+    # (a new master key ends every session; with this set, only the admins').
+    dashboard_session_ttl_s: float = Field(default=12 * 3600.0, gt=0)
+    dashboard_secret: SecretStr | None = None
 
     # Provider keys for the embedded defaults (no config file), under their usual names.
     openai_api_key: SecretStr | None = Field(

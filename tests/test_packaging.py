@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tarfile
 import tomllib
+import zipfile
 from email.parser import Parser
 from pathlib import Path
 
@@ -74,3 +75,44 @@ def test_sdist_ships_the_license(built: tuple[Path, Path]) -> None:
         assert member.read() == (REPO / "LICENSE").read_bytes()
         pkg_info = Parser().parsestr(tar.extractfile(f"{top}/PKG-INFO").read().decode())  # type: ignore[union-attr]
     assert pkg_info["License-Expression"] == "Apache-2.0"
+
+
+_BUILD_WHEEL = """
+import sys
+from setuptools import build_meta
+print(build_meta.build_wheel(sys.argv[1]))  # last, after setuptools' own log lines
+"""
+
+
+def test_wheel_ships_the_dashboards_templates_static_files_and_vendored_license(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The dashboard works from a `pip install`: its templates, script, styles and uPlot (with uPlot's own
+    license) are package data. Built from a copy holding just the gateway package's root and the dashboard."""
+    src = tmp_path_factory.mktemp("wheel-src")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, src / name)
+    (src / "gateway").mkdir()
+    shutil.copy(REPO / "gateway" / "__init__.py", src / "gateway" / "__init__.py")
+    shutil.copytree(
+        REPO / "gateway" / "dashboard",
+        src / "gateway" / "dashboard",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    out = tmp_path_factory.mktemp("wheel")
+    run = subprocess.run(
+        [sys.executable, "-c", _BUILD_WHEEL, str(out)], cwd=src, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    with zipfile.ZipFile(out / run.stdout.splitlines()[-1]) as wheel:
+        names = set(wheel.namelist())
+        shipped = {
+            p.relative_to(REPO).as_posix()
+            for p in (REPO / "gateway" / "dashboard").rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        }
+        assert shipped <= names, sorted(shipped - names)
+        vendor = "gateway/dashboard/static/vendor/uplot/"
+        assert {vendor + "uPlot.iife.min.js", vendor + "uPlot.min.css", vendor + "LICENSE"} <= names
+        assert "Leon Sorokin" in wheel.read(vendor + "LICENSE").decode()
+        assert any(n.startswith("gateway/dashboard/templates/") and n.endswith(".html") for n in names)

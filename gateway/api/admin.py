@@ -11,8 +11,9 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -35,7 +36,9 @@ from gateway.admin.schemas import (
 )
 from gateway.api.openapi_schemas import ADMIN_ERRORS
 from gateway.auth import KeyCache
-from gateway.errors import GatewayError, bad_request
+from gateway.errors import GatewayError, bad_request, error_body
+from gateway.live.validate import team_routing_errors
+from routing.overrides import TeamRouting
 
 ACTOR = "master"
 # What a 503 asks a client to wait before trying again while the database is unreachable.
@@ -129,11 +132,53 @@ router = APIRouter(
 )
 
 
+class DetailedError(GatewayError):
+    """A GatewayError whose error object carries more fields (`errors`, `current_version`)."""
+
+    def __init__(
+        self, status: int, message: str, *, code: str, type: str = "invalid_request_error", **more: Any
+    ) -> None:
+        super().__init__(status, message, type=type, code=code, param=more.pop("param", None))
+        self.more = more
+
+    def response(self, headers: dict[str, str] | None = None, anthropic: bool = False) -> Response:
+        body = orjson.loads(error_body(self.status, self.message, self.type, self.code, self.param, False))
+        body["error"].update(self.more)
+        return Response(
+            orjson.dumps(body),
+            status_code=self.status,
+            media_type="application/json",
+            headers={**(headers or {}), **self.headers},
+        )
+
+
+def rejected(
+    errors: list[dict[str, str]], code: str = "invalid_config", what: str = "config"
+) -> DetailedError:
+    """400 listing every problem: the message names them all, `errors` has them one by one."""
+    listed = "; ".join(f"{e['loc']}: {e['message']}" if e["loc"] else e["message"] for e in errors)
+    message = listed if len(errors) == 1 else f"invalid {what} ({len(errors)} errors): {listed}"
+    return DetailedError(
+        400, message, code=code, errors=errors, param=errors[0]["loc"] or None if errors else None
+    )
+
+
+def _check_routing(request: Request, routing: TeamRouting | None) -> None:
+    """A team's overrides must make sense for the running config (gateway.live.validate)."""
+    live = getattr(request.app.state, "live", None)
+    if routing is None or live is None:
+        return
+    errors = team_routing_errors(routing, live.current.config)
+    if errors:
+        raise rejected(errors, "invalid_routing", "routing")
+
+
 # -- teams ----------------------------------------------------------------------------------------
 
 
 @router.post("/teams", status_code=201, response_model=TeamOut, summary="Create a team")
-async def create_team(body: TeamCreate, session: Session) -> TeamOut:
+async def create_team(body: TeamCreate, session: Session, request: Request) -> TeamOut:
+    _check_routing(request, body.routing)
     return TeamOut.model_validate(await service.create_team(session, body, actor=ACTOR))
 
 
@@ -154,6 +199,7 @@ async def get_team(team_id: str, session: Session) -> TeamOut:
 
 @router.patch("/teams/{team_id}", response_model=TeamOut, summary="Change a team (null clears a field)")
 async def update_team(team_id: str, body: TeamUpdate, session: Session, request: Request) -> TeamOut:
+    _check_routing(request, body.routing)
     team = await service.update_team(session, team_id, body, actor=ACTOR)
     await _invalidate(request, team_id=team.id)
     return TeamOut.model_validate(team)

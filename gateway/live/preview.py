@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -387,76 +386,12 @@ async def build_preview(
     return await asyncio.to_thread(preview, before, after, requests, source)
 
 
-# -- the response, for OpenAPI ------------------------------------------------------------------
-
-_USD = "Exact decimal USD"
-
-
-class TierShare(BaseModel):
-    requests: int
-    share: float = Field(description="Of the requests previewed (0..1, 4 decimals)")
-
-
-class CandidateShare(BaseModel):
-    tier: str
-    requests: int
-    share: float = Field(description="Of the requests previewed (0..1, 4 decimals)")
-    cost_usd: str | None = Field(description=f"{_USD}; null: the candidate has no price", examples=["0.0123"])
-
-
-class SidePreview(BaseModel):
-    tiers: dict[str, TierShare] = Field(description="Per tier of the route's candidates, cheapest first")
-    candidates: dict[str, CandidateShare] = Field(description="Per candidate, in the route's order")
-    priced_requests: int
-    unpriced_requests: int = Field(description="Sent to a candidate without a price: not in the cost")
-    unroutable_requests: int = Field(description="Sample prompts this config's planner refuses (400)")
-    cost_usd: str = Field(description=f"{_USD}: the priced requests' total", examples=["1.2345"])
-    cost_per_request_usd: str | None = Field(description=f"{_USD} per priced request; null: none priced")
-
-
-class PreviewDelta(BaseModel):
-    tiers: dict[str, float] = Field(description="Share after minus share before, per tier")
-    cost_usd: str = Field(description=f"{_USD}, after minus before (signed)", examples=["-0.42"])
-    cost_per_request_usd: str | None
-    cost_change_pct: float | None = Field(description="Null when partial or when before cost nothing")
-    partial: bool = Field(description="Some requests are unpriced on a side: the costs leave them out")
-
-
-class SamplePlacement(BaseModel):
-    difficulty: float | None
-    prompt_tokens: int
-    before: str | None = Field(description="Candidate before; null: no such route, or refused")
-    after: str | None
-
-
-class RoutePreview(BaseModel):
-    route: str
-    requests: int = Field(description="Requests previewed (the same on both sides)")
-    skipped_without_difficulty: int = Field(description="Logged with no difficulty: cannot be replayed")
-    changed_requests: int = Field(
-        description="Requests whose first candidate differs after the change (all: route added or removed)"
-    )
-    completion_tokens_assumed: int | None = Field(description="Per sample prompt; null for logged requests")
-    before: SidePreview | None = Field(description="Null: the route is new")
-    after: SidePreview | None = Field(description="Null: the route is removed")
-    delta: PreviewDelta | None
-    samples: list[SamplePlacement] | None = Field(description="Per sample prompt, in order; null when logged")
-
-
-class PreviewOut(BaseModel):
-    """What a config change would do to routing and cost (gateway.live.preview)."""
-
-    source: Source
-    routes: list[RoutePreview]
-
-
 __all__ = [
     "DEFAULT_COMPLETION_TOKENS",
     "DEFAULT_LOGGED",
     "MAX_LOGGED",
     "MAX_SAMPLES",
     "PreviewError",
-    "PreviewOut",
     "PreviewRequest",
     "Side",
     "affected_routes",

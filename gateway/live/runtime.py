@@ -46,6 +46,10 @@ class LiveConfig:
                 provider.start_loading()
 
     @property
+    def price_map(self) -> dict[str, Any]:
+        return self._price_map
+
+    @property
     def version(self) -> int:
         return self.current.version
 

@@ -20,7 +20,6 @@ from gateway.db.models import RequestLog
 from gateway.live.preview import (
     DEFAULT_COMPLETION_TOKENS,
     PreviewError,
-    PreviewOut,
     PreviewRequest,
     Side,
     affected_routes,
@@ -30,6 +29,7 @@ from gateway.live.preview import (
     preview,
     sample_requests,
 )
+from gateway.live.preview_api import PreviewOut
 from gateway.planner import InOrderPlanner
 from routing.capabilities import needs_of
 from routing.features import extract
