@@ -6,19 +6,14 @@ anthropic, streamed and not) in a steady loop against the fake upstream. Every c
 `churn` deployment's provider (its price changes), so requests in flight on the old one must finish
 on it; `steady` keeps its provider; `auto` routes over both.
 
-How a change is made, and what the replicas are:
-- with the config service in this checkout (gateway/live/service.py): a PUT /admin/config to the
-  first replica, which stores, applies and announces it; the replicas are `switchyard serve` on the
-  database (no --config), started on version 1 stored beforehand;
-- until then, the way that service does it: ConfigStore.append, then ConfigSync.publish (its
-  on_applied); the replicas are tests/integration/live_replica.py, create_app plus a ConfigSync whose
-  refresh loads the newest version (parse_config + LiveConfig.apply).
+A change is a PUT /admin/config to the first replica, which stores, applies and announces it (the
+config service and ConfigSync); the replicas are `switchyard serve` on the database (no --config),
+started on version 1, stored beforehand.
 
 Lag, measured two ways:
-- on the replica: when its log says it applied version k, less the moment the PUT answered (without
-  the service: the moment the version was stored and about to be announced, which is before the
-  change returns, so the figure is an upper bound). Every (replica, change) must be within
-  MAX_LAG_S. Both sides read the same host clock.
+- on the replica: when its log says it applied version k, less the moment the PUT answered (0 when
+  it applied it before: the replica that took the PUT always does). Every (replica, change) must be
+  within MAX_LAG_S. Both sides read the same host clock.
 - as a client sees it: each replica is probed back to back (GET /v1/models reads the running
   snapshot) and the first answer on version >= k arrives some time after the change returned. That
   figure also holds this test process's own delays (it runs the load, both SDKs' parsing and the
@@ -30,10 +25,8 @@ Lag, measured two ways:
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import re
 import statistics
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -46,24 +39,20 @@ import anthropic
 import httpx
 import openai
 import pytest
-import yaml
 
 from gateway.db.engine import make_engine, session_factory
 from gateway.db.migrate import upgrade
 from gateway.live.store import ConfigStore
-from gateway.live.sync import ConfigSync
 from tests.fakes.server import ServerThread
 from tests.integration.gateway_proc import MASTER_KEY, GatewayProcess
 from tests.integration.harness import deployment, pg_url_for
 from tests.stores import create_pg_database, drop_pg_database
 
-# About 30 s here (two gateway processes start, then 20 changes under load): past the 20 s that the
+# About 25 s here (two gateway processes start, then 20 changes under load): past the 20 s that the
 # default run allows a test. Run it with
 #   python -m pytest -m slow -s tests/integration/test_live_config_replicas.py
 pytestmark = pytest.mark.slow
 
-# The config service (PUT /admin/config) is in this checkout: changes go through it.
-SERVICE = importlib.util.find_spec("gateway.live.service") is not None
 CHANGES = 20
 MAX_LAG_S = 1.0
 HEADER = "x-switchyard-config-version"
@@ -107,7 +96,7 @@ async def replica_db() -> AsyncIterator[str]:
         await drop_pg_database(name)
 
 
-def replica(i: int, workdir: Path, config: Path, db_url: str, redis_url: str, channel: str) -> GatewayProcess:
+def replica(i: int, workdir: Path, db_url: str, redis_url: str, channel: str) -> GatewayProcess:
     env = {
         "SWITCHYARD_DATABASE_URL": db_url,
         "SWITCHYARD_REDIS_URL": redis_url,
@@ -115,62 +104,20 @@ def replica(i: int, workdir: Path, config: Path, db_url: str, redis_url: str, ch
         "SWITCHYARD_REDIS_TIMEOUT_S": "2.0",
         "UPSTREAM_KEY": "sk-upstream-integration",
     }
-    if SERVICE:
-        return GatewayProcess(f"replica-{i}", None, workdir, env)
-    gw = GatewayProcess(f"replica-{i}", config, workdir, {**env, "SWITCHYARD_CONFIG": str(config)})
-    gw.args = [sys.executable, "-m", "tests.integration.live_replica", "--port", str(gw.port)]
-    return gw
+    # No --config, and no ./switchyard.yaml in `workdir`: the database holds the config.
+    return GatewayProcess(f"replica-{i}", None, workdir, env)
 
 
-class Changes:
-    """Makes version k and returns once it is stored and announced. `stored[k]` (wall clock): when the
-    PUT answered; without the service, when it was stored and about to be announced."""
-
-    def __init__(self, store: ConfigStore, redis_url: str, channel: str, first: GatewayProcess) -> None:
-        self.store = store
-        self.first = first
-        self.stored: dict[int, float] = {}
-        self.announcer: ConfigSync | None = None
-        self.http = httpx.AsyncClient(timeout=30.0)
-        if not SERVICE:
-
-            async def nothing() -> bool:
-                return False
-
-            # Only announces: its poll never comes within the test.
-            self.announcer = ConfigSync(
-                current_version=store.current_version,
-                live_version=lambda: 0,
-                refresh=nothing,
-                redis_url=redis_url,
-                channel=channel,
-                poll_interval_s=300,
-            )
-
-    async def __aenter__(self) -> Changes:
-        if self.announcer is not None:
-            await self.announcer.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.http.aclose()
-        if self.announcer is not None:
-            await self.announcer.aclose()
-
-    async def make(self, k: int, doc: dict[str, Any]) -> None:
-        if self.announcer is None:
-            # Stored, applied here and announced inside the request: counted from its answer.
-            resp = await self.http.put(
-                self.first.url + "/admin/config",
-                json=doc,
-                headers={"authorization": f"Bearer {MASTER_KEY}", "if-match": str(k - 1)},
-            )
-            self.stored[k] = time.time()
-            assert resp.status_code == 200 and resp.json()["version"] == k, resp.text
-            return
-        version = await self.store.append(doc, "replica-test", f"change {k}", expected=k - 1)
-        self.stored[k] = time.time()
-        await self.announcer.publish(version.version)
+async def put_config(client: httpx.AsyncClient, gw: GatewayProcess, k: int, doc: dict[str, Any]) -> float:
+    """Version k through the admin API (based on k - 1); when it answered (wall clock)."""
+    resp = await client.put(
+        gw.url + "/admin/config",
+        json=doc,
+        headers={"authorization": f"Bearer {MASTER_KEY}", "if-match": str(k - 1)},
+    )
+    answered = time.time()
+    assert resp.status_code == 200 and resp.json()["version"] == k, resp.text
+    return answered
 
 
 # --------------------------------------------------------------------------- the load
@@ -284,23 +231,21 @@ async def test_two_replicas_follow_twenty_changes_under_load(
     store_engine = make_engine(replica_db)
     store = ConfigStore(session_factory(store_engine))
     await store.seed(document(1, upstream.url), "replica-test")
-    # Not ./switchyard.yaml, which `switchyard serve` would run as its config file (file mode).
-    config = tmp_path / "version-1.yaml"
-    config.write_text(yaml.safe_dump(document(1, upstream.url)))
-    gateways = [replica(i, tmp_path, config, replica_db, redis_url, channel) for i in range(2)]
+    await store_engine.dispose()
+    gateways = [replica(i, tmp_path, replica_db, redis_url, channel) for i in range(2)]
     results: list[Result] = []
     seen: list[list[tuple[float, int]]] = [[], []]
     changed_at: dict[int, float] = {}  # monotonic, once the change returned
+    answered: dict[int, float] = {}  # wall clock, the same moment
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     try:
         async with AsyncExitStack() as stack:
-            stack.push_async_callback(store_engine.dispose)
             stack.push_async_callback(stop_all, gateways)
             for gw in gateways:
                 gw.start()
             await asyncio.gather(*(gw.wait_ready(90.0) for gw in gateways))
-            changes = await stack.enter_async_context(Changes(store, redis_url, channel, gateways[0]))
+            admin = await stack.enter_async_context(httpx.AsyncClient(timeout=30.0))
             clients: list[Any] = []
             # Unwound in reverse: the load stops first, then its clients close.
             stack.push_async_callback(close_all, clients)
@@ -326,7 +271,7 @@ async def test_two_replicas_follow_twenty_changes_under_load(
             await asyncio.sleep(1.0)  # steady load first
 
             for k in range(2, CHANGES + 2):
-                await changes.make(k, document(k, upstream.url))
+                answered[k] = await put_config(admin, gateways[0], k, document(k, upstream.url))
                 changed_at[k] = time.monotonic()
                 await wait_until(
                     lambda k=k: all(s[-1][1] >= k for s in seen),
@@ -343,8 +288,8 @@ async def test_two_replicas_follow_twenty_changes_under_load(
         max(0.0, next(t for t, v in seen[i] if v >= k) - at) for k, at in changed_at.items() for i in range(2)
     ]
     applied = {
-        # 0: applied before the change returned (the replica that took the PUT, or a quick listener).
-        (gw.name, k): max(0.0, t - changes.stored[k])
+        # 0: applied before the PUT answered (the replica that took it, or a quick listener).
+        (gw.name, k): max(0.0, t - answered[k])
         for gw in gateways
         for k, t in applied_at(gw).items()
         if k > 1
