@@ -133,6 +133,9 @@ def create_app(
         await writer.start()
         await key_cache.start(settings.redis_url)
         await readiness.start(schema_checked)
+        if config_service.mode != "pinned":
+            # Before the service starts, so a version it records at start (a changed file) is announced.
+            await config_sync.start()
         await config_service.start(database_reachable=schema_checked)
         # Token counts (TPM estimates, budget reservations, routing) need the BPE table: loading it
         # took ~0.9 s of the first counting request here (cProfile), which belongs to start-up.
@@ -145,8 +148,6 @@ def create_app(
             pipeline.control.metrics_lines,
         ]
         _announce(live.current.config, live.current.prices, master is not None)
-        if config_service.mode != "pinned":
-            await config_sync.start()
         if file_watch is not None:
             await file_watch.start()
         # SIGHUP reloads (the file, or the newest stored version) instead of killing the process.
