@@ -1,14 +1,16 @@
 """File mode (`serve --config FILE`): the file is the source of truth, reloaded when it changes and on
 SIGHUP.
 
-`FileWatch` reads the file every `interval_s` (stat, then a SHA-256 of its bytes: a config file is a
-few kilobytes) and calls `reload()` when its content differs from the last it saw, so an editor's
-save, a `mv` over it, or a Kubernetes ConfigMap's symlink swap are all seen within a second, and a
-`touch` is not. Polling needs no dependency and sees every one of those the same way. Reloads run
-one at a time on a background task; changes seen while one runs cost one more. What `reload` does
-with a bad file is its own business (log one line, keep the running snapshot); an exception out of
-it is logged here once, until a reload succeeds again. A file that cannot be read (deleted, or
-half-way through a replace) is reported once and not reloaded until it can be.
+`FileWatch` reads the file every `interval_s` (a SHA-256 of its bytes: a config file is a few
+kilobytes) and calls `reload()` when its content differs from the last it saw, so an editor's save,
+a `mv` over it, or a Kubernetes ConfigMap's symlink swap are all seen within a second, and a `touch`
+is not. A changed file is read again 50 ms later and reloaded only when both reads agree, so a file
+caught half-way through being written in place is not applied. Polling needs no dependency and sees
+every one of those the same way. Reloads run one at a time on a background task; changes seen while
+one runs cost one more. What `reload` does with a bad file is its own business (log one line, keep
+the running snapshot); an exception out of it is logged here once, until a reload succeeds again. A
+file that cannot be read (deleted, or half-way through a replace) is reported once and not reloaded
+until it can be.
 
 `on_sighup` makes SIGHUP call a function in the running event loop instead of killing the process
 (its default action, which uvicorn leaves in place: it handles only SIGINT and SIGTERM).
@@ -26,6 +28,10 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("switchyard.config")
+
+# A change is reloaded once two reads this far apart agree (a file may be caught half-written).
+_SETTLE_S = 0.05
+_SETTLE_TRIES = 5
 
 
 def fingerprint(path: Path) -> str:
@@ -47,6 +53,7 @@ class FileWatch:
         the file holds what runs already."""
         self.path = path
         self.interval_s = interval_s
+        self._settle_s = min(_SETTLE_S, interval_s)
         self._reload = reload
         self._seen = baseline
         self._unreadable = False
@@ -75,6 +82,26 @@ class FileWatch:
 
     async def check(self) -> bool:
         """Read the file once; True (and a reload requested) when its content changed."""
+        seen = await self._read()
+        if seen is None or seen == self._seen:
+            return False
+        # A file being written in place (truncated, then filled) reads differently a moment later:
+        # reload only what two reads agree on, never a half-written file.
+        for _ in range(_SETTLE_TRIES):
+            await asyncio.sleep(self._settle_s)
+            again = await self._read()
+            if again == seen:
+                break
+            seen = again
+        else:
+            return False  # still changing: the next look tries again
+        if seen is None or seen == self._seen:
+            return False
+        self._seen = seen
+        self.request()
+        return True
+
+    async def _read(self) -> str | None:
         try:
             seen = await asyncio.to_thread(fingerprint, self.path)
         except OSError as exc:
@@ -83,15 +110,11 @@ class FileWatch:
                     "cannot read config file %s (%s); keeping the running config", self.path, exc.strerror
                 )
             self._unreadable = True
-            return False
+            return None
         if self._unreadable:
             log.warning("config file %s is readable again", self.path)
             self._unreadable = False
-        if seen == self._seen:
-            return False
-        self._seen = seen
-        self.request()
-        return True
+        return seen
 
     async def _watch(self) -> None:
         while True:

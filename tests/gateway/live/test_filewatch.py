@@ -62,6 +62,29 @@ async def test_content_changes_reload_and_a_touch_does_not(tmp_path: Path) -> No
     assert reloads.seen == ["models: [a]\n", "models: [b]\n"]
 
 
+async def test_a_file_written_in_place_is_reloaded_only_whole(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("x: 0\n")
+    reloads = Reloads(path)
+    watch = FileWatch(path, reloads, INTERVAL, baseline=fingerprint(path))
+    whole = "models:\n" + "".join(f"  - name: m{i}\n" for i in range(200))
+    written = []
+    await watch.start()
+    try:
+        for round_ in range(5):
+            whole += f"# round {round_}\n"
+            written.append(whole)
+            with path.open("w") as f:  # truncated, then filled a piece at a time
+                for i in range(0, len(whole), 500):
+                    f.write(whole[i : i + 500])
+                    f.flush()
+                    await asyncio.sleep(0.003)
+            await settle(lambda w=whole: reloads.seen[-1:] == [w])
+    finally:
+        await watch.aclose()
+    assert all(seen in written for seen in reloads.seen), [len(seen) for seen in reloads.seen]
+
+
 async def test_no_baseline_reloads_once_at_the_first_look(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("x: 1\n")
