@@ -33,6 +33,7 @@ TABLES = {
     "api_keys",
     "request_log",
     "daily_spend",
+    "hourly_spend",
     "audit_log",
     "config_versions",
     "alembic_version",
