@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import random
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -14,8 +16,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.accounting.histogram import bucket_of, difficulty_bucket
 from gateway.accounting.record import RequestRecord
-from gateway.db.models import DailySpend, RequestLog
+from gateway.db.models import DailySpend, HourlySpend, RequestLog
 
 BASE_TS = datetime(2026, 3, 1, 23, 59, 0, tzinfo=UTC)
 
@@ -140,3 +143,135 @@ class TcpProxy:
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._writers.difference_update((writer, up_writer))
+
+
+# -- random records and the hourly rollups they make -------------------------------------------
+
+START = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
+ERRORS = [  # (status, error_type, weight)
+    (200, None, 80),
+    (429, "rate_limit_error", 5),
+    (429, "budget_exceeded", 5),
+    (502, "upstream_error", 4),
+    (499, "client_disconnected", 3),
+    (500, None, 2),
+    (200, "odd", 1),
+]
+
+
+def money(rng: random.Random, top: int = 10**9) -> Decimal:
+    """Up to $0.1, ten decimal places: float arithmetic anywhere would show."""
+    return Decimal(rng.randrange(0, top)).scaleb(-10)
+
+
+def random_records(n: int, seed: int, *, start: datetime = START, hours: int = 60) -> list[RequestRecord]:
+    rng = random.Random(seed)
+    teams = {"team-a": ["ka1", "ka2"], "team-b": ["kb1"], None: [None]}
+    models = [("gpt-4o-mini", "small"), ("claude-sonnet", "large"), ("smollm2", "local"), (None, None)]
+    out = []
+    for i in range(n):
+        team = rng.choice(list(teams))
+        key = rng.choice(teams[team])
+        deployment, tier = rng.choice(models)
+        status, error_type, _ = rng.choices(ERRORS, weights=[e[2] for e in ERRORS])[0]
+        routed = rng.random() < 0.7
+        cost = None if rng.random() < 0.05 else money(rng)
+        if not routed:
+            baseline = cost
+        elif rng.random() < 0.05:
+            baseline = None
+        else:  # usually dearer; cheaper now and then (a fallback to a dearer deployment)
+            baseline = max(Decimal(0), (cost or Decimal(0)) + money(rng) - money(rng, 10**8))
+        latency = math.exp(rng.gauss(6, 1.5))
+        if i % 97 == 0:
+            latency = rng.choice([0.2, 1.0, 700_000.0])
+        streamed = rng.random() < 0.5
+        out.append(
+            RequestRecord(
+                request_id=f"{seed}-{i}",
+                ts=start + timedelta(seconds=rng.randrange(hours * 3600), microseconds=rng.randrange(10**6)),
+                team_id=team,
+                key_id=key,
+                requested_model="auto" if routed else (deployment or "unknown-model"),
+                route="auto" if routed else None,
+                deployment=deployment,
+                provider=None if deployment is None else "openai",
+                tier=tier,
+                difficulty=rng.choice([0.0, 1.0, rng.random()]) if routed else None,
+                status=status,
+                error_type=error_type,
+                prompt_tokens=rng.randrange(5000),
+                completion_tokens=rng.randrange(2000),
+                cached_tokens=rng.randrange(100),
+                cost_usd=cost,
+                latency_ms=latency,
+                ttft_ms=latency * rng.random() if streamed else None,
+                streamed=streamed,
+                fallbacks=0,
+                baseline_cost_usd=baseline,
+            )
+        )
+    return out
+
+
+def failed(r: RequestRecord) -> bool:
+    return r.status >= 400 or r.error_type is not None
+
+
+def expected_hourly(records: list[RequestRecord]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """hourly_spend as a plain reading of the records (independent of store.rollups)."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in records:
+        error = (r.error_type or f"http_{r.status}") if failed(r) else ""
+        hour = r.ts.replace(minute=0, second=0, microsecond=0)
+        k = (hour, r.team_id or "", r.key_id or "", r.deployment or r.requested_model, r.tier or "", error)
+        row = out.setdefault(
+            k,
+            {
+                "requests": 0,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "cached_tokens": 0,
+                "cost_usd": Decimal(0),
+                "baseline_cost_usd": Decimal(0),
+                "unpriced": 0,
+                "latency_hist": Counter(),
+                "ttft_hist": Counter(),
+                "difficulty_hist": Counter(),
+            },
+        )
+        row["requests"] += 1
+        row["prompt_tokens"] += r.prompt_tokens
+        row["completion_tokens"] += r.completion_tokens
+        row["cached_tokens"] += r.cached_tokens
+        row["cost_usd"] += r.cost_usd or 0
+        if r.cost_usd is None or r.baseline_cost_usd is None:
+            row["unpriced"] += 1
+            row["baseline_cost_usd"] += r.cost_usd or 0
+        else:
+            row["baseline_cost_usd"] += r.baseline_cost_usd
+        if not failed(r):
+            row["latency_hist"][bucket_of(r.latency_ms)] += 1
+            if r.ttft_ms is not None:
+                row["ttft_hist"][bucket_of(r.ttft_ms)] += 1
+        if r.difficulty is not None:
+            row["difficulty_hist"][difficulty_bucket(r.difficulty)] += 1
+    for row in out.values():
+        for h in ("latency_hist", "ttft_hist", "difficulty_hist"):
+            row[h] = dict(row[h]) or None
+    return out
+
+
+async def fetch_hourly(engine: AsyncEngine) -> dict[tuple[Any, ...], dict[str, Any]]:
+    t = HourlySpend.__table__
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(t))).mappings().all()
+    key = ("hour", "team_id", "key_id", "model", "tier", "error_type")
+    out = {}
+    for r in rows:
+        row = {c: v for c, v in r.items() if c not in key}
+        for h in ("latency_hist", "ttft_hist", "difficulty_hist"):
+            if row[h] is not None:
+                row[h] = {int(b): n for b, n in row[h].items()}
+        out[tuple(r[c] for c in key)] = row
+    return out

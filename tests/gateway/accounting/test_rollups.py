@@ -6,7 +6,6 @@ write counts nothing twice."""
 from __future__ import annotations
 
 import math
-import random
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -20,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting import store
 from gateway.accounting.histogram import bucket_of, difficulty_bucket
-from gateway.accounting.queries import spend
 from gateway.accounting.record import RequestRecord
 from gateway.accounting.rollups import (
     InvalidZoneError,
@@ -33,139 +31,18 @@ from gateway.accounting.rollups import (
 from gateway.accounting.store import write_records
 from gateway.accounting.writer import SpendWriter
 from gateway.db.engine import session_factory
-from gateway.db.models import HourlySpend, RequestLog
-from tests.gateway.accounting.helpers import wait_for
+from gateway.db.models import RequestLog
+from tests.gateway.accounting.helpers import (
+    START,
+    expected_hourly,
+    failed,
+    fetch_hourly,
+    random_records,
+    wait_for,
+)
 from tests.gateway.db.databases import CLOSED_PG_URL
 
 FAST = {"flush_interval_s": 0.05, "retry_min_s": 0.05, "retry_max_s": 0.2}
-START = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
-ERRORS = [  # (status, error_type, weight)
-    (200, None, 80),
-    (429, "rate_limit_error", 5),
-    (429, "budget_exceeded", 5),
-    (502, "upstream_error", 4),
-    (499, "client_disconnected", 3),
-    (500, None, 2),
-    (200, "odd", 1),
-]
-
-
-def money(rng: random.Random, top: int = 10**9) -> Decimal:
-    """Up to $0.1, ten decimal places: float arithmetic anywhere would show."""
-    return Decimal(rng.randrange(0, top)).scaleb(-10)
-
-
-def random_records(n: int, seed: int, *, start: datetime = START, hours: int = 60) -> list[RequestRecord]:
-    rng = random.Random(seed)
-    teams = {"team-a": ["ka1", "ka2"], "team-b": ["kb1"], None: [None]}
-    models = [("gpt-4o-mini", "small"), ("claude-sonnet", "large"), ("smollm2", "local"), (None, None)]
-    out = []
-    for i in range(n):
-        team = rng.choice(list(teams))
-        key = rng.choice(teams[team])
-        deployment, tier = rng.choice(models)
-        status, error_type, _ = rng.choices(ERRORS, weights=[e[2] for e in ERRORS])[0]
-        routed = rng.random() < 0.7
-        cost = None if rng.random() < 0.05 else money(rng)
-        if not routed:
-            baseline = cost
-        elif rng.random() < 0.05:
-            baseline = None
-        else:  # usually dearer; cheaper now and then (a fallback to a dearer deployment)
-            baseline = max(Decimal(0), (cost or Decimal(0)) + money(rng) - money(rng, 10**8))
-        latency = math.exp(rng.gauss(6, 1.5))
-        if i % 97 == 0:
-            latency = rng.choice([0.2, 1.0, 700_000.0])
-        streamed = rng.random() < 0.5
-        out.append(
-            RequestRecord(
-                request_id=f"{seed}-{i}",
-                ts=start + timedelta(seconds=rng.randrange(hours * 3600), microseconds=rng.randrange(10**6)),
-                team_id=team,
-                key_id=key,
-                requested_model="auto" if routed else (deployment or "unknown-model"),
-                route="auto" if routed else None,
-                deployment=deployment,
-                provider=None if deployment is None else "openai",
-                tier=tier,
-                difficulty=rng.choice([0.0, 1.0, rng.random()]) if routed else None,
-                status=status,
-                error_type=error_type,
-                prompt_tokens=rng.randrange(5000),
-                completion_tokens=rng.randrange(2000),
-                cached_tokens=rng.randrange(100),
-                cost_usd=cost,
-                latency_ms=latency,
-                ttft_ms=latency * rng.random() if streamed else None,
-                streamed=streamed,
-                fallbacks=0,
-                baseline_cost_usd=baseline,
-            )
-        )
-    return out
-
-
-def failed(r: RequestRecord) -> bool:
-    return r.status >= 400 or r.error_type is not None
-
-
-def expected_hourly(records: list[RequestRecord]) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """hourly_spend as a plain reading of the records (independent of store.rollups)."""
-    out: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for r in records:
-        error = (r.error_type or f"http_{r.status}") if failed(r) else ""
-        hour = r.ts.replace(minute=0, second=0, microsecond=0)
-        k = (hour, r.team_id or "", r.key_id or "", r.deployment or r.requested_model, r.tier or "", error)
-        row = out.setdefault(
-            k,
-            {
-                "requests": 0,
-                "prompt_tokens": 0,
-                "completion_tokens": 0,
-                "cached_tokens": 0,
-                "cost_usd": Decimal(0),
-                "baseline_cost_usd": Decimal(0),
-                "unpriced": 0,
-                "latency_hist": Counter(),
-                "ttft_hist": Counter(),
-                "difficulty_hist": Counter(),
-            },
-        )
-        row["requests"] += 1
-        row["prompt_tokens"] += r.prompt_tokens
-        row["completion_tokens"] += r.completion_tokens
-        row["cached_tokens"] += r.cached_tokens
-        row["cost_usd"] += r.cost_usd or 0
-        if r.cost_usd is None or r.baseline_cost_usd is None:
-            row["unpriced"] += 1
-            row["baseline_cost_usd"] += r.cost_usd or 0
-        else:
-            row["baseline_cost_usd"] += r.baseline_cost_usd
-        if not failed(r):
-            row["latency_hist"][bucket_of(r.latency_ms)] += 1
-            if r.ttft_ms is not None:
-                row["ttft_hist"][bucket_of(r.ttft_ms)] += 1
-        if r.difficulty is not None:
-            row["difficulty_hist"][difficulty_bucket(r.difficulty)] += 1
-    for row in out.values():
-        for h in ("latency_hist", "ttft_hist", "difficulty_hist"):
-            row[h] = dict(row[h]) or None
-    return out
-
-
-async def fetch_hourly(engine: AsyncEngine) -> dict[tuple[Any, ...], dict[str, Any]]:
-    t = HourlySpend.__table__
-    async with engine.connect() as conn:
-        rows = (await conn.execute(select(t))).mappings().all()
-    key = ("hour", "team_id", "key_id", "model", "tier", "error_type")
-    out = {}
-    for r in rows:
-        row = {c: v for c, v in r.items() if c not in key}
-        for h in ("latency_hist", "ttft_hist", "difficulty_hist"):
-            if row[h] is not None:
-                row[h] = {int(b): n for b, n in row[h].items()}
-        out[tuple(r[c] for c in key)] = row
-    return out
 
 
 async def write_with_writer(engine: AsyncEngine, records: list[RequestRecord], spool: Path) -> SpendWriter:
@@ -371,34 +248,6 @@ def test_windows_and_offsets() -> None:
         window(date(2026, 5, 2), date(2026, 5, 2))
     with pytest.raises(ValueError):
         window(date(2020, 1, 1), date(2026, 1, 1))
-
-
-async def test_the_same_range_gives_what_admin_spend_gives(engine: AsyncEngine) -> None:
-    records = random_records(800, seed=6, hours=24 * 5)
-    async with engine.begin() as conn:
-        await write_records(conn, records)
-    first, last = date(2026, 3, 2), date(2026, 3, 4)  # inclusive UTC days, as /admin/spend takes them
-    w = window(first, last + timedelta(days=1))
-    fields = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "errors")
-    async with session_factory(engine)() as session:
-        for group, column in (
-            ("day", "day"),
-            ("model", "model"),
-            ("key", "key"),
-            ("tier", "tier"),
-            ("team", "team"),
-        ):
-            daily, _ = await spend(session, start=first, end=last, group_by=group, limit=10_000)  # type: ignore[arg-type]
-            hourly = await totals(session, w, group_by=[column])  # type: ignore[list-item]
-            want = {r[group]: ({f: r[f] for f in fields}, Decimal(r["cost_usd"])) for r in daily}
-            got = {
-                (r[column].isoformat() if group == "day" else r[column]): (
-                    {f: r[f] for f in fields},
-                    r["cost_usd"],
-                )
-                for r in hourly
-            }
-            assert got == want, group
 
 
 async def test_a_failed_write_leaves_nothing_and_the_retry_counts_once(
