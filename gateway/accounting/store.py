@@ -52,7 +52,7 @@ _HOURLY_SUMS = (
     "unpriced",
 )
 _HISTOGRAMS = ("latency_hist", "ttft_hist", "difficulty_hist")
-_INT_KEYS = orjson.OPT_NON_STR_KEYS
+_N_HOURLY = len(_HOURLY_KEY) + len(_HOURLY_SUMS)  # the histograms follow
 _ROW = attrgetter(*_FIELDS)
 _TS = _FIELDS.index("ts")
 
@@ -297,12 +297,40 @@ async def _write_pg(conn: AsyncConnection, unique: dict[str, RequestRecord]) -> 
     daily, hourly = rollups(new)
     await conn.exec_driver_sql(_PG_UPSERTS[0], tuple(list(c) for c in zip(*daily, strict=True)))
     columns = [list(c) for c in zip(*hourly, strict=True)]
-    for i in range(-len(_HISTOGRAMS), 0):  # jsonb travels as text
-        columns[i] = [None if m is None else orjson.dumps(m, option=_INT_KEYS).decode() for m in columns[i]]
+    for i in range(_N_HOURLY, len(columns)):
+        columns[i] = list(map(_json, columns[i]))
     await conn.exec_driver_sql(_PG_UPSERTS[1], tuple(columns))
     if used := last_used(new):
         await conn.exec_driver_sql(_PG_LAST_USED, ([k for k, _ in used], [ts for _, ts in used]))
     return len(inserted)
+
+
+async def copy_records(conn: AsyncConnection, records: Sequence[RequestRecord]) -> int:
+    """Bulk load (seeding): the records and the rollup rows they make, by COPY straight into the
+    tables, no upserts. Only for records whose request ids are new and whose every day and hour cell
+    (x team x key x model x tier) none of the tables holds yet and no other call will add to: whole
+    UTC days of fresh teams' traffic, say. The rows are the very ones write_records would add.
+    PostgreSQL only; runs in the caller's transaction."""
+    if conn.dialect.name != "postgresql":
+        raise ValueError("copy_records is for PostgreSQL (write_records does SQLite)")
+    if not records:
+        return 0
+    daily, hourly = rollups(records)
+    hourly = [(*row[:_N_HOURLY], *map(_json, row[_N_HOURLY:])) for row in hourly]
+    await conn.exec_driver_sql("SELECT 1")  # opens the transaction the COPYs then join
+    driver = (await conn.get_raw_connection()).driver_connection
+    copy = driver.copy_records_to_table  # type: ignore[union-attr]
+    await copy(_LOG.name, records=list(map(_ROW, records)), columns=_FIELDS)
+    await copy(_DAILY.name, records=daily, columns=_KEY + _SUMS)
+    await copy(_HOURLY.name, records=hourly, columns=_HOURLY_KEY + _HOURLY_SUMS + _HISTOGRAMS)
+    if used := last_used(records):
+        await conn.exec_driver_sql(_PG_LAST_USED, ([k for k, _ in used], [ts for _, ts in used]))
+    return len(records)
+
+
+def _json(counts: dict[int, int] | None) -> str | None:
+    """A histogram as asyncpg takes jsonb: text."""
+    return None if counts is None else orjson.dumps(counts, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _sqlstate(exc: BaseException) -> str | None:
