@@ -1,7 +1,10 @@
-"""Dashboard queries over hourly_spend: totals, savings, errors and percentiles for a range of time in
-a reporting time zone, grouped by day or hour in that zone and by team, key, model, tier or error type.
+"""Dashboard queries over the hourly rollups: totals, savings, errors and percentiles for a range of
+time in a reporting time zone, grouped by day or hour in that zone and by team, key, model, tier or
+error type.
 
-They read the hourly rollups only, never the request log. Plain async functions returning plain data
+They read the hourly rollups only, never the request log: each query the smallest of the four
+(gateway.accounting.store.GRAINS) that has the columns it groups and filters by (the whole gateway
+by model or by team, a team by model, anything by key). Plain async functions returning plain data
 (dicts of str, int, Decimal, date, datetime, float); the pages and JSON endpoints format them.
 
 Time: `window(start, end, tz)` is [start, end) in an IANA zone, as the UTC hours that cover it. An hour
@@ -21,7 +24,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import BigInteger, Date, case, cast, func, literal, literal_column, select
+from sqlalchemy import BigInteger, Date, Table, case, cast, func, literal, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -33,26 +36,46 @@ from gateway.accounting.histogram import (
     difficulty_bounds,
     percentile,
 )
-from gateway.db.models import HourlySpend
+from gateway.accounting.store import GRAINS
 from gateway.db.types import UTCDateTime
 
 Db = AsyncSession | AsyncConnection
 GroupBy = Literal["day", "hour", "team", "key", "model", "tier", "error_type"]
 Metric = Literal["latency", "ttft", "difficulty"]
 
-# The refusals a dashboard shows apart from other errors (hourly_spend.error_type values).
-RATE_LIMITED = "rate_limit_error"
-BUDGET_REFUSED = "budget_exceeded"
+# Summed counts every totals() row has.
+_COUNTS = (
+    "requests",
+    "errors",
+    "rate_limited",
+    "budget_refused",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "unpriced",
+)
 
-H = HourlySpend
-_COLUMNS: Mapping[str, Any] = {
-    "team": H.team_id,
-    "key": H.key_id,
-    "model": H.model,
-    "tier": H.tier,
-    "error_type": H.error_type,
+# group_by names -> columns.
+_COLUMNS: Mapping[str, str] = {
+    "team": "team_id",
+    "key": "key_id",
+    "model": "model",
+    "tier": "tier",
+    "error_type": "error_type",
 }
-_HIST_COLUMN: Mapping[str, Any] = {LATENCY: H.latency_hist, TTFT: H.ttft_hist, DIFFICULTY: H.difficulty_hist}
+_HIST_COLUMN: Mapping[str, str] = {LATENCY: "latency_hist", TTFT: "ttft_hist", DIFFICULTY: "difficulty_hist"}
+# The hourly rollups a query may read, the smallest first (gateway.accounting.store.GRAINS).
+_BY_SIZE = sorted(GRAINS, key=lambda g: ("team_id" in g.key, "key_id" in g.key, len(g.key)))
+
+
+def grain_for(columns: set[str], *, histograms: bool = False) -> Table:
+    """The smallest hourly rollup that has these columns (and histograms, if asked)."""
+    for grain in _BY_SIZE:
+        if columns <= set(grain.key) and (grain.histograms or not histograms):
+            return grain.table
+    raise AssertionError(f"no hourly rollup has {sorted(columns)}")  # the finest has them all
+
+
 MAX_HOURS = 24 * 366 * 3
 
 
@@ -158,54 +181,58 @@ def _dialect(db: Db) -> str:
     return db.get_bind().dialect.name
 
 
-def _local_day(dialect: str, w: Window) -> ColumnElement[Any]:
+def _local_day(dialect: str, w: Window, t: Table) -> ColumnElement[Any]:
     """SQL: the local date of each row's hour (a CASE over the window's offsets)."""
     segments = offsets(w)
+    hour = t.c.hour
     if dialect == "postgresql":
-        utc = func.timezone("UTC", H.hour)  # timestamptz -> UTC wall time
+        utc = func.timezone("UTC", hour)  # timestamptz -> UTC wall time
 
         def shifted(minutes: int) -> ColumnElement[Any]:
             return cast(utc + literal_column(f"INTERVAL '{minutes} minutes'"), Date)
     else:
 
         def shifted(minutes: int) -> ColumnElement[Any]:
-            return func.date(H.hour, literal(f"{minutes:+d} minutes"))
+            return func.date(hour, literal(f"{minutes:+d} minutes"))
 
     if len(segments) == 1:
         return shifted(segments[0][1])
     whens = [
-        (H.hour < literal(segments[i + 1][0], UTCDateTime()), shifted(minutes))
+        (hour < literal(segments[i + 1][0], UTCDateTime()), shifted(minutes))
         for i, (_, minutes) in enumerate(segments[:-1])
     ]
     return case(*whens, else_=shifted(segments[-1][1]))
 
 
-def _filters(
-    w: Window, team_id: str | None, key_id: str | None, model: str | None, tier: str | None
-) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = [H.hour >= w.start, H.hour < w.end]
-    for column, value in ((H.team_id, team_id), (H.key_id, key_id), (H.model, model), (H.tier, tier)):
-        if value is not None:
-            where.append(column == value)
-    return where
-
-
-def _groups(dialect: str, w: Window, by: Sequence[str]) -> list[tuple[str, ColumnElement[Any]]]:
+def _query(
+    db: Db,
+    w: Window,
+    by: Sequence[str],
+    filters: Mapping[str, str | None],
+    *,
+    histograms: bool = False,
+) -> tuple[Table, list[tuple[str, ColumnElement[Any]]], list[ColumnElement[bool]]]:
+    """The rollup to read, the group expressions and the WHERE clause of a query."""
     if len(set(by)) != len(by):
         raise ValueError("group_by names a column twice")
     if "day" in by and "hour" in by:
         raise ValueError("group by day or by hour, not both")
-    out = []
+    unknown = [name for name in by if name not in _COLUMNS and name not in ("day", "hour")]
+    if unknown:
+        raise ValueError(f"cannot group by {unknown[0]!r}: use day, hour, {', '.join(_COLUMNS)}")
+    given = {column: value for column, value in filters.items() if value is not None}
+    t = grain_for({_COLUMNS[n] for n in by if n in _COLUMNS} | set(given), histograms=histograms)
+    groups: list[tuple[str, ColumnElement[Any]]] = []
     for name in by:
         if name == "day":
-            out.append((name, _local_day(dialect, w)))
+            groups.append((name, _local_day(_dialect(db), w, t)))
         elif name == "hour":
-            out.append((name, H.hour))
-        elif name in _COLUMNS:
-            out.append((name, _COLUMNS[name]))
+            groups.append((name, t.c.hour))
         else:
-            raise ValueError(f"cannot group by {name!r}: use day, hour, {', '.join(_COLUMNS)}")
-    return out
+            groups.append((name, t.c[_COLUMNS[name]]))
+    where = [t.c.hour >= w.start, t.c.hour < w.end]
+    where += [t.c[column] == value for column, value in given.items()]
+    return t, groups, where
 
 
 def _label(name: str, value: Any, w: Window) -> Any:
@@ -215,11 +242,6 @@ def _label(name: str, value: Any, w: Window) -> Any:
     if name == "hour":
         return value.astimezone(w.zone)
     return value or None
-
-
-def _errors(kind: str | None = None) -> ColumnElement[Any]:
-    cond = H.error_type != "" if kind is None else H.error_type == kind
-    return func.coalesce(func.sum(case((cond, H.requests), else_=0)), 0)
 
 
 async def totals(
@@ -242,24 +264,18 @@ async def totals(
     unknown: counted at cost, no saving). Sorted by the groups ascending, or with `top`, the `top`
     groups by cost descending. Empty groups are not returned; without group_by there is always a row.
     """
-    dialect = _dialect(db)
-    groups = _groups(dialect, w, group_by)
     if top is not None and not 1 <= top <= 10_000:
         raise ValueError("top must be between 1 and 10000")
-    cost = func.coalesce(func.sum(H.cost_usd), 0)
+    filters = {"team_id": team_id, "key_id": key_id, "model": model, "tier": tier}
+    t, groups, where = _query(db, w, group_by, filters)
+    c = t.c
+    cost = func.coalesce(func.sum(c.cost_usd), 0)
     stmt = select(
         *(expr.label(f"g_{name}") for name, expr in groups),
-        func.coalesce(func.sum(H.requests), 0).label("requests"),
-        _errors().label("errors"),
-        _errors(RATE_LIMITED).label("rate_limited"),
-        _errors(BUDGET_REFUSED).label("budget_refused"),
-        func.coalesce(func.sum(H.prompt_tokens), 0).label("prompt_tokens"),
-        func.coalesce(func.sum(H.completion_tokens), 0).label("completion_tokens"),
-        func.coalesce(func.sum(H.cached_tokens), 0).label("cached_tokens"),
-        func.sum(H.cost_usd).label("cost_usd"),
-        func.sum(H.baseline_cost_usd).label("baseline_cost_usd"),
-        func.coalesce(func.sum(H.unpriced), 0).label("unpriced"),
-    ).where(*_filters(w, team_id, key_id, model, tier))
+        *(func.coalesce(func.sum(c[n]), 0).label(n) for n in _COUNTS),
+        func.sum(c.cost_usd).label("cost_usd"),
+        func.sum(c.baseline_cost_usd).label("baseline_cost_usd"),
+    ).where(*where)
     if groups:
         keys = [expr for _, expr in groups]
         stmt = stmt.group_by(*keys)
@@ -267,14 +283,11 @@ async def totals(
     rows = []
     for row in (await db.execute(stmt)).mappings():
         out: dict[str, Any] = {name: _label(name, row[f"g_{name}"], w) for name, _ in groups}
-        for field in ("requests", "errors", "rate_limited", "budget_refused"):
-            out[field] = int(row[field])
-        for field in ("prompt_tokens", "completion_tokens", "cached_tokens"):
+        for field in _COUNTS:
             out[field] = int(row[field])
         spent = row["cost_usd"] or Decimal(0)
         baseline = row["baseline_cost_usd"] or Decimal(0)
         out.update(cost_usd=spent, baseline_cost_usd=baseline, savings_usd=baseline - spent)
-        out["unpriced"] = int(row["unpriced"])
         rows.append(out)
     return rows
 
@@ -293,13 +306,15 @@ async def histograms(
     """The metric's histogram over the window per group: rows of the group columns and "buckets",
     {bucket: count} (gateway.accounting.histogram's scheme), sorted by the groups. Groups with nothing
     counted are left out."""
-    column = _HIST_COLUMN.get(metric)
-    if column is None:
+    name = _HIST_COLUMN.get(metric)
+    if name is None:
         raise ValueError(f"metric must be one of {', '.join(_HIST_COLUMN)}")
     if "error_type" in group_by:
         raise ValueError("latency and TTFT are of successful requests only: no group by error_type")
+    filters = {"team_id": team_id, "key_id": key_id, "model": model, "tier": tier}
+    t, groups, where = _query(db, w, group_by, filters, histograms=True)
+    column = t.c[name]
     dialect = _dialect(db)
-    groups = _groups(dialect, w, group_by)
     # The map's entries as rows (a table function in FROM sees the row before it on both dialects).
     if dialect == "postgresql":
         each = func.jsonb_each_text(column).table_valued("key", "value", joins_implicitly=True)
@@ -310,8 +325,8 @@ async def histograms(
     keys = [expr.label(f"g_{name}") for name, expr in groups]
     stmt = (
         select(*keys, each.c.key, count)
-        .select_from(H, each)
-        .where(*_filters(w, team_id, key_id, model, tier), column.is_not(None))
+        .select_from(t, each)
+        .where(*where, column.is_not(None))
         .group_by(*(expr for _, expr in groups), each.c.key)
     )
     out: dict[tuple[Any, ...], dict[int, int]] = {}

@@ -1,5 +1,5 @@
-"""One batch of request records into the database: log rows plus the rollups they add (daily_spend,
-hourly_spend, hourly_histogram).
+"""One batch of request records into the database: log rows plus the rollups they add (daily_spend
+and the four hourly rollups, GRAINS).
 
 Idempotent on request_id: a record already in the log is skipped by the INSERT, and only the rows that
 INSERT actually added (its RETURNING) are added to the rollups, so replaying a batch changes nothing.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from operator import attrgetter
@@ -31,18 +31,25 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.accounting.histogram import EDGES, difficulty_bucket
 from gateway.accounting.record import RequestRecord
-from gateway.db.models import ApiKey, DailySpend, HourlySpend, RequestLog
+from gateway.db.models import (
+    ApiKey,
+    DailySpend,
+    HourlyModelSpend,
+    HourlySpend,
+    HourlyTeamSpend,
+    HourlyTeamTotals,
+    RequestLog,
+)
 from gateway.db.types import UTCDateTime
 
 _LOG: Table = RequestLog.__table__  # type: ignore[assignment]
 _DAILY: Table = DailySpend.__table__  # type: ignore[assignment]
 _KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
-_HOURLY: Table = HourlySpend.__table__  # type: ignore[assignment]
 _FIELDS = tuple(f.name for f in fields(RequestRecord))
 _KEY = ("day", "team_id", "key_id", "model", "tier")
 _SUMS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "errors")
-_HOURLY_KEY = ("hour", "team_id", "key_id", "model", "tier", "error_type")
-_HOURLY_SUMS = (
+# What every hourly rollup sums, and the histograms of those that keep them.
+HOURLY_SUMS = (
     "requests",
     "prompt_tokens",
     "completion_tokens",
@@ -50,9 +57,36 @@ _HOURLY_SUMS = (
     "cost_usd",
     "baseline_cost_usd",
     "unpriced",
+    "errors",
+    "rate_limited",
+    "budget_refused",
 )
-_HISTOGRAMS = ("latency_hist", "ttft_hist", "difficulty_hist")
-_N_HOURLY = len(_HOURLY_KEY) + len(_HOURLY_SUMS)  # the histograms follow
+HISTOGRAMS = ("latency_hist", "ttft_hist", "difficulty_hist")
+_FULL_KEY = ("hour", "team_id", "key_id", "model", "tier", "error_type")
+
+
+@dataclass(frozen=True, slots=True)
+class Grain:
+    """One hourly rollup: its table, the columns that name a row (hour first), whether it keeps
+    histograms."""
+
+    table: Table
+    key: tuple[str, ...]
+    histograms: bool
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.key + HOURLY_SUMS + (HISTOGRAMS if self.histograms else ())
+
+
+# Finest first: each of the others is the first with dimensions dropped (gateway.db.models).
+GRAINS: tuple[Grain, ...] = (
+    Grain(HourlySpend.__table__, _FULL_KEY, True),  # type: ignore[arg-type]
+    Grain(HourlyTeamSpend.__table__, ("hour", "team_id", "model", "tier", "error_type"), True),  # type: ignore[arg-type]
+    Grain(HourlyModelSpend.__table__, ("hour", "model", "tier", "error_type"), True),  # type: ignore[arg-type]
+    Grain(HourlyTeamTotals.__table__, ("hour", "team_id"), False),  # type: ignore[arg-type]
+)
+_N_SUMS = len(HOURLY_SUMS)
 _ROW = attrgetter(*_FIELDS)
 _TS = _FIELDS.index("ts")
 
@@ -123,7 +157,7 @@ def _sqlite_upsert(table: Table, key: tuple[str, ...], sums: tuple[str, ...], ma
 # The rollups a batch adds to: (table, key columns, summed columns, histogram columns), as in Rollups.
 _ROLLUPS: tuple[tuple[Table, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
     (_DAILY, _KEY, _SUMS, ()),
-    (_HOURLY, _HOURLY_KEY, _HOURLY_SUMS, _HISTOGRAMS),
+    *((g.table, g.key, HOURLY_SUMS, HISTOGRAMS if g.histograms else ()) for g in GRAINS),
 )
 _PG_UPSERTS = tuple(_pg_upsert(*r) for r in _ROLLUPS)
 _SQLITE_UPSERTS = tuple(_sqlite_upsert(*r) for r in _ROLLUPS)
@@ -154,33 +188,39 @@ def last_used(records: Sequence[RequestRecord]) -> list[tuple[str, datetime]]:
 
 
 class Rollups(NamedTuple):
-    """What a batch adds to daily_spend and hourly_spend: rows of key columns then sums, then (hourly)
-    the histograms as {bucket: count} dicts or None. Unsorted: PostgreSQL sorts them (see
-    _pg_upsert); SQLite has one writer at a time."""
+    """What a batch adds to daily_spend and to each hourly rollup (GRAINS' order): rows of key columns,
+    then sums, then (where kept) the histograms as {bucket: count} dicts or None. Unsorted:
+    PostgreSQL sorts them (see _pg_upsert); SQLite has one writer at a time."""
 
     daily: list[tuple[Any, ...]]
-    hourly: list[tuple[Any, ...]]
+    hourly: list[list[tuple[Any, ...]]]
 
 
 def error_key(r: RequestRecord) -> str:
-    """The hourly_spend.error_type of a record: '' when it succeeded."""
+    """The hourly rollups' error_type of a record: '' when it succeeded."""
     if r.status >= 400 or r.error_type is not None:
         return r.error_type or f"http_{r.status}"
     return ""
 
 
+def _add_counts(into: dict[int, int], counts: dict[int, int]) -> None:
+    for b, n in counts.items():
+        into[b] = into.get(b, 0) + n
+
+
 def rollups(records: Iterable[RequestRecord]) -> Rollups:
-    """The deltas the records add to daily_spend and hourly_spend.
+    """The deltas the records add to daily_spend and the hourly rollups.
 
     A record's model is the deployment that answered, else the requested model; absent team, key and
     tier are ''. Errors: status >= 400 or an error type. Histograms: latency and TTFT of the requests
-    that succeeded, difficulty of every routed one. One pass over the records into hourly rows, then
-    the daily rows from those: the writer runs in the request process, and this is its CPU per record.
+    that succeeded, difficulty of every routed one. One pass over the records into the finest hourly
+    rows, then every other rollup from those: the writer runs in the request process, and this is its
+    CPU per record.
     """
     zero = Decimal(0)
     edges = EDGES
     # (hour as toordinal * 24 + hour, team, key, model, tier, error) -> sums and histograms
-    hourly: dict[tuple[Any, ...], list[Any]] = {}
+    cells: dict[tuple[Any, ...], list[Any]] = {}
     for r in records:
         ts = r.ts
         error = "" if r.status < 400 and r.error_type is None else error_key(r)
@@ -192,9 +232,9 @@ def rollups(records: Iterable[RequestRecord]) -> Rollups:
             r.tier or "",
             error,
         )
-        acc = hourly.get(where)
+        acc = cells.get(where)
         if acc is None:
-            acc = hourly[where] = [0, 0, 0, 0, zero, zero, 0, {}, {}, {}]
+            acc = cells[where] = [0, 0, 0, 0, zero, zero, 0, {}, {}, {}]
         acc[0] += 1
         acc[1] += r.prompt_tokens
         acc[2] += r.completion_tokens
@@ -223,17 +263,42 @@ def rollups(records: Iterable[RequestRecord]) -> Rollups:
             counts[b] = counts.get(b, 0) + 1
 
     daily: dict[tuple[Any, ...], list[Any]] = {}
-    rows: list[tuple[Any, ...]] = []
+    finest: list[tuple[Any, ...]] = []
+    # The coarser rollups: key positions picked from the finest key -> their rows' accumulators.
+    coarse = [([_FULL_KEY.index(k) for k in g.key], g.histograms, {}) for g in GRAINS[1:]]
     hours: dict[int, datetime] = {}
-    for (hour, team, key, model, tier, error), acc in hourly.items():
+    for (hour, team, key, model, tier, error), acc in cells.items():
         at = hours.get(hour)
         if at is None:
             at = hours[hour] = datetime.fromordinal(hour // 24).replace(hour=hour % 24, tzinfo=UTC)
         n, prompt, completion, cached, cost, baseline, unpriced, latency, ttft, difficulty = acc
-        sums = (n, prompt, completion, cached, cost, baseline, unpriced)
-        rows.append(
-            (at, team, key, model, tier, error, *sums, latency or None, ttft or None, difficulty or None)
+        failed = n if error else 0
+        sums = (
+            n,
+            prompt,
+            completion,
+            cached,
+            cost,
+            baseline,
+            unpriced,
+            failed,
+            n if error == "rate_limit_error" else 0,
+            n if error == "budget_exceeded" else 0,
         )
+        full = (at, team, key, model, tier, error)
+        finest.append((*full, *sums, latency or None, ttft or None, difficulty or None))
+        for picks, histograms, rows in coarse:
+            k = tuple(full[i] for i in picks)
+            row = rows.get(k)
+            if row is None:
+                rows[k] = row = [*sums, {}, {}, {}] if histograms else list(sums)
+            else:
+                for i, v in enumerate(sums):
+                    row[i] += v
+            if histograms:
+                _add_counts(row[_N_SUMS], latency)
+                _add_counts(row[_N_SUMS + 1], ttft)
+                _add_counts(row[_N_SUMS + 2], difficulty)
         day = daily.get(k := (at.date(), team, key, model, tier))
         if day is None:
             day = daily[k] = [0, 0, 0, 0, zero, 0]
@@ -242,14 +307,21 @@ def rollups(records: Iterable[RequestRecord]) -> Rollups:
         day[2] += completion
         day[3] += cached
         day[4] += cost
-        if error:
-            day[5] += n
-    return Rollups([(*k, *v) for k, v in daily.items()], rows)
+        day[5] += failed
+    hourly = [finest]
+    for _, histograms, rows in coarse:
+        if histograms:
+            hourly.append(
+                [(*k, *v[:_N_SUMS], v[-3] or None, v[-2] or None, v[-1] or None) for k, v in rows.items()]
+            )
+        else:
+            hourly.append([(*k, *v[:_N_SUMS]) for k, v in rows.items()])
+    return Rollups([(*k, *v) for k, v in daily.items()], hourly)
 
 
 async def write_records(conn: AsyncConnection, records: Sequence[RequestRecord]) -> int:
-    """Insert the records not yet logged and add them to daily_spend, hourly_spend and
-    hourly_histogram; returns how many were new.
+    """Insert the records not yet logged and add them to daily_spend and the hourly rollups; returns
+    how many were new.
 
     Runs in the caller's transaction, so the log rows and all their aggregates commit together.
     """
@@ -272,7 +344,10 @@ async def write_records(conn: AsyncConnection, records: Sequence[RequestRecord])
     if not inserted:
         return 0
     new = [r for rid, r in unique.items() if rid in inserted]
-    for (_, key, sums, maps), upsert, rows_of in zip(_ROLLUPS, _SQLITE_UPSERTS, rollups(new), strict=True):
+    daily, hourly = rollups(new)
+    for (_, key, sums, maps), upsert, rows_of in zip(
+        _ROLLUPS, _SQLITE_UPSERTS, [daily, *hourly], strict=True
+    ):
         names = key + sums + maps
         await conn.execute(upsert, [dict(zip(names, row, strict=True)) for row in rows_of])
     if used := last_used(new):
@@ -296,10 +371,12 @@ async def _write_pg(conn: AsyncConnection, unique: dict[str, RequestRecord]) -> 
     new = [r for rid, r in unique.items() if rid in inserted]
     daily, hourly = rollups(new)
     await conn.exec_driver_sql(_PG_UPSERTS[0], tuple(list(c) for c in zip(*daily, strict=True)))
-    columns = [list(c) for c in zip(*hourly, strict=True)]
-    for i in range(_N_HOURLY, len(columns)):
-        columns[i] = list(map(_json, columns[i]))
-    await conn.exec_driver_sql(_PG_UPSERTS[1], tuple(columns))
+    for grain, upsert, rows_of in zip(GRAINS, _PG_UPSERTS[1:], hourly, strict=True):
+        columns = [list(c) for c in zip(*rows_of, strict=True)]
+        if grain.histograms:
+            for i in range(len(grain.key) + _N_SUMS, len(columns)):
+                columns[i] = list(map(_json, columns[i]))
+        await conn.exec_driver_sql(upsert, tuple(columns))
     if used := last_used(new):
         await conn.exec_driver_sql(_PG_LAST_USED, ([k for k, _ in used], [ts for _, ts in used]))
     return len(inserted)
@@ -307,22 +384,25 @@ async def _write_pg(conn: AsyncConnection, unique: dict[str, RequestRecord]) -> 
 
 async def copy_records(conn: AsyncConnection, records: Sequence[RequestRecord]) -> int:
     """Bulk load (seeding): the records and the rollup rows they make, by COPY straight into the
-    tables, no upserts. Only for records whose request ids are new and whose every day and hour cell
-    (x team x key x model x tier) none of the tables holds yet and no other call will add to: whole
-    UTC days of fresh teams' traffic, say. The rows are the very ones write_records would add.
-    PostgreSQL only; runs in the caller's transaction."""
+    tables, no upserts: the rows write_records would have added. Only for new request ids, and whole
+    UTC days that no rollup table holds anything of yet and no other call adds to (the coarsest
+    rollups have no team: any other traffic in those hours collides). PostgreSQL only; runs in the
+    caller's transaction."""
     if conn.dialect.name != "postgresql":
         raise ValueError("copy_records is for PostgreSQL (write_records does SQLite)")
     if not records:
         return 0
     daily, hourly = rollups(records)
-    hourly = [(*row[:_N_HOURLY], *map(_json, row[_N_HOURLY:])) for row in hourly]
     await conn.exec_driver_sql("SELECT 1")  # opens the transaction the COPYs then join
     driver = (await conn.get_raw_connection()).driver_connection
     copy = driver.copy_records_to_table  # type: ignore[union-attr]
     await copy(_LOG.name, records=list(map(_ROW, records)), columns=_FIELDS)
     await copy(_DAILY.name, records=daily, columns=_KEY + _SUMS)
-    await copy(_HOURLY.name, records=hourly, columns=_HOURLY_KEY + _HOURLY_SUMS + _HISTOGRAMS)
+    for grain, rows_of in zip(GRAINS, hourly, strict=True):
+        n = len(grain.key) + _N_SUMS
+        if grain.histograms:
+            rows_of = [(*row[:n], *map(_json, row[n:])) for row in rows_of]
+        await copy(grain.table.name, records=rows_of, columns=grain.columns)
     if used := last_used(records):
         await conn.exec_driver_sql(_PG_LAST_USED, ([k for k, _ in used], [ts for _, ts in used]))
     return len(records)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.histogram import bucket_of, difficulty_bucket
 from gateway.accounting.record import RequestRecord
-from gateway.db.models import DailySpend, HourlySpend, RequestLog
+from gateway.db.models import Base, DailySpend, RequestLog
 
 BASE_TS = datetime(2026, 3, 1, 23, 59, 0, tzinfo=UTC)
 
@@ -81,7 +81,7 @@ def expected_daily(records: list[RequestRecord]) -> dict[tuple[Any, ...], tuple[
         a[2] += r.completion_tokens
         a[3] += r.cached_tokens
         a[4] += r.cost_usd or 0
-        a[5] += r.status >= 400
+        a[5] += r.status >= 400 or r.error_type is not None
     return {k: tuple(v) for k, v in acc.items()}
 
 
@@ -218,15 +218,33 @@ def failed(r: RequestRecord) -> bool:
     return r.status >= 400 or r.error_type is not None
 
 
-def expected_hourly(records: list[RequestRecord]) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """hourly_spend as a plain reading of the records (independent of store.rollups)."""
+HOURLY_KEYS = {  # each hourly rollup's key columns, as gateway.db.models defines them
+    "hourly_spend": ("hour", "team_id", "key_id", "model", "tier", "error_type"),
+    "hourly_team_spend": ("hour", "team_id", "model", "tier", "error_type"),
+    "hourly_model_spend": ("hour", "model", "tier", "error_type"),
+    "hourly_team_totals": ("hour", "team_id"),
+}
+HISTOGRAMS = ("latency_hist", "ttft_hist", "difficulty_hist")
+
+
+def expected_hourly(
+    records: list[RequestRecord], table: str = "hourly_spend"
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """An hourly rollup as a plain reading of the records (independent of store.rollups)."""
+    names = HOURLY_KEYS[table]
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in records:
         error = (r.error_type or f"http_{r.status}") if failed(r) else ""
-        hour = r.ts.replace(minute=0, second=0, microsecond=0)
-        k = (hour, r.team_id or "", r.key_id or "", r.deployment or r.requested_model, r.tier or "", error)
+        cell = {
+            "hour": r.ts.replace(minute=0, second=0, microsecond=0),
+            "team_id": r.team_id or "",
+            "key_id": r.key_id or "",
+            "model": r.deployment or r.requested_model,
+            "tier": r.tier or "",
+            "error_type": error,
+        }
         row = out.setdefault(
-            k,
+            tuple(cell[n] for n in names),
             {
                 "requests": 0,
                 "prompt_tokens": 0,
@@ -235,9 +253,10 @@ def expected_hourly(records: list[RequestRecord]) -> dict[tuple[Any, ...], dict[
                 "cost_usd": Decimal(0),
                 "baseline_cost_usd": Decimal(0),
                 "unpriced": 0,
-                "latency_hist": Counter(),
-                "ttft_hist": Counter(),
-                "difficulty_hist": Counter(),
+                "errors": 0,
+                "rate_limited": 0,
+                "budget_refused": 0,
+                **({h: Counter() for h in HISTOGRAMS} if table != "hourly_team_totals" else {}),
             },
         )
         row["requests"] += 1
@@ -250,6 +269,11 @@ def expected_hourly(records: list[RequestRecord]) -> dict[tuple[Any, ...], dict[
             row["baseline_cost_usd"] += r.cost_usd or 0
         else:
             row["baseline_cost_usd"] += r.baseline_cost_usd
+        row["errors"] += failed(r)
+        row["rate_limited"] += error == "rate_limit_error"
+        row["budget_refused"] += error == "budget_exceeded"
+        if "latency_hist" not in row:
+            continue
         if not failed(r):
             row["latency_hist"][bucket_of(r.latency_ms)] += 1
             if r.ttft_ms is not None:
@@ -257,21 +281,31 @@ def expected_hourly(records: list[RequestRecord]) -> dict[tuple[Any, ...], dict[
         if r.difficulty is not None:
             row["difficulty_hist"][difficulty_bucket(r.difficulty)] += 1
     for row in out.values():
-        for h in ("latency_hist", "ttft_hist", "difficulty_hist"):
-            row[h] = dict(row[h]) or None
+        for h in HISTOGRAMS:
+            if h in row:
+                row[h] = dict(row[h]) or None
     return out
 
 
-async def fetch_hourly(engine: AsyncEngine) -> dict[tuple[Any, ...], dict[str, Any]]:
-    t = HourlySpend.__table__
+async def fetch_hourly(
+    engine: AsyncEngine, table: str = "hourly_spend"
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    t = Base.metadata.tables[table]
     async with engine.connect() as conn:
         rows = (await conn.execute(select(t))).mappings().all()
-    key = ("hour", "team_id", "key_id", "model", "tier", "error_type")
+    key = HOURLY_KEYS[table]
     out = {}
     for r in rows:
         row = {c: v for c, v in r.items() if c not in key}
-        for h in ("latency_hist", "ttft_hist", "difficulty_hist"):
-            if row[h] is not None:
+        for h in HISTOGRAMS:
+            if row.get(h) is not None:
                 row[h] = {int(b): n for b, n in row[h].items()}
         out[tuple(r[c] for c in key)] = row
     return out
+
+
+async def assert_rollups_match(engine: AsyncEngine, records: list[RequestRecord]) -> None:
+    """Every hourly rollup, and daily_spend, is exactly what the records add up to."""
+    for table in HOURLY_KEYS:
+        assert await fetch_hourly(engine, table) == expected_hourly(records, table), table
+    assert await fetch_daily(engine) == expected_daily(records)

@@ -34,9 +34,8 @@ from gateway.db.engine import session_factory
 from gateway.db.models import RequestLog
 from tests.gateway.accounting.helpers import (
     START,
-    expected_hourly,
+    assert_rollups_match,
     failed,
-    fetch_hourly,
     random_records,
     wait_for,
 )
@@ -81,7 +80,7 @@ async def test_rollups_written_by_the_writer_equal_the_log(engine: AsyncEngine, 
     records = random_records(1500, seed=1)
     writer = await write_with_writer(engine, records, tmp_path)
     assert writer.written == len(records)
-    assert await fetch_hourly(engine) == expected_hourly(records)
+    await assert_rollups_match(engine, records)
 
     # And the query module, against the log as the database holds it.
     async with engine.connect() as conn:
@@ -272,12 +271,12 @@ async def test_a_failed_write_leaves_nothing_and_the_retry_counts_once(
     await wait_for(lambda: writer.written == len(records), what="the retries")
     await writer.stop()
     assert writer.failures >= 2 and writer.written == len(records) and writer.duplicates == 0
-    assert await fetch_hourly(engine) == expected_hourly(records)
+    await assert_rollups_match(engine, records)
 
     # Replaying everything (a spill file replayed after a crash): already logged, nothing added.
     async with engine.begin() as conn:
         assert await write_records(conn, records) == 0
-    assert await fetch_hourly(engine) == expected_hourly(records)
+    await assert_rollups_match(engine, records)
 
 
 async def test_spilled_records_replay_into_the_rollups(engine: AsyncEngine, tmp_path: Path) -> None:
@@ -294,4 +293,4 @@ async def test_spilled_records_replay_into_the_rollups(engine: AsyncEngine, tmp_
     up.submit(records[0])  # also live: counted once
     await up.stop()
     assert up.replayed == len(records)
-    assert await fetch_hourly(engine) == expected_hourly(records)
+    await assert_rollups_match(engine, records)
