@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -16,7 +18,7 @@ from gateway.api import admin, config_admin, health, messages, openai
 from gateway.api.docs import install_docs
 from gateway.api.openapi_schemas import install_openapi
 from gateway.auth import KeyCache
-from gateway.config import GatewayConfig, apply_settings, config_path, load_config
+from gateway.config import GatewayConfig, apply_settings, config_path, entry_settings, load_config
 from gateway.control import Control
 from gateway.dashboard import install_dashboard
 from gateway.db.engine import make_engine, session_factory
@@ -25,10 +27,13 @@ from gateway.defaults import default_config
 from gateway.errors import install_handlers
 from gateway.limits import create_limiter
 from gateway.limits.headroom import Headroom
+from gateway.live.filewatch import FileWatch, on_sighup
 from gateway.live.preview_api import previewer
 from gateway.live.runtime import LiveConfig
 from gateway.live.service import ConfigService, embedded_defaults
 from gateway.live.store import ConfigStore
+from gateway.live.sync import ConfigSync
+from gateway.logsetup import configure_logging
 from gateway.metrics import Metrics, writer_lines
 from gateway.offline import prepare_offline_env
 from gateway.pipeline.core import Pipeline
@@ -90,7 +95,24 @@ def create_app(
         batch_size=settings.spend_batch_size,
         flush_interval_s=settings.spend_flush_interval_s,
     )
-    readiness = Readiness(settings, lambda: live.current.providers, writer.stats)
+    readiness = Readiness(
+        settings, lambda: live.current.providers, writer.stats, config_version=lambda: live.version
+    )
+    # Every replica on the newest version: a change made here is announced on Redis; announcements
+    # heard, and the poll that heals lost ones, refresh this replica (gateway/live/sync.py).
+    config_sync = ConfigSync.from_settings(
+        settings,
+        current_version=config_service.store.current_version,
+        live_version=lambda: live.version,
+        refresh=config_service.refresh,
+    )
+    config_service.on_applied.append(config_sync.publish)
+    # File mode: the file is reloaded when its content changes, and on SIGHUP (gateway/live/filewatch.py).
+    file_watch = (
+        FileWatch(path, config_service.reload_file, settings.config_watch_interval_s)
+        if config_service.mode == "file" and path is not None
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,6 +133,9 @@ def create_app(
         await writer.start()
         await key_cache.start(settings.redis_url)
         await readiness.start(schema_checked)
+        if config_service.mode != "pinned":
+            # Before the service starts, so a version it records at start (a changed file) is announced.
+            await config_sync.start()
         await config_service.start(database_reachable=schema_checked)
         # Token counts (TPM estimates, budget reservations, routing) need the BPE table: loading it
         # took ~0.9 s of the first counting request here (cProfile), which belongs to start-up.
@@ -123,9 +148,18 @@ def create_app(
             pipeline.control.metrics_lines,
         ]
         _announce(live.current.config, live.current.prices, master is not None)
+        if file_watch is not None:
+            await file_watch.start()
+        # SIGHUP reloads (the file, or the newest stored version) instead of killing the process.
+        stop_sighup = on_sighup(file_watch.request if file_watch is not None else config_sync.wake)
         try:
             yield
         finally:
+            if stop_sighup is not None:
+                stop_sighup()
+            if file_watch is not None:
+                await file_watch.aclose()
+            await config_sync.aclose()
             # In-flight requests have finished (uvicorn drains them first): settle, then flush.
             await live.aclose()
             await limiter.aclose()
@@ -175,4 +209,11 @@ def _announce(config: GatewayConfig, prices: Mapping[str, TokenPrice | None], au
 
 def app_from_env() -> FastAPI:
     """uvicorn's factory for `--workers N`: each worker process is its own entry point."""
-    return create_app(Settings())
+    # SIGHUP reloads the config once the app has started (its lifespan); until then it does nothing.
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # The file's settings too (its log_level is the logging's); create_app reads the rest itself.
+    settings = entry_settings(os.environ)
+    # A worker's own log lines (uvicorn configures only its own loggers in each worker process).
+    configure_logging(settings.log_level)
+    return create_app(settings)

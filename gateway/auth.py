@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.auth_guard import FailedAuthLimiter
 from gateway.auth_store import Principal, load_principal, now_utc
 from gateway.errors import GatewayError
+from gateway.pubsub import listen
 from gateway.settings import Settings
 
 log = logging.getLogger("switchyard.auth")
@@ -39,9 +40,6 @@ KEY_PREFIX = "sk-sy-"
 CHANNEL = "switchyard:auth:invalidate"
 # secrets.token_urlsafe(32): 32 bytes in unpadded base64url, 43 characters.
 _KEY_SHAPE = re.compile(re.escape(KEY_PREFIX) + r"[A-Za-z0-9_-]{43}")
-# A silent subscription (no message, no PONG) for this long counts as lost.
-_PING_S = 5.0
-_RECONNECT_S = 1.0
 # Past this many invalidations waiting for Redis, one "drop everything" stands for them all.
 _MAX_UNPUBLISHED = 1000
 
@@ -241,45 +239,32 @@ class KeyCache:
 
         self._hearing = False
         self._redis = redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
-        self._listener = asyncio.create_task(self._listen())
+        self._listener = asyncio.create_task(
+            listen(
+                self._redis,
+                CHANNEL,
+                on_message=self._heard,
+                on_subscribed=self._subscribed,
+                on_lost=self._lost,
+                # Invalidations that could not be sent go out once Redis answers.
+                on_idle=self._republish,
+            )
+        )
 
-    async def _listen(self) -> None:
-        while True:
-            pubsub = self._redis.pubsub()
-            try:
-                await pubsub.subscribe(CHANNEL)
-                # Anything could have changed while we were not listening.
-                self.drop_local()
-                await self._republish()
-                self._hearing = True
-                await self._consume(pubsub)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # keep listening through Redis restarts
-                if self._hearing:
-                    log.warning("invalidations lost (%s); caching keys %ss", exc, self._degraded_ttl)
-                self._hearing = False
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-            await asyncio.sleep(_RECONNECT_S)
+    async def _subscribed(self) -> None:
+        # Anything could have changed while we were not listening.
+        self.drop_local()
+        await self._republish()
+        self._hearing = True
 
-    async def _consume(self, pubsub: Any) -> None:
-        loop = asyncio.get_running_loop()
-        heard = loop.time()
-        while True:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=_PING_S)
-            now = loop.time()
-            if message is None:
-                if now - heard > 2 * _PING_S:
-                    raise ConnectionError("no answer to PING on the invalidation channel")
-                await pubsub.ping()
-                await self._republish()
-                continue
-            heard = now
-            if message.get("type") != "message":
-                continue  # a PONG
-            kind, _, ident = message["data"].decode().partition(":")
-            self.drop_local(ident if kind == "key" else None, ident if kind == "team" else None)
+    def _heard(self, data: bytes) -> None:
+        kind, _, ident = data.decode().partition(":")
+        self.drop_local(ident if kind == "key" else None, ident if kind == "team" else None)
+
+    def _lost(self, exc: Exception) -> None:
+        if self._hearing:
+            log.warning("invalidations lost (%s); caching keys %ss", exc, self._degraded_ttl)
+        self._hearing = False
 
     async def _republish(self) -> None:
         for message in sorted(self._unpublished):

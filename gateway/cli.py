@@ -7,8 +7,8 @@ import asyncio
 import gc
 import ipaddress
 import json
-import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +21,7 @@ from gateway.admin.config_cli import add_config_commands
 from gateway.argtypes import int_in
 from gateway.config import ConfigError, GatewayConfig, entry_settings
 from gateway.db.migrate import SchemaNotCurrentError, ensure_schema_or_defer
+from gateway.logsetup import configure_logging
 from gateway.offline import prepare_offline_env
 from gateway.route_cli import add_route_commands
 from gateway.settings import Settings, SettingsError
@@ -61,12 +62,7 @@ def serve(args: argparse.Namespace) -> int:
     }
     # The file's settings first: its log_level is the logging's.
     settings = entry_settings(os.environ, **overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # Their debug output carries SQL parameters, key hashes among them.
-    for noisy in ("aiosqlite", "sqlalchemy.engine", "asyncpg"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(settings.log_level)
     config = resolve_config(settings, os.environ)
     if settings.master_key is None and config.master_key is None and not _is_loopback(settings.host):
         print(
@@ -97,6 +93,10 @@ def serve(args: argparse.Namespace) -> int:
     # The spend writer runs on its own thread: a short GIL switch interval keeps it from holding the
     # request loop for the default 5 ms.
     sys.setswitchinterval(0.001)
+    # SIGHUP reloads the config: each app's lifespan sets that up (with --workers, the supervisor passes
+    # it on to them). Until then, and after, it does nothing; its default action would kill the server
+    # without draining (uvicorn handles only SIGINT and SIGTERM).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if settings.workers == 1:
         # create_app reads the file (file mode) or the database (seeded from the defaults) itself.
         app = create_app(settings)
@@ -110,9 +110,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _serve_workers(settings: Settings, config: GatewayConfig, common: dict[str, Any]) -> int:
-    import uvicorn
-
     from gateway.engine_host import EngineHost
+    from gateway.supervisor import run_workers
 
     # One engine process per local model, shared by the workers (gateway/engine_host.py).
     engines = EngineHost.start([d for d in config.models if d.provider == "local"], settings.log_level)
@@ -120,9 +119,12 @@ def _serve_workers(settings: Settings, config: GatewayConfig, common: dict[str, 
         # Each worker process builds its own app from the same environment.
         if settings.config is not None:
             os.environ["SWITCHYARD_CONFIG"] = str(settings.config)
+        os.environ["SWITCHYARD_LOG_LEVEL"] = settings.log_level
         if engines.urls:
             os.environ["SWITCHYARD_LOCAL_ENGINES"] = json.dumps(engines.urls)
-        uvicorn.run("gateway.app:app_from_env", factory=True, workers=settings.workers, **common)
+        # uvicorn's supervisor, except that SIGHUP has every worker reload its config rather than
+        # replacing every worker (gateway/supervisor.py).
+        run_workers("gateway.app:app_from_env", settings.workers, **common)
     finally:
         engines.stop()
     return 0

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.live import CONFIG_VERSION_HEADER
 from providers.anthropic_translate_stream import anthropic_error_body
 from providers.base import UpstreamError
 
@@ -139,6 +140,19 @@ def _is_anthropic(request: Request) -> bool:
     return request.url.path.startswith("/v1/messages")
 
 
+def config_version_header(app: Any, path: str) -> dict[str, str]:
+    """The running config version, for a /v1 response that no request pipeline answered (a refused
+    key, an unknown path, a bug): every /v1 response says which version the replica runs."""
+    live = getattr(getattr(app, "state", None), "live", None)
+    if live is None or not path.startswith("/v1"):
+        return {}
+    return {CONFIG_VERSION_HEADER: str(live.version)}
+
+
+def _version_of(request: Request) -> dict[str, str]:
+    return config_version_header(request.app, request.url.path)
+
+
 class UnhandledErrors:
     """An exception nothing else handled, as a clean 500 error object.
 
@@ -172,8 +186,13 @@ class UnhandledErrors:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             anthropic = str(scope.get("path", "")).startswith("/v1/messages")
             if start is None:
+                path = str(scope.get("path", ""))
                 response = error_response(
-                    500, "internal gateway error", type_="api_error", anthropic=anthropic
+                    500,
+                    "internal gateway error",
+                    type_="api_error",
+                    headers=config_version_header(scope.get("app"), path),
+                    anthropic=anthropic,
                 )
                 await response(scope, receive, send)
             elif not finished:
@@ -199,18 +218,20 @@ def _error_event(anthropic: bool) -> bytes:
 def install_handlers(app: FastAPI) -> None:
     async def gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
-        return exc.response(anthropic=_is_anthropic(request))
+        return exc.response(_version_of(request), anthropic=_is_anthropic(request))
 
     async def upstream_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, UpstreamError)
-        return from_upstream(exc, anthropic=_is_anthropic(request))
+        return from_upstream(exc, _version_of(request), anthropic=_is_anthropic(request))
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         first: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
-        return error_response(400, message, param=where or None, anthropic=_is_anthropic(request))
+        return error_response(
+            400, message, param=where or None, headers=_version_of(request), anthropic=_is_anthropic(request)
+        )
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -219,7 +240,7 @@ def install_handlers(app: FastAPI) -> None:
             exc.status_code,
             str(exc.detail),
             type_=kind,
-            headers=dict(exc.headers or {}),
+            headers={**_version_of(request), **(exc.headers or {})},
             anthropic=_is_anthropic(request),
         )
 

@@ -87,13 +87,15 @@ class Readiness:
         settings: Settings,
         providers: Callable[[], Mapping[str, object]],
         backlog: Callable[[], dict[str, int]],
+        config_version: Callable[[], int] | None = None,
     ) -> None:
         """`providers`: by deployment id, the providers of the running config (those that load
         before they serve are reported on); `backlog`: the spend writer's stats (records buffered in
-        memory and spooled on disk)."""
+        memory and spooled on disk); `config_version`: the config version this process runs."""
         self._settings = settings
         self._providers = providers
         self._backlog = backlog
+        self._config_version = config_version
         self._interval = settings.health_probe_interval_s
         self._timeout = settings.health_probe_timeout_s
         self._engine: AsyncEngine | None = None
@@ -146,14 +148,14 @@ class Readiness:
             redis["fail_mode"] = fail_mode
         backlog = self._backlog()
         spool = {**self.spool.view(now), **{k: backlog.get(k, 0) for k in ("buffered", "spooled")}}
-        body = {
-            "status": status,
-            "checks": {
-                "models": models,
-                "database": self.database.view(now),
-                "redis": redis,
-                "spool": spool,
-            },
+        body: dict[str, Any] = {"status": status}
+        if self._config_version is not None:
+            body["config_version"] = self._config_version()
+        body["checks"] = {
+            "models": models,
+            "database": self.database.view(now),
+            "redis": redis,
+            "spool": spool,
         }
         return (503 if status == "not_ready" else 200), body
 

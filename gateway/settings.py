@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     auth_failures_per_minute: float = Field(default=60.0, ge=0)
     auth_failures_burst: int = Field(default=20, ge=1)
     auth_failures_max_clients: int = Field(default=10_000, ge=1)
+    # Live config (gateway/live/sync.py): a change is announced on this Redis channel, and every
+    # replica also reads the newest version number this often, so a lost announcement is healed within it.
+    config_poll_interval_s: float = Field(default=2.0, gt=0, le=300)
+    config_channel: str = "switchyard:config"
+    # File mode (`serve --config FILE`): how often the file is checked for a change
+    # (gateway/live/filewatch.py).
+    config_watch_interval_s: float = Field(default=1.0, gt=0, le=300)
     # /dashboard sign-ins last this long (seconds). A session is a signed, encrypted cookie, so every
     # replica honours it without a shared store; unset, its secret is derived from the master key
     # (a new master key ends every session; with this set, only the admins').
@@ -130,6 +137,13 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url(cls, url: str) -> str:
         return normalize_url(url)
+
+    @field_validator("config_channel")
+    @classmethod
+    def _channel(cls, name: str) -> str:
+        if not name or any(c.isspace() for c in name):
+            raise ValueError("a Redis channel name: not empty, no spaces")
+        return name
 
     def filled_from(self, file_values: Mapping[str, Any]) -> Settings:
         """These settings with the config file's values where neither the environment nor the command

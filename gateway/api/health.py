@@ -23,6 +23,9 @@ it never waits on a dead dependency.
   or failed to load; PostgreSQL answers with an out-of-date schema; Redis down with
   `limits_fail_mode=closed`; or PostgreSQL down and the spool not writable.
 
+`config_version`: the routing config version this process runs (the same number every /v1 response
+carries in `x-switchyard-config-version`).
+
 `checks.database.state`: ok | down | schema_outdated; `checks.redis.state`: ok | down | disabled;
 `checks.spool.state`: ok | not_writable | full; `checks.models.state`: ok | none | loading | failed,
 with `checks.models.local` giving each local model's own state (`load_s`, `elapsed_s` or `error`).

@@ -14,6 +14,7 @@ from gateway.api.openapi_schemas import (
     v1_operation,
 )
 from gateway.errors import model_not_found
+from gateway.live import CONFIG_VERSION_HEADER
 from gateway.pipeline.openai_door import OpenAIDoor
 from providers.base import Endpoint
 
@@ -41,12 +42,16 @@ def _model(name: str, created: int) -> dict[str, object]:
 
 
 @router.get("/models", dependencies=[Depends(authenticate)], responses=error_responses(401))
-async def list_models(pipeline: PipelineDep) -> dict[str, object]:
-    return {"object": "list", "data": [_model(n, pipeline.started_at) for n in pipeline.live.current.names]}
+async def list_models(pipeline: PipelineDep, response: Response) -> dict[str, object]:
+    snap = pipeline.live.current
+    response.headers[CONFIG_VERSION_HEADER] = str(snap.version)
+    return {"object": "list", "data": [_model(n, pipeline.started_at) for n in snap.names]}
 
 
 @router.get("/models/{model:path}", dependencies=[Depends(authenticate)], responses=error_responses(401, 404))
-async def get_model(model: str, pipeline: PipelineDep) -> dict[str, object]:
-    if model not in pipeline.live.current.names:
+async def get_model(model: str, pipeline: PipelineDep, response: Response) -> dict[str, object]:
+    snap = pipeline.live.current
+    if model not in snap.names:
         raise model_not_found(model)
+    response.headers[CONFIG_VERSION_HEADER] = str(snap.version)
     return _model(model, pipeline.started_at)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.auth import ANONYMOUS, Principal
 from gateway.limits.model import Admission
+from gateway.live import CONFIG_VERSION_HEADER
 from gateway.pricing import format_usd
 from gateway.usage import prompt_tokens
 from providers.base import Usage
@@ -90,6 +91,8 @@ class Outcome:
 
     def headers(self, *, cost_pending: bool = False) -> dict[str, str]:
         h = {"x-switchyard-request-id": self.request_id, "x-switchyard-route": self.explain()}
+        if self.snapshot is not None:
+            h[CONFIG_VERSION_HEADER] = str(self.snapshot.version)
         if self.deployment is not None:
             h["x-switchyard-model"] = self.deployment.id
             h["x-switchyard-cost-usd"] = "pending" if cost_pending else format_usd(self.cost)

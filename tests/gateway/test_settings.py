@@ -26,6 +26,18 @@ from gateway.settings import Settings, SettingsError
             {"SWITCHYARD_DATABASE_URL": "mysql://u:hunter2@db/app"},
             "invalid setting SWITCHYARD_DATABASE_URL: unsupported database URL scheme 'mysql'",
         ),
+        (
+            {"SWITCHYARD_CONFIG_POLL_INTERVAL_S": "0"},
+            "invalid setting SWITCHYARD_CONFIG_POLL_INTERVAL_S='0': Input should be greater than 0",
+        ),
+        (
+            {"SWITCHYARD_CONFIG_WATCH_INTERVAL_S": "3600"},
+            "invalid setting SWITCHYARD_CONFIG_WATCH_INTERVAL_S='3600': Input should be less than or equal",
+        ),
+        (
+            {"SWITCHYARD_CONFIG_CHANNEL": "my channel"},
+            "invalid setting SWITCHYARD_CONFIG_CHANNEL='my channel': a Redis channel name: not empty, no",
+        ),
     ],
 )
 def test_invalid_environment_value_is_named(
