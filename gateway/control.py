@@ -251,9 +251,21 @@ def clean_text(text: str, limit: int = 256) -> str:
     return text[:limit].replace("\x00", "\ufffd")
 
 
+def baseline_cost(o: Outcome, cost: Decimal | None) -> Decimal | None:
+    """What the request's usage would have cost on its route's strongest candidate, priced from the
+    snapshot it ran on; a direct request's own `cost`, as is a routed one's that used nothing."""
+    usage = o.usage
+    if o.route is None or usage is None:
+        return cost
+    snap = o.snapshot
+    price = snap.baselines.get(o.route) if snap is not None else None
+    return price.cost(usage) if price is not None else None
+
+
 def record_of(o: Outcome, principal: Principal) -> RequestRecord:
     dep = o.deployment
     usage = o.usage
+    cost = o.cost if usage or o.cost is not None else Decimal(0)
     return RequestRecord(
         request_id=o.request_id,
         ts=o.arrived,
@@ -270,10 +282,11 @@ def record_of(o: Outcome, principal: Principal) -> RequestRecord:
         prompt_tokens=usage.prompt_tokens if usage else 0,
         completion_tokens=usage.completion_tokens if usage else 0,
         cached_tokens=usage.cached_tokens if usage else 0,
-        cost_usd=o.cost if usage or o.cost is not None else Decimal(0),
+        cost_usd=cost,
         latency_ms=o.latency_s * 1000,
         ttft_ms=o.ttft_s * 1000 if o.ttft_s is not None else None,
         streamed=o.streamed,
         fallbacks=o.fallbacks,
         tokens_estimated=o.usage_counted,
+        baseline_cost_usd=baseline_cost(o, cost),
     )

@@ -34,12 +34,17 @@ class RequestRecord:
     fallbacks: int
     # True when the upstream gave no usage and the tokens were counted by the gateway.
     tokens_estimated: bool = False
+    # What the same usage would have cost on the route's strongest candidate (exact USD); for a direct
+    # request its own cost. None when unknown (no price for that candidate, or a record spilled by an
+    # older version).
+    baseline_cost_usd: Decimal | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types (for the spill file): Decimal as string, datetime as ISO 8601."""
         out = asdict(self)
         out["ts"] = self.ts.isoformat()
         out["cost_usd"] = None if self.cost_usd is None else str(self.cost_usd)
+        out["baseline_cost_usd"] = None if self.baseline_cost_usd is None else str(self.baseline_cost_usd)
         return out
 
     @classmethod
@@ -47,6 +52,8 @@ class RequestRecord:
         data = dict(data)
         data["ts"] = datetime.fromisoformat(data["ts"]).astimezone(UTC)
         data["cost_usd"] = None if data.get("cost_usd") is None else Decimal(data["cost_usd"])
+        baseline = data.get("baseline_cost_usd")
+        data["baseline_cost_usd"] = None if baseline is None else Decimal(baseline)
         return cls(**data)
 
 

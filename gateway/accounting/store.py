@@ -1,7 +1,8 @@
-"""One batch of request records into the database: log rows plus the daily aggregates they add.
+"""One batch of request records into the database: log rows plus the rollups they add (daily_spend
+and the four hourly rollups, GRAINS).
 
 Idempotent on request_id: a record already in the log is skipped by the INSERT, and only the rows that
-INSERT actually added (its RETURNING) are added to daily_spend, so replaying a batch changes nothing.
+INSERT actually added (its RETURNING) are added to the rollups, so replaying a batch changes nothing.
 The same transaction moves each key's api_keys.last_used_at up to its newest record (never back), one
 statement a batch, so the request path never writes it.
 
@@ -14,20 +15,31 @@ writer took 34 us a record that way and ~16 us this way (the COPY's own encoding
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import fields
-from datetime import date, datetime
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Table, bindparam, func, update
+import orjson
+from sqlalchemy import Table, bindparam, func, literal_column, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.accounting.histogram import EDGES, difficulty_bucket
 from gateway.accounting.record import RequestRecord
-from gateway.db.models import ApiKey, DailySpend, RequestLog
+from gateway.db.models import (
+    ApiKey,
+    DailySpend,
+    HourlyModelSpend,
+    HourlySpend,
+    HourlyTeamSpend,
+    HourlyTeamTotals,
+    RequestLog,
+)
 from gateway.db.types import UTCDateTime
 
 _LOG: Table = RequestLog.__table__  # type: ignore[assignment]
@@ -36,6 +48,45 @@ _KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
 _FIELDS = tuple(f.name for f in fields(RequestRecord))
 _KEY = ("day", "team_id", "key_id", "model", "tier")
 _SUMS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "errors")
+# What every hourly rollup sums, and the histograms of those that keep them.
+HOURLY_SUMS = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "baseline_cost_usd",
+    "unpriced",
+    "errors",
+    "rate_limited",
+    "budget_refused",
+)
+HISTOGRAMS = ("latency_hist", "ttft_hist", "difficulty_hist")
+_FULL_KEY = ("hour", "team_id", "key_id", "model", "tier", "error_type")
+
+
+@dataclass(frozen=True, slots=True)
+class Grain:
+    """One hourly rollup: its table, the columns that name a row (hour first), whether it keeps
+    histograms."""
+
+    table: Table
+    key: tuple[str, ...]
+    histograms: bool
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.key + HOURLY_SUMS + (HISTOGRAMS if self.histograms else ())
+
+
+# Finest first: each of the others is the first with dimensions dropped (gateway.db.models).
+GRAINS: tuple[Grain, ...] = (
+    Grain(HourlySpend.__table__, _FULL_KEY, True),  # type: ignore[arg-type]
+    Grain(HourlyTeamSpend.__table__, ("hour", "team_id", "model", "tier", "error_type"), True),  # type: ignore[arg-type]
+    Grain(HourlyModelSpend.__table__, ("hour", "model", "tier", "error_type"), True),  # type: ignore[arg-type]
+    Grain(HourlyTeamTotals.__table__, ("hour", "team_id"), False),  # type: ignore[arg-type]
+)
+_N_SUMS = len(HOURLY_SUMS)
 _ROW = attrgetter(*_FIELDS)
 _TS = _FIELDS.index("ts")
 
@@ -63,18 +114,53 @@ _PG_MOVE = (
 )
 
 
-def _pg_daily() -> str:
+# A histogram column's new value: the stored map with the batch's counts added, bucket by bucket. The
+# subquery runs only where both exist (a cell seen in an earlier batch) and walks only the batch's few
+# buckets: each is looked up in the stored map, and the sums overwrite their keys in a copy of it.
+_PG_MERGE = (
+    "CASE WHEN excluded.{c} IS NULL THEN {t}.{c} WHEN {t}.{c} IS NULL THEN excluded.{c} ELSE {t}.{c} || "
+    "(SELECT jsonb_object_agg(b.key, b.value::bigint + coalesce(({t}.{c} ->> b.key)::bigint, 0)) "
+    "FROM jsonb_each_text(excluded.{c}) AS b) END"
+)
+_SQLITE_MERGE = (
+    "CASE WHEN excluded.{c} IS NULL THEN {t}.{c} WHEN {t}.{c} IS NULL THEN excluded.{c} ELSE "
+    "json_patch({t}.{c}, (SELECT json_group_object(b.key, "
+    "b.value + coalesce(json_extract({t}.{c}, '$.\"' || b.key || '\"'), 0)) "
+    "FROM json_each(excluded.{c}) AS b)) END"
+)
+
+
+def _pg_upsert(table: Table, key: tuple[str, ...], sums: tuple[str, ...], maps: tuple[str, ...]) -> str:
+    """Add rows (one array per column, $1...) to `table`: one statement for a whole batch."""
     pg = postgresql.dialect()
-    names = _KEY + _SUMS
-    casts = ", ".join(f"${i}::{_DAILY.c[n].type.compile(dialect=pg)}[]" for i, n in enumerate(names, 1))
-    updates = ", ".join(f"{n} = {_DAILY.name}.{n} + excluded.{n}" for n in _SUMS)
+    names = key + sums + maps
+    casts = ", ".join(f"${i}::{table.c[n].type.compile(dialect=pg)}[]" for i, n in enumerate(names, 1))
+    updates = [f"{n} = {table.name}.{n} + excluded.{n}" for n in sums]
+    updates += [f"{c} = {_PG_MERGE.format(t=table.name, c=c)}" for c in maps]
+    # Sorted by key, so that concurrent writers lock the rows they share in the same order.
+    order = ", ".join(str(i) for i in range(1, len(key) + 1))
     return (
-        f"INSERT INTO {_DAILY.name} ({', '.join(names)}) SELECT * FROM unnest({casts}) "
-        f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {updates}"
+        f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({casts}) "
+        f"ORDER BY {order} ON CONFLICT ({', '.join(key)}) DO UPDATE SET {', '.join(updates)}"
     )
 
 
-_PG_DAILY = _pg_daily()
+def _sqlite_upsert(table: Table, key: tuple[str, ...], sums: tuple[str, ...], maps: tuple[str, ...]) -> Any:
+    stmt = sqlite.insert(table)
+    updates: dict[str, Any] = {n: table.c[n] + stmt.excluded[n] for n in sums}
+    updates.update({c: literal_column(_SQLITE_MERGE.format(t=table.name, c=c)) for c in maps})
+    stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=updates)
+    # RETURNING makes it one multi-row statement ("insertmanyvalues"), not one execution per row.
+    return stmt.returning(table.c[sums[0]])
+
+
+# The rollups a batch adds to: (table, key columns, summed columns, histogram columns), as in Rollups.
+_ROLLUPS: tuple[tuple[Table, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
+    (_DAILY, _KEY, _SUMS, ()),
+    *((g.table, g.key, HOURLY_SUMS, HISTOGRAMS if g.histograms else ()) for g in GRAINS),
+)
+_PG_UPSERTS = tuple(_pg_upsert(*r) for r in _ROLLUPS)
+_SQLITE_UPSERTS = tuple(_sqlite_upsert(*r) for r in _ROLLUPS)
 # GREATEST skips NULLs: a key's first use sets it, an older batch replayed late never moves it back.
 _PG_LAST_USED = (
     f"UPDATE {_KEYS.name} AS k SET last_used_at = GREATEST(k.last_used_at, v.ts) "
@@ -101,33 +187,143 @@ def last_used(records: Sequence[RequestRecord]) -> list[tuple[str, datetime]]:
     return sorted(newest.items())
 
 
-def aggregate_key(r: RequestRecord) -> tuple[date, str, str, str, str]:
-    """The daily_spend row a record adds to ('' for absent team, key and tier)."""
-    return (r.ts.date(), r.team_id or "", r.key_id or "", r.deployment or r.requested_model, r.tier or "")
+class Rollups(NamedTuple):
+    """What a batch adds to daily_spend and to each hourly rollup (GRAINS' order): rows of key columns,
+    then sums, then (where kept) the histograms as {bucket: count} dicts or None. Unsorted:
+    PostgreSQL sorts them (see _pg_upsert); SQLite has one writer at a time."""
+
+    daily: list[tuple[Any, ...]]
+    hourly: list[list[tuple[Any, ...]]]
 
 
-def aggregate(records: Sequence[RequestRecord]) -> list[dict[str, Any]]:
-    """Deltas per daily_spend row, sorted by key so concurrent writers lock rows in the same order."""
-    sums: dict[tuple[date, str, str, str, str], list[Any]] = {}
+def error_key(r: RequestRecord) -> str:
+    """The hourly rollups' error_type of a record: '' when it succeeded."""
+    if r.status >= 400 or r.error_type is not None:
+        return r.error_type or f"http_{r.status}"
+    return ""
+
+
+def _add_counts(into: dict[int, int], counts: dict[int, int]) -> None:
+    for b, n in counts.items():
+        into[b] = into.get(b, 0) + n
+
+
+def rollups(records: Iterable[RequestRecord]) -> Rollups:
+    """The deltas the records add to daily_spend and the hourly rollups.
+
+    A record's model is the deployment that answered, else the requested model; absent team, key and
+    tier are ''. Errors: status >= 400 or an error type. Histograms: latency and TTFT of the requests
+    that succeeded, difficulty of every routed one. One pass over the records into the finest hourly
+    rows, then every other rollup from those: the writer runs in the request process, and this is its
+    CPU per record.
+    """
+    zero = Decimal(0)
+    edges = EDGES
+    # (hour as toordinal * 24 + hour, team, key, model, tier, error) -> sums and histograms
+    cells: dict[tuple[Any, ...], list[Any]] = {}
     for r in records:
-        acc = sums.get(k := aggregate_key(r))
+        ts = r.ts
+        error = "" if r.status < 400 and r.error_type is None else error_key(r)
+        where = (
+            ts.toordinal() * 24 + ts.hour,
+            r.team_id or "",
+            r.key_id or "",
+            r.deployment or r.requested_model,
+            r.tier or "",
+            error,
+        )
+        acc = cells.get(where)
         if acc is None:
-            acc = sums[k] = [0, 0, 0, 0, Decimal(0), 0]
+            acc = cells[where] = [0, 0, 0, 0, zero, zero, 0, {}, {}, {}]
         acc[0] += 1
         acc[1] += r.prompt_tokens
         acc[2] += r.completion_tokens
         acc[3] += r.cached_tokens
-        if r.cost_usd is not None:
-            acc[4] += r.cost_usd
-        if r.status >= 400 or r.error_type is not None:
-            acc[5] += 1
-    return [dict(zip(_KEY + _SUMS, (*k, *acc), strict=True)) for k, acc in sorted(sums.items())]
+        cost, baseline = r.cost_usd, r.baseline_cost_usd
+        if cost is not None and baseline is not None:
+            acc[4] += cost
+            acc[5] += baseline
+        else:
+            # No saving claimed where either side is unknown: the baseline is the cost (or nothing).
+            acc[6] += 1
+            if cost is not None:
+                acc[4] += cost
+                acc[5] += cost
+        if not error:
+            counts = acc[7]
+            b = bisect_right(edges, r.latency_ms)  # histogram.bucket_of, inlined
+            counts[b] = counts.get(b, 0) + 1
+            if (ttft := r.ttft_ms) is not None:
+                counts = acc[8]
+                b = bisect_right(edges, ttft)
+                counts[b] = counts.get(b, 0) + 1
+        if (difficulty := r.difficulty) is not None:
+            counts = acc[9]
+            b = difficulty_bucket(difficulty)
+            counts[b] = counts.get(b, 0) + 1
+
+    daily: dict[tuple[Any, ...], list[Any]] = {}
+    finest: list[tuple[Any, ...]] = []
+    # The coarser rollups: key positions picked from the finest key -> their rows' accumulators.
+    coarse = [([_FULL_KEY.index(k) for k in g.key], g.histograms, {}) for g in GRAINS[1:]]
+    hours: dict[int, datetime] = {}
+    for (hour, team, key, model, tier, error), acc in cells.items():
+        at = hours.get(hour)
+        if at is None:
+            at = hours[hour] = datetime.fromordinal(hour // 24).replace(hour=hour % 24, tzinfo=UTC)
+        n, prompt, completion, cached, cost, baseline, unpriced, latency, ttft, difficulty = acc
+        failed = n if error else 0
+        sums = (
+            n,
+            prompt,
+            completion,
+            cached,
+            cost,
+            baseline,
+            unpriced,
+            failed,
+            n if error == "rate_limit_error" else 0,
+            n if error == "budget_exceeded" else 0,
+        )
+        full = (at, team, key, model, tier, error)
+        finest.append((*full, *sums, latency or None, ttft or None, difficulty or None))
+        for picks, histograms, rows in coarse:
+            k = tuple(full[i] for i in picks)
+            row = rows.get(k)
+            if row is None:
+                rows[k] = row = [*sums, {}, {}, {}] if histograms else list(sums)
+            else:
+                for i, v in enumerate(sums):
+                    row[i] += v
+            if histograms:
+                _add_counts(row[_N_SUMS], latency)
+                _add_counts(row[_N_SUMS + 1], ttft)
+                _add_counts(row[_N_SUMS + 2], difficulty)
+        day = daily.get(k := (at.date(), team, key, model, tier))
+        if day is None:
+            day = daily[k] = [0, 0, 0, 0, zero, 0]
+        day[0] += n
+        day[1] += prompt
+        day[2] += completion
+        day[3] += cached
+        day[4] += cost
+        day[5] += failed
+    hourly = [finest]
+    for _, histograms, rows in coarse:
+        if histograms:
+            hourly.append(
+                [(*k, *v[:_N_SUMS], v[-3] or None, v[-2] or None, v[-1] or None) for k, v in rows.items()]
+            )
+        else:
+            hourly.append([(*k, *v[:_N_SUMS]) for k, v in rows.items()])
+    return Rollups([(*k, *v) for k, v in daily.items()], hourly)
 
 
 async def write_records(conn: AsyncConnection, records: Sequence[RequestRecord]) -> int:
-    """Insert the records not yet logged and add them to daily_spend; returns how many were new.
+    """Insert the records not yet logged and add them to daily_spend and the hourly rollups; returns
+    how many were new.
 
-    Runs in the caller's transaction, so the log rows and their aggregates commit together.
+    Runs in the caller's transaction, so the log rows and all their aggregates commit together.
     """
     unique: dict[str, RequestRecord] = {}
     for r in records:
@@ -147,15 +343,14 @@ async def write_records(conn: AsyncConnection, records: Sequence[RequestRecord])
     inserted = set((await conn.execute(stmt, rows)).scalars())
     if not inserted:
         return 0
-    deltas = aggregate([r for rid, r in unique.items() if rid in inserted])
-    upsert = insert(_DAILY)
-    upsert = upsert.on_conflict_do_update(
-        index_elements=list(_KEY),
-        set_={name: _DAILY.c[name] + upsert.excluded[name] for name in _SUMS},
-    )
-    # RETURNING makes this one multi-row statement too, rather than one execution per row.
-    await conn.execute(upsert.returning(_DAILY.c.requests), deltas)
-    if used := last_used([r for rid, r in unique.items() if rid in inserted]):
+    new = [r for rid, r in unique.items() if rid in inserted]
+    daily, hourly = rollups(new)
+    for (_, key, sums, maps), upsert, rows_of in zip(
+        _ROLLUPS, _SQLITE_UPSERTS, [daily, *hourly], strict=True
+    ):
+        names = key + sums + maps
+        await conn.execute(upsert, [dict(zip(names, row, strict=True)) for row in rows_of])
+    if used := last_used(new):
         await conn.execute(_SQLITE_LAST_USED, [{"kid": k, "ts": ts} for k, ts in used])
     return len(inserted)
 
@@ -174,13 +369,48 @@ async def _write_pg(conn: AsyncConnection, unique: dict[str, RequestRecord]) -> 
     if not inserted:
         return 0
     new = [r for rid, r in unique.items() if rid in inserted]
-    deltas = aggregate(new)
-    await conn.exec_driver_sql(
-        _PG_DAILY, tuple(list(c) for c in zip(*(d.values() for d in deltas), strict=True))
-    )
+    daily, hourly = rollups(new)
+    await conn.exec_driver_sql(_PG_UPSERTS[0], tuple(list(c) for c in zip(*daily, strict=True)))
+    for grain, upsert, rows_of in zip(GRAINS, _PG_UPSERTS[1:], hourly, strict=True):
+        columns = [list(c) for c in zip(*rows_of, strict=True)]
+        if grain.histograms:
+            for i in range(len(grain.key) + _N_SUMS, len(columns)):
+                columns[i] = list(map(_json, columns[i]))
+        await conn.exec_driver_sql(upsert, tuple(columns))
     if used := last_used(new):
         await conn.exec_driver_sql(_PG_LAST_USED, ([k for k, _ in used], [ts for _, ts in used]))
     return len(inserted)
+
+
+async def copy_records(conn: AsyncConnection, records: Sequence[RequestRecord]) -> int:
+    """Bulk load (seeding): the records and the rollup rows they make, by COPY straight into the
+    tables, no upserts: the rows write_records would have added. Only for new request ids, and whole
+    UTC days that no rollup table holds anything of yet and no other call adds to (the coarsest
+    rollups have no team: any other traffic in those hours collides). PostgreSQL only; runs in the
+    caller's transaction."""
+    if conn.dialect.name != "postgresql":
+        raise ValueError("copy_records is for PostgreSQL (write_records does SQLite)")
+    if not records:
+        return 0
+    daily, hourly = rollups(records)
+    await conn.exec_driver_sql("SELECT 1")  # opens the transaction the COPYs then join
+    driver = (await conn.get_raw_connection()).driver_connection
+    copy = driver.copy_records_to_table  # type: ignore[union-attr]
+    await copy(_LOG.name, records=list(map(_ROW, records)), columns=_FIELDS)
+    await copy(_DAILY.name, records=daily, columns=_KEY + _SUMS)
+    for grain, rows_of in zip(GRAINS, hourly, strict=True):
+        n = len(grain.key) + _N_SUMS
+        if grain.histograms:
+            rows_of = [(*row[:n], *map(_json, row[n:])) for row in rows_of]
+        await copy(grain.table.name, records=rows_of, columns=grain.columns)
+    if used := last_used(records):
+        await conn.exec_driver_sql(_PG_LAST_USED, ([k for k, _ in used], [ts for _, ts in used]))
+    return len(records)
+
+
+def _json(counts: dict[int, int] | None) -> str | None:
+    """A histogram as asyncpg takes jsonb: text."""
+    return None if counts is None else orjson.dumps(counts, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _sqlstate(exc: BaseException) -> str | None:

@@ -1,5 +1,5 @@
-"""The database schema: teams, API keys, the request log, daily spend aggregates, the audit log and
-the routing config's versions.
+"""The database schema: teams, API keys, the request log, daily and hourly spend aggregates (with
+latency, TTFT and difficulty histograms), the audit log and the routing config's versions.
 
 Every table reads and writes identically on PostgreSQL and SQLite (see gateway.db.types).
 """
@@ -21,13 +21,14 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from gateway.db.types import JSONType, Money, UTCDateTime, utcnow
+from gateway.db.types import JSONType, Money, NullableJSON, UTCDateTime, utcnow
 
 BUDGET_PERIODS = ("daily", "weekly", "monthly", "total")
 _PERIOD_CHECK = "budget_period IS NULL OR budget_period IN ('daily', 'weekly', 'monthly', 'total')"
@@ -146,6 +147,9 @@ class RequestLog(Base):
     streamed: Mapped[bool] = mapped_column(Boolean)
     fallbacks: Mapped[int] = mapped_column(Integer)
     tokens_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # What the same usage would have cost on the route's strongest candidate (its price in the config
+    # the request ran on); a direct request's own cost. None when that price (or the cost) is unknown.
+    baseline_cost_usd: Mapped[Decimal | None] = mapped_column(Money())
 
 
 class DailySpend(Base):
@@ -173,6 +177,102 @@ class DailySpend(Base):
     cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0), server_default="0")
     errors: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class _HourlySums:
+    """What every hourly rollup sums (gateway.accounting.store.rollups adds to them, batch by batch)."""
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0), server_default="0")
+    # Summed so that baseline - cost is the exact saving: a request whose cost or baseline is unknown
+    # adds its cost here (no saving claimed) and counts in `unpriced`.
+    baseline_cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0), server_default="0")
+    unpriced: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Requests that failed (status >= 400 or an error type), and the two refusals among them.
+    errors: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    rate_limited: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    budget_refused: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class _Histograms:
+    latency_hist: Mapped[dict[str, int] | None] = mapped_column(NullableJSON)
+    ttft_hist: Mapped[dict[str, int] | None] = mapped_column(NullableJSON)
+    difficulty_hist: Mapped[dict[str, int] | None] = mapped_column(NullableJSON)
+
+
+class HourlySpend(_HourlySums, _Histograms, Base):
+    """Per-UTC-hour totals and histograms, kept by the spend writer in the same transaction as the log
+    and daily rows: summed over a reporting time zone's hours they give its days exactly
+    (gateway.accounting.rollups). This is the finest of four hourly rollups; the three others drop
+    dimensions (the key; the team too; all but the team) so that views of a team or of everything
+    read far fewer rows: with traffic spread thin over many keys and models, most cells of this one
+    hold a request or two, and it grows nearly as fast as the log.
+
+    Absent team, key and tier are '' as in daily_spend. error_type is '' for the requests that
+    succeeded, else their error type (`http_<status>` for a failed one that has none): errors by type
+    and the refusals (rate_limit_error, budget_exceeded) are rows of their own.
+
+    The histograms (gateway.accounting.histogram) are sparse JSON maps, bucket -> count, NULL when
+    empty: `latency_hist` and `ttft_hist` in ms, of the requests that succeeded (so only on the
+    error_type '' row; TTFT where one was measured), `difficulty_hist` of the routed requests. In the
+    row rather than a row per bucket: most hour cells see a few requests, so a row per bucket wrote
+    ~3 rows more per request and made the batch's upserts ~2x as slow; a map is merged (a small
+    subquery) only when the cell already exists, and percentiles of any grouping are one GROUP BY
+    over json_each / jsonb_each_text, a few hundred rows back whatever the range.
+    """
+
+    __tablename__ = "hourly_spend"
+    __table_args__ = (
+        PrimaryKeyConstraint("hour", "team_id", "key_id", "model", "tier", "error_type"),
+        Index("ix_hourly_spend_team_id_hour", "team_id", "hour"),
+        Index("ix_hourly_spend_key_id_hour", "key_id", "hour"),
+    )
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The deployment that answered, else the requested model.
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    tier: Mapped[str] = mapped_column(String(32), primary_key=True)
+    error_type: Mapped[str] = mapped_column(Text, primary_key=True)
+
+
+class HourlyTeamSpend(_HourlySums, _Histograms, Base):
+    """hourly_spend without the key: a team's views."""
+
+    __tablename__ = "hourly_team_spend"
+    __table_args__ = (
+        PrimaryKeyConstraint("hour", "team_id", "model", "tier", "error_type"),
+        Index("ix_hourly_team_spend_team_id_hour", "team_id", "hour"),
+    )
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    tier: Mapped[str] = mapped_column(String(32), primary_key=True)
+    error_type: Mapped[str] = mapped_column(Text, primary_key=True)
+
+
+class HourlyModelSpend(_HourlySums, _Histograms, Base):
+    """hourly_spend without team and key: the whole gateway by model, tier and error type."""
+
+    __tablename__ = "hourly_model_spend"
+    __table_args__ = (PrimaryKeyConstraint("hour", "model", "tier", "error_type"),)
+
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    tier: Mapped[str] = mapped_column(String(32), primary_key=True)
+    error_type: Mapped[str] = mapped_column(Text, primary_key=True)
+
+
+class HourlyTeamTotals(_HourlySums, Base):
+    """Each team's hourly totals (no histograms): the whole gateway by team."""
+
+    __tablename__ = "hourly_team_totals"
+    __table_args__ = (PrimaryKeyConstraint("hour", "team_id"),)
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
 
 
 class AuditLog(Base):

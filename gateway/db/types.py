@@ -15,6 +15,8 @@ _UNIT = Decimal(1).scaleb(-MONEY_SCALE)
 
 # JSONB on PostgreSQL (indexable, compact); plain JSON text elsewhere.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+# The same, where Python's None is SQL NULL (JSONType stores it as the JSON value null).
+NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class Money(TypeDecorator[Decimal]):

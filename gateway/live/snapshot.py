@@ -15,7 +15,7 @@ from gateway.pricing import TokenPrice, max_output_tokens, price_for
 from gateway.registry import build_providers
 from gateway.settings import Settings
 from providers.base import Provider
-from providers.deployment import Deployment
+from providers.deployment import TIER_RANK, Deployment
 
 # The output cap of a deployment whose maximum is not known: no model answers at greater length, and
 # a count past it only overflows the limiter's arithmetic.
@@ -42,11 +42,29 @@ class Snapshot:
     output_caps: Mapping[str, int]
     names: tuple[str, ...]
     chargeable: Callable[[Deployment], bool]
+    # Route -> the price of its strongest candidate: what a routed request's usage is priced at for
+    # its baseline cost (the saving routing made). None where that candidate has no known price.
+    baselines: Mapping[str, TokenPrice | None] = field(default_factory=dict)
     users: Users = field(default_factory=Users, compare=False)
 
 
 def _same(a: Deployment, b: Deployment) -> bool:
     return a.model_dump(mode="json") == b.model_dump(mode="json")
+
+
+def strongest_prices(
+    config: GatewayConfig, prices: Mapping[str, TokenPrice | None]
+) -> dict[str, TokenPrice | None]:
+    """Each route's strongest candidate's price: the highest tier, the first listed among equals; a
+    name's first deployment stands for it, as in the router (gateway.planner)."""
+    first: dict[str, Deployment] = {}
+    for dep in config.models:
+        first.setdefault(dep.name, dep)
+    out: dict[str, TokenPrice | None] = {}
+    for name, route in config.routes.items():
+        strongest = max(route.candidates, key=lambda c: TIER_RANK[first[c].tier])  # first of equals
+        out[name] = prices.get(first[strongest].id)
+    return out
 
 
 def build_snapshot(
@@ -91,7 +109,8 @@ def build_snapshot(
         output_caps=output_caps,
         names=tuple(config.names()),
         chargeable=chargeable(prices),
+        baselines=strongest_prices(config, prices),
     )
 
 
-__all__ = ["Snapshot", "Users", "build_snapshot"]
+__all__ = ["Snapshot", "Users", "build_snapshot", "strongest_prices"]

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from gateway.admin import service
 from gateway.admin.schemas import KeyCreate, TeamCreate
 from gateway.db.engine import make_engine, session_factory
-from gateway.db.models import DailySpend, RequestLog
+from gateway.db.models import DailySpend, HourlySpend, RequestLog
 from tests.fakes import openai_upstream
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
@@ -95,7 +95,7 @@ async def new_key(
     return Credentials(t.id, made.row.id, made.key)
 
 
-Row = TypeVar("Row", RequestLog, DailySpend)
+Row = TypeVar("Row", RequestLog, DailySpend, HourlySpend)
 
 
 async def _key_rows(url: str, table: type[Row], key_id: str) -> list[Row]:
@@ -113,6 +113,10 @@ async def log_rows(url: str, key_id: str) -> list[RequestLog]:
 
 async def daily_rows(url: str, key_id: str) -> list[DailySpend]:
     return await _key_rows(url, DailySpend, key_id)
+
+
+async def hourly_rows(url: str, key_id: str) -> list[HourlySpend]:
+    return await _key_rows(url, HourlySpend, key_id)
 
 
 async def wait_rows(url: str, key_id: str, want: int, within_s: float = 30.0) -> list[RequestLog]:
@@ -134,6 +138,27 @@ def assert_daily_matches(rows: list[RequestLog], daily: list[DailySpend]) -> Non
         (r.cost_usd or Decimal(0) for r in rows), Decimal(0)
     )
     assert sum(d.errors for d in daily) == sum(1 for r in rows if r.status >= 400 or r.error_type)
+
+
+def assert_hourly_matches(rows: list[RequestLog], hourly: list[HourlySpend]) -> None:
+    """hourly_spend is the exact aggregate of the log rows too, savings included."""
+    zero = Decimal(0)
+    assert sum(h.requests for h in hourly) == len(rows)
+    assert sum(h.prompt_tokens for h in hourly) == sum(r.prompt_tokens for r in rows)
+    assert sum(h.completion_tokens for h in hourly) == sum(r.completion_tokens for r in rows)
+    assert sum((h.cost_usd for h in hourly), zero) == sum((r.cost_usd or zero for r in rows), zero)
+    priced = [r for r in rows if r.cost_usd is not None and r.baseline_cost_usd is not None]
+    assert sum((h.baseline_cost_usd - h.cost_usd for h in hourly), zero) == sum(
+        (r.baseline_cost_usd - r.cost_usd for r in priced),  # type: ignore[operator]
+        zero,
+    )
+    assert sum(h.unpriced for h in hourly) == len(rows) - len(priced)
+    assert sum(h.requests for h in hourly if h.error_type) == sum(
+        1 for r in rows if r.status >= 400 or r.error_type
+    )
+    ok = [r for r in rows if r.status < 400 and not r.error_type]
+    assert sum(sum((h.latency_hist or {}).values()) for h in hourly) == len(ok)
+    assert sum(sum((h.ttft_hist or {}).values()) for h in hourly) == sum(r.ttft_ms is not None for r in ok)
 
 
 def spill_files(directory: Path) -> list[Path]:

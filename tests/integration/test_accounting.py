@@ -26,9 +26,11 @@ from tests.integration.gateway_proc import MASTER_KEY
 from tests.integration.harness import (
     COMPLETION_TOKENS,
     assert_daily_matches,
+    assert_hourly_matches,
     daily_rows,
     deployment,
     expected_cost,
+    hourly_rows,
     new_key,
     wait_rows,
     words,
@@ -153,3 +155,67 @@ async def test_n_concurrent_requests_give_exactly_n_rows(
     assert sum((d.cost_usd for d in daily), Decimal(0)) == total
     assert sum(d.requests for d in daily) == N
     assert all(d.team_id == creds.team_id and d.model == "priced" and d.errors == 0 for d in daily)
+
+    # Direct requests: each is its own baseline, so the hourly rollups agree and show no saving.
+    assert all(r.baseline_cost_usd == r.cost_usd for r in rows)
+    hourly = await hourly_rows(db_url, creds.key_id)
+    assert_hourly_matches(rows, hourly)
+    assert sum((h.baseline_cost_usd - h.cost_usd for h in hourly), Decimal(0)) == 0
+
+
+async def test_routed_requests_record_what_the_strongest_candidate_would_have_cost(
+    db_url: str, upstream: ServerThread, tmp_path: Path
+) -> None:
+    """model="auto" over a small and a large candidate: whichever serves, the row's baseline is its
+    usage at the large one's prices, exactly, and the hourly rollups sum the saving."""
+    creds = await new_key(db_url)
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=db_url,
+        spool_dir=tmp_path / "spool",
+        master_key=MASTER_KEY,
+        spend_flush_interval_s=0.2,
+        retries=0,
+    )
+    cheap = {**deployment("cheap", upstream.url, 0.15, 0.6), "tier": "small"}
+    strong = {**deployment("strong", upstream.url, 2.5, 10.0), "tier": "large"}
+    prices = {"cheap": (Decimal("0.15"), Decimal("0.6")), "strong": (Decimal("2.5"), Decimal("10.0"))}
+    config = parse_config(
+        {
+            "models": [cheap, strong],
+            # No prompt is hard enough for the large tier, unless a request pins it (odd ones here).
+            "routes": {"auto": {"candidates": ["cheap", "strong"], "strong_fraction": 0.0}},
+        },
+        env={},
+    )
+    n = 12
+    gw = ServerThread(create_app(settings, config)).start()
+    try:
+        async with openai.AsyncOpenAI(
+            base_url=gw.url + "/v1", api_key=creds.key, max_retries=0, timeout=30.0
+        ) as client:
+            for i in range(n):
+                messages = [{"role": "user", "content": words(1 + 7 * i, f"q{i}-")}]
+                pin = {"x-switchyard-min-tier": "large"} if i % 2 else {}
+                await client.chat.completions.create(
+                    model="auto", messages=messages, stream=i % 3 == 0, extra_headers=pin
+                )
+    finally:
+        gw.stop()
+
+    rows = await wait_rows(db_url, creds.key_id, n, within_s=15.0)
+    assert len(rows) == n
+    for row in rows:
+        assert row.route == "auto" and row.deployment in prices and row.status == 200
+        assert row.cost_usd == expected_cost(
+            row.prompt_tokens, row.completion_tokens, *prices[row.deployment]
+        )
+        assert row.baseline_cost_usd == expected_cost(
+            row.prompt_tokens, row.completion_tokens, *prices["strong"]
+        )
+    hourly = await hourly_rows(db_url, creds.key_id)
+    assert_hourly_matches(rows, hourly)
+    saved = sum((r.baseline_cost_usd - r.cost_usd for r in rows), Decimal(0))  # type: ignore[operator]
+    assert sum((h.baseline_cost_usd - h.cost_usd for h in hourly), Decimal(0)) == saved
+    assert {h.model for h in hourly} == {r.deployment for r in rows} == {"cheap", "strong"}
+    assert saved > 0

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import random
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -14,8 +16,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.accounting.histogram import bucket_of, difficulty_bucket
 from gateway.accounting.record import RequestRecord
-from gateway.db.models import DailySpend, RequestLog
+from gateway.db.models import Base, DailySpend, RequestLog
 
 BASE_TS = datetime(2026, 3, 1, 23, 59, 0, tzinfo=UTC)
 
@@ -78,7 +81,7 @@ def expected_daily(records: list[RequestRecord]) -> dict[tuple[Any, ...], tuple[
         a[2] += r.completion_tokens
         a[3] += r.cached_tokens
         a[4] += r.cost_usd or 0
-        a[5] += r.status >= 400
+        a[5] += r.status >= 400 or r.error_type is not None
     return {k: tuple(v) for k, v in acc.items()}
 
 
@@ -140,3 +143,169 @@ class TcpProxy:
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._writers.difference_update((writer, up_writer))
+
+
+# -- random records and the hourly rollups they make -------------------------------------------
+
+START = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
+ERRORS = [  # (status, error_type, weight)
+    (200, None, 80),
+    (429, "rate_limit_error", 5),
+    (429, "budget_exceeded", 5),
+    (502, "upstream_error", 4),
+    (499, "client_disconnected", 3),
+    (500, None, 2),
+    (200, "odd", 1),
+]
+
+
+def money(rng: random.Random, top: int = 10**9) -> Decimal:
+    """Up to $0.1, ten decimal places: float arithmetic anywhere would show."""
+    return Decimal(rng.randrange(0, top)).scaleb(-10)
+
+
+def random_records(n: int, seed: int, *, start: datetime = START, hours: int = 60) -> list[RequestRecord]:
+    rng = random.Random(seed)
+    teams = {"team-a": ["ka1", "ka2"], "team-b": ["kb1"], None: [None]}
+    models = [("gpt-4o-mini", "small"), ("claude-sonnet", "large"), ("smollm2", "local"), (None, None)]
+    out = []
+    for i in range(n):
+        team = rng.choice(list(teams))
+        key = rng.choice(teams[team])
+        deployment, tier = rng.choice(models)
+        status, error_type, _ = rng.choices(ERRORS, weights=[e[2] for e in ERRORS])[0]
+        routed = rng.random() < 0.7
+        cost = None if rng.random() < 0.05 else money(rng)
+        if not routed:
+            baseline = cost
+        elif rng.random() < 0.05:
+            baseline = None
+        else:  # usually dearer; cheaper now and then (a fallback to a dearer deployment)
+            baseline = max(Decimal(0), (cost or Decimal(0)) + money(rng) - money(rng, 10**8))
+        latency = math.exp(rng.gauss(6, 1.5))
+        if i % 97 == 0:
+            latency = rng.choice([0.2, 1.0, 700_000.0])
+        streamed = rng.random() < 0.5
+        out.append(
+            RequestRecord(
+                request_id=f"{seed}-{i}",
+                ts=start + timedelta(seconds=rng.randrange(hours * 3600), microseconds=rng.randrange(10**6)),
+                team_id=team,
+                key_id=key,
+                requested_model="auto" if routed else (deployment or "unknown-model"),
+                route="auto" if routed else None,
+                deployment=deployment,
+                provider=None if deployment is None else "openai",
+                tier=tier,
+                difficulty=rng.choice([0.0, 1.0, rng.random()]) if routed else None,
+                status=status,
+                error_type=error_type,
+                prompt_tokens=rng.randrange(5000),
+                completion_tokens=rng.randrange(2000),
+                cached_tokens=rng.randrange(100),
+                cost_usd=cost,
+                latency_ms=latency,
+                ttft_ms=latency * rng.random() if streamed else None,
+                streamed=streamed,
+                fallbacks=0,
+                baseline_cost_usd=baseline,
+            )
+        )
+    return out
+
+
+def failed(r: RequestRecord) -> bool:
+    return r.status >= 400 or r.error_type is not None
+
+
+HOURLY_KEYS = {  # each hourly rollup's key columns, as gateway.db.models defines them
+    "hourly_spend": ("hour", "team_id", "key_id", "model", "tier", "error_type"),
+    "hourly_team_spend": ("hour", "team_id", "model", "tier", "error_type"),
+    "hourly_model_spend": ("hour", "model", "tier", "error_type"),
+    "hourly_team_totals": ("hour", "team_id"),
+}
+HISTOGRAMS = ("latency_hist", "ttft_hist", "difficulty_hist")
+
+
+def expected_hourly(
+    records: list[RequestRecord], table: str = "hourly_spend"
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """An hourly rollup as a plain reading of the records (independent of store.rollups)."""
+    names = HOURLY_KEYS[table]
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in records:
+        error = (r.error_type or f"http_{r.status}") if failed(r) else ""
+        cell = {
+            "hour": r.ts.replace(minute=0, second=0, microsecond=0),
+            "team_id": r.team_id or "",
+            "key_id": r.key_id or "",
+            "model": r.deployment or r.requested_model,
+            "tier": r.tier or "",
+            "error_type": error,
+        }
+        row = out.setdefault(
+            tuple(cell[n] for n in names),
+            {
+                "requests": 0,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "cached_tokens": 0,
+                "cost_usd": Decimal(0),
+                "baseline_cost_usd": Decimal(0),
+                "unpriced": 0,
+                "errors": 0,
+                "rate_limited": 0,
+                "budget_refused": 0,
+                **({h: Counter() for h in HISTOGRAMS} if table != "hourly_team_totals" else {}),
+            },
+        )
+        row["requests"] += 1
+        row["prompt_tokens"] += r.prompt_tokens
+        row["completion_tokens"] += r.completion_tokens
+        row["cached_tokens"] += r.cached_tokens
+        row["cost_usd"] += r.cost_usd or 0
+        if r.cost_usd is None or r.baseline_cost_usd is None:
+            row["unpriced"] += 1
+            row["baseline_cost_usd"] += r.cost_usd or 0
+        else:
+            row["baseline_cost_usd"] += r.baseline_cost_usd
+        row["errors"] += failed(r)
+        row["rate_limited"] += error == "rate_limit_error"
+        row["budget_refused"] += error == "budget_exceeded"
+        if "latency_hist" not in row:
+            continue
+        if not failed(r):
+            row["latency_hist"][bucket_of(r.latency_ms)] += 1
+            if r.ttft_ms is not None:
+                row["ttft_hist"][bucket_of(r.ttft_ms)] += 1
+        if r.difficulty is not None:
+            row["difficulty_hist"][difficulty_bucket(r.difficulty)] += 1
+    for row in out.values():
+        for h in HISTOGRAMS:
+            if h in row:
+                row[h] = dict(row[h]) or None
+    return out
+
+
+async def fetch_hourly(
+    engine: AsyncEngine, table: str = "hourly_spend"
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    t = Base.metadata.tables[table]
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(t))).mappings().all()
+    key = HOURLY_KEYS[table]
+    out = {}
+    for r in rows:
+        row = {c: v for c, v in r.items() if c not in key}
+        for h in HISTOGRAMS:
+            if row.get(h) is not None:
+                row[h] = {int(b): n for b, n in row[h].items()}
+        out[tuple(r[c] for c in key)] = row
+    return out
+
+
+async def assert_rollups_match(engine: AsyncEngine, records: list[RequestRecord]) -> None:
+    """Every hourly rollup, and daily_spend, is exactly what the records add up to."""
+    for table in HOURLY_KEYS:
+        assert await fetch_hourly(engine, table) == expected_hourly(records, table), table
+    assert await fetch_daily(engine) == expected_daily(records)

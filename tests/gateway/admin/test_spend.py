@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from gateway.accounting.queries import format_usd
 from gateway.accounting.record import RequestRecord
+from gateway.accounting.rollups import totals, window
 from gateway.accounting.store import write_records
+from tests.gateway.accounting.helpers import random_records
 from tests.gateway.admin.conftest import Admin, assert_error
 
 
@@ -123,3 +125,34 @@ async def test_spend_groups_and_pages(admin: Admin) -> None:
         await admin.client.get("/admin/spend", params={"start": "2026-04-03", "end": "2026-04-01"}), 400
     )
     assert_error(await admin.client.get("/admin/spend", params={"start": "yesterday"}), 400)
+
+
+async def test_the_dashboard_rollups_give_what_spend_gives_for_the_same_range(admin: Admin) -> None:
+    """gateway.accounting.rollups in UTC over [first, last + 1 day) against GET /admin/spend over
+    first..last (inclusive UTC days): the same totals, group by group."""
+    records = random_records(600, seed=11, hours=24 * 5)
+    async with admin.engine.begin() as conn:
+        await write_records(conn, records)
+    first, last = date(2026, 3, 2), date(2026, 3, 4)
+    w = window(first, last + timedelta(days=1), "UTC")
+    fields = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "errors")
+    for group_by in ("day", "model", "key", "tier", "team"):
+        r = await admin.client.get(
+            "/admin/spend",
+            params={"group_by": group_by, "start": first.isoformat(), "end": last.isoformat(), "limit": 1000},
+        )
+        assert r.status_code == 200, r.text
+        want = {row[group_by]: ({f: row[f] for f in fields}, row["cost_usd"]) for row in r.json()["rows"]}
+        async with admin.sessions() as session:
+            rows = await totals(session, w, group_by=[group_by])  # type: ignore[list-item]
+        got = {
+            (str(row[group_by]) if group_by == "day" else row[group_by]): (
+                {f: row[f] for f in fields},
+                format_usd(row["cost_usd"]),
+            )
+            for row in rows
+        }
+        assert got == want, group_by
+        assert sum(v[0]["requests"] for v in got.values()) == sum(
+            first <= rec.ts.date() <= last for rec in records
+        )

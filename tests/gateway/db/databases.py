@@ -21,7 +21,18 @@ CLOSED_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:9/nowhere"
 
 
 async def truncate_all(engine: AsyncEngine) -> None:
-    tables = ("request_log", "daily_spend", "audit_log", "api_keys", "teams", "config_versions")
+    tables = (
+        "request_log",
+        "daily_spend",
+        "hourly_spend",
+        "hourly_team_spend",
+        "hourly_model_spend",
+        "hourly_team_totals",
+        "audit_log",
+        "api_keys",
+        "teams",
+        "config_versions",
+    )
     async with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
