@@ -2,8 +2,10 @@
 the package, no CDN), and the JSON/CSV API behind every figure on them (/dashboard/api).
 
     pages.py     sign-in/out and the pages        api.py      /dashboard/api (JSON, ?format=csv)
-    session.py   encrypted cookie sessions        access.py   who may see which team
-    params.py    reporting range and time zone    data.py     every figure (the one data module)
+    routing.py   the routing page's editor        access.py   who may see which team
+    session.py   encrypted cookie sessions        params.py   reporting range and time zone
+    figures.py   charts and tables (rollups)      budgets.py  budget burn (daily_spend)
+    explorer.py  the request explorer (the log)   lookups.py  team and key names
     templates/   Jinja2                           static/     the page script, styles, vendor/uplot
 """
 

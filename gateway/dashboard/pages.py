@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.auth import KeyCache, hash_key, well_formed
 from gateway.auth_store import now_utc
-from gateway.dashboard import data
+from gateway.dashboard import lookups
 from gateway.dashboard.params import Range, make_range
 from gateway.dashboard.render import PREFIX, page
 from gateway.dashboard.session import COOKIE, Sessions, Viewer, clear_cookie, set_cookie, viewer_from_session
@@ -152,17 +152,17 @@ async def build_view(
     sessions = request.app.state.sessions
     try:
         async with sessions() as session:
-            view.teams = await data.team_names(session, None if viewer.admin else [viewer.team_id or ""])
+            view.teams = await lookups.team_names(session, None if viewer.admin else [viewer.team_id or ""])
             if team_id is not None:
                 view.team_name = view.teams.get(team_id)
                 if view.team_name is None:
                     raise PageError(404, "No such team.")
             if key_id is not None:
-                if await data.key_team(session, key_id) != team_id:
+                if await lookups.key_team(session, key_id) != team_id:
                     raise PageError(404, "No such key in this team.")
-                view.key_name = (await data.key_names(session, [key_id])).get(key_id)
+                view.key_name = (await lookups.key_names(session, [key_id])).get(key_id)
             if team_id is not None:
-                keys = await data.team_keys(session, team_id)
+                keys = await lookups.team_keys(session, team_id)
                 view.keys = {k.id: k.name or f"{k.prefix}..." for k in keys}
     except (SQLAlchemyError, OSError, TimeoutError):
         raise PageError(503, "The database is unreachable; try again shortly.") from None
@@ -303,7 +303,7 @@ async def key(request: Request, team_id: str, key_id: str, viewer: PageViewer) -
 async def key_by_id(request: Request, key_id: str, viewer: PageViewer) -> Response:
     """A key's page wherever its team is (links from tables that list keys of several teams)."""
     async with request.app.state.sessions() as session:
-        team_id = await data.key_team(session, key_id)
+        team_id = await lookups.key_team(session, key_id)
     if team_id is None or not (viewer.admin or team_id == viewer.team_id):
         raise PageError(404, "No such key in your teams.")
     query = f"?{request.url.query}" if request.url.query else ""
