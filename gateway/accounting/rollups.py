@@ -254,7 +254,8 @@ async def totals(
     cost = func.coalesce(func.sum(src.c.cost_usd), 0)
     stmt = select(
         *keys,
-        *(func.coalesce(func.sum(src.c[n]), 0).label(n) for n in _COUNTS),
+        # PostgreSQL sums bigints as numeric: back to bigint, which decodes ~10x faster.
+        *(cast(func.coalesce(func.sum(src.c[n]), 0), BigInteger).label(n) for n in _COUNTS),
         func.sum(src.c.cost_usd).label("cost_usd"),
         func.sum(src.c.baseline_cost_usd).label("baseline_cost_usd"),
     )
@@ -268,7 +269,7 @@ async def totals(
     for row in (await db.execute(stmt)).mappings():
         out: dict[str, Any] = {name: _label(name, row[f"g_{name}"], w) for name in group_by}
         for field in _COUNTS:
-            out[field] = int(row[field])
+            out[field] = row[field]
         spent = row["cost_usd"] or Decimal(0)
         baseline = row["baseline_cost_usd"] or Decimal(0)
         out.update(cost_usd=spent, baseline_cost_usd=baseline, savings_usd=baseline - spent)
@@ -313,7 +314,7 @@ async def histograms(
 
     src = _union(parts, entries)
     keys = [src.c[f"g_{g}"] for g in group_by]
-    stmt = select(*keys, src.c.bucket, func.sum(src.c.n)).group_by(*keys, src.c.bucket)
+    stmt = select(*keys, src.c.bucket, cast(func.sum(src.c.n), BigInteger)).group_by(*keys, src.c.bucket)
     if any(p.negative for p in parts):
         stmt = stmt.having(func.sum(src.c.n) != 0)
     out: dict[tuple[Any, ...], dict[int, int]] = {}

@@ -16,7 +16,7 @@ from importlib.resources import files
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from gateway.dashboard import api, pages
+from gateway.dashboard import api, pages, routing
 from gateway.dashboard.render import STATIC
 from gateway.dashboard.session import Sessions
 
@@ -32,5 +32,6 @@ def install_dashboard(app: FastAPI) -> None:
     )
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(routing.router)
     app.add_exception_handler(pages.PageError, pages.handle_page_error)
     app.add_exception_handler(pages.SignInFirst, pages.handle_page_error)

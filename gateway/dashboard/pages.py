@@ -169,20 +169,20 @@ async def build_view(
     return view
 
 
-def render(template: str, view: View, **context: Any) -> HTMLResponse:
-    return page(template, view=view, viewer=view.viewer, csrf=view.viewer.csrf, **context)
+def render(template: str, view: View, status: int = 200, **context: Any) -> HTMLResponse:
+    return page(template, status, view=view, viewer=view.viewer, csrf=view.viewer.csrf, **context)
 
 
 # -- sign-in and out ---------------------------------------------------------------------------------
 
 
-async def read_form(request: Request) -> dict[str, str]:
+async def read_form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> dict[str, str]:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
         raise PageError(415, "Send the form as application/x-www-form-urlencoded.")
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_FORM_BYTES:
+        if len(body) > max_bytes:
             raise PageError(413, "The form is too large.")
     try:
         parsed = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=20)
@@ -321,11 +321,3 @@ async def explorer(request: Request, team_id: str, viewer: PageViewer) -> Respon
     model = (qp.get("model") or "").strip()[:200] or None
     filters = {"key_id": chosen_key, "model": model, "status": status or None}
     return render("requests.html", view, title="Requests", filters=filters)
-
-
-@router.get("/routing")
-async def routing(request: Request, viewer: PageViewer) -> Response:
-    if not viewer.admin:
-        raise PageError(403, "The routing config is for admins.")
-    view = await build_view(request, viewer)
-    return render("routing.html", view, title="Routing")
