@@ -16,7 +16,7 @@ UTC hours that cover it. With tz="UTC" a range of whole days gives exactly what 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -54,6 +54,7 @@ from gateway.accounting.windows import Hours, InvalidZoneError, Window, offsets,
 from gateway.db.types import UTCDateTime
 
 __all__ = [
+    "OTHER",
     "InvalidZoneError",
     "Window",
     "difficulty_distribution",
@@ -81,6 +82,8 @@ _COUNTS = (
     "unpriced",
 )
 _SUMMED = (*_COUNTS, "cost_usd", "baseline_cost_usd")
+# The group that sums the values `keep` leaves out.
+OTHER = "(other)"
 
 # group_by names -> columns.
 _COLUMNS: Mapping[str, str] = {
@@ -153,6 +156,7 @@ def _plan(
     filters: Mapping[str, str | None],
     *,
     histograms: bool = False,
+    keep: Mapping[str, Collection[str]] | None = None,
 ) -> list[_Part]:
     """The rollup rows a query reads (see the module's docstring)."""
     if len(set(by)) != len(by):
@@ -177,7 +181,10 @@ def _plan(
             elif name == "hour":
                 groups.append((name, t.c.hour))
             else:
-                groups.append((name, t.c[_COLUMNS[name]]))
+                column = t.c[_COLUMNS[name]]
+                if keep and name in keep:
+                    column = case((column.in_(sorted(keep[name])), column), else_=literal(OTHER))
+                groups.append((name, column))
         where += [t.c[column] == value for column, value in given.items()]
         return _Part(t, groups, where, negative)
 
@@ -231,6 +238,7 @@ async def totals(
     model: str | None = None,
     tier: str | None = None,
     top: int | None = None,
+    keep: Mapping[GroupBy, Collection[str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Sums over the window, one row per group (one row in all without `group_by`).
 
@@ -240,11 +248,13 @@ async def totals(
     savings_usd (= baseline - cost, exact Decimals) and unpriced (requests whose cost or baseline is
     unknown: counted at cost, no saving). Sorted by the groups ascending, or with `top`, the `top`
     groups by cost descending. Empty groups are not returned; without group_by there is always a row.
+    `keep`: for a group_by name, the values kept as groups of their own ('' for absent); the others
+    are summed into one group, OTHER.
     """
     if top is not None and not 1 <= top <= 10_000:
         raise ValueError("top must be between 1 and 10000")
     filters = {"team_id": team_id, "key_id": key_id, "model": model, "tier": tier}
-    parts = _plan(db, w, group_by, filters)
+    parts = _plan(db, w, group_by, filters, keep=keep)
 
     def sums(p: _Part) -> tuple[list[ColumnElement[Any]], list[ColumnElement[bool]]]:
         return [(-p.table.c[n] if p.negative else p.table.c[n]).label(n) for n in _SUMMED], []

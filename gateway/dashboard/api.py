@@ -160,11 +160,16 @@ async def spend(
     model: Model = None,
     bucket: Bucket = "day",
     by: figures.GroupBy = "total",
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=100, description=f"The costliest groups keep theirs; the rest: {figures.OTHER}"),
+    ] = None,
     fmt: Format = "json",
 ) -> Any:
     scope = await scope_for(session, viewer, team_id, key_id, model)
-    rows = await figures.spend_series(session, scope, rng, bucket, by)
-    labels = await _labels(session, by, {r["group"] for r in rows})
+    rows = await figures.spend_series(session, scope, rng, bucket, by, limit)
+    labels = await _labels(session, by, {r["group"] for r in rows} - {figures.OTHER})
+    labels[figures.OTHER] = f"other {by}s"
     for r in rows:
         r["label"] = labels.get(r["group"], r["group"])
     body = {

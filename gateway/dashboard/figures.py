@@ -26,6 +26,7 @@ GroupBy = Literal["total", "team", "key", "model", "tier"]
 TopBy = Literal["team", "key", "model"]
 # error_type of a request the gateway refused before any upstream call (limits, budgets).
 REFUSALS = frozenset({"rate_limit_error", "budget_exceeded"})
+OTHER = rollups.OTHER
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +75,20 @@ def _bucket_start(value: date | datetime, rng: Range) -> datetime:
 
 
 async def spend_series(
-    session: AsyncSession, scope: Scope, rng: Range, bucket: Bucket, by: GroupBy
+    session: AsyncSession, scope: Scope, rng: Range, bucket: Bucket, by: GroupBy, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """Sums per bucket x group, non-empty cells only, by bucket then group. `group` is the id ('' for
-    an absent team, key or tier, and for by=total)."""
+    an absent team, key or tier, and for by=total). With `limit`, the `limit` groups that cost the
+    most over the range keep theirs and the rest are one group, OTHER (a chart of 200 teams is
+    neither readable nor cheap)."""
+    w = window(rng)
     group_by: list[rollups.GroupBy] = [bucket] if by == "total" else [bucket, by]
-    rows = await rollups.totals(session, window(rng), group_by=group_by, **scope.filters())
+    keep = None
+    if limit is not None and by != "total":
+        top = await rollups.totals(session, w, group_by=[by], top=limit + 1, **scope.filters())
+        if len(top) > limit:
+            keep = {by: [row[by] or "" for row in top[:limit]]}
+    rows = await rollups.totals(session, w, group_by=group_by, keep=keep, **scope.filters())
     out = []
     for row in rows:
         start = _bucket_start(row[bucket], rng)

@@ -46,7 +46,10 @@ class TotalsPage(_Page):
 class SpendRow(_Sums):
     bucket: str = Field(description="Local day (YYYY-MM-DD) or hour (ISO 8601 with the zone's offset)")
     ts: int = Field(description="The bucket's first instant, Unix seconds")
-    group: str = Field(description="Team id, key id, model or tier ('' for none, and for by=total)")
+    group: str = Field(
+        description="Team id, key id, model or tier ('' for none, and for by=total; '(other)': the "
+        "groups past `limit`)"
+    )
     label: str = Field(description="The group's name (team and key names), else the group")
 
 

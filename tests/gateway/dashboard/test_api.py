@@ -90,6 +90,20 @@ def test_a_time_zone_moves_requests_between_days_and_keeps_the_total(dash: Dash,
     assert local["range"]["tz"] == tz and len(local["axis"]) == 3
 
 
+def test_spend_keeps_the_costliest_groups_and_sums_the_rest(dash: Dash) -> None:
+    s = dash.seeded
+    every = get(dash, "spend", by="team", **dash.range()).json()["rows"]
+    two = get(dash, "spend", by="team", limit=1, **dash.range()).json()["rows"]
+    costliest = max(s.teams.values(), key=lambda t: total_cost([r for r in s.records if r.team_id == t]))
+    assert {r["group"] for r in two} == {costliest, "(other)"}
+    assert {r["label"] for r in two if r["group"] == "(other)"} == {"other teams"}
+    for field in ("requests", "errors", "prompt_tokens"):
+        assert sum(r[field] for r in two) == sum(r[field] for r in every)
+    assert sum(r["requests"] for r in two) == len(s.records)
+    # A limit no smaller than the number of groups changes nothing.
+    assert get(dash, "spend", by="team", limit=2, **dash.range()).json()["rows"] == every
+
+
 def _csv_rows(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
