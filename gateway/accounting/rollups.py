@@ -1,30 +1,43 @@
-"""Dashboard queries over the hourly rollups: totals, savings, errors and percentiles for a range of
-time in a reporting time zone, grouped by day or hour in that zone and by team, key, model, tier or
-error type.
+"""Dashboard queries over the rollups: totals, savings, errors and percentiles for a range of time in
+a reporting time zone, grouped by day or hour in that zone and by team, key, model, tier or error type.
 
-They read the hourly rollups only, never the request log: each query the smallest of the four
-(gateway.accounting.store.GRAINS) that has the columns it groups and filters by (the whole gateway
-by model or by team, a team by model, anything by key). Plain async functions returning plain data
-(dicts of str, int, Decimal, date, datetime, float); the pages and JSON endpoints format them.
+They read the rollups only, never the request log (gateway.accounting.store.GRAINS): the UTC days
+wholly inside the range from the smallest daily rollup that has the columns a query groups and
+filters by, the rest from the smallest such hourly one (gateway.accounting.windows.split: by local
+day, each day's UTC day corrected by the hours that belong to another local day); a query by hour,
+or one no daily rollup answers (a key by model), reads hourly rows only. Either way the figures are
+the sums of the hours that start in the range. Plain async functions returning plain data (dicts of
+str, int, Decimal, date, datetime, float); the pages and JSON endpoints format them.
 
-Time: `window(start, end, tz)` is [start, end) in an IANA zone, as the UTC hours that cover it. An hour
-counts in the local day (and range) where it starts; in zones whose offset is a whole number of hours
-(nearly all) local days are therefore exact. Where the offset has minutes (Asia/Kolkata +05:30), a
-local day is the UTC hours that start in it, i.e. it begins up to 45 minutes after local midnight
-(bounds move up to the next whole UTC hour); totals of a range are still the sum of its days.
-With tz="UTC" a range of whole days gives exactly what /admin/spend (daily_spend) gives for it.
+Time (gateway.accounting.windows): `window(start, end, tz)` is [start, end) in an IANA zone, as the
+UTC hours that cover it. With tz="UTC" a range of whole days gives exactly what /admin/spend
+(daily_spend) gives for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import BigInteger, Date, Table, case, cast, func, literal, literal_column, select
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Select,
+    Table,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -37,7 +50,21 @@ from gateway.accounting.histogram import (
     percentile,
 )
 from gateway.accounting.store import GRAINS
+from gateway.accounting.windows import Hours, InvalidZoneError, Window, offsets, split, window, zone_of
 from gateway.db.types import UTCDateTime
+
+__all__ = [
+    "OTHER",
+    "InvalidZoneError",
+    "Window",
+    "difficulty_distribution",
+    "histograms",
+    "offsets",
+    "percentiles",
+    "totals",
+    "window",
+    "zone_of",
+]
 
 Db = AsyncSession | AsyncConnection
 GroupBy = Literal["day", "hour", "team", "key", "model", "tier", "error_type"]
@@ -54,6 +81,9 @@ _COUNTS = (
     "cached_tokens",
     "unpriced",
 )
+_SUMMED = (*_COUNTS, "cost_usd", "baseline_cost_usd")
+# The group that sums the values `keep` leaves out.
+OTHER = "(other)"
 
 # group_by names -> columns.
 _COLUMNS: Mapping[str, str] = {
@@ -64,115 +94,17 @@ _COLUMNS: Mapping[str, str] = {
     "error_type": "error_type",
 }
 _HIST_COLUMN: Mapping[str, str] = {LATENCY: "latency_hist", TTFT: "ttft_hist", DIFFICULTY: "difficulty_hist"}
-# The hourly rollups a query may read, the smallest first (gateway.accounting.store.GRAINS).
+# The rollups a query may read, the smallest first (gateway.accounting.store.GRAINS).
 _BY_SIZE = sorted(GRAINS, key=lambda g: ("team_id" in g.key, "key_id" in g.key, len(g.key)))
 
 
-def grain_for(columns: set[str], *, histograms: bool = False) -> Table:
-    """The smallest hourly rollup that has these columns (and histograms, if asked)."""
+def grain_for(columns: set[str], *, histograms: bool = False, daily: bool = False) -> Table | None:
+    """The smallest hourly (or daily) rollup that has these columns (and histograms, if asked); None
+    when no daily one has them (the finest hourly one has them all)."""
     for grain in _BY_SIZE:
-        if columns <= set(grain.key) and (grain.histograms or not histograms):
+        if grain.daily == daily and columns <= set(grain.key) and (grain.histograms or not histograms):
             return grain.table
-    raise AssertionError(f"no hourly rollup has {sorted(columns)}")  # the finest has them all
-
-
-MAX_HOURS = 24 * 366 * 3
-
-
-class InvalidZoneError(ValueError):
-    """Not an IANA time zone name this host knows."""
-
-
-def zone_of(tz: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidZoneError(f"unknown time zone {tz!r}: use an IANA name such as Europe/Berlin") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """[start, end) in `zone`: the UTC hours h with start <= h < end."""
-
-    zone: ZoneInfo
-    start: datetime  # UTC, on the hour
-    end: datetime  # UTC, on the hour
-    # The bounds as asked, in the zone (for previous()).
-    local_start: datetime
-    local_end: datetime
-
-    @property
-    def hours(self) -> int:
-        return int((self.end - self.start).total_seconds()) // 3600
-
-    def previous(self) -> Window:
-        """The period of the same length just before: the same number of local days when both bounds
-        are local midnights (a DST change does not shift it), else the same duration."""
-        ls, le = self.local_start, self.local_end
-        if ls.timetz() == time(0, tzinfo=ls.tzinfo) and le.timetz() == time(0, tzinfo=le.tzinfo):
-            days = (le.date() - ls.date()).days
-            return window(ls.date() - timedelta(days=days), ls.date(), self.zone.key)
-        span = le.astimezone(UTC) - ls.astimezone(UTC)
-        return window(ls.astimezone(UTC) - span, ls.astimezone(UTC), self.zone.key)
-
-
-def _instant(value: date | datetime, zone: ZoneInfo) -> datetime:
-    """A bound as an aware datetime: a date is its midnight in `zone`, a naive datetime its wall time
-    there (the earlier of two in a repeated hour), an aware one as given."""
-    if not isinstance(value, datetime):
-        value = datetime.combine(value, time(0))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=zone)
-    return value.astimezone(zone)
-
-
-def _ceil_hour(at: datetime) -> datetime:
-    at = at.astimezone(UTC)
-    floor = at.replace(minute=0, second=0, microsecond=0)
-    return floor if floor == at else floor + timedelta(hours=1)
-
-
-def window(start: date | datetime, end: date | datetime, tz: str = "UTC") -> Window:
-    """[start, end) in the IANA zone `tz` (dates are local midnights). ValueError when end is not
-    after start or the range exceeds three years; InvalidZoneError for an unknown zone."""
-    zone = zone_of(tz)
-    ls, le = _instant(start, zone), _instant(end, zone)
-    s, e = _ceil_hour(ls), _ceil_hour(le)
-    if le <= ls:
-        raise ValueError("end must be after start")
-    if (e - s) > timedelta(hours=MAX_HOURS):
-        raise ValueError("the range is longer than three years")
-    return Window(zone, s, e, ls, le)
-
-
-def offsets(w: Window) -> list[tuple[datetime, int]]:
-    """The zone's UTC offset in minutes over the window's hours, each taken at the hour's start:
-    [(from this UTC hour on, offset), ...], the first from w.start."""
-
-    def off(at: datetime) -> int:
-        delta = at.astimezone(w.zone).utcoffset()
-        return int(delta.total_seconds()) // 60 if delta is not None else 0
-
-    hour, day = timedelta(hours=1), timedelta(days=1)
-    last = w.end - hour
-    out = [(w.start, off(w.start))]
-    at = w.start
-    while at < last:
-        nxt = min(at + day, last)
-        if off(nxt) == out[-1][1]:
-            at = nxt
-            continue
-        # Bisect (at, nxt] for the first hour with the new offset (zones change it months apart).
-        lo, hi = at, nxt
-        while hi - lo > hour:
-            mid = lo + hour * ((hi - lo) // hour // 2)
-            if off(mid) == out[-1][1]:
-                lo = mid
-            else:
-                hi = mid
-        out.append((hi, off(hi)))
-        at = hi
-    return out
+    return None
 
 
 def _dialect(db: Db) -> str:
@@ -181,38 +113,52 @@ def _dialect(db: Db) -> str:
     return db.get_bind().dialect.name
 
 
+def _shifted(dialect: str, hour: ColumnElement[Any], minutes: int) -> ColumnElement[Any]:
+    """SQL: the date of `hour` + `minutes` (a UTC hour's local date at that offset)."""
+    if dialect == "postgresql":
+        utc = func.timezone("UTC", hour)  # timestamptz -> UTC wall time
+        return cast(utc + literal_column(f"INTERVAL '{minutes} minutes'"), Date)
+    return type_coerce(func.date(hour, literal(f"{minutes:+d} minutes")), Date())
+
+
 def _local_day(dialect: str, w: Window, t: Table) -> ColumnElement[Any]:
     """SQL: the local date of each row's hour (a CASE over the window's offsets)."""
     segments = offsets(w)
     hour = t.c.hour
-    if dialect == "postgresql":
-        utc = func.timezone("UTC", hour)  # timestamptz -> UTC wall time
-
-        def shifted(minutes: int) -> ColumnElement[Any]:
-            return cast(utc + literal_column(f"INTERVAL '{minutes} minutes'"), Date)
-    else:
-
-        def shifted(minutes: int) -> ColumnElement[Any]:
-            return func.date(hour, literal(f"{minutes:+d} minutes"))
-
     if len(segments) == 1:
-        return shifted(segments[0][1])
+        return _shifted(dialect, hour, segments[0][1])
     whens = [
-        (hour < literal(segments[i + 1][0], UTCDateTime()), shifted(minutes))
+        (hour < literal(segments[i + 1][0], UTCDateTime()), _shifted(dialect, hour, minutes))
         for i, (_, minutes) in enumerate(segments[:-1])
     ]
-    return case(*whens, else_=shifted(segments[-1][1]))
+    return case(*whens, else_=_shifted(dialect, hour, segments[-1][1]))
 
 
-def _query(
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """Rows of one rollup a query sums: the group expressions, the WHERE, and whether they are taken
+    away (a local day's hours counted in another UTC day's daily row)."""
+
+    table: Table
+    groups: list[tuple[str, ColumnElement[Any]]]
+    where: list[ColumnElement[bool]]
+    negative: bool = False
+
+
+def _hours_in(t: Table, ranges: Hours) -> ColumnElement[bool]:
+    return or_(*(and_(t.c.hour >= a, t.c.hour < b) for a, b in ranges))
+
+
+def _plan(
     db: Db,
     w: Window,
     by: Sequence[str],
     filters: Mapping[str, str | None],
     *,
     histograms: bool = False,
-) -> tuple[Table, list[tuple[str, ColumnElement[Any]]], list[ColumnElement[bool]]]:
-    """The rollup to read, the group expressions and the WHERE clause of a query."""
+    keep: Mapping[str, Collection[str]] | None = None,
+) -> list[_Part]:
+    """The rollup rows a query reads (see the module's docstring)."""
     if len(set(by)) != len(by):
         raise ValueError("group_by names a column twice")
     if "day" in by and "hour" in by:
@@ -221,18 +167,39 @@ def _query(
     if unknown:
         raise ValueError(f"cannot group by {unknown[0]!r}: use day, hour, {', '.join(_COLUMNS)}")
     given = {column: value for column, value in filters.items() if value is not None}
-    t = grain_for({_COLUMNS[n] for n in by if n in _COLUMNS} | set(given), histograms=histograms)
-    groups: list[tuple[str, ColumnElement[Any]]] = []
-    for name in by:
-        if name == "day":
-            groups.append((name, _local_day(_dialect(db), w, t)))
-        elif name == "hour":
-            groups.append((name, t.c.hour))
-        else:
-            groups.append((name, t.c[_COLUMNS[name]]))
-    where = [t.c.hour >= w.start, t.c.hour < w.end]
-    where += [t.c[column] == value for column, value in given.items()]
-    return t, groups, where
+    columns = {_COLUMNS[n] for n in by if n in _COLUMNS} | set(given)
+    hourly = grain_for(columns, histograms=histograms)
+    assert hourly is not None  # the finest has every column
+    daily = grain_for(columns, histograms=histograms, daily=True)
+    dialect = _dialect(db)
+
+    def part(t: Table, where: list[ColumnElement[bool]], day: Any, negative: bool = False) -> _Part:
+        groups = []
+        for name in by:
+            if name == "day":
+                groups.append((name, day))
+            elif name == "hour":
+                groups.append((name, t.c.hour))
+            else:
+                column = t.c[_COLUMNS[name]]
+                if keep and name in keep:
+                    column = case((column.in_(sorted(keep[name])), column), else_=literal(OTHER))
+                groups.append((name, column))
+        where += [t.c[column] == value for column, value in given.items()]
+        return _Part(t, groups, where, negative)
+
+    how = None if daily is None or "hour" in by else split(w, "day" in by)
+    if how is None:
+        within = [hourly.c.hour >= w.start, hourly.c.hour < w.end]
+        return [part(hourly, within, _local_day(dialect, w, hourly) if "day" in by else None)]
+    first, last = how.days
+    parts = [part(daily, [daily.c.day >= first, daily.c.day <= last], daily.c.day)]
+    if how.plus:
+        parts.append(part(hourly, [_hours_in(hourly, how.plus)], _local_day(dialect, w, hourly)))
+    if how.minus:
+        utc_day = _shifted(dialect, hourly.c.hour, 0)
+        parts.append(part(hourly, [_hours_in(hourly, how.minus)], utc_day, negative=True))
+    return parts
 
 
 def _label(name: str, value: Any, w: Window) -> Any:
@@ -242,6 +209,23 @@ def _label(name: str, value: Any, w: Window) -> Any:
     if name == "hour":
         return value.astimezone(w.zone)
     return value or None
+
+
+Columns = Callable[[_Part], tuple[list[ColumnElement[Any]], list[ColumnElement[bool]]]]
+
+
+def _union(parts: list[_Part], columns: Columns) -> Any:
+    """One FROM of all the parts' rows: g_<group>... then the labelled expressions `columns(part)`
+    gives (with any condition of its own)."""
+
+    def rows(p: _Part) -> Select[Any]:
+        groups = [expr.label(f"g_{name}") for name, expr in p.groups]
+        exprs, where = columns(p)
+        # The table first: a table function among the columns (json_each) reads the row before it.
+        return select(*groups, *exprs).select_from(p.table).where(*p.where, *where)
+
+    selects = [rows(p) for p in parts]
+    return (union_all(*selects) if len(selects) > 1 else selects[0]).subquery()
 
 
 async def totals(
@@ -254,6 +238,7 @@ async def totals(
     model: str | None = None,
     tier: str | None = None,
     top: int | None = None,
+    keep: Mapping[GroupBy, Collection[str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Sums over the window, one row per group (one row in all without `group_by`).
 
@@ -263,28 +248,38 @@ async def totals(
     savings_usd (= baseline - cost, exact Decimals) and unpriced (requests whose cost or baseline is
     unknown: counted at cost, no saving). Sorted by the groups ascending, or with `top`, the `top`
     groups by cost descending. Empty groups are not returned; without group_by there is always a row.
+    `keep`: for a group_by name, the values kept as groups of their own ('' for absent); the others
+    are summed into one group, OTHER.
     """
     if top is not None and not 1 <= top <= 10_000:
         raise ValueError("top must be between 1 and 10000")
     filters = {"team_id": team_id, "key_id": key_id, "model": model, "tier": tier}
-    t, groups, where = _query(db, w, group_by, filters)
-    c = t.c
-    cost = func.coalesce(func.sum(c.cost_usd), 0)
+    parts = _plan(db, w, group_by, filters, keep=keep)
+
+    def sums(p: _Part) -> tuple[list[ColumnElement[Any]], list[ColumnElement[bool]]]:
+        return [(-p.table.c[n] if p.negative else p.table.c[n]).label(n) for n in _SUMMED], []
+
+    src = _union(parts, sums)
+    keys = [src.c[f"g_{name}"] for name in group_by]
+    cost = func.coalesce(func.sum(src.c.cost_usd), 0)
     stmt = select(
-        *(expr.label(f"g_{name}") for name, expr in groups),
-        *(func.coalesce(func.sum(c[n]), 0).label(n) for n in _COUNTS),
-        func.sum(c.cost_usd).label("cost_usd"),
-        func.sum(c.baseline_cost_usd).label("baseline_cost_usd"),
-    ).where(*where)
-    if groups:
-        keys = [expr for _, expr in groups]
+        *keys,
+        # PostgreSQL sums bigints as numeric: back to bigint, which decodes ~10x faster.
+        *(cast(func.coalesce(func.sum(src.c[n]), 0), BigInteger).label(n) for n in _COUNTS),
+        func.sum(src.c.cost_usd).label("cost_usd"),
+        func.sum(src.c.baseline_cost_usd).label("baseline_cost_usd"),
+    )
+    if keys:
         stmt = stmt.group_by(*keys)
+        if any(p.negative for p in parts):
+            # A group whose only rows were taken away again (hours of another local day).
+            stmt = stmt.having(func.sum(src.c.requests) != 0)
         stmt = stmt.order_by(cost.desc(), *keys).limit(top) if top else stmt.order_by(*keys)
     rows = []
     for row in (await db.execute(stmt)).mappings():
-        out: dict[str, Any] = {name: _label(name, row[f"g_{name}"], w) for name, _ in groups}
+        out: dict[str, Any] = {name: _label(name, row[f"g_{name}"], w) for name in group_by}
         for field in _COUNTS:
-            out[field] = int(row[field])
+            out[field] = row[field]
         spent = row["cost_usd"] or Decimal(0)
         baseline = row["baseline_cost_usd"] or Decimal(0)
         out.update(cost_usd=spent, baseline_cost_usd=baseline, savings_usd=baseline - spent)
@@ -312,31 +307,33 @@ async def histograms(
     if "error_type" in group_by:
         raise ValueError("latency and TTFT are of successful requests only: no group by error_type")
     filters = {"team_id": team_id, "key_id": key_id, "model": model, "tier": tier}
-    t, groups, where = _query(db, w, group_by, filters, histograms=True)
-    column = t.c[name]
-    dialect = _dialect(db)
-    # The map's entries as rows (a table function in FROM sees the row before it on both dialects).
-    if dialect == "postgresql":
-        each = func.jsonb_each_text(column).table_valued("key", "value", joins_implicitly=True)
-        count = func.sum(cast(each.c.value, BigInteger))
-    else:
-        each = func.json_each(column).table_valued("key", "value", joins_implicitly=True)
-        count = func.sum(each.c.value)
-    keys = [expr.label(f"g_{name}") for name, expr in groups]
-    stmt = (
-        select(*keys, each.c.key, count)
-        .select_from(t, each)
-        .where(*where, column.is_not(None))
-        .group_by(*(expr for _, expr in groups), each.c.key)
-    )
+    parts = _plan(db, w, group_by, filters, histograms=True)
+    pg = _dialect(db) == "postgresql"
+
+    def entries(p: _Part) -> tuple[list[ColumnElement[Any]], list[ColumnElement[bool]]]:
+        # The map's entries as rows.
+        column = p.table.c[name]
+        if pg:
+            each = func.jsonb_each_text(column).table_valued("key", "value", joins_implicitly=True)
+            count: ColumnElement[Any] = cast(each.c.value, BigInteger)
+        else:
+            each = func.json_each(column).table_valued("key", "value", joins_implicitly=True)
+            count = each.c.value
+        n = (-count if p.negative else count).label("n")
+        return [each.c.key.label("bucket"), n], [column.is_not(None)]
+
+    src = _union(parts, entries)
+    keys = [src.c[f"g_{g}"] for g in group_by]
+    stmt = select(*keys, src.c.bucket, cast(func.sum(src.c.n), BigInteger)).group_by(*keys, src.c.bucket)
+    if any(p.negative for p in parts):
+        stmt = stmt.having(func.sum(src.c.n) != 0)
     out: dict[tuple[Any, ...], dict[int, int]] = {}
     for row in (await db.execute(stmt)).all():
-        labels = tuple(_label(name, v, w) for (name, _), v in zip(groups, row, strict=False))
+        labels = tuple(_label(g, v, w) for g, v in zip(group_by, row, strict=False))
         bucket, n = int(row[-2]), int(row[-1])
         out.setdefault(labels, {})[bucket] = n
-    names = [name for name, _ in groups]
     ordered = sorted(out.items(), key=lambda kv: tuple((v is None, v) for v in kv[0]))
-    return [{**dict(zip(names, labels, strict=True)), "buckets": counts} for labels, counts in ordered]
+    return [{**dict(zip(group_by, labels, strict=True)), "buckets": counts} for labels, counts in ordered]
 
 
 async def percentiles(

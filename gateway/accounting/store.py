@@ -1,5 +1,5 @@
-"""One batch of request records into the database: log rows plus the rollups they add (daily_spend
-and the four hourly rollups, GRAINS).
+"""One batch of request records into the database: log rows plus the rollups they add (daily_spend,
+the four hourly rollups and the four daily ones, GRAINS).
 
 Idempotent on request_id: a record already in the log is skipped by the INSERT, and only the rows that
 INSERT actually added (its RETURNING) are added to the rollups, so replaying a batch changes nothing.
@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -33,7 +33,11 @@ from gateway.accounting.histogram import EDGES, difficulty_bucket
 from gateway.accounting.record import RequestRecord
 from gateway.db.models import (
     ApiKey,
+    DailyKeyTotals,
+    DailyModelSpend,
     DailySpend,
+    DailyTeamSpend,
+    DailyTeamTotals,
     HourlyModelSpend,
     HourlySpend,
     HourlyTeamSpend,
@@ -48,7 +52,7 @@ _KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
 _FIELDS = tuple(f.name for f in fields(RequestRecord))
 _KEY = ("day", "team_id", "key_id", "model", "tier")
 _SUMS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "errors")
-# What every hourly rollup sums, and the histograms of those that keep them.
+# What every hourly and daily rollup sums, and the histograms of those that keep them.
 HOURLY_SUMS = (
     "requests",
     "prompt_tokens",
@@ -67,8 +71,8 @@ _FULL_KEY = ("hour", "team_id", "key_id", "model", "tier", "error_type")
 
 @dataclass(frozen=True, slots=True)
 class Grain:
-    """One hourly rollup: its table, the columns that name a row (hour first), whether it keeps
-    histograms."""
+    """One rollup: its table, the columns that name a row (the UTC hour or day first), whether it
+    keeps histograms."""
 
     table: Table
     key: tuple[str, ...]
@@ -78,15 +82,44 @@ class Grain:
     def columns(self) -> tuple[str, ...]:
         return self.key + HOURLY_SUMS + (HISTOGRAMS if self.histograms else ())
 
+    @property
+    def daily(self) -> bool:
+        return self.key[0] == "day"
 
-# Finest first: each of the others is the first with dimensions dropped (gateway.db.models).
+
+# The finest first: each of the others is it with dimensions dropped, per hour, then per UTC day
+# (gateway.db.models). rollups() returns their rows in this order.
 GRAINS: tuple[Grain, ...] = (
     Grain(HourlySpend.__table__, _FULL_KEY, True),  # type: ignore[arg-type]
     Grain(HourlyTeamSpend.__table__, ("hour", "team_id", "model", "tier", "error_type"), True),  # type: ignore[arg-type]
     Grain(HourlyModelSpend.__table__, ("hour", "model", "tier", "error_type"), True),  # type: ignore[arg-type]
     Grain(HourlyTeamTotals.__table__, ("hour", "team_id"), False),  # type: ignore[arg-type]
+    Grain(DailyKeyTotals.__table__, ("day", "team_id", "key_id"), False),  # type: ignore[arg-type]
+    Grain(DailyTeamSpend.__table__, ("day", "team_id", "model", "tier", "error_type"), True),  # type: ignore[arg-type]
+    Grain(DailyModelSpend.__table__, ("day", "model", "tier", "error_type"), True),  # type: ignore[arg-type]
+    Grain(DailyTeamTotals.__table__, ("day", "team_id"), False),  # type: ignore[arg-type]
 )
 _N_SUMS = len(HOURLY_SUMS)
+
+
+def _derivation(i: int) -> tuple[int, Callable[[tuple[Any, ...]], tuple[Any, ...]] | None, bool, bool]:
+    """How rollups() sums GRAINS[i]: from the last rollup before it that has all its columns (and
+    histograms, if it keeps them; hourly ones from hourly ones): (that one's index, its key's
+    non-time columns picked as this one's, hour -> day, histograms)."""
+    g = GRAINS[i]
+    for j in range(i - 1, -1, -1):
+        src = GRAINS[j]
+        if set(g.key[1:]) <= set(src.key[1:]) and (src.histograms or not g.histograms):
+            if src.daily and not g.daily:
+                continue
+            picks = [src.key.index(c) for c in g.key[1:]]
+            getter = itemgetter(*picks)
+            pick = (lambda k, get=getter: (get(k),)) if len(picks) == 1 else getter
+            return j, pick if picks else None, g.daily and not src.daily, g.histograms
+    raise AssertionError(f"{g.table.name} derives from no rollup before it")
+
+
+_DERIVED = tuple(_derivation(i) for i in range(1, len(GRAINS)))
 _ROW = attrgetter(*_FIELDS)
 _TS = _FIELDS.index("ts")
 
@@ -188,12 +221,12 @@ def last_used(records: Sequence[RequestRecord]) -> list[tuple[str, datetime]]:
 
 
 class Rollups(NamedTuple):
-    """What a batch adds to daily_spend and to each hourly rollup (GRAINS' order): rows of key columns,
-    then sums, then (where kept) the histograms as {bucket: count} dicts or None. Unsorted:
+    """What a batch adds to daily_spend and to each rollup (`grains`, in GRAINS' order): rows of key
+    columns, then sums, then (where kept) the histograms as {bucket: count} dicts or None. Unsorted:
     PostgreSQL sorts them (see _pg_upsert); SQLite has one writer at a time."""
 
     daily: list[tuple[Any, ...]]
-    hourly: list[list[tuple[Any, ...]]]
+    grains: list[list[tuple[Any, ...]]]
 
 
 def error_key(r: RequestRecord) -> str:
@@ -209,13 +242,13 @@ def _add_counts(into: dict[int, int], counts: dict[int, int]) -> None:
 
 
 def rollups(records: Iterable[RequestRecord]) -> Rollups:
-    """The deltas the records add to daily_spend and the hourly rollups.
+    """The deltas the records add to daily_spend and the hourly and daily rollups.
 
     A record's model is the deployment that answered, else the requested model; absent team, key and
     tier are ''. Errors: status >= 400 or an error type. Histograms: latency and TTFT of the requests
     that succeeded, difficulty of every routed one. One pass over the records into the finest hourly
-    rows, then every other rollup from those: the writer runs in the request process, and this is its
-    CPU per record.
+    rows, then each other rollup from the smallest one it can be summed from (_DERIVED): the writer
+    runs in the request process, and this is its CPU per record.
     """
     zero = Decimal(0)
     edges = EDGES
@@ -263,9 +296,7 @@ def rollups(records: Iterable[RequestRecord]) -> Rollups:
             counts[b] = counts.get(b, 0) + 1
 
     daily: dict[tuple[Any, ...], list[Any]] = {}
-    finest: list[tuple[Any, ...]] = []
-    # The coarser rollups: key positions picked from the finest key -> their rows' accumulators.
-    coarse = [([_FULL_KEY.index(k) for k in g.key], g.histograms, {}) for g in GRAINS[1:]]
+    finest: dict[tuple[Any, ...], list[Any]] = {}
     hours: dict[int, datetime] = {}
     for (hour, team, key, model, tier, error), acc in cells.items():
         at = hours.get(hour)
@@ -273,7 +304,7 @@ def rollups(records: Iterable[RequestRecord]) -> Rollups:
             at = hours[hour] = datetime.fromordinal(hour // 24).replace(hour=hour % 24, tzinfo=UTC)
         n, prompt, completion, cached, cost, baseline, unpriced, latency, ttft, difficulty = acc
         failed = n if error else 0
-        sums = (
+        finest[(at, team, key, model, tier, error)] = [
             n,
             prompt,
             completion,
@@ -284,21 +315,10 @@ def rollups(records: Iterable[RequestRecord]) -> Rollups:
             failed,
             n if error == "rate_limit_error" else 0,
             n if error == "budget_exceeded" else 0,
-        )
-        full = (at, team, key, model, tier, error)
-        finest.append((*full, *sums, latency or None, ttft or None, difficulty or None))
-        for picks, histograms, rows in coarse:
-            k = tuple(full[i] for i in picks)
-            row = rows.get(k)
-            if row is None:
-                rows[k] = row = [*sums, {}, {}, {}] if histograms else list(sums)
-            else:
-                for i, v in enumerate(sums):
-                    row[i] += v
-            if histograms:
-                _add_counts(row[_N_SUMS], latency)
-                _add_counts(row[_N_SUMS + 1], ttft)
-                _add_counts(row[_N_SUMS + 2], difficulty)
+            latency,
+            ttft,
+            difficulty,
+        ]
         day = daily.get(k := (at.date(), team, key, model, tier))
         if day is None:
             day = daily[k] = [0, 0, 0, 0, zero, 0]
@@ -308,15 +328,36 @@ def rollups(records: Iterable[RequestRecord]) -> Rollups:
         day[3] += cached
         day[4] += cost
         day[5] += failed
-    hourly = [finest]
-    for _, histograms, rows in coarse:
-        if histograms:
-            hourly.append(
+    # Every other rollup summed from the one it derives from (_DERIVED): the finest rows only for
+    # the two that need their columns, the others from those far fewer rows.
+    built = [finest]
+    for source, picks, to_day, histograms in _DERIVED:
+        rows: dict[tuple[Any, ...], list[Any]] = {}
+        for k, v in built[source].items():
+            when = k[0].date() if to_day else k[0]
+            coarse = (when, *picks(k)) if picks is not None else (when,)
+            row = rows.get(coarse)
+            if row is None:
+                rows[coarse] = (
+                    [*v[:_N_SUMS], dict(v[-3]), dict(v[-2]), dict(v[-1])] if histograms else v[:_N_SUMS]
+                )
+                continue
+            for i in range(_N_SUMS):
+                row[i] += v[i]
+            if histograms:
+                _add_counts(row[_N_SUMS], v[-3])
+                _add_counts(row[_N_SUMS + 1], v[-2])
+                _add_counts(row[_N_SUMS + 2], v[-1])
+        built.append(rows)
+    grains = []
+    for grain, rows in zip(GRAINS, built, strict=True):
+        if grain.histograms:
+            grains.append(
                 [(*k, *v[:_N_SUMS], v[-3] or None, v[-2] or None, v[-1] or None) for k, v in rows.items()]
             )
         else:
-            hourly.append([(*k, *v[:_N_SUMS]) for k, v in rows.items()])
-    return Rollups([(*k, *v) for k, v in daily.items()], hourly)
+            grains.append([(*k, *v[:_N_SUMS]) for k, v in rows.items()])
+    return Rollups([(*k, *v) for k, v in daily.items()], grains)
 
 
 async def write_records(conn: AsyncConnection, records: Sequence[RequestRecord]) -> int:
@@ -344,9 +385,9 @@ async def write_records(conn: AsyncConnection, records: Sequence[RequestRecord])
     if not inserted:
         return 0
     new = [r for rid, r in unique.items() if rid in inserted]
-    daily, hourly = rollups(new)
+    daily, grains = rollups(new)
     for (_, key, sums, maps), upsert, rows_of in zip(
-        _ROLLUPS, _SQLITE_UPSERTS, [daily, *hourly], strict=True
+        _ROLLUPS, _SQLITE_UPSERTS, [daily, *grains], strict=True
     ):
         names = key + sums + maps
         await conn.execute(upsert, [dict(zip(names, row, strict=True)) for row in rows_of])
@@ -369,9 +410,9 @@ async def _write_pg(conn: AsyncConnection, unique: dict[str, RequestRecord]) -> 
     if not inserted:
         return 0
     new = [r for rid, r in unique.items() if rid in inserted]
-    daily, hourly = rollups(new)
+    daily, grains = rollups(new)
     await conn.exec_driver_sql(_PG_UPSERTS[0], tuple(list(c) for c in zip(*daily, strict=True)))
-    for grain, upsert, rows_of in zip(GRAINS, _PG_UPSERTS[1:], hourly, strict=True):
+    for grain, upsert, rows_of in zip(GRAINS, _PG_UPSERTS[1:], grains, strict=True):
         columns = [list(c) for c in zip(*rows_of, strict=True)]
         if grain.histograms:
             for i in range(len(grain.key) + _N_SUMS, len(columns)):
@@ -392,13 +433,13 @@ async def copy_records(conn: AsyncConnection, records: Sequence[RequestRecord]) 
         raise ValueError("copy_records is for PostgreSQL (write_records does SQLite)")
     if not records:
         return 0
-    daily, hourly = rollups(records)
+    daily, grains = rollups(records)
     await conn.exec_driver_sql("SELECT 1")  # opens the transaction the COPYs then join
     driver = (await conn.get_raw_connection()).driver_connection
     copy = driver.copy_records_to_table  # type: ignore[union-attr]
     await copy(_LOG.name, records=list(map(_ROW, records)), columns=_FIELDS)
     await copy(_DAILY.name, records=daily, columns=_KEY + _SUMS)
-    for grain, rows_of in zip(GRAINS, hourly, strict=True):
+    for grain, rows_of in zip(GRAINS, grains, strict=True):
         n = len(grain.key) + _N_SUMS
         if grain.histograms:
             rows_of = [(*row[:n], *map(_json, row[n:])) for row in rows_of]

@@ -2,8 +2,10 @@
 the package, no CDN), and the JSON/CSV API behind every figure on them (/dashboard/api).
 
     pages.py     sign-in/out and the pages        api.py      /dashboard/api (JSON, ?format=csv)
-    session.py   encrypted cookie sessions        access.py   who may see which team
-    params.py    reporting range and time zone    data.py     every figure (the one data module)
+    routing.py   the routing page's editor        access.py   who may see which team
+    session.py   encrypted cookie sessions        params.py   reporting range and time zone
+    figures.py   charts and tables (rollups)      budgets.py  budget burn (daily_spend)
+    explorer.py  the request explorer (the log)   lookups.py  team and key names
     templates/   Jinja2                           static/     the page script, styles, vendor/uplot
 """
 
@@ -14,7 +16,7 @@ from importlib.resources import files
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from gateway.dashboard import api, pages
+from gateway.dashboard import api, pages, routing
 from gateway.dashboard.render import STATIC
 from gateway.dashboard.session import Sessions
 
@@ -30,5 +32,6 @@ def install_dashboard(app: FastAPI) -> None:
     )
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(routing.router)
     app.add_exception_handler(pages.PageError, pages.handle_page_error)
     app.add_exception_handler(pages.SignInFirst, pages.handle_page_error)

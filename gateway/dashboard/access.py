@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.dashboard import data
+from gateway.dashboard import lookups
+from gateway.dashboard.figures import Scope
 from gateway.dashboard.session import Viewer
 from gateway.errors import GatewayError
 
@@ -26,7 +27,7 @@ async def scope_for(
     model: str | None = None,
     *,
     team_required: bool = False,
-) -> data.Scope:
+) -> Scope:
     """The scope a query may read, or a 403. A team member's default team is their own; a key must
     belong to the team asked about (an unknown key is refused the same way, telling nothing). An
     empty filter (an HTML form's blank field) is no filter."""
@@ -38,9 +39,9 @@ async def scope_for(
     if team_required and team_id is None:
         raise GatewayError(400, "team_id is required", type="invalid_request_error", param="team_id")
     if key_id is not None:
-        owner = await data.key_team(session, key_id)
+        owner = await lookups.key_team(session, key_id)
         if owner is None and viewer.admin and team_id is None:
             pass  # an admin asking after a deleted key's history: it reads as no data
         elif owner is None or (team_id is not None and owner != team_id):
             raise forbidden("no such key in this team")
-    return data.Scope(team_id=team_id, key_id=key_id, model=model)
+    return Scope(team_id=team_id, key_id=key_id, model=model)

@@ -2,7 +2,8 @@
 
 A signed-in session (the cookie) or a key header (master key: everything; a virtual key: its team)
 authenticates. Every query takes the reporting range: start and end (local days, inclusive; default the
-last 7 days) in tz (IANA, default UTC). The figures come from gateway.dashboard.data.
+last 7 days) in tz (IANA, default UTC). The figures come from gateway.dashboard.figures (the rollups),
+budgets (daily_spend), explorer (the log, a keyset page) and lookups (names).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.accounting.queries import format_usd
 from gateway.api.admin import get_session, reject_nul
 from gateway.api.openapi_schemas import OPENAI_ERROR
 from gateway.auth_store import now_utc
-from gateway.dashboard import data, schemas
+from gateway.dashboard import explorer, figures, lookups, schemas
 from gateway.dashboard.access import admin_only, scope_for
+from gateway.dashboard.budgets import budgets as budget_rows
 from gateway.dashboard.params import Bucket, Range, make_range
 from gateway.dashboard.session import Viewer, current_viewer
 from gateway.errors import bad_request
@@ -114,16 +117,11 @@ def answer(page: type[BaseModel], row: type[BaseModel], body: dict[str, Any], fm
     return page.model_validate(body)
 
 
-def baseline(request: Request) -> data.Baseline:
-    live = getattr(request.app.state, "live", None)
-    return data.Baseline.from_snapshot(None if live is None else live.current)
-
-
 async def _labels(session: AsyncSession, by: str, ids: set[str]) -> dict[str, str]:
     if by == "team":
-        return await data.team_names(session, ids)
+        return await lookups.team_names(session, ids)
     if by == "key":
-        return await data.key_names(session, ids)
+        return await lookups.key_names(session, ids)
     return {}
 
 
@@ -134,7 +132,6 @@ async def _labels(session: AsyncSession, by: str, ids: set[str]) -> dict[str, st
     "/totals", response_model=schemas.TotalsPage, responses=_CSV, summary="Totals vs the previous period"
 )
 async def totals(
-    request: Request,
     viewer: ViewerDep,
     session: Session,
     rng: RangeDep,
@@ -144,10 +141,9 @@ async def totals(
     fmt: Format = "json",
 ) -> Any:
     scope = await scope_for(session, viewer, team_id, key_id, model)
-    base = baseline(request)
     rows = [
-        {"period": "current", **await data.totals(session, scope, rng, base)},
-        {"period": "previous", **await data.totals(session, scope, rng.previous(), base)},
+        {"period": "current", **await figures.totals(session, scope, rng)},
+        {"period": "previous", **await figures.totals(session, scope, rng.previous())},
     ]
     return answer(
         schemas.TotalsPage, schemas.TotalsRow, {"range": rng.describe(), "rows": rows}, fmt, "totals"
@@ -163,12 +159,17 @@ async def spend(
     key_id: KeyId = None,
     model: Model = None,
     bucket: Bucket = "day",
-    by: data.GroupBy = "total",
+    by: figures.GroupBy = "total",
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=100, description=f"The costliest groups keep theirs; the rest: {figures.OTHER}"),
+    ] = None,
     fmt: Format = "json",
 ) -> Any:
     scope = await scope_for(session, viewer, team_id, key_id, model)
-    rows = await data.spend_series(session, scope, rng, bucket, by)
-    labels = await _labels(session, by, {r["group"] for r in rows})
+    rows = await figures.spend_series(session, scope, rng, bucket, by, limit)
+    labels = await _labels(session, by, {r["group"] for r in rows} - {figures.OTHER})
+    labels[figures.OTHER] = f"other {by}s"
     for r in rows:
         r["label"] = labels.get(r["group"], r["group"])
     body = {
@@ -186,14 +187,14 @@ async def top(
     viewer: ViewerDep,
     session: Session,
     rng: RangeDep,
-    by: data.TopBy,
+    by: figures.TopBy,
     team_id: TeamId = None,
     key_id: KeyId = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     fmt: Format = "json",
 ) -> Any:
     scope = await scope_for(session, viewer, team_id, key_id)
-    rows = await data.top(session, scope, rng, by, limit)
+    rows = await figures.top(session, scope, rng, by, limit)
     labels = await _labels(session, by, {r["id"] for r in rows})
     for r in rows:
         r["label"] = labels.get(r["id"], r["id"] or "(none)")
@@ -214,7 +215,7 @@ async def latency(
     fmt: Format = "json",
 ) -> Any:
     scope = await scope_for(session, viewer, team_id, key_id)
-    rows = await data.latency(session, scope, rng)
+    rows = await figures.latency(session, scope, rng)
     return answer(
         schemas.LatencyPage, schemas.LatencyRow, {"range": rng.describe(), "rows": rows}, fmt, "latency"
     )
@@ -232,7 +233,7 @@ async def errors(
     fmt: Format = "json",
 ) -> Any:
     scope = await scope_for(session, viewer, team_id, key_id)
-    rows = await data.errors(session, scope, rng)
+    rows = await figures.errors(session, scope, rng)
     return answer(schemas.ErrorPage, schemas.ErrorRow, {"range": rng.describe(), "rows": rows}, fmt, "errors")
 
 
@@ -248,7 +249,7 @@ async def routing(
     fmt: Format = "json",
 ) -> Any:
     scope = await scope_for(session, viewer, team_id, key_id)
-    rows = await data.routing_mix(session, scope, rng)
+    rows = await figures.routing_mix(session, scope, rng)
     return answer(
         schemas.RoutingPage, schemas.RoutingRow, {"range": rng.describe(), "rows": rows}, fmt, "routing"
     )
@@ -256,7 +257,6 @@ async def routing(
 
 @router.get("/savings", response_model=schemas.SavingsPage, responses=_CSV, summary="What routing saved")
 async def savings(
-    request: Request,
     viewer: ViewerDep,
     session: Session,
     rng: RangeDep,
@@ -265,7 +265,7 @@ async def savings(
     fmt: Format = "json",
 ) -> Any:
     scope = await scope_for(session, viewer, team_id, key_id)
-    rows = await data.savings(session, scope, rng, baseline(request))
+    rows = await figures.savings(session, scope, rng)
     return answer(
         schemas.SavingsPage, schemas.SavingsRow, {"range": rng.describe(), "rows": rows}, fmt, "savings"
     )
@@ -286,9 +286,9 @@ async def budgets(
 ) -> Any:
     scope = await scope_for(session, viewer, team_id, key_id, team_required=True)
     assert scope.team_id is not None
-    rows = await data.budgets(session, scope.team_id, scope.key_id, now_utc())
-    teams = await data.team_names(session, {scope.team_id})
-    keys = await data.key_names(session, {r["id"] for r in rows if r["subject"] == "key"})
+    rows = await budget_rows(session, scope.team_id, scope.key_id, now_utc())
+    teams = await lookups.team_names(session, {scope.team_id})
+    keys = await lookups.key_names(session, {r["id"] for r in rows if r["subject"] == "key"})
     for r in rows:
         r["label"] = (teams if r["subject"] == "team" else keys).get(r["id"], r["id"])
     body = {"team_id": scope.team_id, "rows": rows}
@@ -318,7 +318,7 @@ async def requests(
     fmt: Format = "json",
 ) -> Any:
     scope = await scope_for(session, viewer, team_id, key_id, model)
-    wanted: data.StatusFilter | int | None
+    wanted: explorer.StatusFilter | int | None
     if status in (None, ""):
         wanted = None
     elif status in ("ok", "error", "refusal"):
@@ -328,10 +328,10 @@ async def requests(
     else:
         raise bad_request("status must be ok, error, refusal or an HTTP status code", "status")
     try:
-        rows, next_cursor = await data.request_page(
+        rows, next_cursor = await explorer.request_page(
             session, scope, rng, status=wanted, limit=limit, cursor=cursor or None
         )
-    except data.InvalidCursorError as exc:
+    except explorer.InvalidCursorError as exc:
         raise bad_request(str(exc), "cursor") from exc
     body = {"range": rng.describe(), "rows": rows, "next_cursor": next_cursor}
     return answer(schemas.RequestPage, schemas.RequestRow, body, fmt, "requests")
@@ -340,12 +340,12 @@ async def requests(
 @router.get("/teams", response_model=schemas.TeamList, responses=_CSV, summary="Teams this viewer may see")
 async def teams(viewer: ViewerDep, session: Session, fmt: Format = "json") -> Any:
     rows = []
-    for team in await data.visible_teams(session, None if viewer.admin else viewer.team_id):
+    for team in await lookups.visible_teams(session, None if viewer.admin else viewer.team_id):
         rows.append(
             {
                 "id": team.id,
                 "name": team.name,
-                "budget_usd": None if team.budget_usd is None else data.format_usd(team.budget_usd),
+                "budget_usd": None if team.budget_usd is None else format_usd(team.budget_usd),
                 "budget_period": team.budget_period,
             }
         )
@@ -362,16 +362,16 @@ async def keys(viewer: ViewerDep, session: Session, team_id: TeamId = None, fmt:
             "prefix": k.prefix,
             "team_id": k.team_id,
             "revoked": k.revoked,
-            "budget_usd": None if k.budget_usd is None else data.format_usd(k.budget_usd),
+            "budget_usd": None if k.budget_usd is None else format_usd(k.budget_usd),
             "budget_period": k.budget_period,
         }
-        for k in await data.team_keys(session, scope.team_id)
+        for k in await lookups.team_keys(session, scope.team_id)
     ]
     return answer(schemas.KeyList, schemas.KeyRow, {"rows": rows}, fmt, "keys")
 
 
 def _per_mtok(price: TokenPrice | None, side: str) -> str | None:
-    return None if price is None else data.format_usd(getattr(price, side) * 1_000_000)
+    return None if price is None else format_usd(getattr(price, side) * 1_000_000)
 
 
 @router.get(

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.auth import KeyCache, hash_key, well_formed
 from gateway.auth_store import now_utc
-from gateway.dashboard import data
+from gateway.dashboard import lookups
 from gateway.dashboard.params import Range, make_range
 from gateway.dashboard.render import PREFIX, page
 from gateway.dashboard.session import COOKIE, Sessions, Viewer, clear_cookie, set_cookie, viewer_from_session
@@ -152,37 +152,37 @@ async def build_view(
     sessions = request.app.state.sessions
     try:
         async with sessions() as session:
-            view.teams = await data.team_names(session, None if viewer.admin else [viewer.team_id or ""])
+            view.teams = await lookups.team_names(session, None if viewer.admin else [viewer.team_id or ""])
             if team_id is not None:
                 view.team_name = view.teams.get(team_id)
                 if view.team_name is None:
                     raise PageError(404, "No such team.")
             if key_id is not None:
-                if await data.key_team(session, key_id) != team_id:
+                if await lookups.key_team(session, key_id) != team_id:
                     raise PageError(404, "No such key in this team.")
-                view.key_name = (await data.key_names(session, [key_id])).get(key_id)
+                view.key_name = (await lookups.key_names(session, [key_id])).get(key_id)
             if team_id is not None:
-                keys = await data.team_keys(session, team_id)
+                keys = await lookups.team_keys(session, team_id)
                 view.keys = {k.id: k.name or f"{k.prefix}..." for k in keys}
     except (SQLAlchemyError, OSError, TimeoutError):
         raise PageError(503, "The database is unreachable; try again shortly.") from None
     return view
 
 
-def render(template: str, view: View, **context: Any) -> HTMLResponse:
-    return page(template, view=view, viewer=view.viewer, csrf=view.viewer.csrf, **context)
+def render(template: str, view: View, status: int = 200, **context: Any) -> HTMLResponse:
+    return page(template, status, view=view, viewer=view.viewer, csrf=view.viewer.csrf, **context)
 
 
 # -- sign-in and out ---------------------------------------------------------------------------------
 
 
-async def read_form(request: Request) -> dict[str, str]:
+async def read_form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> dict[str, str]:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
         raise PageError(415, "Send the form as application/x-www-form-urlencoded.")
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_FORM_BYTES:
+        if len(body) > max_bytes:
             raise PageError(413, "The form is too large.")
     try:
         parsed = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=20)
@@ -303,7 +303,7 @@ async def key(request: Request, team_id: str, key_id: str, viewer: PageViewer) -
 async def key_by_id(request: Request, key_id: str, viewer: PageViewer) -> Response:
     """A key's page wherever its team is (links from tables that list keys of several teams)."""
     async with request.app.state.sessions() as session:
-        team_id = await data.key_team(session, key_id)
+        team_id = await lookups.key_team(session, key_id)
     if team_id is None or not (viewer.admin or team_id == viewer.team_id):
         raise PageError(404, "No such key in your teams.")
     query = f"?{request.url.query}" if request.url.query else ""
@@ -321,11 +321,3 @@ async def explorer(request: Request, team_id: str, viewer: PageViewer) -> Respon
     model = (qp.get("model") or "").strip()[:200] or None
     filters = {"key_id": chosen_key, "model": model, "status": status or None}
     return render("requests.html", view, title="Requests", filters=filters)
-
-
-@router.get("/routing")
-async def routing(request: Request, viewer: PageViewer) -> Response:
-    if not viewer.admin:
-        raise PageError(403, "The routing config is for admins.")
-    view = await build_view(request, viewer)
-    return render("routing.html", view, title="Routing")

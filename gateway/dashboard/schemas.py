@@ -46,7 +46,10 @@ class TotalsPage(_Page):
 class SpendRow(_Sums):
     bucket: str = Field(description="Local day (YYYY-MM-DD) or hour (ISO 8601 with the zone's offset)")
     ts: int = Field(description="The bucket's first instant, Unix seconds")
-    group: str = Field(description="Team id, key id, model or tier ('' for none, and for by=total)")
+    group: str = Field(
+        description="Team id, key id, model or tier ('' for none, and for by=total; '(other)': the "
+        "groups past `limit`)"
+    )
     label: str = Field(description="The group's name (team and key names), else the group")
 
 
@@ -104,16 +107,21 @@ class RoutingPage(_Page):
 
 
 class SavingsRow(BaseModel):
-    route: str | None = Field(description="The routed name; None: requests that named a model")
+    model: str | None = Field(
+        description="The deployment that answered, else the name asked for (a refused request)"
+    )
     requests: int
     cost_usd: str
-    baseline_cost_usd: str = Field(description="What the route's strongest candidate would have cost")
+    baseline_cost_usd: str = Field(
+        description="What each request would have cost on its route's strongest candidate (a request "
+        "that named a model: its own cost), as recorded with it"
+    )
     savings_usd: str
     unpriced: int = Field(description="Requests with no known cost or baseline: no saving claimed")
 
 
 class SavingsPage(_Page):
-    rows: list[SavingsRow]
+    rows: list[SavingsRow] = Field(description="Per model, the largest saving first")
 
 
 class BudgetRow(BaseModel):

@@ -120,9 +120,12 @@ class RequestLog(Base):
 
     __tablename__ = "request_log"
     __table_args__ = (
-        Index("ix_request_log_team_id_ts", "team_id", "ts"),
+        # A team's requests newest first, in the request explorer's keyset order.
+        Index("ix_request_log_team_id_ts_request_id", "team_id", "ts", "request_id"),
         Index("ix_request_log_key_id_ts", "key_id", "ts"),
         Index("ix_request_log_ts", "ts"),
+        # The config preview's "last N requests of a route".
+        Index("ix_request_log_route_ts", "route", "ts"),
     )
 
     request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -179,10 +182,10 @@ class DailySpend(Base):
     errors: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
-class _HourlySums:
-    """What every hourly rollup sums (gateway.accounting.store.rollups adds to them, batch by batch)."""
+class _Sums:
+    """What every hourly and daily rollup sums (gateway.accounting.store.rollups adds to them, batch by
+    batch)."""
 
-    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
     requests: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
@@ -196,6 +199,14 @@ class _HourlySums:
     errors: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     rate_limited: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     budget_refused: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class _HourlySums(_Sums):
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+
+
+class _DailySums(_Sums):
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
 
 
 class _Histograms:
@@ -271,6 +282,58 @@ class HourlyTeamTotals(_HourlySums, Base):
 
     __tablename__ = "hourly_team_totals"
     __table_args__ = (PrimaryKeyConstraint("hour", "team_id"),)
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class DailyKeyTotals(_DailySums, Base):
+    """Per UTC day x key totals: the daily rollups (this and the three below, written with the hourly
+    ones) answer the whole days of a range, the hourly ones only its edges, so that a month reads 30
+    rows a cell instead of 720 (gateway.accounting.spans). No model here: a key's detail is few rows
+    of hourly_spend; this is for ranking and charting keys."""
+
+    __tablename__ = "daily_key_totals"
+    __table_args__ = (
+        PrimaryKeyConstraint("day", "team_id", "key_id"),
+        Index("ix_daily_key_totals_team_id_day", "team_id", "day"),
+        Index("ix_daily_key_totals_key_id_day", "key_id", "day"),
+    )
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class DailyTeamSpend(_DailySums, _Histograms, Base):
+    """hourly_team_spend by UTC day."""
+
+    __tablename__ = "daily_team_spend"
+    __table_args__ = (
+        PrimaryKeyConstraint("day", "team_id", "model", "tier", "error_type"),
+        Index("ix_daily_team_spend_team_id_day", "team_id", "day"),
+    )
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    tier: Mapped[str] = mapped_column(String(32), primary_key=True)
+    error_type: Mapped[str] = mapped_column(Text, primary_key=True)
+
+
+class DailyModelSpend(_DailySums, _Histograms, Base):
+    """hourly_model_spend by UTC day."""
+
+    __tablename__ = "daily_model_spend"
+    __table_args__ = (PrimaryKeyConstraint("day", "model", "tier", "error_type"),)
+
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    tier: Mapped[str] = mapped_column(String(32), primary_key=True)
+    error_type: Mapped[str] = mapped_column(Text, primary_key=True)
+
+
+class DailyTeamTotals(_DailySums, Base):
+    """hourly_team_totals by UTC day."""
+
+    __tablename__ = "daily_team_totals"
+    __table_args__ = (PrimaryKeyConstraint("day", "team_id"),)
 
     team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
 

@@ -218,25 +218,31 @@ def failed(r: RequestRecord) -> bool:
     return r.status >= 400 or r.error_type is not None
 
 
-HOURLY_KEYS = {  # each hourly rollup's key columns, as gateway.db.models defines them
+ROLLUP_KEYS = {  # each hourly and daily rollup's key columns, as gateway.db.models defines them
     "hourly_spend": ("hour", "team_id", "key_id", "model", "tier", "error_type"),
     "hourly_team_spend": ("hour", "team_id", "model", "tier", "error_type"),
     "hourly_model_spend": ("hour", "model", "tier", "error_type"),
     "hourly_team_totals": ("hour", "team_id"),
+    "daily_key_totals": ("day", "team_id", "key_id"),
+    "daily_team_spend": ("day", "team_id", "model", "tier", "error_type"),
+    "daily_model_spend": ("day", "model", "tier", "error_type"),
+    "daily_team_totals": ("day", "team_id"),
 }
+WITHOUT_HISTOGRAMS = {"hourly_team_totals", "daily_key_totals", "daily_team_totals"}
 HISTOGRAMS = ("latency_hist", "ttft_hist", "difficulty_hist")
 
 
 def expected_hourly(
     records: list[RequestRecord], table: str = "hourly_spend"
 ) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """An hourly rollup as a plain reading of the records (independent of store.rollups)."""
-    names = HOURLY_KEYS[table]
+    """An hourly or daily rollup as a plain reading of the records (independent of store.rollups)."""
+    names = ROLLUP_KEYS[table]
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in records:
         error = (r.error_type or f"http_{r.status}") if failed(r) else ""
         cell = {
             "hour": r.ts.replace(minute=0, second=0, microsecond=0),
+            "day": r.ts.date(),
             "team_id": r.team_id or "",
             "key_id": r.key_id or "",
             "model": r.deployment or r.requested_model,
@@ -256,7 +262,7 @@ def expected_hourly(
                 "errors": 0,
                 "rate_limited": 0,
                 "budget_refused": 0,
-                **({h: Counter() for h in HISTOGRAMS} if table != "hourly_team_totals" else {}),
+                **({h: Counter() for h in HISTOGRAMS} if table not in WITHOUT_HISTOGRAMS else {}),
             },
         )
         row["requests"] += 1
@@ -293,7 +299,7 @@ async def fetch_hourly(
     t = Base.metadata.tables[table]
     async with engine.connect() as conn:
         rows = (await conn.execute(select(t))).mappings().all()
-    key = HOURLY_KEYS[table]
+    key = ROLLUP_KEYS[table]
     out = {}
     for r in rows:
         row = {c: v for c, v in r.items() if c not in key}
@@ -305,7 +311,7 @@ async def fetch_hourly(
 
 
 async def assert_rollups_match(engine: AsyncEngine, records: list[RequestRecord]) -> None:
-    """Every hourly rollup, and daily_spend, is exactly what the records add up to."""
-    for table in HOURLY_KEYS:
+    """Every hourly and daily rollup, and daily_spend, is exactly what the records add up to."""
+    for table in ROLLUP_KEYS:
         assert await fetch_hourly(engine, table) == expected_hourly(records, table), table
     assert await fetch_daily(engine) == expected_daily(records)

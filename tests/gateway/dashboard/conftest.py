@@ -3,13 +3,15 @@ for the whole package: the API tests use both, the browser test SQLite.
 
   dash_sqlite / dash_pg   a Dash: the server's url, what was seeded, the range that holds it
   signed_in(dash, key)    an httpx.Client holding a dashboard session (signed in through the form)
+  browser, shots          a headless chromium for a test module, and the folder for its screenshots
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,12 +19,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.db.migrate import upgrade
 from gateway.settings import Settings
 from tests.fakes.server import ServerThread
+from tests.gateway.dashboard.browser import CHROMIUM
 from tests.gateway.dashboard.seed import CONFIG, MASTER, Seeded, seed
 from tests.stores import create_pg_database, drop_pg_database, pg_url
 
@@ -92,3 +96,23 @@ def signed_in(dash: Dash, key: str) -> Iterator[httpx.Client]:
         r = client.post("/dashboard/login", data={"csrf": token, "key": key, "next": ""})
         assert r.status_code == 303, r.text
         yield client
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dashboard-screenshots")
+    print(f"dashboard screenshots: {out}")
+    readme = os.environ.get("SWITCHYARD_SCREENSHOTS")
+    if readme:
+        Path(readme).mkdir(parents=True, exist_ok=True)
+    return out

@@ -6,7 +6,6 @@ gateway's code.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -14,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.accounting.histogram import bucket_of
 from gateway.accounting.record import RequestRecord
 from gateway.accounting.store import write_records
 from gateway.admin import service
@@ -116,8 +116,7 @@ def make_records(
             baselines[record.request_id] = (
                 price("large-b", prompt, completion, cached) if routed and not refused else cost
             )
-        if "baseline_cost_usd" in {f.name for f in dataclasses.fields(RequestRecord)}:
-            record.baseline_cost_usd = baselines.get(record.request_id)  # type: ignore[attr-defined]
+        record.baseline_cost_usd = baselines.get(record.request_id)
         records.append(record)
     return records, baselines
 
@@ -183,3 +182,18 @@ def per_local_day(records: list[RequestRecord], tz: str) -> dict[str, int]:
 def p95_latency(records: list[RequestRecord]) -> float:
     values = sorted(r.latency_ms for r in records if r.status < 400)
     return values[max(0, math.ceil(0.95 * len(values)) - 1)]
+
+
+def within_one_bucket(shown: float, exact: float) -> bool:
+    """A percentile from the rollups' histograms: the middle of the bucket the exact value is in."""
+    return bucket_of(shown) == bucket_of(exact)
+
+
+def savings_by_model(seeded: Seeded, records: list[RequestRecord]) -> dict[str, str]:
+    """Model that answered (else the name asked for) -> savings, as the savings table lists them."""
+    out: dict[str, Decimal] = {}
+    for r in records:
+        model = r.deployment or r.requested_model
+        saved = seeded.baselines[r.request_id] - r.cost_usd if r.request_id in seeded.baselines else 0
+        out[model] = out.get(model, Decimal(0)) + saved
+    return {model: usd(v) for model, v in out.items()}

@@ -21,7 +21,16 @@ from gateway.dashboard.pages import LOGIN_CSRF_COOKIE
 from gateway.dashboard.session import COOKIE, Sessions
 from gateway.settings import Settings
 from tests.gateway.dashboard.conftest import Dash, login_csrf, signed_in
-from tests.gateway.dashboard.seed import MASTER, p95_latency, per_local_day, savings, total_cost, usd
+from tests.gateway.dashboard.seed import (
+    MASTER,
+    p95_latency,
+    per_local_day,
+    savings,
+    savings_by_model,
+    total_cost,
+    usd,
+    within_one_bucket,
+)
 
 ADMIN = {"authorization": f"Bearer {MASTER}"}
 ENDPOINTS = ("totals", "spend", "top?by=team", "latency", "errors", "routing", "savings", "requests")
@@ -46,7 +55,11 @@ def test_figures_equal_the_seeded_records(dash: Dash) -> None:
         assert now["savings_usd"] == usd(savings(s, records))
         assert before["requests"] == 0 and before["cost_usd"] == "0"
         latency = get(dash, "latency", team_id=team_id, **dash.range()).json()["rows"]
-        assert latency[0]["model"] is None and latency[0]["latency_p95_ms"] == p95_latency(records)
+        assert latency[0]["model"] is None
+        assert within_one_bucket(latency[0]["latency_p95_ms"], p95_latency(records))
+        assert latency[0]["requests"] == sum(r.status < 400 for r in records)
+        by_model = get(dash, "savings", team_id=team_id, **dash.range()).json()["rows"]
+        assert {r["model"]: r["savings_usd"] for r in by_model} == savings_by_model(s, records)
     # The same UTC range gives what /admin/spend gives.
     admin = httpx.get(
         dash.url + "/admin/spend",
@@ -75,6 +88,20 @@ def test_a_time_zone_moves_requests_between_days_and_keeps_the_total(dash: Dash,
     cost = [get(dash, "totals", **dash.range(z)).json()["rows"][0]["cost_usd"] for z in ("UTC", tz)]
     assert cost[0] == cost[1]
     assert local["range"]["tz"] == tz and len(local["axis"]) == 3
+
+
+def test_spend_keeps_the_costliest_groups_and_sums_the_rest(dash: Dash) -> None:
+    s = dash.seeded
+    every = get(dash, "spend", by="team", **dash.range()).json()["rows"]
+    two = get(dash, "spend", by="team", limit=1, **dash.range()).json()["rows"]
+    costliest = max(s.teams.values(), key=lambda t: total_cost([r for r in s.records if r.team_id == t]))
+    assert {r["group"] for r in two} == {costliest, "(other)"}
+    assert {r["label"] for r in two if r["group"] == "(other)"} == {"other teams"}
+    for field in ("requests", "errors", "prompt_tokens"):
+        assert sum(r[field] for r in two) == sum(r[field] for r in every)
+    assert sum(r["requests"] for r in two) == len(s.records)
+    # A limit no smaller than the number of groups changes nothing.
+    assert get(dash, "spend", by="team", limit=2, **dash.range()).json()["rows"] == every
 
 
 def _csv_rows(text: str) -> list[dict[str, str]]:

@@ -8,14 +8,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.accounting.store import write_records
 from gateway.db.engine import make_engine
 from gateway.db.migrate import (
     SchemaNotCurrentError,
+    alembic_config,
     current_revision,
     ensure_schema,
     ensure_schema_or_defer,
@@ -24,6 +27,7 @@ from gateway.db.migrate import (
     upgrade,
 )
 from gateway.db.models import Base
+from tests.gateway.accounting.helpers import assert_rollups_match, random_records
 from tests.gateway.db.databases import CLOSED_PG_URL
 from tests.stores import PG_PREFIX, create_pg_database, drop_pg_database, pg_url
 
@@ -37,6 +41,10 @@ TABLES = {
     "hourly_team_spend",
     "hourly_model_spend",
     "hourly_team_totals",
+    "daily_key_totals",
+    "daily_team_spend",
+    "daily_model_spend",
+    "daily_team_totals",
     "audit_log",
     "config_versions",
     "alembic_version",
@@ -156,5 +164,30 @@ async def test_workers_migrating_at_once_take_turns(empty_url: str) -> None:
     engine = make_engine(empty_url)
     try:
         assert await is_current(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_0004_sums_the_hours_already_stored_into_the_daily_rollups(empty_url: str) -> None:
+    """An upgrade from 0003 fills the daily rollups from the hourly ones (histograms merged), so the
+    two grains agree on the days logged before it."""
+    await upgrade(empty_url)
+    records = random_records(400, seed=11, hours=80)
+    engine = make_engine(empty_url)
+    try:
+        async with engine.begin() as conn:
+            await write_records(conn, records)
+
+        def downgrade(conn: Connection) -> None:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0003")
+
+        async with engine.begin() as conn:
+            await conn.run_sync(downgrade)
+        async with engine.connect() as conn:
+            assert "daily_team_spend" not in await conn.run_sync(lambda c: inspect(c).get_table_names())
+        await upgrade(empty_url)
+        await assert_rollups_match(engine, records)
     finally:
         await engine.dispose()
