@@ -1,6 +1,6 @@
-"""Budget burn of a team and its keys, read as the limiter counts budgets: daily_spend over UTC periods
-(records not flushed yet are not in). One query for the team, one per distinct period start for
-all of its keys together (grouped by key), not one per key."""
+"""Budget burn of a team and its keys, counted as the limiter counts budgets: cost per UTC day over UTC
+periods (records not flushed yet are not in). One read for the team, one per distinct period start
+for all of its keys together (grouped by key), not one per key."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.accounting.queries import format_usd, period_spend
+from gateway.accounting.queries import format_usd
 from gateway.auth_store import period_since
-from gateway.db.models import ApiKey, DailySpend, Team
+from gateway.db.models import ApiKey, DailyKeyTotals, DailySpend, DailyTeamTotals, Team
 
 # The keys a team's budget table lists at most (newest keys past it are left out).
 MAX_KEYS = 1000
@@ -68,17 +68,37 @@ def _row(
     }
 
 
-async def _keys_spent(
-    session: AsyncSession, team_id: str, since: date, key_ids: Iterable[str]
+async def _spent(
+    session: AsyncSession, team_id: str, since: date, key_ids: Iterable[str] | None = None
 ) -> dict[str, Decimal]:
-    """Each key's cost from `since` (inclusive UTC day): one grouped read of the team's rows."""
-    wanted = sorted(set(key_ids))
-    stmt = (
-        select(DailySpend.key_id, func.sum(DailySpend.cost_usd))
-        .where(DailySpend.team_id == team_id, DailySpend.day >= since, DailySpend.key_id.in_(wanted))
-        .group_by(DailySpend.key_id)
-    )
-    return {k: v or Decimal(0) for k, v in (await session.execute(stmt)).all()}
+    """Cost from `since` (inclusive UTC day) on: the team's ({"": cost}), or each of `key_ids`' (one
+    grouped read for them all). The daily rollups hold each day's cost as daily_spend does, in far
+    fewer rows (a key a day, not a key and model); daily_spend answers the days up to the first the
+    rollups hold, that one included (history written before they existed, and that day's part of it)."""
+    first = (await session.execute(select(func.min(DailyTeamTotals.day)))).scalar()
+    wanted = None if key_ids is None else sorted(set(key_ids))
+    reads = []
+    if first is None or since <= first:
+        old = DailySpend
+        stmt = select(old.key_id if wanted is not None else literal(""), func.sum(old.cost_usd)).where(
+            old.team_id == team_id, old.day >= since
+        )
+        reads.append(stmt.where(old.day <= first) if first is not None else stmt)
+    if first is not None:
+        new: Any = DailyKeyTotals if wanted is not None else DailyTeamTotals
+        on = max(since, first + timedelta(days=1))
+        reads.append(
+            select(new.key_id if wanted is not None else literal(""), func.sum(new.cost_usd)).where(
+                new.team_id == team_id, new.day >= on
+            )
+        )
+    out: dict[str, Decimal] = {}
+    for stmt in reads:
+        if wanted is not None:
+            stmt = stmt.where(stmt.selected_columns[0].in_(wanted)).group_by(stmt.selected_columns[0])
+        for ident, cost in (await session.execute(stmt)).all():
+            out[ident] = out.get(ident, Decimal(0)) + (cost or Decimal(0))
+    return out
 
 
 async def budgets(
@@ -91,7 +111,7 @@ async def budgets(
     team = await session.get(Team, team_id)
     if team is None:
         return []
-    spent = await period_spend(session, team_id=team.id, since=period_since(team.budget_period, now))
+    spent = (await _spent(session, team.id, period_since(team.budget_period, now))).get("", Decimal(0))
     team_row = _row("team", team.id, team.budget_usd, team.budget_period, spent, now)
     team_row.update(binding="team" if team.budget_usd is not None else None)
     team_row["effective_remaining_usd"] = team_row["remaining_usd"]
@@ -106,7 +126,7 @@ async def budgets(
     spent_by_key: dict[str, Decimal] = {}
     for since in {period_since(p, now) for p in periods.values()}:
         ids = [k for k, p in periods.items() if period_since(p, now) == since]
-        spent_by_key.update(await _keys_spent(session, team_id, since, ids))
+        spent_by_key.update(await _spent(session, team_id, since, ids))
     team_left = None if team.budget_usd is None else Decimal(team_row["remaining_usd"])
     rows = [team_row]
     for key in keys:
