@@ -236,6 +236,14 @@ def test_kernels_refuse_what_they_would_read_past(kernels: CpuKernels) -> None:
         )
     with pytest.raises(ValueError):
         kernels.decode_layer(x, model.shape, layer, row, cache, cache[:3].clone())
+    caches = [(cache, cache.clone()) for _ in model.kernel_layers]
+    with pytest.raises(ValueError):  # a cache pair for each layer
+        kernels.decode_layers(x, model.shape, model.kernel_stack, row, caches[1:])
+    with pytest.raises(ValueError):  # each of them whole
+        kernels.decode_layers(
+            x, model.shape, model.kernel_stack, row, [*caches[1:], (cache, cache[:3].clone())]
+        )
+    kernels.decode_layers(x, model.shape, model.kernel_stack, row, caches)
 
 
 def test_no_compiler_means_torch_ops_in_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
