@@ -126,6 +126,14 @@ class KernelLayer:
     c: _Weights
 
 
+@dataclass(frozen=True, slots=True)
+class KernelStack:
+    """Every layer's weights in one C array, for a decode step in one call."""
+
+    layers: tuple[KernelLayer, ...]
+    c: ctypes.Array  # of _Weights
+
+
 def serves(device: torch.device, dtype: torch.dtype) -> bool:
     """Where the kernels apply: CPU, weights in bf16 (panels) or fp32 (the exact mode)."""
     return device.type == "cpu" and dtype in (torch.bfloat16, torch.float32)
@@ -157,6 +165,10 @@ class CpuKernels:
         self._matmul.argtypes = [_P, _P, _P, _L, _L, _L, _P, _P, _L]
         self._layer = lib.decode_layer
         self._layer.argtypes = [_P] * 6
+        self._layers = lib.decode_layers
+        self._layers.argtypes = [_P, _P, _P, _L, _P, _P, _P]
+        self._sample = lib.sample_rows
+        self._sample.argtypes = [_P, _L, _L, _P, _P, _P]
         self._attention = lib.decode_attention
         self._attention.argtypes = [_P] * 6
 
@@ -192,6 +204,20 @@ class CpuKernels:
             if self._matmul(w.data.data_ptr(), x.data_ptr(), out.data_ptr(), rows, w.n, w.k, b, e, n_exact):
                 raise MemoryError("matmul: no memory for its scratch")
         return out
+
+    def sample(self, logits: torch.Tensor, inv_temp: torch.Tensor, u: torch.Tensor) -> list[int]:
+        """A token for each row of logits [rows, vocab]: the first argmax where inv_temp is 0, else an
+        inverse-CDF draw with u (in [0, 1)) from softmax(logits * inv_temp); -inf logits never drawn."""
+        rows = logits.shape[0] if logits.dim() == 2 else -1
+        if rows < 1 or not _cpu(logits, inv_temp, u) or inv_temp.shape != (rows,) or u.shape != (rows,):
+            raise ValueError(
+                f"sample: logits {tuple(logits.shape)}, {tuple(inv_temp.shape)}, {tuple(u.shape)}"
+            )
+        out = torch.empty(rows, dtype=torch.long)
+        args = (inv_temp.data_ptr(), u.data_ptr(), out.data_ptr())
+        if self._sample(logits.data_ptr(), rows, logits.shape[1], *args):
+            raise MemoryError("sample: no memory for its scratch")
+        return out.tolist()
 
     def shape(self, cfg: ModelConfig, scale: float, dtype: torch.dtype, block_size: int) -> _Shape:
         """The model's numbers for the C side; weights and cache are bf16 or fp32 alike."""
@@ -239,6 +265,10 @@ class CpuKernels:
         return KernelLayer(
             tuple(tensors), _Weights(*(ptr.get(n) for n in ("wqkv", "bqkv", "wo", "wgu", "wd")))
         )
+
+    @staticmethod
+    def stack(layers: list[KernelLayer]) -> KernelStack:
+        return KernelStack(tuple(layers), (_Weights * len(layers))(*(layer.c for layer in layers)))
 
     def decode_rows(
         self, block_tables: torch.Tensor, ctx_lens: torch.Tensor, cis: torch.Tensor, cache_shape: torch.Size
@@ -319,6 +349,27 @@ class CpuKernels:
         args = (ctypes.byref(shape), ctypes.byref(layer.c), ctypes.byref(rows.c))
         if self._layer(x.data_ptr(), *args, k_cache.data_ptr(), v_cache.data_ptr()):
             raise MemoryError("decode_layer: no memory for its scratch")
+
+    def decode_layers(
+        self,
+        x: torch.Tensor,
+        shape: _Shape,
+        stack: KernelStack,
+        rows: DecodeRows,
+        kv_caches: list[tuple[torch.Tensor, torch.Tensor]],
+    ) -> None:
+        """decode_layer for every layer of `stack` in turn, in one call: layer i uses kv_caches[i]."""
+        if len(kv_caches) != len(stack.layers):
+            raise ValueError(f"decode_layers: {len(kv_caches)} caches for {len(stack.layers)} layers")
+        self._check(shape, x, shape.hidden, rows, *(c for pair in kv_caches for c in pair))
+        if rows.c.n_rows > 1 and not shape.bf16_weights:
+            raise ValueError("decode_layers: fp32 weights take one row")
+        n = len(kv_caches)
+        k_ptrs = (ctypes.c_void_p * n)(*(k.data_ptr() for k, _ in kv_caches))
+        v_ptrs = (ctypes.c_void_p * n)(*(v.data_ptr() for _, v in kv_caches))
+        args = (ctypes.byref(shape), stack.c, n, ctypes.byref(rows.c), k_ptrs, v_ptrs)
+        if self._layers(x.data_ptr(), *args):
+            raise MemoryError("decode_layers: no memory for its scratch")
 
 
 def build_cpu_kernels(threads: int) -> CpuKernels | None:

@@ -118,6 +118,7 @@ class LlamaModel(nn.Module):
         if self.kernels is not None:
             assert self.shape is not None
             self.kernel_layers = [self.kernels.layer(layer, self.shape) for layer in self.layers]
+            self.kernel_stack = self.kernels.stack(self.kernel_layers)
         inv = rope_inv_freq(cfg).to(device)
         if "rope_freqs" in tensors:  # llama 3.1 GGUFs carry their frequency factors as a tensor
             inv = inv / take("rope_freqs").to(device)
@@ -228,8 +229,7 @@ class LlamaModel(nn.Module):
                 meta.block_tables, meta.context_lens, cis[:nd], kv_caches[0][0].shape
             )
             if n == nd and (self.panels or n == 1):
-                for kernel_layer, (k_cache, v_cache) in zip(self.kernel_layers, kv_caches, strict=True):
-                    self.kernels.decode_layer(x, self.shape, kernel_layer, rows, k_cache, v_cache)
+                self.kernels.decode_layers(x, self.shape, self.kernel_stack, rows, kv_caches)
                 return self._rms(x) * self.norm
             meta = prefill_part(meta)
         else:

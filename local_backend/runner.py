@@ -166,7 +166,7 @@ class ModelRunner:
         # Every decode row samples, ahead of the prompts that end this step.
         picked = hidden[rows] if len(rows) < hidden.shape[0] else hidden
         logits = self.model.logits(picked, exact_from=batch.num_decode)
-        tokens, infos = sample(logits, sampling)
+        tokens, infos = sample(logits, sampling, self.model.kernels)
         sampled = {s.seq_id: t for s, t in zip(sampling, tokens, strict=True)}
         logprobs = {s.seq_id: info for s, info in zip(sampling, infos, strict=True) if info is not None}
         return sampled, logprobs

@@ -350,25 +350,24 @@ static void rms_scales(const float *x, int64_t rows, int64_t K, float eps, float
   }
 }
 
-/* One layer for the decode rows x [n_rows][hidden] (the residual stream, updated in place). Returns 0,
- * or -1 when scratch could not be allocated (then nothing is written). */
-int decode_layer(float *x, const struct model_shape *s, const struct layer_weights *w,
-                 const struct decode_rows *rows, void *k_cache, void *v_cache) {
+/* Scratch floats a layer takes for R rows. */
+static int64_t layer_scratch(const struct model_shape *s, int64_t R) {
+  int64_t inter = s->inter, n_qkv = (s->n_heads + 2 * s->n_kv) * s->head_dim, n_q = s->n_heads * s->head_dim;
+  int64_t widest = s->hidden > inter ? s->hidden : inter;
+  widest = widest > n_q ? widest : n_q;
+  return R * (n_qkv + n_q + 3 * inter + 1) + rows_padded(R) * widest;
+}
+
+static int run_layer(float *x, const struct model_shape *s, const struct layer_weights *w,
+                     const struct decode_rows *rows, void *k_cache, void *v_cache, float *scratch) {
   int64_t R = rows->n_rows, h = s->hidden, inter = s->inter;
   int64_t n_qkv = (s->n_heads + 2 * s->n_kv) * s->head_dim, n_q = s->n_heads * s->head_dim;
-  int64_t widest = h > inter ? h : inter;
-  widest = widest > n_q ? widest : n_q;
-  float *scratch = malloc(sizeof(float) * (R * (n_qkv + n_q + 3 * inter + 1) + rows_padded(R) * widest));
-  if (scratch == NULL) return -1;
   float *qkv = scratch, *attn = qkv + R * n_qkv, *gu = attn + R * n_q, *act = gu + 2 * R * inter;
   float *scales = act + R * inter, *buf = scales + R;
   int bf = s->bf16_weights;
   rms_scales(x, R, h, s->eps, scales);
   product(w->wqkv, bf, n_qkv, h, x, R, scales, w->bqkv, qkv, 0, buf);
-  if (attend(s, rows, qkv, k_cache, v_cache, attn)) { /* fails before the cache or x is written */
-    free(scratch);
-    return -1;
-  }
+  if (attend(s, rows, qkv, k_cache, v_cache, attn)) return -1; /* fails before the cache or x is written */
   product(w->wo, bf, h, n_q, attn, R, NULL, NULL, x, 1, buf);
   rms_scales(x, R, h, s->eps, scales);
   product(w->wgu, bf, 2 * inter, h, x, R, scales, NULL, gu, 0, buf);
@@ -378,6 +377,136 @@ int decode_layer(float *x, const struct model_shape *s, const struct layer_weigh
       act[r * inter + i] = g / (1.f + exp_approx(-g)) * gu[r * 2 * inter + inter + i];
     }
   product(w->wd, bf, h, inter, act, R, NULL, NULL, x, 1, buf);
+  return 0;
+}
+
+/* One layer for the decode rows x [n_rows][hidden] (the residual stream, updated in place). Returns 0,
+ * or -1 when scratch could not be allocated (then nothing is written). */
+int decode_layer(float *x, const struct model_shape *s, const struct layer_weights *w,
+                 const struct decode_rows *rows, void *k_cache, void *v_cache) {
+  float *scratch = malloc(sizeof(float) * layer_scratch(s, rows->n_rows));
+  if (scratch == NULL) return -1;
+  int failed = run_layer(x, s, w, rows, k_cache, v_cache, scratch);
+  free(scratch);
+  return failed;
+}
+
+/* The n_layers layers of a decode step in one call (w, k_caches and v_caches hold one entry a layer):
+ * one call and one check a step instead of one a layer. Returns 0, or -1 when scratch could not be
+ * allocated; then no layer, or (attention's scratch, after the first layer) not all, ran. */
+int decode_layers(float *x, const struct model_shape *s, const struct layer_weights *w, int64_t n_layers,
+                  const struct decode_rows *rows, void *const *k_caches, void *const *v_caches) {
+  float *scratch = malloc(sizeof(float) * layer_scratch(s, rows->n_rows));
+  if (scratch == NULL) return -1;
+  int failed = 0;
+  for (int64_t i = 0; i < n_layers && !failed; i++)
+    failed = run_layer(x, s, w + i, rows, k_caches[i], v_caches[i], scratch);
+  free(scratch);
+  return failed;
+}
+
+/* ---- sampling ---------------------------------------------------------------------------------- */
+
+struct draws {
+  const float *logits; /* [rows][n] */
+  int64_t n;
+  const float *inv_temp, *u; /* [rows]: 0 for a greedy row; a uniform draw in [0, 1) */
+  int64_t *out;
+  float *scratch; /* per thread: n floats, then n / SAMPLE_BLOCK + 1 block sums */
+  int64_t scratch_floats;
+};
+
+#define SAMPLE_BLOCK 64
+
+/* The largest of n values (no NaN here); gcc does not vectorise the plain loop. */
+static float max_of(const float *l, int64_t n) {
+  float top = -INFINITY;
+  int64_t i = 0;
+#if defined(__AVX2__) || defined(__AVX512F__)
+  __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
+  for (; i + 16 <= n; i += 16) {
+    m0 = _mm256_max_ps(m0, _mm256_loadu_ps(l + i));
+    m1 = _mm256_max_ps(m1, _mm256_loadu_ps(l + i + 8));
+  }
+  float lanes[8];
+  _mm256_storeu_ps(lanes, _mm256_max_ps(m0, m1));
+  for (int j = 0; j < 8; j++) top = lanes[j] > top ? lanes[j] : top;
+#endif
+  for (; i < n; i++) top = l[i] > top ? l[i] : top;
+  return top;
+}
+
+/* The first largest value's index, as torch's argmax picks it. */
+static int64_t argmax_row(const float *l, int64_t n) {
+  float top = max_of(l, n);
+  for (int64_t i = 0; i < n; i++)
+    if (l[i] == top) return i;
+  return 0;
+}
+
+/* Row r: greedy, or the first token whose running sum of exp((l - max) / T) passes u times the total
+ * (inverse-CDF, as sampler.py's torch path draws it). A token at -inf (filtered out) weighs 0. The
+ * weights are summed in blocks (vectorised, the same order for the total and the search), and within
+ * the block that passes the target one at a time; if rounding leaves the target unpassed there, the
+ * search goes on into the next blocks, and past the end it takes the last token with weight. */
+static void draw_item(void *arg, int64_t r, int tid) {
+  const struct draws *d = arg;
+  const float *l = d->logits + r * d->n;
+  int64_t n = d->n;
+  if (d->inv_temp[r] == 0.f) {
+    d->out[r] = argmax_row(l, n);
+    return;
+  }
+  float *e = d->scratch + tid * d->scratch_floats, *sums = e + n;
+  float top = max_of(l, n), it = d->inv_temp[r];
+  for (int64_t i = 0; i < n; i++) e[i] = l[i] == -INFINITY ? 0.f : exp_approx((l[i] - top) * it);
+  int64_t blocks = (n + SAMPLE_BLOCK - 1) / SAMPLE_BLOCK;
+  float total = 0.f;
+  for (int64_t b = 0; b < blocks; b++) {
+    int64_t i0 = b * SAMPLE_BLOCK, i1 = i0 + SAMPLE_BLOCK < n ? i0 + SAMPLE_BLOCK : n;
+    float s = 0.f;
+    for (int64_t i = i0; i < i1; i++) s += e[i];
+    sums[b] = s;
+    total += s;
+  }
+  float target = d->u[r] * total * (1.f - 0x1p-22f), before = 0.f;
+  int64_t last = -1;
+  for (int64_t b = 0; b < blocks; b++) {
+    if (before + sums[b] > target) {
+      int64_t i0 = b * SAMPLE_BLOCK, i1 = i0 + SAMPLE_BLOCK < n ? i0 + SAMPLE_BLOCK : n;
+      float run = before;
+      for (int64_t i = i0; i < i1; i++) {
+        run += e[i];
+        if (e[i] > 0.f) last = i;
+        if (run > target && e[i] > 0.f) {
+          d->out[r] = i;
+          return;
+        }
+      }
+    } else if (sums[b] > 0.f) {
+      int64_t i0 = b * SAMPLE_BLOCK, i1 = i0 + SAMPLE_BLOCK < n ? i0 + SAMPLE_BLOCK : n;
+      for (int64_t i = i1 - 1; i >= i0; i--)
+        if (e[i] > 0.f) {
+          last = i;
+          break;
+        }
+    }
+    before += sums[b];
+  }
+  d->out[r] = last >= 0 ? last : argmax_row(l, n);
+}
+
+/* A token for each of `rows` rows of logits [rows][n]: the argmax where inv_temp[r] is 0, else a draw
+ * with u[r] at temperature 1 / inv_temp[r] (draw_item). Rows run on the pool's threads. Returns 0, or
+ * -1 when the scratch could not be allocated (nothing written). */
+int sample_rows(const float *logits, int64_t rows, int64_t n, const float *inv_temp, const float *u,
+                int64_t *out) {
+  int64_t per_thread = (n + n / SAMPLE_BLOCK + 1 + 15) / 16 * 16;
+  float *scratch = malloc(sizeof(float) * per_thread * pool.n);
+  if (scratch == NULL) return -1;
+  struct draws d = {.logits = logits, .n = n, .inv_temp = inv_temp, .u = u, .out = out,
+                    .scratch = scratch, .scratch_floats = per_thread};
+  pool_run(draw_item, &d, rows);
   free(scratch);
   return 0;
 }

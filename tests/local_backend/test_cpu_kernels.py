@@ -56,15 +56,21 @@ def test_panels_hold_the_rounded_matrix_filled_at_once_or_by_runs() -> None:
     assert torch.equal(whole.rows(torch.tensor([39, 0, 17])), w[[39, 0, 17]].bfloat16().float())
 
 
-@pytest.mark.parametrize(("n", "k"), [(300, 96), (49, 64), (16, 2), (960, 576)])
+# Panels whole and part (n % 16), an odd and an even number of k pairs (the one-row loop takes two a
+# turn), and SmolLM2's q/k/v and down shapes.
+SHAPES = [(300, 96), (49, 64), (16, 2), (33, 78), (17, 6), (960, 576), (576, 1536)]
+
+
+@pytest.mark.parametrize(("n", "k"), SHAPES)
 def test_matmul_matches_torch_on_bf16_rounded_rows(kernels: CpuKernels, n: int, k: int) -> None:
-    """One row multiplies in fp32; several are rounded to bf16 first (a tile per 3 panels x 8 rows, and
-    every leftover size). Both against torch's fp32 product of the same rounded numbers."""
+    """One row multiplies in fp32; several are rounded to bf16 first (tiles of panels x rows: AVX512-BF16
+    3 x 8, AVX2 1 x 4, plain 1 x 4, and every leftover size). Both against torch's fp32 product of the
+    same rounded numbers."""
     g = torch.Generator().manual_seed(n)
     w, bias = torch.randn(n, k, generator=g), torch.randn(n, generator=g)
     panels, dense = _panels(w), w.bfloat16().float()
     tol = {"atol": 1e-4 * k**0.5, "rtol": 1e-4}
-    for rows in (1, 2, 3, 5, 8, 9, 17):
+    for rows in range(1, 18):
         x = torch.randn(rows, k, generator=g)
         xr = x if rows == 1 else x.bfloat16().float()
         torch.testing.assert_close(kernels.matmul(panels, x, bias), xr @ dense.t() + bias, **tol)
@@ -76,6 +82,24 @@ def test_matmul_matches_torch_on_bf16_rounded_rows(kernels: CpuKernels, n: int, 
     every = kernels.matmul(panels, x, exact=torch.arange(4))
     torch.testing.assert_close(every, x @ dense.t(), **tol)
     assert kernels.matmul(panels, torch.empty(0, k)).shape == (0, n)
+
+
+@pytest.mark.parametrize(("n", "k"), SHAPES)
+def test_a_rows_sums_do_not_depend_on_its_batch(kernels: CpuKernels, n: int, k: int) -> None:
+    """A row's product is the same to the bit in a batch of 2 and of 17, wherever it sits in the tiles,
+    and so is a row kept in fp32 among rounded ones: a stream's tokens do not depend on its batch-mates
+    (one row alone is the fp32 product, which is another matter)."""
+    g = torch.Generator().manual_seed(k)
+    panels = _panels(torch.randn(n, k, generator=g))
+    x = torch.randn(17, k, generator=g)
+    full = kernels.matmul(panels, x)
+    for rows in range(2, 17):
+        assert torch.equal(kernels.matmul(panels, x[:rows]), full[:rows])
+        assert torch.equal(kernels.matmul(panels, x[-rows:]), full[-rows:])
+    exact = kernels.matmul(panels, x, exact=torch.tensor([5, 16]))
+    assert torch.equal(exact[[0, 1, 2, 3, 4, 6, 15]], full[[0, 1, 2, 3, 4, 6, 15]])
+    alone = kernels.matmul(panels, x[[5, 16]], exact=torch.tensor([0, 1]))
+    assert torch.equal(exact[[5, 16]], alone)
 
 
 # Blocks of 4. Sequence A: blocks 5, 1, 7, its token at position 10 (slot 30). B: blocks 4, 6, position 5
@@ -212,6 +236,14 @@ def test_kernels_refuse_what_they_would_read_past(kernels: CpuKernels) -> None:
         )
     with pytest.raises(ValueError):
         kernels.decode_layer(x, model.shape, layer, row, cache, cache[:3].clone())
+    caches = [(cache, cache.clone()) for _ in model.kernel_layers]
+    with pytest.raises(ValueError):  # a cache pair for each layer
+        kernels.decode_layers(x, model.shape, model.kernel_stack, row, caches[1:])
+    with pytest.raises(ValueError):  # each of them whole
+        kernels.decode_layers(
+            x, model.shape, model.kernel_stack, row, [*caches[1:], (cache, cache[:3].clone())]
+        )
+    kernels.decode_layers(x, model.shape, model.kernel_stack, row, caches)
 
 
 def test_no_compiler_means_torch_ops_in_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
