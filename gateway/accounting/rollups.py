@@ -247,7 +247,8 @@ async def totals(
     budget_refused, prompt_tokens, completion_tokens, cached_tokens, cost_usd, baseline_cost_usd,
     savings_usd (= baseline - cost, exact Decimals) and unpriced (requests whose cost or baseline is
     unknown: counted at cost, no saving). Sorted by the groups ascending, or with `top`, the `top`
-    groups by cost descending. Empty groups are not returned; without group_by there is always a row.
+    groups by cost descending, each row with `all_cost_usd`, the cost of every group (for shares).
+    Empty groups are not returned; without group_by there is always a row.
     `keep`: for a group_by name, the values kept as groups of their own ('' for absent); the others
     are summed into one group, OTHER.
     """
@@ -269,6 +270,9 @@ async def totals(
         func.sum(src.c.cost_usd).label("cost_usd"),
         func.sum(src.c.baseline_cost_usd).label("baseline_cost_usd"),
     )
+    if top and keys:
+        # Computed over every group before LIMIT keeps the top ones.
+        stmt = stmt.add_columns(func.sum(func.sum(src.c.cost_usd)).over().label("all_cost_usd"))
     if keys:
         stmt = stmt.group_by(*keys)
         if any(p.negative for p in parts):
@@ -283,6 +287,8 @@ async def totals(
         spent = row["cost_usd"] or Decimal(0)
         baseline = row["baseline_cost_usd"] or Decimal(0)
         out.update(cost_usd=spent, baseline_cost_usd=baseline, savings_usd=baseline - spent)
+        if "all_cost_usd" in row:
+            out["all_cost_usd"] = row["all_cost_usd"] or Decimal(0)
         rows.append(out)
     return rows
 

@@ -44,6 +44,9 @@ PAGE_TARGET_MS = 1000.0
 MASTER = "sk-dashboard-bench-master"
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata")
 DAYS = (1, 7, 30)
+HOUR_DAYS = (1, 2, 7)
+# The charts' series: the ten costliest groups, the rest as one.
+TEN = {"limit": "10"}
 
 
 class Server:
@@ -51,6 +54,9 @@ class Server:
 
     def __init__(self, app: Any) -> None:
         self._sock = socket.socket()
+        # asyncio sets TCP_NODELAY only on sockets made with proto=IPPROTO_TCP, which accept() on
+        # this one does not give: without it every keep-alive answer waits ~40 ms on a delayed ACK.
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
@@ -104,24 +110,25 @@ async def sample(url: str) -> dict[str, Any]:
     return {"last": last, "teams": teams, "keys": keys}
 
 
-def variants(data: dict[str, Any]) -> Iterator[dict[str, str]]:
+def variants(data: dict[str, Any], days: tuple[int, ...] = DAYS) -> Iterator[dict[str, str]]:
     """Ranges x zones, endlessly, each ending on the data's last day."""
     last: date = data["last"]
-    for days, tz in itertools.cycle(itertools.product(DAYS, ZONES)):
-        yield {"start": (last - timedelta(days=days - 1)).isoformat(), "end": last.isoformat(), "tz": tz}
+    for n, tz in itertools.cycle(itertools.product(days, ZONES)):
+        yield {"start": (last - timedelta(days=n - 1)).isoformat(), "end": last.isoformat(), "tz": tz}
 
 
 def calls(data: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
-    """Endpoint -> the scopes and options it is asked with (the ranges vary on top)."""
+    """Endpoint -> the scopes and options it is asked with, as the pages ask (the ranges vary on top;
+    hourly buckets over ranges of up to a week, HOUR_DAYS)."""
     teams, keys = data["teams"], data["keys"]
     org_and_teams = [{}, *({"team_id": t} for t in teams)]
     return {
         "totals": org_and_teams + [{"team_id": t, "key_id": keys[t]} for t in teams[:1]],
-        "spend (day)": [{"by": "team"}, {"by": "model"}]
-        + [{"team_id": t, "by": by} for t in teams for by in ("model", "tier", "key", "total")],
+        "spend (day)": [{"by": "team", **TEN}, {"by": "model", **TEN}]
+        + [{"team_id": t, "by": by, **TEN} for t in teams for by in ("model", "tier", "key")],
         "spend (hour)": [
-            {"by": "team", "bucket": "hour"},
-            {"team_id": teams[0], "bucket": "hour", "by": "total"},
+            {"by": "team", "bucket": "hour", **TEN},
+            {"team_id": teams[0], "bucket": "hour", "by": "model", **TEN},
         ],
         "top": [{"by": by} for by in ("team", "key", "model")] + [{"team_id": teams[0], "by": "key"}],
         "latency": [*org_and_teams, {"team_id": teams[0], "key_id": keys[teams[0]]}],
@@ -158,7 +165,7 @@ def time_api(base: str, data: dict[str, Any], runs: int) -> dict[str, dict[str, 
     headers = {"authorization": f"Bearer {MASTER}"}
     with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
         for endpoint, scopes in calls(data).items():
-            ranges = variants(data)
+            ranges = variants(data, HOUR_DAYS if "hour" in endpoint else DAYS)
             asks = itertools.cycle(scopes)
             times = []
             client.get(f"/dashboard/api/{_path(endpoint)}", params=next(asks)).raise_for_status()  # warm

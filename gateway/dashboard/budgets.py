@@ -69,13 +69,17 @@ def _row(
 
 
 async def _spent(
-    session: AsyncSession, team_id: str, since: date, key_ids: Iterable[str] | None = None
+    session: AsyncSession,
+    team_id: str,
+    since: date,
+    first: date | None,
+    key_ids: Iterable[str] | None = None,
 ) -> dict[str, Decimal]:
     """Cost from `since` (inclusive UTC day) on: the team's ({"": cost}), or each of `key_ids`' (one
     grouped read for them all). The daily rollups hold each day's cost as daily_spend does, in far
     fewer rows (a key a day, not a key and model); daily_spend answers the days up to the first the
-    rollups hold, that one included (history written before they existed, and that day's part of it)."""
-    first = (await session.execute(select(func.min(DailyTeamTotals.day)))).scalar()
+    rollups hold (`first`), that one included (history written before they existed, and that day's
+    part of it)."""
     wanted = None if key_ids is None else sorted(set(key_ids))
     reads = []
     if first is None or since <= first:
@@ -111,7 +115,9 @@ async def budgets(
     team = await session.get(Team, team_id)
     if team is None:
         return []
-    spent = (await _spent(session, team.id, period_since(team.budget_period, now))).get("", Decimal(0))
+    first = (await session.execute(select(func.min(DailyTeamTotals.day)))).scalar()
+    since = period_since(team.budget_period, now)
+    spent = (await _spent(session, team.id, since, first)).get("", Decimal(0))
     team_row = _row("team", team.id, team.budget_usd, team.budget_period, spent, now)
     team_row.update(binding="team" if team.budget_usd is not None else None)
     team_row["effective_remaining_usd"] = team_row["remaining_usd"]
@@ -124,9 +130,9 @@ async def budgets(
     # A key with no budget of its own is counted over its team's period (what binds it).
     periods = {k.id: k.budget_period if k.budget_usd is not None else team.budget_period for k in keys}
     spent_by_key: dict[str, Decimal] = {}
-    for since in {period_since(p, now) for p in periods.values()}:
-        ids = [k for k, p in periods.items() if period_since(p, now) == since]
-        spent_by_key.update(await _spent(session, team_id, since, ids))
+    for start in {period_since(p, now) for p in periods.values()}:
+        ids = [k for k, p in periods.items() if period_since(p, now) == start]
+        spent_by_key.update(await _spent(session, team_id, start, first, ids))
     team_left = None if team.budget_usd is None else Decimal(team_row["remaining_usd"])
     rows = [team_row]
     for key in keys:

@@ -102,14 +102,13 @@ async def spend_series(
 
 async def top(session: AsyncSession, scope: Scope, rng: Range, by: TopBy, limit: int) -> list[dict[str, Any]]:
     """The `limit` largest spenders by cost (ties: by id), with their share of the range's cost."""
-    w = window(rng)
-    rows = await rollups.totals(session, w, group_by=[by], top=limit, **scope.filters())
-    if not rows:
-        return []
-    [whole] = await rollups.totals(session, w, **scope.filters())
-    total = whole["cost_usd"]
+    rows = await rollups.totals(session, window(rng), group_by=[by], top=limit, **scope.filters())
     return [
-        {"id": row[by] or "", **_sums(row), "share": float(row["cost_usd"] / total) if total else 0.0}
+        {
+            "id": row[by] or "",
+            **_sums(row),
+            "share": float(row["cost_usd"] / row["all_cost_usd"]) if row["all_cost_usd"] else 0.0,
+        }
         for row in rows
     ]
 

@@ -104,6 +104,7 @@ async def test_rollups_written_by_the_writer_equal_the_log(engine: AsyncEngine, 
         top = await totals(session, w, group_by=["key"], top=2)
         assert [r["cost_usd"] for r in top] == sorted((r["cost_usd"] for r in top), reverse=True)
         assert len(top) == 2
+        assert {r["all_cost_usd"] for r in top} == {everything["cost_usd"]}  # every key's, not the two
 
 
 async def test_savings_are_exact(engine: AsyncEngine) -> None:
