@@ -4,7 +4,7 @@ config) and the response's shape for OpenAPI."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -62,7 +62,6 @@ def previewer(live: LiveConfig, sessions: async_sessionmaker[AsyncSession] | Non
         )
         proposed = dry.validation.config
         assert proposed is not None  # previewed only when valid
-        prompts: Sequence[Any] | None = opts.prompts
         try:
             return await build_preview(
                 sessions,
@@ -70,7 +69,7 @@ def previewer(live: LiveConfig, sessions: async_sessionmaker[AsyncSession] | Non
                 Side.priced(proposed, live.price_map),
                 route=opts.route,
                 limit=opts.limit,
-                prompts=prompts,
+                prompts=opts.prompts,
                 completion_tokens=opts.completion_tokens,
             )
         except PreviewError as exc:
