@@ -270,7 +270,9 @@ def test_sessions_expire_and_survive_no_tampering(monkeypatch: pytest.MonkeyPatc
     sessions = Sessions(b"master", None, ttl_s=60)
     token = sessions.issue("admin")
     assert sessions.read(token) is not None
-    assert sessions.read(token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]) is None
+    # A middle character: the last ones before "=" may be padding bits that decode the same.
+    mid = len(token) // 2
+    assert sessions.read(token[:mid] + ("A" if token[mid] != "A" else "B") + token[mid + 1 :]) is None
     assert Sessions(b"another master", None, ttl_s=60).read(token) is None
     later = time.time() + 61
     monkeypatch.setattr(time, "time", lambda: later)
