@@ -88,7 +88,7 @@ def serve(args: argparse.Namespace) -> int:
         "http": "httptools",
         "log_level": settings.log_level,
         "access_log": args.access_log,
-        "timeout_graceful_shutdown": 30,
+        "timeout_graceful_shutdown": settings.shutdown_drain_s,
     }
     # The spend writer runs on its own thread: a short GIL switch interval keeps it from holding the
     # request loop for the default 5 ms.

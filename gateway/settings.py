@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     port: int = Field(default=4000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # On SIGTERM, how long in-flight requests (long streams included) may take to finish before they are
+    # cut; an orchestrator's grace period must cover it (deploy/k8s: terminationGracePeriodSeconds).
+    shutdown_drain_s: int = Field(default=30, ge=0)
 
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # Attempts per deployment beyond the first, on connect errors, 429 and 5xx.

@@ -35,6 +35,10 @@ from gateway.settings import Settings, SettingsError
             "invalid setting SWITCHYARD_CONFIG_WATCH_INTERVAL_S='3600': Input should be less than or equal",
         ),
         (
+            {"SWITCHYARD_SHUTDOWN_DRAIN_S": "-1"},
+            "invalid setting SWITCHYARD_SHUTDOWN_DRAIN_S='-1': Input should be greater than or equal to 0",
+        ),
+        (
             {"SWITCHYARD_CONFIG_CHANNEL": "my channel"},
             "invalid setting SWITCHYARD_CONFIG_CHANNEL='my channel': a Redis channel name: not empty, no",
         ),
