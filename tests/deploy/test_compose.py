@@ -62,7 +62,9 @@ def test_compose_validates_and_orders_the_start() -> None:
         assert env["SWITCHYARD_DATABASE_URL"].endswith("@postgres:5432/switchyard")
         assert env["SWITCHYARD_REDIS_URL"] == "redis://redis:6379/0"
         assert env["SWITCHYARD_MASTER_KEY"]
-        assert any(v.endswith(":" + env["SWITCHYARD_CONFIG"] + ":ro") for v in gateway["volumes"])
+        config = Path(env["SWITCHYARD_CONFIG"])
+        assert f"{DEPLOY / 'config'}:{config.parent}:ro" in gateway["volumes"]
+        assert (DEPLOY / "config" / config.name).is_file()
     # Each replica keeps its own spool: records it holds during an outage are its own to replay.
     spools = {v for name in GATEWAYS for v in services[name]["volumes"] if "spool" in v}
     assert len(spools) == len(GATEWAYS)
@@ -91,9 +93,9 @@ def test_the_env_example_holds_placeholders_only() -> None:
 
 
 def test_the_mounted_routing_config_loads_with_and_without_provider_keys() -> None:
-    bare = load_config(DEPLOY / "switchyard.yaml", {})
+    bare = load_config(DEPLOY / "config" / "switchyard.yaml", {})
     assert [m.name for m in bare.models] == ["local-llm"] and bare.routes["auto"].candidates == ["local-llm"]
-    keyed = load_config(DEPLOY / "switchyard.yaml", {"OPENAI_API_KEY": "sk-x", "ANTHROPIC_API_KEY": "sk-y"})
+    keyed = load_config(DEPLOY / "config" / "switchyard.yaml", {"OPENAI_API_KEY": "sk-x", "ANTHROPIC_API_KEY": "sk-y"})
     assert {m.name for m in keyed.models} == {"local-llm", "gpt-4o-mini", "gpt-4o", "claude-haiku"}
 
 
