@@ -95,7 +95,9 @@ def test_the_env_example_holds_placeholders_only() -> None:
 def test_the_mounted_routing_config_loads_with_and_without_provider_keys() -> None:
     bare = load_config(DEPLOY / "config" / "switchyard.yaml", {})
     assert [m.name for m in bare.models] == ["local-llm"] and bare.routes["auto"].candidates == ["local-llm"]
-    keyed = load_config(DEPLOY / "config" / "switchyard.yaml", {"OPENAI_API_KEY": "sk-x", "ANTHROPIC_API_KEY": "sk-y"})
+    keyed = load_config(
+        DEPLOY / "config" / "switchyard.yaml", {"OPENAI_API_KEY": "sk-x", "ANTHROPIC_API_KEY": "sk-y"}
+    )
     assert {m.name for m in keyed.models} == {"local-llm", "gpt-4o-mini", "gpt-4o", "claude-haiku"}
 
 

@@ -124,7 +124,10 @@ def test_final_stages_run_switchyard_serve_unprivileged_on_the_exposed_port(name
     port = env.get("SWITCHYARD_PORT", str(Settings.model_fields["port"].default))
     assert stage.all("EXPOSE") == [port]
     health = stage.last("HEALTHCHECK")
-    assert health is not None and "/health/ready" in health and f"'{port}'" in health
+    assert health is not None
+    check = _exec_form(health.split(" CMD ", 1)[1])
+    assert check[:2] == ["python", "-c"] and "/health/ready" in check[2] and f"'{port}'" in check[2]
+    compile(check[2], "HEALTHCHECK", "exec")
     assert env["SWITCHYARD_SPOOL_DIR"].startswith("/var/lib/switchyard")
 
 
