@@ -79,6 +79,11 @@ class Team(Base):
     rpm: Mapped[int | None] = mapped_column(Integer)
     tpm: Mapped[int | None] = mapped_column(Integer)
     routing: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Measuring routing (gateway.quality): opt-in prompt capture, kept this many days; the monthly
+    # cap on shadow and judge calls (None: no shadowing for this team).
+    capture_prompts: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    capture_retention_days: Mapped[int | None] = mapped_column(Integer)
+    shadow_budget_usd: Mapped[Decimal | None] = mapped_column(Money())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, server_default=_NOW)
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, onupdate=utcnow, server_default=_NOW
@@ -153,6 +158,8 @@ class RequestLog(Base):
     # What the same usage would have cost on the route's strongest candidate (its price in the config
     # the request ran on); a direct request's own cost. None when that price (or the cost) is unknown.
     baseline_cost_usd: Mapped[Decimal | None] = mapped_column(Money())
+    # "request" (a client's), "shadow" or "judge" (gateway.quality.shadow: billed to the team too).
+    kind: Mapped[str] = mapped_column(String(16), default="request", server_default="request")
 
 
 class DailySpend(Base):
@@ -362,3 +369,8 @@ class ConfigVersion(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, server_default=_NOW)
     # SHA-256 of the document's canonical JSON: an unchanged document is not a new version.
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# The measurement tables (feedback, verdicts, captured prompts) live in their own module; imported
+# here so that this module's Base names every table (migrations and their checks read it).
+from gateway.db.labels import CapturedPrompt, Feedback, ShadowVerdict  # noqa: E402, F401
