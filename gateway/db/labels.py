@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.db.models import Base
+from gateway.db.base import Base
 from gateway.db.types import JSONType, Money, UTCDateTime, utcnow
 
 _BigId = BigInteger().with_variant(Integer(), "sqlite")

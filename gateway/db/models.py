@@ -20,27 +20,18 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     PrimaryKeyConstraint,
     String,
     Text,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
+from gateway.db.base import Base
 from gateway.db.types import JSONType, Money, NullableJSON, UTCDateTime, utcnow
 
 BUDGET_PERIODS = ("daily", "weekly", "monthly", "total")
 _PERIOD_CHECK = "budget_period IS NULL OR budget_period IN ('daily', 'weekly', 'monthly', 'total')"
-
-# Named constraints so later migrations can drop or alter them by name on both dialects.
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
 
 # CURRENT_TIMESTAMP is UTC and valid on both dialects (now() is not a SQLite function).
 _NOW = text("CURRENT_TIMESTAMP")
@@ -50,10 +41,6 @@ _BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 def new_id() -> str:
     return uuid.uuid4().hex
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class Team(Base):
@@ -372,5 +359,5 @@ class ConfigVersion(Base):
 
 
 # The measurement tables (feedback, verdicts, captured prompts) live in their own module; imported
-# here so that this module's Base names every table (migrations and their checks read it).
+# here so that Base, as this module gives it, names every table (migrations and their checks read it).
 from gateway.db.labels import CapturedPrompt, Feedback, ShadowVerdict  # noqa: E402, F401
