@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
@@ -34,6 +34,18 @@ class ConfigError(ValueError):
     """The config file cannot be used; the message says where and why."""
 
 
+class Shadow(BaseModel):
+    """Shadow judging of a route (gateway.quality.shadow): this share of its requests answered by a
+    cheaper tier are also asked of the strongest candidate, and `judge` compares the two answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate: Fraction
+    # A model name of the config: the deployment that judges.
+    judge: str = Field(min_length=1)
+    against: Literal["strongest"] = "strongest"
+
+
 class Route(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -43,6 +55,7 @@ class Route(BaseModel):
     strong_fraction: Fraction | None = None
     # Admin pin: requests that offer tools go to at least this tier.
     tools_min_tier: Tier | None = "medium"
+    shadow: Shadow | None = None
 
 
 class GatewayConfig(BaseModel):
@@ -75,7 +88,11 @@ class GatewayConfig(BaseModel):
         unknown = sorted(set(self.settings) - (set(Settings.model_fields) - {"config"}))
         if unknown:
             raise ValueError(f"settings: unknown setting(s) {unknown}")
-        problems = reference_errors(counts, {n: r.candidates for n, r in self.routes.items()})
+        problems = reference_errors(
+            counts,
+            {n: r.candidates for n, r in self.routes.items()},
+            {n: r.shadow.judge for n, r in self.routes.items() if r.shadow is not None},
+        )
         if problems:
             raise ValueError("; ".join(message for _, message in problems))
         return self
@@ -84,10 +101,16 @@ class GatewayConfig(BaseModel):
         return list(dict.fromkeys([d.name for d in self.models] + list(self.routes)))
 
 
-def reference_errors(models: Collection[str], routes: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
-    """Every route that has the name of a model or names an unknown candidate, as (where, why):
-    `models`: the model names served; `routes`: each route's candidates."""
+def reference_errors(
+    models: Collection[str], routes: Mapping[str, Sequence[str]], judges: Mapping[str, str] | None = None
+) -> list[tuple[str, str]]:
+    """Every route that has the name of a model or names an unknown candidate or judge, as (where,
+    why): `models`: the model names served; `routes`: each route's candidates; `judges`: each
+    shadowed route's judge."""
     problems = []
+    for name, judge in (judges or {}).items():
+        if judge not in models:
+            problems.append((f"routes.{name}.shadow.judge", f"route {name!r}: unknown judge {judge!r}"))
     for name, candidates in routes.items():
         if name in models:
             problems.append((f"routes.{name}", f"route {name!r} has the name of a model"))
