@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from gateway.accounting.queries import format_usd
+from gateway.quality.capture import DEFAULT_RETENTION_DAYS
 from routing.overrides import TeamRouting
 
 BudgetPeriod = Literal["daily", "weekly", "monthly", "total"]
@@ -34,7 +35,6 @@ MoneyOut = Annotated[Decimal, PlainSerializer(format_usd, return_type=str, when_
 # Integer columns: 32-bit on PostgreSQL.
 PerMinute = Annotated[int, Field(gt=0, le=2**31 - 1)]
 RetentionDays = Annotated[int, Field(ge=1, le=3650)]
-DEFAULT_RETENTION_DAYS = 30
 
 
 def no_nul(value: Any) -> Any:
@@ -93,7 +93,7 @@ class TeamCreate(_Request):
         None, description=f"Days captured prompts are kept (default {DEFAULT_RETENTION_DAYS})"
     )
     shadow_budget_usd: MoneyIn | None = Field(
-        None, description="Monthly cap on shadow and judge calls (USD); unset: no shadowing"
+        None, description="Monthly cap on shadow and judge calls (USD); unset: no cap"
     )
 
 
