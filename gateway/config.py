@@ -14,11 +14,12 @@ import logging
 import re
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from gateway.quality.route_config import Shadow
 from gateway.settings import Settings, SettingsError
 from providers.deployment import Deployment, Price, Tier
 from routing.overrides import Fraction
@@ -32,18 +33,6 @@ DEFAULT_CONFIG_FILE = Path("switchyard.yaml")
 
 class ConfigError(ValueError):
     """The config file cannot be used; the message says where and why."""
-
-
-class Shadow(BaseModel):
-    """Shadow judging of a route (gateway.quality.shadow): this share of its requests answered by a
-    cheaper tier are also asked of the strongest candidate, and `judge` compares the two answers."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    rate: Fraction
-    # A model name of the config: the deployment that judges.
-    judge: str = Field(min_length=1)
-    against: Literal["strongest"] = "strongest"
 
 
 class Route(BaseModel):

@@ -27,13 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.accounting.captures import answer_text
 from gateway.accounting.record import RequestRecord
 from gateway.auth_store import Principal
-from gateway.config import Shadow
 from gateway.db.labels import ShadowVerdict
 from gateway.live.runtime import LiveConfig
 from gateway.live.snapshot import Snapshot
 from gateway.pipeline.core import new_request_id
 from gateway.quality.budget import ShadowBudget
 from gateway.quality.judging import Vote, combine, judge_messages, read_vote
+from gateway.quality.route_config import Shadow
 from providers.base import Endpoint, Provider, UpstreamCall, UpstreamError, UpstreamResponse
 from providers.deployment import TIER_RANK, Deployment
 

@@ -7,11 +7,13 @@ The judge's `mode` (set on the JudgeUpstream object, the test's thread to the se
   "strong"  the other one
   "tie"     TIE
   "garbled" an unreadable answer
-Every call is counted by model in `calls`; usage is fixed (PROMPT_TOKENS, COMPLETION_TOKENS).
+Every call is counted by model in `calls`; usage is fixed (PROMPT_TOKENS, COMPLETION_TOKENS);
+calls to `slow_model` take `delay` seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections import Counter
@@ -32,6 +34,8 @@ class JudgeUpstream:
         self.mode = "A"
         self.cheap_model = cheap_model
         self.calls: Counter[str] = Counter()
+        self.slow_model = "strong-model"
+        self.delay = 0.0
         self.app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
 
     def _verdict(self, prompt: str) -> str:
@@ -46,6 +50,8 @@ class JudgeUpstream:
         body: dict[str, Any] = await request.json()
         model = str(body.get("model"))
         self.calls[model] += 1
+        if model == self.slow_model and self.delay:
+            await asyncio.sleep(self.delay)
         if model.startswith("judge"):
             content = self._verdict(str(body["messages"][-1]["content"]))
         else:

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 
+import httpx
 import pytest
 
 from gateway.db.labels import ShadowVerdict
 from gateway.db.models import RequestLog
 from tests.fakes.judge_upstream import JudgeUpstream
 from tests.fakes.server import ServerThread
+from tests.integration.gateway_proc import MASTER_KEY
 from tests.integration.harness import new_key
 from tests.integration.quality_harness import (
     SHADOW_COST,
@@ -146,3 +149,29 @@ async def test_a_seeded_fraction_shadows_the_draws_under_the_rate(
         await asyncio.sleep(0.5)
         found = await rows(pg_url, ShadowVerdict, ShadowVerdict.team_id == creds.team_id)
     assert len(found) == expected
+
+
+async def test_a_full_queue_drops_and_counts_without_slowing_requests(
+    pg_url: str, fake: tuple[JudgeUpstream, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    judge, upstream = fake
+    judge.mode, judge.delay = "A", 3.0
+    spool = tmp_path_factory.mktemp("shadow-full") / "spool"
+    try:
+        with quality_gateway(pg_url, upstream, spool, {"all": route(1.0)}, shadow_queue_size=1) as url:
+            creds = await new_key(pg_url)
+            started = time.perf_counter()
+            for _ in range(6):
+                await ask(url, creds.key, "all")
+            # Six answers in less than one shadow call takes: none waited for the queue.
+            assert time.perf_counter() - started < judge.delay
+            async with httpx.AsyncClient() as client:
+                admin = {"authorization": f"Bearer {MASTER_KEY}"}
+                metrics = (await client.get(url + "/metrics", headers=admin)).text
+            # One job in the worker's hands, one queued, the other four dropped.
+            assert 'switchyard_shadow_jobs_total{state="dropped"} 4' in metrics
+            assert 'switchyard_shadow_jobs_total{state="sampled"} 2' in metrics
+            found = await wait_for(pg_url, ShadowVerdict, 2, ShadowVerdict.team_id == creds.team_id)
+            assert len(found) == 2
+    finally:
+        judge.delay = 0.0
