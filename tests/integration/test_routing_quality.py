@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import orjson
 import pytest
@@ -201,3 +202,20 @@ async def test_quality_endpoint_numbers_and_the_training_export(
     assert first["tiers"] == {"small": {"judged": "win", "against": "strong", "votes": ["A", "B"]}}
     assert first["feedback"] == {"score": 1.0, "label": None, "comment": None}
     assert [r["tiers"]["small"]["judged"] for r in exported] == ["win", "win", "tie", "loss"]
+
+
+async def test_the_anthropic_door_is_shadowed_and_captured_too(
+    pg_url: str, gateway: str, fake: JudgeUpstream
+) -> None:
+    fake.mode = "cheap"
+    creds = await new_key(pg_url, team={"capture_prompts": True})
+    async with anthropic.AsyncAnthropic(base_url=gateway, api_key=creds.key, max_retries=0) as client:
+        raw = await client.messages.with_raw_response.create(
+            model="judged", max_tokens=50, messages=[{"role": "user", "content": "Name a colour"}]
+        )
+    rid = raw.headers["x-switchyard-request-id"]
+    (verdict,) = await wait_for(pg_url, ShadowVerdict, 1, ShadowVerdict.request_id == rid)
+    assert (verdict.outcome, verdict.votes) == ("win", ["A", "B"])
+    (captured,) = await wait_for(pg_url, CapturedPrompt, 1, CapturedPrompt.request_id == rid)
+    assert captured.answer == "cheap-model answer"
+    assert captured.messages == [{"role": "user", "content": "Name a colour"}]
