@@ -240,7 +240,7 @@ class Pipeline:
         self.finish(outcome)
         # Shadow sampling runs once the client has the whole answer (gateway.quality.shadow).
         after = None
-        if self.shadow is not None and outcome.route is not None and door.endpoint in SHADOWED:
+        if self.shadow is not None and door.endpoint in SHADOWED and self.shadow.wanted(outcome):
             after = BackgroundTask(self.shadow.offer, outcome, parsed.routing, done.payload)
         return Response(
             done.payload, media_type="application/json", headers=outcome.headers(), background=after

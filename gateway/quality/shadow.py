@@ -86,21 +86,27 @@ class Shadower:
 
     # -- after the response -----------------------------------------------------------------------
 
-    def offer(self, outcome: Any, body: dict[str, Any], answer: bytes) -> None:
-        """Maybe shadow this answered request (an Outcome): never blocks, never raises."""
-        route = outcome.route
-        dep: Deployment | None = outcome.deployment
-        snap: Snapshot | None = outcome.snapshot
+    def wanted(self, outcome: Any) -> bool:
+        """Whether an answered request (an Outcome) is one its route shadows: a few lookups, made
+        before the answer goes out so that requests no route shadows get no background task."""
+        route, dep, snap = outcome.route, outcome.deployment, outcome.snapshot
         if route is None or dep is None or snap is None or outcome.status != 200:
-            return
+            return False
         config = snap.config.routes.get(route)
         if config is None or config.shadow is None:
+            return False
+        return bool(TIER_RANK[dep.tier] < TIER_RANK[strongest(snap, route).tier])
+
+    async def offer(self, outcome: Any, body: dict[str, Any], answer: bytes) -> None:
+        """Maybe shadow this wanted request, once the client has its answer: one random draw and a
+        put that never waits. Async only to run on the event loop (the queue's thread), not in
+        Starlette's thread pool where a plain function background task would go."""
+        shadow = outcome.snapshot.config.routes[outcome.route].shadow
+        if self._random.random() >= shadow.rate:
             return
-        if TIER_RANK[dep.tier] >= TIER_RANK[strongest(snap, route).tier]:
-            return
-        if self._random.random() >= config.shadow.rate:
-            return
-        job = ShadowJob(outcome.request_id, route, config.shadow, outcome.principal, dep, body, answer)
+        job = ShadowJob(
+            outcome.request_id, outcome.route, shadow, outcome.principal, outcome.deployment, body, answer
+        )
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
