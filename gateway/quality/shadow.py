@@ -31,6 +31,7 @@ from gateway.db.labels import ShadowVerdict
 from gateway.live.runtime import LiveConfig
 from gateway.live.snapshot import Snapshot
 from gateway.pipeline.core import new_request_id
+from gateway.pipeline.outcome import Outcome
 from gateway.quality.budget import ShadowBudget
 from gateway.quality.judging import Vote, combine, judge_messages, read_vote
 from gateway.quality.route_config import Shadow
@@ -86,8 +87,8 @@ class Shadower:
 
     # -- after the response -----------------------------------------------------------------------
 
-    def wanted(self, outcome: Any) -> bool:
-        """Whether an answered request (an Outcome) is one its route shadows: a few lookups, made
+    def wanted(self, outcome: Outcome) -> bool:
+        """Whether an answered request is one its route shadows: a few lookups, made
         before the answer goes out so that requests no route shadows get no background task."""
         route, dep, snap = outcome.route, outcome.deployment, outcome.snapshot
         if route is None or dep is None or snap is None or outcome.status != 200:
@@ -97,16 +98,17 @@ class Shadower:
             return False
         return bool(TIER_RANK[dep.tier] < TIER_RANK[strongest(snap, route).tier])
 
-    async def offer(self, outcome: Any, body: dict[str, Any], answer: bytes) -> None:
+    async def offer(self, outcome: Outcome, body: dict[str, Any], answer: bytes) -> None:
         """Maybe shadow this wanted request, once the client has its answer: one random draw and a
         put that never waits. Async only to run on the event loop (the queue's thread), not in
         Starlette's thread pool where a plain function background task would go."""
-        shadow = outcome.snapshot.config.routes[outcome.route].shadow
-        if self._random.random() >= shadow.rate:
+        route, dep, snap = outcome.route, outcome.deployment, outcome.snapshot
+        if route is None or dep is None or snap is None:
             return
-        job = ShadowJob(
-            outcome.request_id, outcome.route, shadow, outcome.principal, outcome.deployment, body, answer
-        )
+        shadow = snap.config.routes[route].shadow
+        if shadow is None or self._random.random() >= shadow.rate:
+            return
+        job = ShadowJob(outcome.request_id, route, shadow, outcome.principal, dep, body, answer)
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
@@ -129,10 +131,6 @@ class Shadower:
                 await task
         self._tasks = []
 
-    async def idle(self) -> None:
-        """Wait until every job taken so far is done (tests, shutdown of a drained process)."""
-        await self._queue.join()
-
     async def _work(self) -> None:
         while True:
             job = await self._queue.get()
@@ -144,7 +142,6 @@ class Shadower:
                 log.exception("shadow judging of request %s failed", job.request_id)
             finally:
                 self._live.leave(snap)
-                self._queue.task_done()
 
     async def _judge(self, job: ShadowJob, snap: Snapshot) -> None:
         team = job.principal.team_id
