@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from gateway.accounting.queries import durable_spend_reader
 from gateway.accounting.thread import WriterThread
-from gateway.api import admin, config_admin, health, messages, openai
+from gateway.api import admin, config_admin, health, messages, openai, quality
 from gateway.api.docs import install_docs
 from gateway.api.openapi_schemas import install_openapi
 from gateway.auth import KeyCache
@@ -39,6 +39,8 @@ from gateway.offline import prepare_offline_env
 from gateway.pipeline.core import Pipeline
 from gateway.planner import RoutePlanner
 from gateway.pricing import TokenPrice, load_price_map
+from gateway.quality.capture import purge_every
+from gateway.quality.shadow import Shadower
 from gateway.readiness import Readiness
 from gateway.settings import Settings
 from routing.tokens import encoding
@@ -95,6 +97,14 @@ def create_app(
         batch_size=settings.spend_batch_size,
         flush_interval_s=settings.spend_flush_interval_s,
     )
+    shadower = Shadower(
+        live,
+        sessions,
+        writer.submit,
+        queue_size=settings.shadow_queue_size,
+        workers=settings.shadow_workers,
+        seed=settings.shadow_seed,
+    )
     readiness = Readiness(
         settings, lambda: live.current.providers, writer.stats, config_version=lambda: live.version
     )
@@ -142,10 +152,14 @@ def create_app(
         await asyncio.to_thread(encoding)
         headroom = Headroom(settings.limits_overlap_margin) if settings.limits_overlap_margin < 1 else None
         pipeline.control = Control(limiter, writer, headroom)
+        await shadower.start()
+        pipeline.shadow = shadower
+        purging = asyncio.create_task(purge_every(engine, settings.capture_purge_interval_s))
         metrics.sources = [
             writer_lines(writer),
             getattr(limiter, "metrics_lines", list),
             pipeline.control.metrics_lines,
+            shadower.metrics_lines,
         ]
         _announce(live.current.config, live.current.prices, master is not None)
         if file_watch is not None:
@@ -160,6 +174,10 @@ def create_app(
             if file_watch is not None:
                 await file_watch.aclose()
             await config_sync.aclose()
+            purging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purging
+            await shadower.aclose()
             # In-flight requests have finished (uvicorn drains them first): settle, then flush.
             await live.aclose()
             await limiter.aclose()
@@ -178,12 +196,15 @@ def create_app(
     app.state.sessions = sessions
     app.state.key_cache = key_cache
     app.state.readiness = readiness
+    app.state.shadower = shadower
     install_handlers(app)
     app.include_router(openai.router)
     app.include_router(health.router)
     app.include_router(messages.router)
     app.include_router(admin.router)
     app.include_router(config_admin.router)
+    app.include_router(quality.feedback_router)
+    app.include_router(quality.admin_router)
     install_dashboard(app)
     install_openapi(app)
     config_admin.install_schemas(app)

@@ -43,6 +43,11 @@ class Principal:
     # Durable spend this period when the key was loaded: seeds the limiter's budget counters.
     team_spent_usd: Decimal | None = None
     key_spent_usd: Decimal | None = None
+    # Measuring routing (gateway.quality): the team's opt-in prompt capture, and its monthly cap on
+    # shadow and judge calls (None: its requests are not shadowed).
+    capture_prompts: bool = False
+    capture_retention_days: int | None = None
+    shadow_budget_usd: Decimal | None = None
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -129,4 +134,7 @@ async def load_principal(
         expires_at=key.expires_at,
         team_spent_usd=team_spent,
         key_spent_usd=key_spent,
+        capture_prompts=team.capture_prompts,
+        capture_retention_days=team.capture_retention_days,
+        shadow_budget_usd=team.shadow_budget_usd,
     )

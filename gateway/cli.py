@@ -23,6 +23,7 @@ from gateway.config import ConfigError, GatewayConfig, entry_settings
 from gateway.db.migrate import SchemaNotCurrentError, ensure_schema_or_defer
 from gateway.logsetup import configure_logging
 from gateway.offline import prepare_offline_env
+from gateway.quality.cli import add_quality_commands
 from gateway.route_cli import add_route_commands
 from gateway.settings import Settings, SettingsError
 from local_backend.cli import add_local_commands
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_commands(sub)
     add_route_commands(sub)
     add_local_commands(sub)
+    add_quality_commands(sub)
     return parser
 
 

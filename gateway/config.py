@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from gateway.quality.route_config import Shadow
 from gateway.settings import Settings, SettingsError
 from providers.deployment import Deployment, Price, Tier
 from routing.overrides import Fraction
@@ -43,6 +44,7 @@ class Route(BaseModel):
     strong_fraction: Fraction | None = None
     # Admin pin: requests that offer tools go to at least this tier.
     tools_min_tier: Tier | None = "medium"
+    shadow: Shadow | None = None
 
 
 class GatewayConfig(BaseModel):
@@ -75,7 +77,11 @@ class GatewayConfig(BaseModel):
         unknown = sorted(set(self.settings) - (set(Settings.model_fields) - {"config"}))
         if unknown:
             raise ValueError(f"settings: unknown setting(s) {unknown}")
-        problems = reference_errors(counts, {n: r.candidates for n, r in self.routes.items()})
+        problems = reference_errors(
+            counts,
+            {n: r.candidates for n, r in self.routes.items()},
+            {n: r.shadow.judge for n, r in self.routes.items() if r.shadow is not None},
+        )
         if problems:
             raise ValueError("; ".join(message for _, message in problems))
         return self
@@ -84,10 +90,16 @@ class GatewayConfig(BaseModel):
         return list(dict.fromkeys([d.name for d in self.models] + list(self.routes)))
 
 
-def reference_errors(models: Collection[str], routes: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
-    """Every route that has the name of a model or names an unknown candidate, as (where, why):
-    `models`: the model names served; `routes`: each route's candidates."""
+def reference_errors(
+    models: Collection[str], routes: Mapping[str, Sequence[str]], judges: Mapping[str, str] | None = None
+) -> list[tuple[str, str]]:
+    """Every route that has the name of a model or names an unknown candidate or judge, as (where,
+    why): `models`: the model names served; `routes`: each route's candidates; `judges`: each
+    shadowed route's judge."""
     problems = []
+    for name, judge in (judges or {}).items():
+        if judge not in models:
+            problems.append((f"routes.{name}.shadow.judge", f"route {name!r}: unknown judge {judge!r}"))
     for name, candidates in routes.items():
         if name in models:
             problems.append((f"routes.{name}", f"route {name!r} has the name of a model"))

@@ -289,4 +289,5 @@ def record_of(o: Outcome, principal: Principal) -> RequestRecord:
         fallbacks=o.fallbacks,
         tokens_estimated=o.usage_counted,
         baseline_cost_usd=baseline_cost(o, cost),
+        capture=o.capture,
     )

@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     # (a new master key ends every session; with this set, only the admins').
     dashboard_session_ttl_s: float = Field(default=12 * 3600.0, gt=0)
     dashboard_secret: SecretStr | None = None
+    # Shadow judging (a route's `shadow:`, gateway/quality/shadow.py): jobs waiting past this many are
+    # dropped (and counted), never waited for; the tasks that work them; a seed makes the sampling
+    # repeatable (tests).
+    shadow_queue_size: int = Field(default=64, ge=1)
+    shadow_workers: int = Field(default=1, ge=1, le=32)
+    shadow_seed: int | None = None
+    # How often captured prompts past their team's retention are deleted (gateway/quality/capture.py).
+    capture_purge_interval_s: float = Field(default=3600.0, gt=0)
 
     # Provider keys for the embedded defaults (no config file), under their usual names.
     openai_api_key: SecretStr | None = Field(

@@ -10,6 +10,28 @@ from typing import Any
 
 
 @dataclass(slots=True)
+class Capture:
+    """What a capturing team's request said and got: the OpenAI-shaped messages as the client sent
+    them, and the answer's wire bytes (decoded by the writer, off the request path)."""
+
+    messages: Any
+    answer: bytes
+    expires_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "answer": self.answer.decode("utf-8", "replace"),
+            "expires_at": self.expires_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Capture:
+        expires = datetime.fromisoformat(data["expires_at"]).astimezone(UTC)
+        return cls(data["messages"], str(data["answer"]).encode(), expires)
+
+
+@dataclass(slots=True)
 class RequestRecord:
     request_id: str
     ts: datetime  # UTC, when the request arrived
@@ -38,6 +60,10 @@ class RequestRecord:
     # request its own cost. None when unknown (no price for that candidate, or a record spilled by an
     # older version).
     baseline_cost_usd: Decimal | None = None
+    # "request", or the "shadow" and "judge" calls made to measure routing (gateway.quality.shadow).
+    kind: str = "request"
+    # The prompt and answer of a team that captures them (not a log column: captured_prompts).
+    capture: Capture | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types (for the spill file): Decimal as string, datetime as ISO 8601."""
@@ -45,6 +71,7 @@ class RequestRecord:
         out["ts"] = self.ts.isoformat()
         out["cost_usd"] = None if self.cost_usd is None else str(self.cost_usd)
         out["baseline_cost_usd"] = None if self.baseline_cost_usd is None else str(self.baseline_cost_usd)
+        out["capture"] = None if self.capture is None else self.capture.to_json()
         return out
 
     @classmethod
@@ -54,6 +81,8 @@ class RequestRecord:
         data["cost_usd"] = None if data.get("cost_usd") is None else Decimal(data["cost_usd"])
         baseline = data.get("baseline_cost_usd")
         data["baseline_cost_usd"] = None if baseline is None else Decimal(baseline)
+        capture = data.get("capture")
+        data["capture"] = None if capture is None else Capture.from_json(capture)
         return cls(**data)
 
 

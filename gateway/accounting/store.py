@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.accounting.captures import write_captures
 from gateway.accounting.histogram import EDGES, difficulty_bucket
 from gateway.accounting.record import RequestRecord
 from gateway.db.models import (
@@ -49,7 +50,8 @@ from gateway.db.types import UTCDateTime
 _LOG: Table = RequestLog.__table__  # type: ignore[assignment]
 _DAILY: Table = DailySpend.__table__  # type: ignore[assignment]
 _KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
-_FIELDS = tuple(f.name for f in fields(RequestRecord))
+# The log's columns: a record's capture goes to its own table (gateway.accounting.captures).
+_FIELDS = tuple(f.name for f in fields(RequestRecord) if f.name != "capture")
 _KEY = ("day", "team_id", "key_id", "model", "tier")
 _SUMS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "errors")
 # What every hourly and daily rollup sums, and the histograms of those that keep them.
@@ -385,6 +387,7 @@ async def write_records(conn: AsyncConnection, records: Sequence[RequestRecord])
     if not inserted:
         return 0
     new = [r for rid, r in unique.items() if rid in inserted]
+    await write_captures(conn, new)
     daily, grains = rollups(new)
     for (_, key, sums, maps), upsert, rows_of in zip(
         _ROLLUPS, _SQLITE_UPSERTS, [daily, *grains], strict=True
@@ -410,6 +413,7 @@ async def _write_pg(conn: AsyncConnection, unique: dict[str, RequestRecord]) -> 
     if not inserted:
         return 0
     new = [r for rid, r in unique.items() if rid in inserted]
+    await write_captures(conn, new)
     daily, grains = rollups(new)
     await conn.exec_driver_sql(_PG_UPSERTS[0], tuple(list(c) for c in zip(*daily, strict=True)))
     for grain, upsert, rows_of in zip(GRAINS, _PG_UPSERTS[1:], grains, strict=True):

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from gateway.accounting.queries import format_usd
+from gateway.quality.capture import DEFAULT_RETENTION_DAYS
 from routing.overrides import TeamRouting
 
 BudgetPeriod = Literal["daily", "weekly", "monthly", "total"]
@@ -33,6 +34,7 @@ MoneyIn = Annotated[Decimal, Field(ge=0, le=Decimal(100_000_000), max_digits=20,
 MoneyOut = Annotated[Decimal, PlainSerializer(format_usd, return_type=str, when_used="json")]
 # Integer columns: 32-bit on PostgreSQL.
 PerMinute = Annotated[int, Field(gt=0, le=2**31 - 1)]
+RetentionDays = Annotated[int, Field(ge=1, le=3650)]
 
 
 def no_nul(value: Any) -> Any:
@@ -84,10 +86,19 @@ class TeamCreate(_Request):
     rpm: PerMinute | None = Field(None, description="Requests per minute, all the team's keys together")
     tpm: PerMinute | None = Field(None, description="Tokens per minute, all the team's keys together")
     routing: TeamRouting | None = Field(None, description="Routing overrides for this team's requests")
+    capture_prompts: bool = Field(
+        False, description="Keep this team's prompts and answers (retraining the router on them)"
+    )
+    capture_retention_days: RetentionDays | None = Field(
+        None, description=f"Days captured prompts are kept (default {DEFAULT_RETENTION_DAYS})"
+    )
+    shadow_budget_usd: MoneyIn | None = Field(
+        None, description="Monthly cap on shadow and judge calls (USD); unset: no cap"
+    )
 
 
 class TeamUpdate(_Patch):
-    not_nullable = ("name",)
+    not_nullable = ("name", "capture_prompts")
 
     name: Name | None = None
     budget_usd: MoneyIn | None = None
@@ -95,6 +106,9 @@ class TeamUpdate(_Patch):
     rpm: PerMinute | None = None
     tpm: PerMinute | None = None
     routing: TeamRouting | None = None
+    capture_prompts: bool | None = None
+    capture_retention_days: RetentionDays | None = None
+    shadow_budget_usd: MoneyIn | None = None
 
 
 class TeamOut(BaseModel):
@@ -109,6 +123,9 @@ class TeamOut(BaseModel):
     routing: dict[str, Any] | None = Field(
         description="The team's routing overrides as stored (written as TeamRouting)"
     )
+    capture_prompts: bool = False
+    capture_retention_days: int | None = None
+    shadow_budget_usd: MoneyOut | None = None
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None = None

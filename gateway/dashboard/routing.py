@@ -15,6 +15,7 @@ import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import yaml
@@ -34,6 +35,7 @@ from gateway.live.service import (
     ConfigService,
     StaleVersion,
 )
+from gateway.quality.report import quality_rows
 
 PAGE = f"{PREFIX}/routing"
 AUTHOR = "master (dashboard)"
@@ -41,6 +43,8 @@ AUTHOR = "master (dashboard)"
 MAX_FORM_BYTES = 1024 * 1024
 # The versions the page lists to roll back to.
 VERSIONS_SHOWN = 15
+# The quality panel's window.
+QUALITY_DAYS = 30
 
 router = APIRouter(prefix=PAGE, include_in_schema=False)
 
@@ -182,6 +186,7 @@ async def show(request: Request, viewer: Viewer, outcome: Outcome | None = None)
     async with _database():
         current = await service.current()
         versions = await service.history(VERSIONS_SHOWN) if service.mode != "pinned" else []
+        quality = await _quality(request)
     applied = request.query_params.get("applied", "")
     return render(
         "routing.html",
@@ -196,7 +201,17 @@ async def show(request: Request, viewer: Viewer, outcome: Outcome | None = None)
         document_text=_yaml(current.document),
         applied=int(applied) if applied.isdigit() else None,
         outcome=outcome,
+        quality=quality,
+        quality_days=QUALITY_DAYS,
     )
+
+
+async def _quality(request: Request) -> list[dict[str, Any]]:
+    """The quality estimate (gateway.quality.report) of the last QUALITY_DAYS, for its panel."""
+    end = datetime.now(UTC)
+    async with request.app.state.sessions() as session:
+        rows = await quality_rows(session, start=end - timedelta(days=QUALITY_DAYS), end=end)
+    return [r.to_json() for r in rows if sum(r.judged.values()) or r.feedback_count]
 
 
 async def _form(request: Request, viewer: Viewer) -> dict[str, str]:

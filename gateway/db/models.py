@@ -20,27 +20,18 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     PrimaryKeyConstraint,
     String,
     Text,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
+from gateway.db.base import Base
 from gateway.db.types import JSONType, Money, NullableJSON, UTCDateTime, utcnow
 
 BUDGET_PERIODS = ("daily", "weekly", "monthly", "total")
 _PERIOD_CHECK = "budget_period IS NULL OR budget_period IN ('daily', 'weekly', 'monthly', 'total')"
-
-# Named constraints so later migrations can drop or alter them by name on both dialects.
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
 
 # CURRENT_TIMESTAMP is UTC and valid on both dialects (now() is not a SQLite function).
 _NOW = text("CURRENT_TIMESTAMP")
@@ -50,10 +41,6 @@ _BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 def new_id() -> str:
     return uuid.uuid4().hex
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class Team(Base):
@@ -79,6 +66,11 @@ class Team(Base):
     rpm: Mapped[int | None] = mapped_column(Integer)
     tpm: Mapped[int | None] = mapped_column(Integer)
     routing: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Measuring routing (gateway.quality): opt-in prompt capture, kept this many days; the monthly
+    # cap on shadow and judge calls (None: no shadowing for this team).
+    capture_prompts: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    capture_retention_days: Mapped[int | None] = mapped_column(Integer)
+    shadow_budget_usd: Mapped[Decimal | None] = mapped_column(Money())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, server_default=_NOW)
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, onupdate=utcnow, server_default=_NOW
@@ -153,6 +145,8 @@ class RequestLog(Base):
     # What the same usage would have cost on the route's strongest candidate (its price in the config
     # the request ran on); a direct request's own cost. None when that price (or the cost) is unknown.
     baseline_cost_usd: Mapped[Decimal | None] = mapped_column(Money())
+    # "request" (a client's), "shadow" or "judge" (gateway.quality.shadow: billed to the team too).
+    kind: Mapped[str] = mapped_column(String(16), default="request", server_default="request")
 
 
 class DailySpend(Base):
@@ -362,3 +356,8 @@ class ConfigVersion(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, server_default=_NOW)
     # SHA-256 of the document's canonical JSON: an unchanged document is not a new version.
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# The measurement tables (feedback, verdicts, captured prompts) live in their own module; imported
+# here so that Base, as this module gives it, names every table (migrations and their checks read it).
+from gateway.db.labels import CapturedPrompt, Feedback, ShadowVerdict  # noqa: E402, F401

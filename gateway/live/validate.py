@@ -199,7 +199,14 @@ def _references(values: Mapping[str, Any]) -> list[tuple[str, str]]:
         for name, r in (routes.items() if isinstance(routes, dict) else [])
         if isinstance(r, dict) and isinstance(r.get("candidates"), list)
     }
-    return reference_errors(names, candidates)
+    judges = {
+        name: r["shadow"]["judge"]
+        for name, r in (routes.items() if isinstance(routes, dict) else [])
+        if isinstance(r, dict)
+        and isinstance(r.get("shadow"), dict)
+        and isinstance(r["shadow"].get("judge"), str)
+    }
+    return reference_errors(names, candidates, judges)
 
 
 def _unique(errors: list[ConfigIssue]) -> list[ConfigIssue]:

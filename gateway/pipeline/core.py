@@ -12,8 +12,9 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -33,14 +34,20 @@ from gateway.pipeline.gate import Gate
 from gateway.pipeline.outcome import Outcome
 from gateway.pipeline.race import ClientGone, race_disconnect
 from gateway.planner import direct
+from gateway.quality.capture import capture_of
 from gateway.streaming import close_quietly
 from gateway.usage import max_output_of
 from providers.base import Provider, UpstreamError, Usage
 from providers.deployment import Deployment
 from routing.capabilities import needs_of
 
+if TYPE_CHECKING:
+    from gateway.quality.shadow import Shadower
+
 log = logging.getLogger("switchyard")
 T = TypeVar("T")
+# The doors whose routed answers can be shadowed: a chat the strongest candidate can be asked again.
+SHADOWED = ("chat", "messages")
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -76,6 +83,8 @@ class Pipeline:
         self.metrics = metrics
         # Upstream streams being closed after their client left.
         self.background = Background()
+        # Set at startup: shadow judging of routed requests (None: nothing is shadowed).
+        self.shadow: Shadower | None = None
 
     async def handle(self, request: Request, door: Door, principal: Principal) -> Response:
         outcome = Outcome(new_request_id(), "", door.endpoint, principal, snapshot=self.live.enter())
@@ -226,8 +235,16 @@ class Pipeline:
         self.settle(outcome, usage)
         if outcome.gate is not None:
             outcome.gate.confirm()
+        if outcome.principal.capture_prompts:
+            outcome.capture = capture_of(outcome.principal, door.endpoint, parsed.routing, done.payload)
         self.finish(outcome)
-        return Response(done.payload, media_type="application/json", headers=outcome.headers())
+        # Shadow sampling runs once the client has the whole answer (gateway.quality.shadow).
+        after = None
+        if self.shadow is not None and door.endpoint in SHADOWED and self.shadow.wanted(outcome):
+            after = BackgroundTask(self.shadow.offer, outcome, parsed.routing, done.payload)
+        return Response(
+            done.payload, media_type="application/json", headers=outcome.headers(), background=after
+        )
 
     async def _stream(
         self, request: Request, door: Door, parsed: Parsed, names: list[str], outcome: Outcome

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from gateway.accounting.record import Capture
 from gateway.auth import ANONYMOUS, Principal
 from gateway.limits.model import Admission
 from gateway.live import CONFIG_VERSION_HEADER
@@ -65,6 +66,8 @@ class Outcome:
     # upstream left out. `token_counts` holds the texts the router already tokenised.
     prompt_count: int | None = None
     token_counts: Mapping[str, int] | None = None
+    # The prompt and answer, when the team captures them (gateway.quality.capture).
+    capture: Capture | None = None
 
     def count_prompt(self, body: dict[str, Any], count: Callable[[str], int] = count_tokens) -> int:
         if self.prompt_count is None:

@@ -8,13 +8,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.async_api import Browser
 
+from gateway.accounting.record import RequestRecord
 from gateway.app import create_app
+from gateway.db.engine import make_engine, session_factory
+from gateway.db.labels import ShadowVerdict
 from gateway.db.migrate import upgrade
 from gateway.settings import Settings
 from tests.fakes.server import ServerThread
@@ -26,8 +30,8 @@ ADMIN = {"authorization": f"Bearer {MASTER}"}
 
 
 class Live:
-    def __init__(self, url: str, seeded: Seeded) -> None:
-        self.url, self.seeded = url, seeded
+    def __init__(self, url: str, seeded: Seeded, db_url: str) -> None:
+        self.url, self.seeded, self.db_url = url, seeded, db_url
 
     def config(self) -> httpx.Response:
         return httpx.get(self.url + "/admin/config", headers=ADMIN)
@@ -55,7 +59,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         gemini_api_key=None,
     )
     with ServerThread(create_app(settings, env={})) as srv:
-        gw = Live(srv.url, seeded)
+        gw = Live(srv.url, seeded, url)
         assert gw.put(CONFIG, 1).status_code == 200  # version 2: the seeded records' config
         yield gw
 
@@ -151,3 +155,49 @@ def test_forms_need_an_admin_session_and_its_csrf_token(live: Live) -> None:
     with signed_in(live, live.seeded.secrets["a2"]) as member:  # type: ignore[arg-type]
         assert member.get("/dashboard/routing").status_code == 403
         assert member.post("/dashboard/routing/validate", data={**form, "csrf": "x"}).status_code == 403
+
+
+async def _judge(db_url: str, record: RequestRecord, outcomes: list[str]) -> None:
+    engine = make_engine(db_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            for outcome in outcomes:
+                session.add(
+                    ShadowVerdict(
+                        request_id=record.request_id,
+                        ts=datetime.now(UTC),
+                        team_id=record.team_id,
+                        route="auto",
+                        deployment=record.deployment,
+                        tier=record.tier,
+                        strong_deployment="large-b",
+                        judge="large-b",
+                        outcome=outcome,
+                        votes=["A", "B"],
+                        cost_usd=Decimal("0.001"),
+                    )
+                )
+    finally:
+        await engine.dispose()
+
+
+@needs_chromium
+async def test_the_quality_panel_shows_the_judged_rates(browser: Browser, live: Live, shots: Path) -> None:
+    tab = await Tab.open(browser, live.url)
+    await tab.sign_in(MASTER)
+    assert await tab.goto("/dashboard/routing") == 200
+    assert await tab.page.get_by_test_id("quality-empty").count() == 1
+
+    routed = next(r for r in live.seeded.records if r.route == "auto" and r.status == 200)
+    await _judge(live.db_url, routed, ["win", "win", "tie", "loss"])
+    assert await tab.goto("/dashboard/routing") == 200
+    row = tab.page.get_by_test_id("quality-row")
+    assert await row.count() == 1
+    assert await row.get_by_test_id("quality-judged").inner_text() == "4"
+    assert await row.get_by_test_id("quality-win").inner_text() == "50.0%"
+    assert await row.get_by_test_id("quality-loss").inner_text() == "25.0%"
+    # 3 of 4 as good or better, with its Wilson interval.
+    assert await row.get_by_test_id("quality-not-worse").inner_text() == "75.0% (30.1%-95.4%)"
+    await tab.shot(shots, "routing-quality")
+    assert tab.errors == [] and tab.elsewhere == []
+    await tab.context.close()

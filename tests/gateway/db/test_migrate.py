@@ -47,6 +47,9 @@ TABLES = {
     "daily_team_totals",
     "audit_log",
     "config_versions",
+    "feedback",
+    "shadow_verdicts",
+    "captured_prompts",
     "alembic_version",
 }
 
