@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.labels import Feedback, ShadowVerdict
@@ -67,7 +67,8 @@ async def quality_rows(
     team_id: str | None = None,
     route: str | None = None,
 ) -> list[QualityRow]:
-    """The estimate over [start, end), by route, team and tier; optionally one team's or route's."""
+    """The estimate over [start, end), by route, team and tier that have verdicts or feedback;
+    optionally one team's or route's."""
     rows: dict[Key, QualityRow] = {}
 
     def row(key: Sequence[Any]) -> QualityRow:
@@ -81,17 +82,6 @@ async def quality_rows(
     if route is not None:
         where.append(log.route == route)
     group = (log.route, log.team_id, log.tier)
-    priced = and_(log.cost_usd.is_not(None), log.baseline_cost_usd.is_not(None))
-    spend = select(
-        *group,
-        func.count(),
-        func.sum(log.cost_usd).filter(priced),
-        func.sum(log.baseline_cost_usd).filter(priced),
-    )
-    for *key, n, cost, baseline in (await session.execute(spend.where(*where).group_by(*group))).all():
-        r = row(key)
-        r.requests, r.cost_usd, r.baseline_cost_usd = n, cost or Decimal(0), baseline or Decimal(0)
-
     v = ShadowVerdict
     vwhere = [v.ts >= start, v.ts < end]
     if team_id is not None:
@@ -115,4 +105,24 @@ async def quality_rows(
     for *key, n, total in (await session.execute(ratings)).all():
         r = row(key)
         r.feedback_count, r.feedback_score_sum = n, float(total or 0)
+    if not rows:
+        return []
+    # Only the routes and teams that have labels get a row; their spend is read through the log's
+    # (team_id, ts) index rather than by scanning every routed request of the window.
+    teams = {k[1] for k in rows}
+    where.append(log.route.in_({k[0] for k in rows}))
+    of_teams = log.team_id.in_([t for t in teams if t is not None])
+    where.append(or_(of_teams, log.team_id.is_(None)) if None in teams else of_teams)
+    priced = and_(log.cost_usd.is_not(None), log.baseline_cost_usd.is_not(None))
+    spend = select(
+        *group,
+        func.count(),
+        func.sum(log.cost_usd).filter(priced),
+        func.sum(log.baseline_cost_usd).filter(priced),
+    )
+    for *key, n, cost, baseline in (await session.execute(spend.where(*where).group_by(*group))).all():
+        if (key[0], key[1], key[2]) not in rows:
+            continue
+        r = row(key)
+        r.requests, r.cost_usd, r.baseline_cost_usd = n, cost or Decimal(0), baseline or Decimal(0)
     return sorted(rows.values(), key=lambda r: (r.route, r.team_id or "", r.tier or ""))
