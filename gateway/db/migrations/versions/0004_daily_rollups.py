@@ -82,7 +82,12 @@ def upgrade() -> None:
             *_columns(key, histograms),
             sa.PrimaryKeyConstraint("day", *key, name=op.f(f"pk_{table}")),
         )
-    op.create_index("ix_daily_key_totals_team_id_day", "daily_key_totals", ["team_id", "day"])
+    op.create_index(
+        "ix_daily_key_totals_team_id_day",
+        "daily_key_totals",
+        ["team_id", "day"],
+        postgresql_include=["key_id", "cost_usd"],
+    )
     op.create_index("ix_daily_key_totals_key_id_day", "daily_key_totals", ["key_id", "day"])
     op.create_index("ix_daily_team_spend_team_id_day", "daily_team_spend", ["team_id", "day"])
     if op.get_bind().dialect.name == "postgresql":
