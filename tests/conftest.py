@@ -27,3 +27,15 @@ def suite_redis_url() -> Iterator[str]:
         pytest.fail(str(exc), pytrace=False)
     yield TEST_REDIS_URL
     release_redis(TEST_REDIS_URL, run_id)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A private 3-master Redis Cluster (tests/redis_cluster.py) for the session: one node's URL."""
+    from tests.redis_cluster import RedisCluster
+
+    cluster = RedisCluster()
+    try:
+        yield cluster.start().url
+    finally:
+        cluster.stop()
