@@ -186,17 +186,20 @@ cmd_start() {
 
 cmd_rollout() {
   alive "$NGINX_DIR/nginx.pid" || { say "not running (start it first)"; exit 1; }
-  local i t0
+  local i t0 t1 t2
   for i in "${!PORTS[@]}"; do
     t0=$SECONDS
     write_nginx_conf "$i"
     reload_nginx
+    t1=$SECONDS
     stop_replica "$i"
+    t2=$SECONDS
     start_replica "$i"
     wait_ready "$i"
     write_nginx_conf
     reload_nginx
-    say "replica $i (port ${PORTS[$i]}) restarted in $((SECONDS - t0))s"
+    say "replica $i (port ${PORTS[$i]}) restarted in $((SECONDS - t0))s" \
+      "(out of nginx $((t1 - t0))s, drained $((t2 - t1))s, started and ready $((SECONDS - t2))s)"
   done
 }
 

@@ -11,12 +11,21 @@ import signal
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 
 from tests.integration.gateway_proc import free_port
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where a test's Redis is: the `redis_target` fixture gives the suite's Redis, then the cluster."""
+
+    url: str
+    cluster: bool  # the URL names a Redis Cluster node (SWITCHYARD_REDIS_CLUSTER)
 
 
 class RedisCluster:

@@ -48,7 +48,11 @@ CONCURRENCY = 6
 RPM = 30
 PRICE = 1000.0  # $ per million tokens, either way: every call costs a few cents of a thousandth
 
-pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="no nginx (apt-get install -y nginx)")
+# Three gateways started, then restarted one by one: about a minute on two idle cores.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("nginx") is None, reason="no nginx (apt-get install -y nginx)"),
+]
 
 
 class Delayed:
