@@ -17,8 +17,10 @@ import asyncio
 from collections.abc import Callable
 
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # Connections per node. redis-py's cluster pool refuses a call past its size instead of queueing it,
@@ -28,7 +30,12 @@ MAX_CONNECTIONS = 512
 
 class ClusterConnection:
     """`timeout_s` bounds each call as a whole, redirections and slot-map refreshes included, so a
-    cluster that cannot answer costs a request that long and the failover wrapper decides."""
+    cluster that cannot answer costs a request that long and the failover wrapper decides.
+
+    No retries after a timeout or a dropped connection: the script may have run, and running it again
+    would admit a request twice or charge its cost twice (the single-node connection never resends
+    either). MOVED and ASK are still followed: a redirected command has not run. After a failover the
+    first call fails (the fail mode answers it) and the slot map is read again for the next."""
 
     def __init__(self, url: str, timeout_s: float = 0.1) -> None:
         self.timeout_s = timeout_s
@@ -37,6 +44,7 @@ class ClusterConnection:
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             max_connections=MAX_CONNECTIONS,
+            retry=Retry(NoBackoff(), 0),
         )
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self._tasks: set[asyncio.Future[object]] = set()
@@ -47,8 +55,6 @@ class ClusterConnection:
                 return await self._client.execute_command(*args)
         except TimeoutError as exc:
             raise RedisTimeoutError(f"Redis Cluster did not answer within {self.timeout_s:g}s") from exc
-        except RedisError:
-            raise
         except RedisClusterException as exc:
             # Not a RedisError: no node reachable, or the slot map could not be read. An outage.
             raise RedisConnectionError(f"Redis Cluster unavailable ({exc})") from exc

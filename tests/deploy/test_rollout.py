@@ -1,7 +1,7 @@
 """The rollout rehearsal: deploy/local-cluster.sh puts nginx in front of three `switchyard serve`
-replicas on one PostgreSQL and one Redis, and restarts them one at a time while a bounded load runs
-through nginx: the openai and anthropic SDKs, streamed and not, against a fake upstream that takes
-a moment to answer (so each drain has calls in flight).
+replicas on one PostgreSQL and one Redis (then a Redis Cluster), and restarts them one at a time
+while a bounded load runs through nginx: the openai and anthropic SDKs, streamed and not, against a
+fake upstream that takes a moment to answer (so each drain has calls in flight).
 
 What must hold, as a Kubernetes rolling update would need it:
   failures   no client call fails (no transport error, no 5xx; the SDKs retry nothing: max_retries=0)
@@ -40,6 +40,7 @@ from tests.fakes import openai_upstream
 from tests.fakes.server import ServerThread
 from tests.integration.gateway_proc import MASTER_KEY, REPO_ROOT, free_port
 from tests.integration.harness import deployment, log_rows, new_key, pg_url_for, write_config
+from tests.redis_cluster import RedisTarget
 from tests.stores import create_pg_database, drop_pg_database
 
 SCRIPT = REPO_ROOT / "deploy" / "local-cluster.sh"
@@ -71,7 +72,7 @@ class Delayed:
 class Rehearsal:
     url: str
     pg_url: str
-    redis_url: str
+    redis: RedisTarget
     env: dict[str, str]
 
     def run(self, command: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
@@ -96,11 +97,16 @@ async def pg_url() -> AsyncIterator[str]:
         await drop_pg_database(name)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["single", "cluster"])
 def rehearsal(
-    pg_url: str, suite_redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, pg_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Rehearsal]:
-    workdir: Path = tmp_path_factory.mktemp("rollout")
+    """The replicas on the suite's Redis, then on the session's Redis Cluster."""
+    if request.param == "single":
+        target = RedisTarget(request.getfixturevalue("suite_redis_url"), False)
+    else:
+        target = RedisTarget(request.getfixturevalue("redis_cluster_url"), True)
+    workdir: Path = tmp_path_factory.mktemp(f"rollout-{request.param}")
     with ServerThread(Delayed(openai_upstream.create_app())) as upstream:
         models = [deployment("rehearsal", upstream.url, PRICE, PRICE)]
         config = write_config(workdir / "switchyard.yaml", models)
@@ -115,7 +121,8 @@ def rehearsal(
             "SY_LC_SERVE": f"{sys.executable} -m gateway.cli",
             "SWITCHYARD_CONFIG": str(config),
             "SWITCHYARD_DATABASE_URL": pg_url,
-            "SWITCHYARD_REDIS_URL": suite_redis_url,
+            "SWITCHYARD_REDIS_URL": target.url,
+            "SWITCHYARD_REDIS_CLUSTER": str(target.cluster).lower(),
             "SWITCHYARD_MASTER_KEY": MASTER_KEY,
             "SWITCHYARD_LOCAL_MODEL": "false",
             "SWITCHYARD_SPEND_FLUSH_INTERVAL_S": "0.2",
@@ -123,7 +130,7 @@ def rehearsal(
             # which would admit past the shared RPM limit. This test is about the rollout.
             "SWITCHYARD_REDIS_TIMEOUT_S": "2.0",
         }
-        r = Rehearsal(f"http://127.0.0.1:{nginx_port}", pg_url, suite_redis_url, env)
+        r = Rehearsal(f"http://127.0.0.1:{nginx_port}", pg_url, target, env)
         try:
             started = r.run("start")
             assert started.returncode == 0, started.stderr + _logs(workdir)
@@ -232,10 +239,15 @@ async def _rpm_calls(url: str, key: str, tally: Tally, spread_s: float) -> None:
         await asyncio.gather(*calls)
 
 
-def _redis_spent(url: str, key_id: str) -> Decimal:
-    client = redis.Redis.from_url(url)
+def _redis_spent(target: RedisTarget, key_id: str) -> Decimal:
+    """The key's budget total as the limiter keeps it (under a hash tag on a cluster)."""
+    if target.cluster:
+        client: redis.Redis | redis.RedisCluster = redis.RedisCluster.from_url(target.url)
+        key = f"{{sy}}:b:key:{key_id}:total"
+    else:
+        client, key = redis.Redis.from_url(target.url), f"sy:b:key:{key_id}:total"
     try:
-        raw = client.hget(f"sy:b:key:{key_id}:total", "spent")
+        raw = client.hget(key, "spent")
     finally:
         client.close()
     return Decimal(int(raw or 0)) / 10**9
@@ -274,9 +286,10 @@ async def test_rolling_restart_loses_nothing(rehearsal: Rehearsal) -> None:
     unit = {sdk: costs for sdk, costs in load.unit_cost.items()}
     expected_spend = sum((next(iter(unit[sdk])) for sdk, _, _ in load.answered.values()), Decimal(0))
     recorded_spend = sum((r.cost_usd or Decimal(0) for r in load_rows), Decimal(0))
-    redis_spend = _redis_spent(rehearsal.redis_url, load_key.key_id)
+    redis_spend = _redis_spent(rehearsal.redis, load_key.key_id)
     print(
-        f"\nrollout rehearsal: {elapsed:.1f}s, {rollout.stderr.strip()}\n"
+        f"\nrollout rehearsal ({'Redis Cluster' if rehearsal.redis.cluster else 'one Redis'}): "
+        f"{elapsed:.1f}s\n{rollout.stderr.strip()}\n"
         f"  load: {sent} calls ({dict(kinds)}), {len(load.failures) + len(limited.failures)} failed\n"
         f"  records: {len(load_rows)} rows for {len(load.answered)} answered load calls, "
         f"{len(rpm_rows)} rows for {len(limited.answered)} answered RPM-key calls\n"
