@@ -135,13 +135,14 @@ def create_app(
         limiter = await create_limiter(
             settings.redis_url,
             settings.limits_fail_mode,
+            cluster=settings.redis_cluster,
             timeout_s=settings.redis_timeout_s,
             # Budgets Redis lost (or the per-process limiter first sees) count from the database.
             reseed=durable_spend_reader(sessions, writer),
             reconcile_interval_s=settings.limits_reconcile_interval_s,
         )
         await writer.start()
-        await key_cache.start(settings.redis_url)
+        await key_cache.start(settings.redis_url, cluster=settings.redis_cluster)
         await readiness.start(schema_checked)
         if config_service.mode != "pinned":
             # Before the service starts, so a version it records at start (a changed file) is announced.

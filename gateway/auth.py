@@ -32,6 +32,7 @@ from gateway.auth_guard import FailedAuthLimiter
 from gateway.auth_store import Principal, load_principal, now_utc
 from gateway.errors import GatewayError
 from gateway.pubsub import listen
+from gateway.redis_client import connect
 from gateway.settings import Settings
 
 log = logging.getLogger("switchyard.auth")
@@ -232,13 +233,12 @@ class KeyCache:
                 self._degraded_ttl,
             )
 
-    async def start(self, redis_url: str | None) -> None:
+    async def start(self, redis_url: str | None, *, cluster: bool = False) -> None:
+        """`cluster`: the URL names a Redis Cluster node (gateway/redis_client.py)."""
         if redis_url is None:
             return
-        import redis.asyncio as redis
-
         self._hearing = False
-        self._redis = redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._redis = connect(redis_url, cluster=cluster, timeout_s=1.0)
         self._listener = asyncio.create_task(
             listen(
                 self._redis,

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.engine import make_engine
 from gateway.db.migrate import SchemaNotCurrentError, require_current
+from gateway.redis_client import connect
 from gateway.settings import Settings
 
 log = logging.getLogger("switchyard.health")
@@ -120,9 +121,7 @@ class Readiness:
             self._settings.database_url, pool_size=1, connect_timeout=t, command_timeout=t
         )
         if self._settings.redis_url is not None:
-            import redis.asyncio as redis
-
-            self._redis = redis.from_url(self._settings.redis_url, socket_timeout=t, socket_connect_timeout=t)
+            self._redis = connect(self._settings.redis_url, cluster=self._settings.redis_cluster, timeout_s=t)
         await self._round()
         self._task = asyncio.create_task(self._loop(), name="readiness-probe")
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.db.engine import normalize_url
@@ -47,6 +48,10 @@ class Settings(BaseSettings):
     # postgresql:// and postgres:// get the asyncpg driver, sqlite:// aiosqlite (gateway/db/engine.py).
     database_url: str = "sqlite+aiosqlite:///./switchyard.db"
     redis_url: str | None = None
+    # The Redis URL names one node of a Redis Cluster (any node; the rest are discovered): limits,
+    # budgets, key invalidations and config announcements then go through redis-py's cluster client.
+    # Ignored without a Redis URL.
+    redis_cluster: bool = False
     master_key: SecretStr | None = None
     # Encrypts the secrets (API keys, credential headers) an admin writes into the routing config
     # through the admin API, so the database holds them only encrypted (gateway/live/secrets.py). A
@@ -148,6 +153,20 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url(cls, url: str) -> str:
         return normalize_url(url)
+
+    @field_validator("redis_cluster")
+    @classmethod
+    def _cluster(cls, cluster: bool, info: ValidationInfo) -> bool:
+        url = info.data.get("redis_url")
+        # Without a URL here it may still come from the config file, which is checked on its own.
+        if not cluster or not url:
+            return cluster
+        u = urlparse(url)
+        if u.scheme not in ("redis", "rediss"):
+            raise ValueError("a Redis Cluster node is reached by redis:// or rediss://")
+        if u.path.strip("/") not in ("", "0") or "db=" in u.query:
+            raise ValueError("a Redis Cluster has only database 0: leave the database out of the URL")
+        return cluster
 
     @field_validator("config_channel")
     @classmethod

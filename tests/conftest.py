@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.offline import prepare_offline_env
+from tests.redis_cluster import RedisCluster, RedisTarget
 from tests.stores import TEST_REDIS_URL, ForeignRedisData, claim_redis, release_redis
 
 prepare_offline_env()
@@ -27,3 +28,21 @@ def suite_redis_url() -> Iterator[str]:
         pytest.fail(str(exc), pytrace=False)
     yield TEST_REDIS_URL
     release_redis(TEST_REDIS_URL, run_id)
+
+
+@pytest.fixture(params=["single", "cluster"])
+def redis_target(request: pytest.FixtureRequest) -> RedisTarget:
+    """The suite's Redis, then the session's Redis Cluster: for tests whose body runs on both."""
+    if request.param == "single":
+        return RedisTarget(request.getfixturevalue("suite_redis_url"), False)
+    return RedisTarget(request.getfixturevalue("redis_cluster_url"), True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A private 3-master Redis Cluster (tests/redis_cluster.py) for the session: one node's URL."""
+    cluster = RedisCluster()
+    try:
+        yield cluster.start().url
+    finally:
+        cluster.stop()

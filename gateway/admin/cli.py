@@ -31,6 +31,7 @@ from gateway.config import entry_settings
 from gateway.db.engine import make_engine, session_factory
 from gateway.db.migrate import SchemaNotCurrentError, ensure_schema, head_revision, upgrade
 from gateway.errors import GatewayError
+from gateway.redis_client import connect
 from gateway.settings import Settings
 
 ACTOR = "cli"
@@ -200,7 +201,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     async def op(session: AsyncSession) -> KeyOut:
         row = await service.revoke_key(session, args.id, actor=ACTOR)
         if settings.redis_url is not None:
-            await _publish_invalidation(settings.redis_url, row.id)
+            await _publish_invalidation(settings.redis_url, settings.redis_cluster, row.id)
         return KeyOut.model_validate(row)
 
     row = _run(op, settings.database_url)
@@ -285,15 +286,13 @@ async def _all(
             return out
 
 
-async def _publish_invalidation(redis_url: str, key_id: str) -> None:
+async def _publish_invalidation(redis_url: str, cluster: bool, key_id: str) -> None:
     """Tell running servers to drop their cached copy of the key (KeyCache.invalidate's message).
 
     Only the publish half of a KeyCache: starting a whole one would also start its subscriber, and
     cancelling that mid-read has been seen to hang (redis-py 8.1) a command that should just exit.
     """
-    import redis.asyncio as redis
-
-    client = redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    client = connect(redis_url, cluster=cluster, timeout_s=2.0)
     try:
         await client.publish(CHANNEL, f"key:{key_id}")
     except Exception as exc:  # the revoke itself is committed; servers fall back to their TTL

@@ -17,6 +17,7 @@ async def create_limiter(
     mode: FailMode | str = "open",
     *,
     prefix: str = "sy:",
+    cluster: bool = False,
     timeout_s: float = 0.1,
     window_s: float = 60.0,
     reservation_ttl_s: float = 600.0,
@@ -29,7 +30,8 @@ async def create_limiter(
     not stop the gateway: the wrapper handles it as any outage and the scripts load on first use.
 
     `reseed` reads a budget's durable spend (see model.Reseed) whenever a limiter has no total for it,
-    and the Redis limiter raises its totals to it every `reconcile_interval_s`."""
+    and the Redis limiter raises its totals to it every `reconcile_interval_s`. `cluster`: the URL names
+    a Redis Cluster node (see RedisLimiter.from_url)."""
     if mode not in ("open", "closed"):
         raise ValueError(f"fail mode must be 'open' or 'closed', not {mode!r}")
     memory = MemoryLimiter(window_s=window_s, reservation_ttl_s=reservation_ttl_s, reseed=reseed)
@@ -38,6 +40,7 @@ async def create_limiter(
     primary = RedisLimiter.from_url(
         redis_url,
         timeout_s=timeout_s,
+        cluster=cluster,
         prefix=prefix,
         window_s=window_s,
         reservation_ttl_s=reservation_ttl_s,

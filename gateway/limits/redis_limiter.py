@@ -15,6 +15,7 @@ from decimal import Decimal
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from gateway.limits.background import Background
+from gateway.limits.cluster import ClusterConnection
 from gateway.limits.model import (
     MAX_REQUEST_TOKENS,
     Admission,
@@ -58,7 +59,7 @@ class RedisLimiter:
 
     def __init__(
         self,
-        client: RespConnection,
+        client: RespConnection | ClusterConnection,
         *,
         prefix: str = "sy:",
         window_s: float = 60.0,
@@ -91,10 +92,18 @@ class RedisLimiter:
         )
 
     @classmethod
-    def from_url(cls, url: str, *, timeout_s: float = 0.1, **kwargs: object) -> RedisLimiter:
+    def from_url(
+        cls, url: str, *, timeout_s: float = 0.1, cluster: bool = False, prefix: str = "sy:", **kwargs: object
+    ) -> RedisLimiter:
         """A Redis that is slow or gone must cost a request `timeout_s`, not seconds: the failover
-        wrapper answers it better than a retry would."""
-        return cls(RespConnection(url, timeout_s), **kwargs)  # type: ignore[arg-type]
+        wrapper answers it better than a retry would.
+
+        `cluster`: the URL names a Redis Cluster node. The prefix then becomes a hash tag (`sy:` ->
+        `{sy}:`), so every key a script touches maps to one slot and the script stays atomic."""
+        if cluster:
+            tagged = "{" + prefix.rstrip(":") + "}:"
+            return cls(ClusterConnection(url, timeout_s), prefix=tagged, **kwargs)  # type: ignore[arg-type]
+        return cls(RespConnection(url, timeout_s), prefix=prefix, **kwargs)  # type: ignore[arg-type]
 
     async def load_scripts(self) -> None:
         """Preload both scripts at startup so the request path only ever sends EVALSHA."""

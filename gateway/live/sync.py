@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.pubsub import listen
+from gateway.redis_client import connect
 from gateway.settings import Settings
 
 log = logging.getLogger("switchyard.config")
@@ -61,6 +62,7 @@ class ConfigSync:
         live_version: Callable[[], int],
         refresh: Callable[[], Awaitable[bool]],
         redis_url: str | None = None,
+        redis_cluster: bool = False,
         channel: str = DEFAULT_CHANNEL,
         poll_interval_s: float = 2.0,
         redis_timeout_s: float = 1.0,
@@ -72,6 +74,7 @@ class ConfigSync:
         self._live_version = live_version
         self._refresh = refresh
         self._redis_url = redis_url
+        self._redis_cluster = redis_cluster
         self.channel = channel
         self.poll_interval_s = poll_interval_s
         self._redis_timeout_s = redis_timeout_s
@@ -107,6 +110,7 @@ class ConfigSync:
             live_version=live_version,
             refresh=refresh,
             redis_url=settings.redis_url,
+            redis_cluster=settings.redis_cluster,
             channel=settings.config_channel,
             poll_interval_s=settings.config_poll_interval_s,
         )
@@ -116,10 +120,7 @@ class ConfigSync:
         self._tasks.append(asyncio.create_task(self._poller(), name="config-poll"))
         if self._redis_url is None:
             return
-        import redis.asyncio as redis
-
-        t = self._redis_timeout_s
-        self._redis = redis.from_url(self._redis_url, socket_timeout=t, socket_connect_timeout=t)
+        self._redis = connect(self._redis_url, cluster=self._redis_cluster, timeout_s=self._redis_timeout_s)
         listener = listen(
             self._redis,
             self.channel,

@@ -83,3 +83,23 @@ def test_file_values_do_not_read_a_dotenv_the_caller_ruled_out(
     assert (merged.port, merged.retries) == (4000, 7)
     assert merged.database_url == "sqlite+aiosqlite:///./file.db"
     assert merged.model_fields_set == {"retries", "database_url"}
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("unix:///run/redis.sock", "redis:// or rediss://"),
+        ("redis://127.0.0.1:7000/3", "only database 0"),
+        ("redis://127.0.0.1:7000?db=2", "only database 0"),
+    ],
+)
+def test_a_cluster_url_that_cannot_name_a_cluster_node_is_refused(url: str, why: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings(_env_file=None, redis_url=url, redis_cluster=True)  # type: ignore[call-arg]
+    assert "SWITCHYARD_REDIS_CLUSTER" in str(err.value) and why in str(err.value)
+    assert url not in str(err.value)  # the URL may carry a password
+
+
+def test_cluster_mode_takes_a_node_url() -> None:
+    s = Settings(_env_file=None, redis_url="rediss://:pw@10.0.0.5:7000", redis_cluster="true")  # type: ignore[call-arg]
+    assert s.redis_cluster and s.redis_url == "rediss://:pw@10.0.0.5:7000"

@@ -21,6 +21,7 @@ from gateway.auth import KeyCache
 from gateway.db.engine import make_engine, session_factory
 from tests.integration.gateway_proc import TcpProxy
 from tests.integration.harness import ACTOR, Credentials, new_key
+from tests.redis_cluster import RedisTarget
 
 TTL_S = 60.0
 DEGRADED_TTL_S = 3.0  # KeyCache's default
@@ -71,12 +72,12 @@ async def revoke(replica: Replica, creds: Credentials) -> None:
 
 
 async def test_a_revoke_landing_during_a_load_is_not_cached(
-    pg_url: str, redis_url: str, replicas: Callable[[], Replica]
+    pg_url: str, redis_target: RedisTarget, replicas: Callable[[], Replica]
 ) -> None:
     creds = await new_key(pg_url)
     a, b = replicas(), replicas()
-    await a.cache.start(redis_url)
-    await b.cache.start(redis_url)
+    await a.cache.start(redis_target.url, cluster=redis_target.cluster)
+    await b.cache.start(redis_target.url, cluster=redis_target.cluster)
     await until(lambda: not a.cache.degraded and not b.cache.degraded)
 
     fired: list[bool] = []

@@ -89,11 +89,12 @@ def _models(verbose_url: str, claude_url: str) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.fixture(scope="module", params=["redis", "memory"])
+@pytest.fixture(scope="module", params=["redis", "cluster", "memory"])
 def gw(
     request: pytest.FixtureRequest, pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
     workdir: Path = tmp_path_factory.mktemp(f"budget-cap-{request.param}")
+    cluster = request.getfixturevalue("redis_cluster_url") if request.param == "cluster" else None
     with (
         ServerThread(verbose_upstream.create_app()) as verbose,
         ServerThread(anthropic_upstream.create_app()) as claude,
@@ -108,7 +109,8 @@ def gw(
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
             database_url=pg_url,
-            redis_url=redis_url if request.param == "redis" else None,
+            redis_url={"redis": redis_url, "cluster": cluster, "memory": None}[request.param],
+            redis_cluster=request.param == "cluster",
             redis_timeout_s=2.0,
             master_key=MASTER_KEY,
             spool_dir=workdir / "spool",

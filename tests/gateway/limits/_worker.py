@@ -1,6 +1,6 @@
 """One "gateway replica" for the two-process tests: its own event loop and Redis connection.
 
-Usage: python -m tests.gateway.limits._worker MODE REDIS_URL PREFIX N SEED
+Usage: python -m tests.gateway.limits._worker MODE REDIS_URL PREFIX N SEED [cluster]
 Prints `ready`, waits for a line on stdin, then one JSON line with what it was admitted and charged.
 """
 
@@ -48,7 +48,8 @@ async def budget(lim: RedisLimiter, n: int, rng: random.Random) -> dict[str, obj
 
 async def main() -> None:
     mode, url, prefix, n, seed = sys.argv[1:6]
-    lim = RedisLimiter.from_url(url, timeout_s=2.0, prefix=prefix)
+    cluster = sys.argv[6:] == ["cluster"]
+    lim = RedisLimiter.from_url(url, timeout_s=2.0, prefix=prefix, cluster=cluster)
     await lim.load_scripts()
     # Both processes start on the parent's word, so their requests really interleave.
     print("ready", flush=True)

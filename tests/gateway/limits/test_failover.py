@@ -41,10 +41,11 @@ async def test_no_url_is_in_process() -> None:
         await create_limiter(None, "sideways")
 
 
+@pytest.mark.parametrize("cluster", [False, True], ids=["single", "cluster"])
 async def test_fail_open_uses_local_limits_and_says_so_once(
-    dead_url: str, caplog: pytest.LogCaptureFixture
+    dead_url: str, cluster: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    lim = await create_limiter(dead_url, "open")
+    lim = await create_limiter(dead_url, "open", cluster=cluster)
     assert isinstance(lim, FailoverLimiter)
     caplog.clear()
     t0 = time.perf_counter()
@@ -66,8 +67,9 @@ async def test_fail_open_uses_local_limits_and_says_so_once(
     await lim.aclose()
 
 
-async def test_fail_closed_refuses_with_503(dead_url: str) -> None:
-    lim = await create_limiter(dead_url, "closed")
+@pytest.mark.parametrize("cluster", [False, True], ids=["single", "cluster"])
+async def test_fail_closed_refuses_with_503(dead_url: str, cluster: bool) -> None:
+    lim = await create_limiter(dead_url, "closed", cluster=cluster)
     t0 = time.perf_counter()
     adm = await lim.acquire(LIMITS, [], 0, ZERO, "r")
     assert time.perf_counter() - t0 < 0.5

@@ -14,6 +14,7 @@ import pytest
 
 from gateway.live.sync import ConfigSync
 from tests.integration.redis_proc import RedisProcess
+from tests.redis_cluster import RedisTarget
 
 
 class Replica:
@@ -36,12 +37,15 @@ class Replica:
         self.applied_at[newest] = time.monotonic()
         return True
 
-    def sync(self, redis_url: str | None, channel: str, poll_s: float = 30.0) -> ConfigSync:
+    def sync(
+        self, redis_url: str | None, channel: str, poll_s: float = 30.0, cluster: bool = False
+    ) -> ConfigSync:
         return ConfigSync(
             current_version=self.store.current_version,
             live_version=lambda: self.version,
             refresh=self.refresh,
             redis_url=redis_url,
+            redis_cluster=cluster,
             channel=channel,
             poll_interval_s=poll_s,
         )
@@ -83,11 +87,12 @@ def channel() -> str:
     return f"switchyard:test:config:{uuid.uuid4().hex[:8]}"
 
 
-async def test_an_announcement_reaches_the_other_replica_at_once(suite_redis_url: str) -> None:
+async def test_an_announcement_reaches_the_other_replica_at_once(redis_target: RedisTarget) -> None:
     store = Store()
     a, b = Replica(store), Replica(store)
     # A poll that never comes within the test: only the announcement can move b.
-    sa, sb = a.sync(suite_redis_url, ch := channel()), b.sync(suite_redis_url, ch)
+    url, cluster = redis_target.url, redis_target.cluster
+    sa, sb = a.sync(url, ch := channel(), cluster=cluster), b.sync(url, ch, cluster=cluster)
     async with running(sa, sb):
         await until(lambda: sa.listening and sb.listening)
         await until(lambda: a.refreshes >= 1 and b.refreshes >= 1)  # the look on subscribing
