@@ -282,6 +282,8 @@ def record_of(o: Outcome, principal: Principal) -> RequestRecord:
         prompt_tokens=usage.prompt_tokens if usage else 0,
         completion_tokens=usage.completion_tokens if usage else 0,
         cached_tokens=usage.cached_tokens if usage else 0,
+        cache_write_5m_tokens=usage.cache_write_5m_tokens if usage else 0,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens if usage else 0,
         cost_usd=cost,
         latency_ms=o.latency_s * 1000,
         ttft_ms=o.ttft_s * 1000 if o.ttft_s is not None else None,

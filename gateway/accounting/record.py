@@ -38,6 +38,10 @@ class RequestRecord:
     # request its own cost. None when unknown (no price for that candidate, or a record spilled by an
     # older version).
     baseline_cost_usd: Decimal | None = None
+    # Prompt-cache writes, by how long the entry lives (priced apart); cache reads are cached_tokens.
+    # All three are parts of prompt_tokens.
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types (for the spill file): Decimal as string, datetime as ISO 8601."""

@@ -79,6 +79,7 @@ _COUNTS = (
     "prompt_tokens",
     "completion_tokens",
     "cached_tokens",
+    "cache_write_tokens",
     "unpriced",
 )
 _SUMMED = (*_COUNTS, "cost_usd", "baseline_cost_usd")
@@ -244,7 +245,8 @@ async def totals(
 
     Rows: the group columns (day: date; hour: aware datetime in the zone; team, key, model, tier,
     error_type: str, None where absent) and requests, errors (any error type), rate_limited,
-    budget_refused, prompt_tokens, completion_tokens, cached_tokens, cost_usd, baseline_cost_usd,
+    budget_refused, prompt_tokens, completion_tokens, cached_tokens (cache reads), cache_write_tokens,
+    cost_usd, baseline_cost_usd,
     savings_usd (= baseline - cost, exact Decimals) and unpriced (requests whose cost or baseline is
     unknown: counted at cost, no saving). Sorted by the groups ascending, or with `top`, the `top`
     groups by cost descending, each row with `all_cost_usd`, the cost of every group (for shares).

@@ -51,13 +51,22 @@ _DAILY: Table = DailySpend.__table__  # type: ignore[assignment]
 _KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
 _FIELDS = tuple(f.name for f in fields(RequestRecord))
 _KEY = ("day", "team_id", "key_id", "model", "tier")
-_SUMS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "errors")
+_SUMS = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "errors",
+)
 # What every hourly and daily rollup sums, and the histograms of those that keep them.
 HOURLY_SUMS = (
     "requests",
     "prompt_tokens",
     "completion_tokens",
     "cached_tokens",
+    "cache_write_tokens",
     "cost_usd",
     "baseline_cost_usd",
     "unpriced",
@@ -267,31 +276,32 @@ def rollups(records: Iterable[RequestRecord]) -> Rollups:
         )
         acc = cells.get(where)
         if acc is None:
-            acc = cells[where] = [0, 0, 0, 0, zero, zero, 0, {}, {}, {}]
+            acc = cells[where] = [0, 0, 0, 0, 0, zero, zero, 0, {}, {}, {}]
         acc[0] += 1
         acc[1] += r.prompt_tokens
         acc[2] += r.completion_tokens
         acc[3] += r.cached_tokens
+        acc[4] += r.cache_write_5m_tokens + r.cache_write_1h_tokens
         cost, baseline = r.cost_usd, r.baseline_cost_usd
         if cost is not None and baseline is not None:
-            acc[4] += cost
-            acc[5] += baseline
+            acc[5] += cost
+            acc[6] += baseline
         else:
             # No saving claimed where either side is unknown: the baseline is the cost (or nothing).
-            acc[6] += 1
+            acc[7] += 1
             if cost is not None:
-                acc[4] += cost
                 acc[5] += cost
+                acc[6] += cost
         if not error:
-            counts = acc[7]
+            counts = acc[8]
             b = bisect_right(edges, r.latency_ms)  # histogram.bucket_of, inlined
             counts[b] = counts.get(b, 0) + 1
             if (ttft := r.ttft_ms) is not None:
-                counts = acc[8]
+                counts = acc[9]
                 b = bisect_right(edges, ttft)
                 counts[b] = counts.get(b, 0) + 1
         if (difficulty := r.difficulty) is not None:
-            counts = acc[9]
+            counts = acc[10]
             b = difficulty_bucket(difficulty)
             counts[b] = counts.get(b, 0) + 1
 
@@ -302,13 +312,14 @@ def rollups(records: Iterable[RequestRecord]) -> Rollups:
         at = hours.get(hour)
         if at is None:
             at = hours[hour] = datetime.fromordinal(hour // 24).replace(hour=hour % 24, tzinfo=UTC)
-        n, prompt, completion, cached, cost, baseline, unpriced, latency, ttft, difficulty = acc
+        n, prompt, completion, cached, written, cost, baseline, unpriced, latency, ttft, difficulty = acc
         failed = n if error else 0
         finest[(at, team, key, model, tier, error)] = [
             n,
             prompt,
             completion,
             cached,
+            written,
             cost,
             baseline,
             unpriced,
@@ -321,13 +332,14 @@ def rollups(records: Iterable[RequestRecord]) -> Rollups:
         ]
         day = daily.get(k := (at.date(), team, key, model, tier))
         if day is None:
-            day = daily[k] = [0, 0, 0, 0, zero, 0]
+            day = daily[k] = [0, 0, 0, 0, 0, zero, 0]
         day[0] += n
         day[1] += prompt
         day[2] += completion
         day[3] += cached
-        day[4] += cost
-        day[5] += failed
+        day[4] += written
+        day[5] += cost
+        day[6] += failed
     # Every other rollup summed from the one it derives from (_DERIVED): the finest rows only for
     # the two that need their columns, the others from those far fewer rows.
     built = [finest]

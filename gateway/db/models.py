@@ -153,6 +153,9 @@ class RequestLog(Base):
     # What the same usage would have cost on the route's strongest candidate (its price in the config
     # the request ran on); a direct request's own cost. None when that price (or the cost) is unknown.
     baseline_cost_usd: Mapped[Decimal | None] = mapped_column(Money())
+    # Prompt-cache writes by lifetime, parts of prompt_tokens as cached_tokens (the reads) is.
+    cache_write_5m_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cache_write_1h_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class DailySpend(Base):
@@ -178,6 +181,8 @@ class DailySpend(Base):
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Prompt-cache writes of both lifetimes (request_log keeps them apart; their cost is in cost_usd).
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0), server_default="0")
     errors: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
@@ -190,6 +195,8 @@ class _Sums:
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Prompt-cache writes of both lifetimes (request_log keeps them apart; their cost is in cost_usd).
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0), server_default="0")
     # Summed so that baseline - cost is the exact saving: a request whose cost or baseline is unknown
     # adds its cost here (no saving claimed) and counts in `unpriced`.
