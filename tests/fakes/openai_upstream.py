@@ -51,6 +51,7 @@ from tests.fakes.openai_wire import (
     DEFAULT_EMBEDDING_DIM,
     SSE_DONE,
     ApiError,
+    cached_prefix_tokens,
     chat_logprobs,
     content_text,
     embeddings_doc,
@@ -152,7 +153,8 @@ class _Fake:
         except ApiError as e:
             return e.response()
 
-        prompt_tokens = max(1, sum(word_count(content_text(m.get("content"))) for m in messages))
+        words = [word_count(content_text(m.get("content"))) for m in messages]
+        prompt_tokens, cached = max(1, sum(words)), cached_prefix_tokens(model, words)
         answer = self._chat_answer(body, messages)
         created, fingerprint = self._meta(body)
         cid = self.next_id("chatcmpl")
@@ -205,7 +207,7 @@ class _Fake:
                 **base,
                 "object": "chat.completion",
                 "choices": choices,
-                "usage": usage_doc(prompt_tokens, completion_tokens * n),
+                "usage": usage_doc(prompt_tokens, completion_tokens * n, cached),
                 "service_tier": "default",
             }
             return json_response(data)
@@ -264,7 +266,7 @@ class _Fake:
         for i in range(n):
             frames.append(chunk([delta(i, {}, finish_reason=finish)]))
         if include_usage:
-            frames.append(chunk([], usage=usage_doc(prompt_tokens, completion_tokens * n)))
+            frames.append(chunk([], usage=usage_doc(prompt_tokens, completion_tokens * n, cached)))
         frames.append(SSE_DONE)
         return StreamingResponse(iterate_frames(frames), media_type="text/event-stream")
 
