@@ -110,6 +110,13 @@ class Settings(BaseSettings):
     dashboard_session_ttl_s: float = Field(default=12 * 3600.0, gt=0)
     dashboard_secret: SecretStr | None = None
 
+    # OpenTelemetry (gateway/tracing.py, the `otel` extra): an OTLP/HTTP collector's base URL
+    # (http://collector:4318) or its traces URL. Unset, nothing is traced and nothing of it is loaded.
+    otel_endpoint: str | None = None
+    otel_service_name: str = "switchyard"
+    # How often finished spans are sent (they are batched in between).
+    otel_export_interval_s: float = Field(default=1.0, gt=0, le=60)
+
     # Provider keys for the embedded defaults (no config file), under their usual names.
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SWITCHYARD_OPENAI_API_KEY", "OPENAI_API_KEY")
@@ -137,6 +144,15 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url(cls, url: str) -> str:
         return normalize_url(url)
+
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _otel_endpoint(cls, url: str | None) -> str | None:
+        if not url:
+            return None
+        if not url.startswith(("http://", "https://")) or len(url) > 2048:
+            raise ValueError("an http:// or https:// URL of an OTLP/HTTP collector")
+        return url
 
     @field_validator("config_channel")
     @classmethod
