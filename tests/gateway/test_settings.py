@@ -79,3 +79,14 @@ def test_file_values_do_not_read_a_dotenv_the_caller_ruled_out(
     assert (merged.port, merged.retries) == (4000, 7)
     assert merged.database_url == "sqlite+aiosqlite:///./file.db"
     assert merged.model_fields_set == {"retries", "database_url"}
+
+
+def test_otel_endpoint_is_off_unless_an_http_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(_env_file=None).otel_endpoint is None  # type: ignore[call-arg]
+    monkeypatch.setenv("SWITCHYARD_OTEL_ENDPOINT", "")
+    assert Settings(_env_file=None).otel_endpoint is None  # type: ignore[call-arg]
+    monkeypatch.setenv("SWITCHYARD_OTEL_ENDPOINT", "http://127.0.0.1:4318")
+    assert Settings(_env_file=None).otel_endpoint == "http://127.0.0.1:4318"  # type: ignore[call-arg]
+    monkeypatch.setenv("SWITCHYARD_OTEL_ENDPOINT", "collector:4318")
+    with pytest.raises(SettingsError, match="SWITCHYARD_OTEL_ENDPOINT='collector:4318': an http"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
