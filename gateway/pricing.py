@@ -49,8 +49,31 @@ class TokenPrice:
             + usage.completion_tokens * self.output
         )
 
+    @property
+    def prompt_ceiling(self) -> Decimal:
+        """The most a prompt token can cost: a prompt marked for caching may be written whole."""
+        return max(self.input, self.cache_write_5m or self.input, self.cache_write_1h or self.input)
+
 
 FREE = TokenPrice(Decimal(0), Decimal(0), Decimal(0))
+
+
+def has_cache_marks(body: dict[str, Any]) -> bool:
+    """Whether a chat or messages body marks anything for prompt caching (`cache_control` on a
+    system block, a message, a content part or a tool)."""
+    for field in ("system", "messages", "tools"):
+        items = body.get(field)
+        for item in items if isinstance(items, list) else ():
+            if not isinstance(item, dict):
+                continue
+            if "cache_control" in item:
+                return True
+            content = item.get("content")
+            if isinstance(content, list) and any(
+                isinstance(p, dict) and "cache_control" in p for p in content
+            ):
+                return True
+    return False
 
 
 def load_price_map(path: Path | None = None) -> dict[str, Any]:

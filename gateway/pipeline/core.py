@@ -187,7 +187,7 @@ class Pipeline:
         primary = [d for d in deployments if dispatcher.serves(d, outcome.needs, eligible)]
         if not primary:
             return
-        check = self.control.check(outcome.principal, primary[0], parsed.routing, outcome)
+        check = self.control.check(outcome.principal, primary[0], parsed.routing, outcome, parsed.body)
         if check is None:
             return
         outcome.gate = Gate(self.control, check, outcome)
