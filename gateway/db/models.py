@@ -188,7 +188,7 @@ class DailySpend(Base):
 
 
 class _Sums:
-    """What every hourly and daily rollup sums (gateway.accounting.store.rollups adds to them, batch by
+    """What every hourly and daily rollup sums (gateway.accounting.grains.rollups adds to them, batch by
     batch)."""
 
     requests: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

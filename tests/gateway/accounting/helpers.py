@@ -250,7 +250,7 @@ HISTOGRAMS = ("latency_hist", "ttft_hist", "difficulty_hist")
 def expected_hourly(
     records: list[RequestRecord], table: str = "hourly_spend"
 ) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """An hourly or daily rollup as a plain reading of the records (independent of store.rollups)."""
+    """An hourly or daily rollup as a plain reading of the records (independent of grains.rollups)."""
     names = ROLLUP_KEYS[table]
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in records:
