@@ -7,10 +7,13 @@ is plain and short. Without the setting nothing is traced and upstreams get no t
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -30,6 +33,7 @@ ERROR = 2
 # The client's own trace: the gateway's request span is its child.
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_PARENT = "b7ad6b7169203331"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -252,3 +256,24 @@ def test_without_an_endpoint_nothing_is_traced(tmp_path: Any) -> None:
         assert resp.status_code == 200
         # The client's own traceparent is not forwarded either: nothing of tracing runs.
         assert "traceparent" not in oa.app.state.requests[-1].headers
+
+
+def test_without_an_endpoint_no_tracing_module_is_loaded(tmp_path: Any) -> None:
+    """Off means absent: neither gateway.tracing nor the OTLP exporter is imported (the redis client
+    imports parts of the OpenTelemetry SDK itself)."""
+    script = (
+        "import sys\n"
+        "from gateway.app import create_app\n"
+        "from gateway.config import parse_config\n"
+        "from tests.e2e.gateway_harness import gateway_settings\n"
+        "from pathlib import Path\n"
+        f"settings = gateway_settings(Path({str(tmp_path)!r}))\n"
+        "app = create_app(settings, parse_config({'models': []}, env={}))\n"
+        "otlp = 'opentelemetry.exporter.otlp.proto.http'\n"
+        "loaded = [m for m in ('gateway.tracing', otlp) if m in sys.modules]\n"
+        "assert app.state.pipeline.tracing is None and not loaded, loaded\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -16,8 +16,8 @@ Usage from a test:
         srv.app.state.requests[-1].body   # the last request received
 
 Normal answers are deterministic: content "Hello from openai!" (3 chunks when streamed), usage
-prompt_tokens = whitespace-separated words in all message text (at least 1), completion_tokens = 3.
-
+prompt_tokens = whitespace-separated words in all message text (at least 1), completion_tokens = 3;
+`cached-*` models report all messages but the last as cached_tokens (OpenAI's automatic caching).
 The pieces live beside it: `openai_wire` (JSON/SSE framing, error body, usage, logprobs, embeddings),
 `openai_validation` (the 400s the real API answers) and `openai_faults` (the fault convention).
 """
@@ -64,9 +64,7 @@ from tests.fakes.openai_wire import (
     usage_doc,
     word_count,
 )
-from tests.fakes.openai_wire import (
-    embedding_vector as embedding_vector,  # re-exported: tests import it from here
-)
+from tests.fakes.openai_wire import embedding_vector as embedding_vector  # re-exported: tests import it
 from tests.fakes.partial_stream import PartialStream
 
 PROVIDER = "openai"
