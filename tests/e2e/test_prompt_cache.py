@@ -25,7 +25,7 @@ from gateway.config import parse_config
 from gateway.db.engine import make_engine
 from gateway.db.models import RequestLog
 from tests.e2e.gateway_harness import CLIENT_TIMEOUT_S, MASTER_KEY, MTOK, gateway_settings
-from tests.fakes import anthropic_upstream, openai_upstream
+from tests.fakes import anthropic_upstream, gemini_upstream, openai_upstream
 from tests.fakes.server import ServerThread
 
 # claude-priced: $3 in, $15 out per Mtok, no cache prices set: Anthropic's multiples of the input.
@@ -71,6 +71,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with (
         ServerThread(anthropic_upstream.create_app()) as an,
         ServerThread(openai_upstream.create_app()) as oa,
+        ServerThread(gemini_upstream.create_app()) as ge,
     ):
         models = [
             {
@@ -94,6 +95,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "provider": "openai",
                 "model": "cached-gpt",
                 "api_base": oa.url + "/v1",
+                "api_key": "k",
+                "price": {"input_per_mtok": 2, "output_per_mtok": 8, "cached_input_per_mtok": 0.5},
+            },
+            {
+                "name": "gemini-cached",
+                "provider": "gemini",
+                "model": "cached-gemini",
+                "api_base": ge.url,
                 "api_key": "k",
                 "price": {"input_per_mtok": 2, "output_per_mtok": 8, "cached_input_per_mtok": 0.5},
             },
@@ -264,6 +273,28 @@ def test_openai_cached_tokens_billed_at_cached_price(oai: openai.OpenAI, stack: 
     assert Decimal(raw.headers["x-switchyard-cost-usd"]) == cost
     row = stack.record(raw.headers["x-switchyard-request-id"])
     assert (row.cached_tokens, row.cache_write_5m_tokens, row.cost_usd) == (5, 0, cost)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_gemini_cached_content_billed_at_cached_price(oai: openai.OpenAI, stack: Stack, stream: bool) -> None:
+    """Gemini's cachedContentTokenCount is the OpenAI door's cached_tokens and costs the cached price."""
+    messages: Any = [
+        {"role": "user", "content": "alpha beta gamma delta"},
+        {"role": "assistant", "content": "epsilon"},
+        {"role": "user", "content": "zeta eta"},
+    ]
+    if stream:
+        raw = oai.chat.completions.with_raw_response.create(
+            model="gemini-cached", messages=messages, stream=True, stream_options={"include_usage": True}
+        )
+        usage = list(raw.parse())[-1].usage
+    else:
+        raw = oai.chat.completions.with_raw_response.create(model="gemini-cached", messages=messages)
+        usage = raw.parse().usage
+    assert usage is not None and usage.prompt_tokens_details is not None
+    assert (usage.prompt_tokens, usage.prompt_tokens_details.cached_tokens) == (7, 5)
+    row = stack.record(raw.headers["x-switchyard-request-id"])
+    assert (row.cached_tokens, row.cost_usd) == (5, (2 * OA_IN + 5 * OA_READ + 3 * OA_OUT) / MTOK)
 
 
 def test_anthropic_door_reads_openai_cache(claude: anthropic.Anthropic, stack: Stack) -> None:
