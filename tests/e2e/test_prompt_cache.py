@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 from sqlalchemy import select
@@ -170,6 +171,9 @@ def test_anthropic_door_write_then_read(claude: anthropic.Anthropic, stack: Stac
     assert Decimal(second.headers["x-switchyard-cost-usd"]) == cost
     row = stack.record(second.headers["x-switchyard-request-id"])
     assert (row.cached_tokens, row.cache_write_5m_tokens, row.cost_usd) == (8, 0, cost)
+    metrics = httpx.get(stack.url + "/metrics", timeout=CLIENT_TIMEOUT_S).text
+    assert 'switchyard_tokens_total{deployment="claude-priced",kind="cache_read"}' in metrics
+    assert 'switchyard_tokens_total{deployment="claude-priced",kind="cache_write"}' in metrics
 
 
 def test_anthropic_door_stream_one_hour_and_five_minute_writes(
