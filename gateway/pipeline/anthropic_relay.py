@@ -29,7 +29,8 @@ async def relay_native(
 ) -> AsyncIterator[bytes]:
     counter = StreamCounter()
     # The usage as the events give it, later figures over earlier ones: message_start's input side
-    # (cache reads and writes with it), message_delta's output.
+    # (cache reads and writes with it), message_delta's output (and, from newer APIs, the input side
+    # again, where a null means "not given here", not zero).
     given: dict[str, Any] = {}
     started = False
     completion: int | None = None
@@ -43,9 +44,9 @@ async def relay_native(
                 message = data.get("message")
                 u = message.get("usage") if isinstance(message, dict) else None
                 started = isinstance(u, dict)
-                given.update(u if isinstance(u, dict) else {})
+                given.update({k: v for k, v in u.items() if v is not None} if isinstance(u, dict) else {})
             elif kind == "message_delta" and isinstance(u := data.get("usage"), dict):
-                given.update(u)
+                given.update({k: v for k, v in u.items() if v is not None})
                 completion = token_count(u.get("output_tokens"), None)
             elif kind == "content_block_delta" and isinstance(delta := data.get("delta"), dict):
                 counter.parts.append(str(delta.get("text") or delta.get("partial_json") or ""))
