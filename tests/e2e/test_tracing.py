@@ -277,3 +277,17 @@ def test_without_an_endpoint_no_tracing_module_is_loaded(tmp_path: Any) -> None:
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("sent", ["garbage", "00-" + "0" * 32 + "-" + "0" * 16 + "-01", "zz-" + "a" * 80])
+def test_an_invalid_traceparent_starts_a_new_trace(stack: Stack, sent: str) -> None:
+    resp = httpx.post(
+        stack.url + "/v1/chat/completions",
+        json={"model": "gpt", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {MASTER_KEY}", "traceparent": sent},
+        timeout=CLIENT_TIMEOUT_S,
+    )
+    assert resp.status_code == 200
+    [server] = by_kind(stack.spans_of(resp.headers["x-switchyard-request-id"], 3), SERVER)
+    assert server.parent_span_id == "" and server.trace_id != "0" * 32
+    assert traceparent_of(stack.openai_fake.app.state.requests[-1].headers)[0] == server.trace_id
