@@ -9,6 +9,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -45,6 +46,9 @@ from gateway.readiness import Readiness
 from gateway.settings import Settings
 from routing.tokens import encoding
 
+if TYPE_CHECKING:
+    from gateway.tracing import Tracing
+
 log = logging.getLogger("switchyard")
 
 
@@ -77,7 +81,8 @@ def create_app(
         settings = apply_settings(settings, config)
     live = LiveConfig(settings, load_price_map(), config, planner=planner)
     metrics = Metrics()
-    pipeline = Pipeline(live, metrics, settings.max_body_bytes)
+    tracing = start_tracing(settings)
+    pipeline = Pipeline(live, metrics, settings.max_body_bytes, tracing)
     master = settings.master_key.get_secret_value() if settings.master_key else config.master_key
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
@@ -186,6 +191,8 @@ def create_app(
             await key_cache.aclose()
             await readiness.aclose()
             await engine.dispose()
+            if tracing is not None:
+                await asyncio.to_thread(tracing.shutdown)
 
     app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
@@ -211,6 +218,21 @@ def create_app(
     config_admin.install_schemas(app)
     install_docs(app)
     return app
+
+
+def start_tracing(settings: Settings) -> Tracing | None:
+    """The tracer when an OTLP endpoint is set; its modules are imported only then."""
+    if settings.otel_endpoint is None:
+        return None
+    try:
+        from gateway.tracing import Tracing
+    except ImportError as exc:
+        raise RuntimeError(
+            "SWITCHYARD_OTEL_ENDPOINT is set but OpenTelemetry is not installed: "
+            "pip install 'switchyard[otel]'"
+        ) from exc
+    log.info("tracing: OTLP/HTTP to %s", settings.otel_endpoint)
+    return Tracing(settings.otel_endpoint, settings.otel_service_name, settings.otel_export_interval_s)
 
 
 def _announce(config: GatewayConfig, prices: Mapping[str, TokenPrice | None], auth: bool) -> None:

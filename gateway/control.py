@@ -29,7 +29,7 @@ from gateway.limits import (
 from gateway.limits.errors import Denial
 from gateway.limits.headroom import Headroom
 from gateway.pipeline.outcome import Outcome
-from gateway.pricing import TokenPrice
+from gateway.pricing import TokenPrice, has_cache_marks
 from gateway.usage import max_output_of
 from providers.deployment import Deployment
 from routing.tokens import CountCache
@@ -63,6 +63,9 @@ class Check:
     # The prices and output maxima of the config the request runs on.
     prices: Mapping[str, TokenPrice | None] = field(default_factory=dict)
     max_output: Mapping[str, int | None] = field(default_factory=dict)
+    # The request marks its prompt for caching: its tokens are reserved at the dearest cache-write
+    # price, as the whole prompt may be written.
+    cache_marks: bool = False
 
 
 class Control:
@@ -82,9 +85,15 @@ class Control:
         self.overlap_refusals = 0
 
     def check(
-        self, principal: Principal, dep: Deployment, body: dict[str, Any], outcome: Outcome
+        self,
+        principal: Principal,
+        dep: Deployment,
+        body: dict[str, Any],
+        outcome: Outcome,
+        wire: dict[str, Any] | None = None,
     ) -> Check | None:
-        """What the limiter must check for this call on `dep`; None when no limit or budget applies."""
+        """What the limiter must check for this call on `dep`; None when no limit or budget applies.
+        `wire` is the body as the client sent it (its cache marks), when it is not `body`."""
         limits = [LimitSpec(f"dep:{dep.id}", dep.rpm, dep.tpm)] if dep.rpm or dep.tpm else []
         budgets: list[BudgetSpec] = []
         if principal.kind == "key":
@@ -133,10 +142,12 @@ class Control:
         est_tokens = prompt + max_tokens * choices
         if price is None:
             return Check(limits, budgets, est_tokens, Decimal(0), 0, prices=prices, max_output=max_output)
-        reserve = worst_case_usd(prompt, max_tokens * choices, price.input, price.output)
+        marked = bool(budgets) and has_cache_marks(body if wire is None else wire)
+        rate = price.prompt_ceiling if marked else price.input
+        reserve = worst_case_usd(prompt, max_tokens * choices, rate, price.output)
         least = None
         if budgets and price.output > 0 and max_tokens > MIN_CAPPED_OUTPUT:
-            least = worst_case_usd(prompt, MIN_CAPPED_OUTPUT * choices, price.input, price.output)
+            least = worst_case_usd(prompt, MIN_CAPPED_OUTPUT * choices, rate, price.output)
         return Check(
             limits,
             budgets,
@@ -149,6 +160,7 @@ class Control:
             choices,
             prices,
             max_output,
+            marked,
         )
 
     def output_cap(self, check: Check, dep: Deployment, held_nano: int) -> int | None:
@@ -161,7 +173,8 @@ class Control:
         price = check.prices.get(dep.id)
         if price is None or price.output <= 0:
             return None
-        afford = affordable_tokens(held_nano, check.prompt, price.input, price.output) // check.choices
+        rate = price.prompt_ceiling if check.cache_marks else price.input
+        afford = affordable_tokens(held_nano, check.prompt, rate, price.output) // check.choices
         ceiling = check.requested or check.max_output.get(dep.id)
         if ceiling is not None and afford >= ceiling:
             return None
@@ -282,6 +295,8 @@ def record_of(o: Outcome, principal: Principal) -> RequestRecord:
         prompt_tokens=usage.prompt_tokens if usage else 0,
         completion_tokens=usage.completion_tokens if usage else 0,
         cached_tokens=usage.cached_tokens if usage else 0,
+        cache_write_5m_tokens=usage.cache_write_5m_tokens if usage else 0,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens if usage else 0,
         cost_usd=cost,
         latency_ms=o.latency_s * 1000,
         ttft_ms=o.ttft_s * 1000 if o.ttft_s is not None else None,

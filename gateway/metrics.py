@@ -41,6 +41,11 @@ class Metrics:
         if o.usage is not None:
             self.tokens[(dep, "prompt")] += o.usage.prompt_tokens
             self.tokens[(dep, "completion")] += o.usage.completion_tokens
+            # Parts of the prompt's count, as prices split it; a series only once there is one.
+            if o.usage.cached_tokens:
+                self.tokens[(dep, "cache_read")] += o.usage.cached_tokens
+            if o.usage.cache_write_tokens:
+                self.tokens[(dep, "cache_write")] += o.usage.cache_write_tokens
         if o.cost is not None:
             self.cost[dep] += o.cost
         elif o.deployment is not None and o.usage is not None:

@@ -126,6 +126,13 @@ class Settings(BaseSettings):
     # How often captured prompts past their team's retention are deleted (gateway/quality/capture.py).
     capture_purge_interval_s: float = Field(default=3600.0, gt=0)
 
+    # OpenTelemetry (gateway/tracing.py, the `otel` extra): an OTLP/HTTP collector's base URL
+    # (http://collector:4318) or its traces URL. Unset, nothing is traced and nothing of it is loaded.
+    otel_endpoint: str | None = None
+    otel_service_name: str = "switchyard"
+    # How often finished spans are sent (they are batched in between).
+    otel_export_interval_s: float = Field(default=1.0, gt=0, le=60)
+
     # Provider keys for the embedded defaults (no config file), under their usual names.
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SWITCHYARD_OPENAI_API_KEY", "OPENAI_API_KEY")
@@ -167,6 +174,15 @@ class Settings(BaseSettings):
         if u.path.strip("/") not in ("", "0") or "db=" in u.query:
             raise ValueError("a Redis Cluster has only database 0: leave the database out of the URL")
         return cluster
+
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _otel_endpoint(cls, url: str | None) -> str | None:
+        if not url:
+            return None
+        if not url.startswith(("http://", "https://")) or len(url) > 2048:
+            raise ValueError("an http:// or https:// URL of an OTLP/HTTP collector")
+        return url
 
     @field_validator("config_channel")
     @classmethod

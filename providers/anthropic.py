@@ -77,7 +77,7 @@ class AnthropicStreamUsage:
     """Usage of a passed-through Anthropic stream: feed it each event's parsed data."""
 
     def __init__(self) -> None:
-        self._usage: dict[str, int] = {}
+        self._usage: dict[str, Any] = {}
 
     def feed(self, event: Mapping[str, Any]) -> None:
         kind = event.get("type")

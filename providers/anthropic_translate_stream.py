@@ -75,22 +75,40 @@ def anthropic_usage_to_openai(usage: Mapping[str, Any] | None) -> dict[str, Any]
     }
     if written:
         out["cache_creation_input_tokens"] = written
+        if (by_ttl := _cache_creation(u.get("cache_creation"))) is not None:
+            out["cache_creation"] = by_ttl
     return out
 
 
-def openai_usage_to_anthropic(usage: Mapping[str, Any] | None) -> dict[str, int]:
+def _cache_creation(value: Any) -> dict[str, int] | None:
+    """Anthropic's cache writes by lifetime, when they are token counts."""
+    if not isinstance(value, Mapping):
+        return None
+    counts = {k: token_count(value.get(k)) for k in _CACHE_TTL_KEYS}
+    if any(n is None for n in counts.values()):
+        return None
+    return counts  # type: ignore[return-value]
+
+
+_CACHE_TTL_KEYS = ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
+
+
+def openai_usage_to_anthropic(usage: Mapping[str, Any] | None) -> dict[str, Any]:
     """The inverse of `anthropic_usage_to_openai` (exact round trip)."""
     u = usage if isinstance(usage, Mapping) else {}
     details = u.get("prompt_tokens_details")
     read = (token_count(details.get("cached_tokens")) if isinstance(details, Mapping) else 0) or 0
     written = token_count(u.get("cache_creation_input_tokens")) or 0
     prompt = token_count(u.get("prompt_tokens")) or 0
-    return {
+    out: dict[str, Any] = {
         "input_tokens": max(prompt - read - written, 0),
         "output_tokens": token_count(u.get("completion_tokens")) or 0,
         "cache_creation_input_tokens": written,
         "cache_read_input_tokens": read,
     }
+    if written and (by_ttl := _cache_creation(u.get("cache_creation"))) is not None:
+        out["cache_creation"] = by_ttl
+    return out
 
 
 # HTTP status each Anthropic error type is sent with (also used for `event: error` inside a stream).
@@ -129,6 +147,8 @@ def merge_anthropic_usage(into: dict[str, Any], usage: Mapping[str, Any] | None)
     for key, value in (usage or {}).items():
         if isinstance(value, int) and not isinstance(value, bool):
             into[key] = value
+        elif key == "cache_creation" and isinstance(value, Mapping):
+            into[key] = dict(value)
 
 
 class AnthropicStreamToOpenAI:
@@ -143,7 +163,7 @@ class AnthropicStreamToOpenAI:
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         # Anthropic reports usage cumulatively: message_start has the input side, message_delta
         # overwrites with totals, so a plain overwrite of non-null fields is right.
-        self.usage: dict[str, int] = {}
+        self.usage: dict[str, Any] = {}
         self.stop_reason: str | None = None
         self.done = False
         self._tool_index: dict[int, int] = {}  # Anthropic content block index -> OpenAI tool_calls index
@@ -283,7 +303,7 @@ class OpenAIStreamToAnthropic:
         out += self._close_block()
         self._finished = True
         stop_reason = stop_reason_from_openai(self.finish_reason, has_tool_calls=bool(self._tool_blocks))
-        usage: dict[str, int] = {"output_tokens": 0}
+        usage: dict[str, Any] = {"output_tokens": 0}
         if self.usage:
             usage = openai_usage_to_anthropic(self.usage)
         out.append(

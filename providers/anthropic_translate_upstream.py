@@ -64,13 +64,13 @@ def _request_to_anthropic(body: Mapping[str, Any]) -> dict[str, Any]:
         role = message.get("role")
         where = f"messages[{i}]"
         if role in ("system", "developer"):
-            system += _text_blocks(message.get("content"), where)
+            system += _marked(_text_blocks(message.get("content"), where), message)
         elif role == "user":
-            _append_turn(turns, "user", _user_blocks(message.get("content"), where))
+            _append_turn(turns, "user", _marked(_user_blocks(message.get("content"), where), message))
         elif role == "assistant":
-            _append_turn(turns, "assistant", _assistant_blocks(message, where))
+            _append_turn(turns, "assistant", _marked(_assistant_blocks(message, where), message))
         elif role == "tool":
-            _append_turn(turns, "user", [_tool_result_block(message, where)])
+            _append_turn(turns, "user", _marked([_tool_result_block(message, where)], message))
         else:
             raise TranslationError(f"unsupported message role {role!r}", param=f"{where}.role")
 
@@ -222,6 +222,14 @@ def _tool_result_block(message: Mapping[str, Any], where: str) -> dict[str, Any]
         if parts:
             block["content"] = parts
     return block
+
+
+def _marked(blocks: list[dict[str, Any]], message: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A message-level cache_control (LiteLLM's form for string content) marks the message's last
+    block: Anthropic caches the prompt up to and including the block that carries it."""
+    if blocks and message.get("cache_control"):
+        blocks[-1] = {**blocks[-1], "cache_control": message["cache_control"]}
+    return blocks
 
 
 def _with_cache_control(block: dict[str, Any], part: Mapping[str, Any]) -> dict[str, Any]:

@@ -45,24 +45,42 @@ def token_count(value: Any, missing: int | None = 0) -> int | None:
 
 @dataclass(slots=True)
 class Usage:
+    """One call's tokens. `prompt_tokens` is the whole input, cache reads and writes included once;
+    `cached_tokens` (cache reads) and the two cache writes, by how long the entry lives, are parts of
+    it, each priced apart (gateway.pricing)."""
+
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+
+    @property
+    def cache_write_tokens(self) -> int:
+        return self.cache_write_5m_tokens + self.cache_write_1h_tokens
 
     @classmethod
     def from_openai(cls, usage: Any) -> Usage | None:
         """None when absent, and when the upstream's figures are not token counts: the gateway then
         counts what was sent and received rather than bill nonsense (a negative count once credited
-        a budget)."""
+        a budget). Cache writes come as LiteLLM and the Anthropic translation report them:
+        `cache_creation_input_tokens`, with `cache_creation.ephemeral_1h_input_tokens` the 1-hour
+        part of it (the rest is 5-minute writes, Anthropic's default)."""
         if not usage or not isinstance(usage, dict):
             return None
         details = usage.get("prompt_tokens_details")
         prompt = token_count(usage.get("prompt_tokens"))
         completion = token_count(usage.get("completion_tokens"))
         cached = token_count(details.get("cached_tokens")) if isinstance(details, dict) else 0
-        if prompt is None or completion is None or cached is None:
+        written = token_count(usage.get("cache_creation_input_tokens"))
+        by_ttl = usage.get("cache_creation")
+        hour = token_count(by_ttl.get("ephemeral_1h_input_tokens")) if isinstance(by_ttl, dict) else 0
+        if prompt is None or completion is None or cached is None or written is None or hour is None:
             return None
-        return cls(prompt, completion, min(cached, prompt))
+        cached = min(cached, prompt)
+        written = min(written, prompt - cached)
+        hour = min(hour, written)
+        return cls(prompt, completion, cached, written - hour, hour)
 
 
 @dataclass(slots=True)

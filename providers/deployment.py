@@ -34,7 +34,11 @@ class Price(BaseModel):
 
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
+    # Prompt-cache prices: reads, and writes that live 5 minutes or 1 hour (Anthropic's two lifetimes).
+    # Unset: Anthropic's multiples of input_per_mtok on an Anthropic deployment, else input_per_mtok.
     cached_input_per_mtok: float | None = Field(default=None, ge=0)
+    cache_write_per_mtok: float | None = Field(default=None, ge=0)
+    cache_write_1h_per_mtok: float | None = Field(default=None, ge=0)
 
 
 class RequestDefaults(BaseModel):

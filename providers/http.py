@@ -10,11 +10,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import aiohttp
 
 from providers.base import UpstreamError, connect_error, midstream_error, timeout_error
+
+# Headers the current upstream attempt adds to its calls: the W3C trace context when tracing is on
+# (gateway.tracing sets it around each attempt), so every adapter's calls carry it; None otherwise.
+TRACE_HEADERS: ContextVar[Mapping[str, str] | None] = ContextVar("switchyard_trace_headers", default=None)
+
+
+def _with_trace(headers: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    extra = TRACE_HEADERS.get()
+    if extra is None:
+        return headers
+    return {**headers, **extra} if headers else extra
 
 
 @dataclass(slots=True)
@@ -79,7 +91,7 @@ class HttpClient:
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str] | None = None) -> HttpResponse:
         try:
-            async with self._open().post(url, data=body, headers=headers) as resp:
+            async with self._open().post(url, data=body, headers=_with_trace(headers)) as resp:
                 payload = await resp.read()
                 return HttpResponse(resp.status, resp.headers, payload)
         except TimeoutError:
@@ -94,7 +106,7 @@ class HttpClient:
         self, url: str, body: bytes, headers: Mapping[str, str] | None = None
     ) -> AsyncIterator[StreamingResponse]:
         try:
-            resp = await self._open().post(url, data=body, headers=headers)
+            resp = await self._open().post(url, data=body, headers=_with_trace(headers))
         except TimeoutError:
             raise timeout_error() from None
         except aiohttp.ClientError as exc:

@@ -28,6 +28,7 @@ from providers.redact import credentials
 from providers.sse import sse_events
 
 _PATHS = {Endpoint.CHAT: "/chat/completions", Endpoint.TEXT: "/completions", Endpoint.EMBED: "/embeddings"}
+_OPENAI_HOST = "api.openai.com"
 
 
 class OpenAICompatibleProvider:
@@ -50,6 +51,11 @@ class OpenAICompatibleProvider:
             if deployment.api_key:
                 headers["authorization"] = f"Bearer {deployment.api_key}"
         headers.update(deployment.headers)
+        # OpenAI itself refuses Anthropic's cache_control marks (it caches on its own); other servers
+        # of its API (a LiteLLM proxy, vLLM...) may read them, so they keep them, as LiteLLM does.
+        self._unmark = deployment.provider == "azure" or (
+            deployment.provider == "openai" and _OPENAI_HOST in (deployment.api_base or _OPENAI_HOST)
+        )
         self._http = HttpClient(
             timeout=deployment.timeout,
             connect_timeout=deployment.connect_timeout,
@@ -58,8 +64,13 @@ class OpenAICompatibleProvider:
             trust_env=bool(deployment.options.get("trust_env", False)),
         )
 
+    def _body(self, call: UpstreamCall) -> bytes:
+        if self._unmark and call.endpoint is Endpoint.CHAT:
+            return orjson.dumps(without_cache_marks(call.body))
+        return orjson.dumps(call.body)
+
     async def complete(self, call: UpstreamCall) -> UpstreamResponse:
-        resp = await self._http.post(self._urls[call.endpoint], orjson.dumps(call.body), call.headers or None)
+        resp = await self._http.post(self._urls[call.endpoint], self._body(call), call.headers or None)
         if resp.status >= 400:
             raise _error_from(resp.status, resp.headers, resp.body).without(self._secrets)
         return _parse_body(resp.body)
@@ -69,7 +80,7 @@ class OpenAICompatibleProvider:
 
     async def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:
         url = self._urls[call.endpoint]
-        async with self._http.stream(url, orjson.dumps(call.body), call.headers or None) as resp:
+        async with self._http.stream(url, self._body(call), call.headers or None) as resp:
             if resp.status >= 400:
                 raise _error_from(resp.status, resp.headers, await resp.read()).without(self._secrets)
             started = False
@@ -92,6 +103,41 @@ class OpenAICompatibleProvider:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def without_cache_marks(body: dict[str, Any]) -> dict[str, Any]:
+    """A chat body without `cache_control` on its messages, their content parts and its tools; the
+    same object when it has none (nothing copied)."""
+    messages, tools = body.get("messages"), body.get("tools")
+    clean_messages, clean_tools = _unmarked_list(messages), _unmarked_list(tools)
+    if clean_messages is messages and clean_tools is tools:
+        return body
+    return {**body, "messages": clean_messages, **({"tools": clean_tools} if tools is not None else {})}
+
+
+def _unmarked_list(items: Any) -> Any:
+    if not isinstance(items, list):
+        return items
+    out: list[Any] | None = None
+    for i, item in enumerate(items):
+        clean = _unmarked(item)
+        if clean is not item:
+            out = out if out is not None else list(items)
+            out[i] = clean
+    return items if out is None else out
+
+
+def _unmarked(item: Any) -> Any:
+    if not isinstance(item, dict):
+        return item
+    content = item.get("content")
+    clean_content = _unmarked_list(content)
+    if "cache_control" not in item and clean_content is content:
+        return item
+    out = {k: v for k, v in item.items() if k != "cache_control"}
+    if clean_content is not content:
+        out["content"] = clean_content
+    return out
 
 
 def _parse_body(body: bytes) -> UpstreamResponse:

@@ -64,6 +64,10 @@ class RequestRecord:
     kind: str = "request"
     # The prompt and answer of a team that captures them (not a log column: captured_prompts).
     capture: Capture | None = None
+    # Prompt-cache writes, by how long the entry lives (priced apart); cache reads are cached_tokens.
+    # All three are parts of prompt_tokens.
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types (for the spill file): Decimal as string, datetime as ISO 8601."""

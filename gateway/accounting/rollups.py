@@ -1,7 +1,7 @@
 """Dashboard queries over the rollups: totals, savings, errors and percentiles for a range of time in
 a reporting time zone, grouped by day or hour in that zone and by team, key, model, tier or error type.
 
-They read the rollups only, never the request log (gateway.accounting.store.GRAINS): the UTC days
+They read the rollups only, never the request log (gateway.accounting.grains.GRAINS): the UTC days
 wholly inside the range from the smallest daily rollup that has the columns a query groups and
 filters by, the rest from the smallest such hourly one (gateway.accounting.windows.split: by local
 day, each day's UTC day corrected by the hours that belong to another local day); a query by hour,
@@ -41,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from gateway.accounting.grains import GRAINS
 from gateway.accounting.histogram import (
     DIFFICULTY,
     DIFFICULTY_BUCKETS,
@@ -49,7 +50,6 @@ from gateway.accounting.histogram import (
     difficulty_bounds,
     percentile,
 )
-from gateway.accounting.store import GRAINS
 from gateway.accounting.windows import Hours, InvalidZoneError, Window, offsets, split, window, zone_of
 from gateway.db.types import UTCDateTime
 
@@ -79,6 +79,7 @@ _COUNTS = (
     "prompt_tokens",
     "completion_tokens",
     "cached_tokens",
+    "cache_write_tokens",
     "unpriced",
 )
 _SUMMED = (*_COUNTS, "cost_usd", "baseline_cost_usd")
@@ -94,7 +95,7 @@ _COLUMNS: Mapping[str, str] = {
     "error_type": "error_type",
 }
 _HIST_COLUMN: Mapping[str, str] = {LATENCY: "latency_hist", TTFT: "ttft_hist", DIFFICULTY: "difficulty_hist"}
-# The rollups a query may read, the smallest first (gateway.accounting.store.GRAINS).
+# The rollups a query may read, the smallest first (gateway.accounting.grains.GRAINS).
 _BY_SIZE = sorted(GRAINS, key=lambda g: ("team_id" in g.key, "key_id" in g.key, len(g.key)))
 
 
@@ -244,7 +245,8 @@ async def totals(
 
     Rows: the group columns (day: date; hour: aware datetime in the zone; team, key, model, tier,
     error_type: str, None where absent) and requests, errors (any error type), rate_limited,
-    budget_refused, prompt_tokens, completion_tokens, cached_tokens, cost_usd, baseline_cost_usd,
+    budget_refused, prompt_tokens, completion_tokens, cached_tokens (cache reads), cache_write_tokens,
+    cost_usd, baseline_cost_usd,
     savings_usd (= baseline - cost, exact Decimals) and unpriced (requests whose cost or baseline is
     unknown: counted at cost, no saving). Sorted by the groups ascending, or with `top`, the `top`
     groups by cost descending, each row with `all_cost_usd`, the cost of every group (for shares).

@@ -41,8 +41,9 @@ from typing import Any
 import yaml
 from sqlalchemy import func, insert, select, text
 
+from gateway.accounting.grains import GRAINS
 from gateway.accounting.record import RequestRecord
-from gateway.accounting.store import GRAINS, copy_records, write_records
+from gateway.accounting.store import copy_records, write_records
 from gateway.auth import display_prefix, generate_key, hash_key
 from gateway.config import GatewayConfig, parse_config
 from gateway.db.engine import make_engine, normalize_url

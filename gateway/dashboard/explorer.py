@@ -36,6 +36,8 @@ COLUMNS = (
     "prompt_tokens",
     "completion_tokens",
     "cached_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
     "cost_usd",
     "latency_ms",
     "ttft_ms",

@@ -54,6 +54,7 @@ def _sums(row: Mapping[str, Any]) -> dict[str, Any]:
         "prompt_tokens": row["prompt_tokens"],
         "completion_tokens": row["completion_tokens"],
         "cached_tokens": row["cached_tokens"],
+        "cache_write_tokens": row["cache_write_tokens"],
         "cost_usd": format_usd(row["cost_usd"]),
     }
 

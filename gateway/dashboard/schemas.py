@@ -26,7 +26,8 @@ class _Sums(BaseModel):
     errors: int
     prompt_tokens: int
     completion_tokens: int
-    cached_tokens: int
+    cached_tokens: int = Field(description="Prompt tokens read from a prompt cache")
+    cache_write_tokens: int = Field(description="Prompt tokens written to a prompt cache (any lifetime)")
     cost_usd: str
 
 
@@ -158,7 +159,9 @@ class RequestRow(BaseModel):
     error_type: str | None
     prompt_tokens: int
     completion_tokens: int
-    cached_tokens: int
+    cached_tokens: int = Field(description="Prompt tokens read from a prompt cache")
+    cache_write_5m_tokens: int = Field(description="Prompt tokens written to a 5-minute prompt cache")
+    cache_write_1h_tokens: int = Field(description="Prompt tokens written to a 1-hour prompt cache")
     cost_usd: str | None
     latency_ms: float
     ttft_ms: float | None

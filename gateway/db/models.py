@@ -147,6 +147,9 @@ class RequestLog(Base):
     baseline_cost_usd: Mapped[Decimal | None] = mapped_column(Money())
     # "request" (a client's), "shadow" or "judge" (gateway.quality.shadow: billed to the team too).
     kind: Mapped[str] = mapped_column(String(16), default="request", server_default="request")
+    # Prompt-cache writes by lifetime, parts of prompt_tokens as cached_tokens (the reads) is.
+    cache_write_5m_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cache_write_1h_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class DailySpend(Base):
@@ -172,18 +175,22 @@ class DailySpend(Base):
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Prompt-cache writes of both lifetimes (request_log keeps them apart; their cost is in cost_usd).
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0), server_default="0")
     errors: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class _Sums:
-    """What every hourly and daily rollup sums (gateway.accounting.store.rollups adds to them, batch by
+    """What every hourly and daily rollup sums (gateway.accounting.grains.rollups adds to them, batch by
     batch)."""
 
     requests: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Prompt-cache writes of both lifetimes (request_log keeps them apart; their cost is in cost_usd).
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0), server_default="0")
     # Summed so that baseline - cost is the exact saving: a request whose cost or baseline is unknown
     # adds its cost here (no saving claimed) and counts in `unpriced`.

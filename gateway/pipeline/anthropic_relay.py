@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from gateway.pipeline.door import Finish
 from gateway.pipeline.outcome import Outcome
 from gateway.streaming import end_stream, stream_failed
 from gateway.usage import StreamCounter
+from providers.anthropic import usage_from_anthropic
 from providers.anthropic_translate_stream import OpenAIStreamToAnthropic, anthropic_error_body, sse_event
 from providers.base import Chunk, UpstreamError, Usage, token_count
 
 
 def _error_event(exc: UpstreamError) -> bytes:
     return sse_event("error", anthropic_error_body(exc.status, exc.message, exc.code))
-
-
-def _start_usage(data: Mapping[str, Any]) -> tuple[int, int] | None:
-    """(prompt, cached) from message_start's usage; None when it is missing or not token counts."""
-    message = data.get("message")
-    u = message.get("usage") if isinstance(message, dict) else None
-    if not isinstance(u, dict):
-        return None
-    fresh, read, written = (
-        token_count(u.get(k))
-        for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-    )
-    if fresh is None or read is None or written is None:
-        return None
-    return fresh + read + written, read
 
 
 async def relay_native(
@@ -41,7 +28,11 @@ async def relay_native(
     finish: Finish,
 ) -> AsyncIterator[bytes]:
     counter = StreamCounter()
-    prompt: tuple[int, int] | None = None
+    # The usage as the events give it, later figures over earlier ones: message_start's input side
+    # (cache reads and writes with it), message_delta's output (and, from newer APIs, the input side
+    # again, where a null means "not given here", not zero).
+    given: dict[str, Any] = {}
+    started = False
     completion: int | None = None
     chunk: Chunk | None = first
     done = False
@@ -50,9 +41,13 @@ async def relay_native(
             data = chunk.data
             kind = data.get("type")
             if kind == "message_start":
-                prompt = _start_usage(data)
-            elif kind == "message_delta" and isinstance(data.get("usage"), dict):
-                completion = token_count(data["usage"].get("output_tokens"), None)
+                message = data.get("message")
+                u = message.get("usage") if isinstance(message, dict) else None
+                started = isinstance(u, dict)
+                given.update({k: v for k, v in u.items() if v is not None} if isinstance(u, dict) else {})
+            elif kind == "message_delta" and isinstance(u := data.get("usage"), dict):
+                given.update({k: v for k, v in u.items() if v is not None})
+                completion = token_count(u.get("output_tokens"), None)
             elif kind == "content_block_delta" and isinstance(delta := data.get("delta"), dict):
                 counter.parts.append(str(delta.get("text") or delta.get("partial_json") or ""))
             yield chunk.raw
@@ -62,14 +57,14 @@ async def relay_native(
         done = True
         yield _error_event(stream_failed(outcome, exc))
     finally:
-        usage = None if prompt is None or completion is None else Usage(prompt[0], completion, prompt[1])
+        read = usage_from_anthropic(given) if started else None
+        usage = None if read is None or completion is None else replace(read, completion_tokens=completion)
 
         def counted() -> Usage:
-            return Usage(
-                prompt[0] if prompt is not None else outcome.count_prompt(as_openai),
-                completion if completion is not None else counter.tokens(),
-                prompt[1] if prompt is not None else 0,
-            )
+            out = completion if completion is not None else counter.tokens()
+            if read is not None:
+                return replace(read, completion_tokens=out)
+            return Usage(outcome.count_prompt(as_openai), out)
 
         await end_stream(outcome, usage, counted, rest, finish, done)
 

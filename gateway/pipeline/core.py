@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,12 +44,16 @@ from routing.capabilities import needs_of
 
 if TYPE_CHECKING:
     from gateway.quality.shadow import Shadower
+    from gateway.tracing import Tracing
 
 log = logging.getLogger("switchyard")
 T = TypeVar("T")
 # The doors whose routed answers can be shadowed: a chat the strongest candidate can be asked again.
 SHADOWED = ("chat", "messages")
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+# A client's x-request-id is echoed only when it is short and plain: it reaches response headers,
+# logs and traces, where a long or odd value could do harm.
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 class MeteredStream(StreamingResponse):
@@ -73,9 +78,23 @@ def new_request_id() -> str:
     return "req_" + os.urandom(12).hex()
 
 
+def client_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The client's x-request-id when it is one to echo (see _CLIENT_REQUEST_ID), else None. Read off
+    the raw ASGI headers (names lower-case): a third of the time Starlette's Headers.get takes."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _CLIENT_REQUEST_ID.fullmatch(text) else None
+    return None
+
+
 class Pipeline:
-    def __init__(self, live: LiveConfig, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self, live: LiveConfig, metrics: Metrics, max_body_bytes: int, tracing: Tracing | None = None
+    ) -> None:
         self.live = live
+        # None unless an OTLP endpoint is configured: then every step below checks it and nothing else.
+        self.tracing = tracing
         self.max_body_bytes = max_body_bytes
         self.started_at = int(time.time())
         # Set at startup, once the limiter and the spend writer are running.
@@ -88,6 +107,9 @@ class Pipeline:
 
     async def handle(self, request: Request, door: Door, principal: Principal) -> Response:
         outcome = Outcome(new_request_id(), "", door.endpoint, principal, snapshot=self.live.enter())
+        outcome.client_request_id = client_request_id(request.scope["headers"])
+        if self.tracing is not None:
+            outcome.trace = self.tracing.start(request.headers, door.endpoint, outcome.request_id)
         try:
             return await self._handle(request, door, outcome)
         except GatewayError as exc:
@@ -114,9 +136,11 @@ class Pipeline:
         if isinstance(model, str):
             outcome.requested_model = model
         parsed = door.parse(body)
-        names = self.resolve(request, parsed, outcome)
+        if outcome.trace is None:
+            names = self.route(request, parsed, outcome)
+        else:
+            names = outcome.trace.routing(lambda: self.route(request, parsed, outcome), outcome)
         snap = outcome.snapshot
-        names = priced_names(names, snap.dispatcher.deployments, snap.prices, parsed.model, outcome)
         self.check_output(parsed, names, snap)
         await self.admit(outcome, names, parsed)
         if parsed.stream:
@@ -124,6 +148,12 @@ class Pipeline:
         return await self._complete(request, door, parsed, names, outcome)
 
     # -- steps --------------------------------------------------------------------------------
+    def route(self, request: Request, parsed: Parsed, outcome: Outcome) -> list[str]:
+        """The names the call may go to, in order."""
+        names = self.resolve(request, parsed, outcome)
+        snap = outcome.snapshot
+        return priced_names(names, snap.dispatcher.deployments, snap.prices, parsed.model, outcome)
+
     def resolve(self, request: Request, parsed: Parsed, outcome: Outcome) -> list[str]:
         outcome.needs = needs_of(parsed.routing)
         snap = outcome.snapshot
@@ -169,7 +199,7 @@ class Pipeline:
         primary = [d for d in deployments if dispatcher.serves(d, outcome.needs, eligible)]
         if not primary:
             return
-        check = self.control.check(outcome.principal, primary[0], parsed.routing, outcome)
+        check = self.control.check(outcome.principal, primary[0], parsed.routing, outcome, parsed.body)
         if check is None:
             return
         outcome.gate = Gate(self.control, check, outcome)
@@ -188,6 +218,8 @@ class Pipeline:
         self, request: Request, names: list[str], invoke: Callable[[Provider], Awaitable[T]], outcome: Outcome
     ) -> Served[T]:
         gate = outcome.gate.task if outcome.gate is not None else None
+        if outcome.trace is not None:
+            invoke = outcome.trace.attempts(invoke)
         run = outcome.snapshot.dispatcher.run(names, invoke, outcome.needs, self._eligible(outcome))
         served = await race_disconnect(request, run, gate)
         outcome.deployment = served.deployment
@@ -219,6 +251,8 @@ class Pipeline:
         self.metrics.record(outcome)
         if self.control is not None:
             self.control.finish(outcome, outcome.principal)
+        if outcome.trace is not None:
+            outcome.trace.finish(outcome)
 
     # -- answers ------------------------------------------------------------------------------
     async def _complete(

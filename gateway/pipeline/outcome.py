@@ -23,6 +23,7 @@ from routing.tokens import count_tokens
 if TYPE_CHECKING:
     from gateway.live.snapshot import Snapshot
     from gateway.pipeline.gate import Gate
+    from gateway.tracing import RequestTrace
 
 CLIENT_GONE = 499
 
@@ -68,6 +69,10 @@ class Outcome:
     token_counts: Mapping[str, int] | None = None
     # The prompt and answer, when the team captures them (gateway.quality.capture).
     capture: Capture | None = None
+    # The client's own x-request-id (checked), echoed back; the records keep request_id, ours.
+    client_request_id: str | None = None
+    # The request's span, when tracing is on (gateway.tracing).
+    trace: RequestTrace | None = None
 
     def count_prompt(self, body: dict[str, Any], count: Callable[[str], int] = count_tokens) -> int:
         if self.prompt_count is None:
@@ -93,7 +98,11 @@ class Outcome:
         return text
 
     def headers(self, *, cost_pending: bool = False) -> dict[str, str]:
-        h = {"x-switchyard-request-id": self.request_id, "x-switchyard-route": self.explain()}
+        h = {
+            "x-switchyard-request-id": self.request_id,
+            "x-request-id": self.client_request_id or self.request_id,
+            "x-switchyard-route": self.explain(),
+        }
         if self.snapshot is not None:
             h[CONFIG_VERSION_HEADER] = str(self.snapshot.version)
         if self.deployment is not None:

@@ -14,6 +14,9 @@ behaviour on top:
   - stop_sequences found in the answer cut it there (stop_reason stop_sequence); max_tokens below 3
     truncates it (stop_reason max_tokens);
   - model ids starting with "cached" report cache_read_input_tokens 10 and cache_creation_input_tokens 5;
+    otherwise a request with `cache_control` marks gets Anthropic's prompt-cache usage: the prefix up
+    to the marks is written (cache_creation, by 5-minute and 1-hour lifetime) the first time and read
+    (cache_read_input_tokens) by later requests that start with it (`_cache_usage`);
   - model id "overloaded-midstream" answers 200 and then sends `event: error` (overloaded_error) right
     after message_start, as Anthropic does under load; "overloaded-late" sends it after some content.
 
@@ -48,6 +51,7 @@ def create_app() -> Starlette:
     app = Starlette(routes=[Route("/v1/messages", _messages, methods=["POST"])])
     app.state.requests = []
     app.state.calls = {}  # model id -> calls seen, for flaky-N-*
+    app.state.cache = set()  # prompt-cache prefixes written (see _cache_usage)
     return app
 
 
@@ -94,7 +98,7 @@ async def _messages(request: Request) -> Response:
     except InvalidRequest as exc:
         return error_response(400, "invalid_request_error", str(exc), request_id)
 
-    answer = _answer(body, request_id)
+    answer = _answer(body, request_id, state.cache)
     headers = {"request-id": request_id}
     if not body.get("stream"):
         return Response(orjson.dumps(_message(answer)), headers=headers, media_type="application/json")
@@ -142,7 +146,7 @@ def _text_of(content: Any) -> list[str]:
     return texts
 
 
-def _answer(body: dict[str, Any], request_id: str) -> dict[str, Any]:
+def _answer(body: dict[str, Any], request_id: str, cache: set[str]) -> dict[str, Any]:
     model = str(body["model"])
     system = body.get("system") or ""
     texts = _text_of(system)
@@ -157,6 +161,15 @@ def _answer(body: dict[str, Any], request_id: str) -> dict[str, Any]:
     usage = {"input_tokens": words, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
     if model.startswith("cached"):
         usage.update(cache_creation_input_tokens=5, cache_read_input_tokens=10)
+    elif (cached := _cache_usage(body, cache)) is not None:
+        read, by_ttl = cached
+        written = sum(by_ttl.values())
+        usage.update(
+            input_tokens=words - read - written,
+            cache_read_input_tokens=read,
+            cache_creation_input_tokens=written,
+            cache_creation=by_ttl,
+        )
     answer: dict[str, Any] = {
         "id": "msg_" + request_id.removeprefix("req_"),
         "model": model,
@@ -191,6 +204,36 @@ def _answer(body: dict[str, Any], request_id: str) -> dict[str, Any]:
             break
     answer.update(kind="text", pieces=pieces, stop_reason=stop_reason)
     return answer
+
+
+def _cache_usage(body: dict[str, Any], cache: set[str]) -> tuple[int, dict[str, int]] | None:
+    """Prompt caching as Anthropic does it, in this fake's tokens (words): the prompt (tools, system,
+    messages, in that order) up to each block marked `cache_control` is a prefix. The longest prefix
+    written before is read; the rest up to the last mark is written, each stretch at its mark's
+    lifetime ("5m" unless `ttl` says "1h"). None when nothing is marked."""
+    blocks: list[Any] = list(body.get("tools") or [])
+    for part in (body.get("system"), *(m.get("content") for m in body["messages"])):
+        blocks += [{"type": "text", "text": part}] if isinstance(part, str) else list(part or [])
+    digest = hashlib.sha1()
+    words = 0
+    marks: list[tuple[int, str, str]] = []  # (words up to the mark, lifetime, prefix digest)
+    for block in blocks:
+        plain = {k: v for k, v in block.items() if k != "cache_control"}
+        digest.update(orjson.dumps(plain, option=orjson.OPT_SORT_KEYS))
+        words += sum(len(t.split()) for t in _text_of([block])) if "type" in block else 0
+        if isinstance(mark := block.get("cache_control"), dict):
+            marks.append((words, "1h" if mark.get("ttl") == "1h" else "5m", digest.hexdigest()))
+    if not marks:
+        return None
+    hit = max((i for i, m in enumerate(marks) if m[2] in cache), default=-1)
+    read = marks[hit][0] if hit >= 0 else 0
+    by_ttl = {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}
+    done = read
+    for upto, ttl, key in marks[hit + 1 :]:
+        by_ttl[f"ephemeral_{ttl}_input_tokens"] += upto - done
+        done = upto
+        cache.add(key)
+    return read, by_ttl
 
 
 def _split3(text: str) -> list[str]:

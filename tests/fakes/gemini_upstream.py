@@ -3,6 +3,8 @@
 Honours the shared fault convention in `tests.fakes` (the fault is the model id in the URL path) and
 validates requests the way the real API does, answering with Google-style error bodies. Every request
 is recorded in `app.state.requests` as `{"path", "model", "method", "query", "headers", "json"}`.
+Model ids starting with "cached" report the conversation before the last turn (system instruction
+included) as `cachedContentTokenCount`, as Gemini's implicit caching does.
 """
 
 from __future__ import annotations
@@ -136,11 +138,16 @@ def _answer(body: dict[str, Any]) -> dict[str, Any]:
     return {"text": CONTENT}
 
 
-def _usage(body: dict[str, Any], done: bool) -> dict[str, Any]:
+def _usage(body: dict[str, Any], done: bool, model: str = "") -> dict[str, Any]:
     prompt = _prompt_words(body)
-    if not done:
-        return {"promptTokenCount": prompt, "totalTokenCount": prompt}
-    return {"promptTokenCount": prompt, "candidatesTokenCount": 3, "totalTokenCount": prompt + 3}
+    usage: dict[str, Any] = {"promptTokenCount": prompt, "totalTokenCount": prompt}
+    if model.startswith("cached"):
+        # Implicit caching: everything before the last turn was sent before.
+        earlier = (body.get("contents") or [])[:-1]
+        usage["cachedContentTokenCount"] = _prompt_words({**body, "contents": earlier}) if earlier else 0
+    if done:
+        usage.update(candidatesTokenCount=3, totalTokenCount=prompt + 3)
+    return usage
 
 
 def _candidates(n: int, parts: list[dict[str, Any]], finish: str | None) -> list[Any]:
@@ -247,7 +254,7 @@ def _generate_doc(model: str, body: dict[str, Any]) -> dict[str, Any]:
     parts = [{"functionCall": answer["call"]}] if "call" in answer else [{"text": answer["text"]}]
     return {
         "candidates": _candidates(n, parts, "STOP"),
-        "usageMetadata": _usage(body, True),
+        "usageMetadata": _usage(body, True, model),
         "modelVersion": model,
         "responseId": hashlib.sha1(orjson.dumps(body)).hexdigest()[:20],
     }
@@ -269,7 +276,7 @@ async def _stream(model: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
     if "call" in answer:
         doc = {
             "candidates": _candidates(n, [{"functionCall": answer["call"]}], "STOP"),
-            "usageMetadata": _usage(body, True),
+            "usageMetadata": _usage(body, True, model),
             **meta,
         }
         yield _sse(doc)
@@ -280,7 +287,7 @@ async def _stream(model: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
         last = i == len(pieces) - 1
         doc = {
             "candidates": _candidates(n, [{"text": piece}], "STOP" if last else None),
-            "usageMetadata": _usage(body, last),
+            "usageMetadata": _usage(body, last, model),
             **meta,
         }
         yield _sse(doc)

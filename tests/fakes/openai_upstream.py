@@ -16,8 +16,8 @@ Usage from a test:
         srv.app.state.requests[-1].body   # the last request received
 
 Normal answers are deterministic: content "Hello from openai!" (3 chunks when streamed), usage
-prompt_tokens = whitespace-separated words in all message text (at least 1), completion_tokens = 3.
-
+prompt_tokens = whitespace-separated words in all message text (at least 1), completion_tokens = 3;
+`cached-*` models report all messages but the last as cached_tokens (OpenAI's automatic caching).
 The pieces live beside it: `openai_wire` (JSON/SSE framing, error body, usage, logprobs, embeddings),
 `openai_validation` (the 400s the real API answers) and `openai_faults` (the fault convention).
 """
@@ -51,6 +51,7 @@ from tests.fakes.openai_wire import (
     DEFAULT_EMBEDDING_DIM,
     SSE_DONE,
     ApiError,
+    cached_prefix_tokens,
     chat_logprobs,
     content_text,
     embeddings_doc,
@@ -63,9 +64,7 @@ from tests.fakes.openai_wire import (
     usage_doc,
     word_count,
 )
-from tests.fakes.openai_wire import (
-    embedding_vector as embedding_vector,  # re-exported: tests import it from here
-)
+from tests.fakes.openai_wire import embedding_vector as embedding_vector  # re-exported: tests import it
 from tests.fakes.partial_stream import PartialStream
 
 PROVIDER = "openai"
@@ -152,7 +151,8 @@ class _Fake:
         except ApiError as e:
             return e.response()
 
-        prompt_tokens = max(1, sum(word_count(content_text(m.get("content"))) for m in messages))
+        words = [word_count(content_text(m.get("content"))) for m in messages]
+        prompt_tokens, cached = max(1, sum(words)), cached_prefix_tokens(model, words)
         answer = self._chat_answer(body, messages)
         created, fingerprint = self._meta(body)
         cid = self.next_id("chatcmpl")
@@ -205,7 +205,7 @@ class _Fake:
                 **base,
                 "object": "chat.completion",
                 "choices": choices,
-                "usage": usage_doc(prompt_tokens, completion_tokens * n),
+                "usage": usage_doc(prompt_tokens, completion_tokens * n, cached),
                 "service_tier": "default",
             }
             return json_response(data)
@@ -264,7 +264,7 @@ class _Fake:
         for i in range(n):
             frames.append(chunk([delta(i, {}, finish_reason=finish)]))
         if include_usage:
-            frames.append(chunk([], usage=usage_doc(prompt_tokens, completion_tokens * n)))
+            frames.append(chunk([], usage=usage_doc(prompt_tokens, completion_tokens * n, cached)))
         frames.append(SSE_DONE)
         return StreamingResponse(iterate_frames(frames), media_type="text/event-stream")
 

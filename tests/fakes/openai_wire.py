@@ -95,12 +95,12 @@ def split3(text: str) -> list[str]:
     return out
 
 
-def usage_doc(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def usage_doc(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": cached_tokens, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,
@@ -108,6 +108,12 @@ def usage_doc(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
             "rejected_prediction_tokens": 0,
         },
     }
+
+
+def cached_prefix_tokens(model: str, words: list[int]) -> int:
+    """OpenAI's automatic prompt caching, for model ids starting with "cached": the conversation so
+    far (every message but the last, `words` per message) was sent before and is read from the cache."""
+    return sum(words[:-1]) if model.startswith("cached") else 0
 
 
 def _token_logprob(token: str, rank_offset: int, top: int) -> dict[str, Any]:

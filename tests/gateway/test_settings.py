@@ -103,3 +103,14 @@ def test_a_cluster_url_that_cannot_name_a_cluster_node_is_refused(url: str, why:
 def test_cluster_mode_takes_a_node_url() -> None:
     s = Settings(_env_file=None, redis_url="rediss://:pw@10.0.0.5:7000", redis_cluster="true")  # type: ignore[call-arg]
     assert s.redis_cluster and s.redis_url == "rediss://:pw@10.0.0.5:7000"
+
+
+def test_otel_endpoint_is_off_unless_an_http_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(_env_file=None).otel_endpoint is None  # type: ignore[call-arg]
+    monkeypatch.setenv("SWITCHYARD_OTEL_ENDPOINT", "")
+    assert Settings(_env_file=None).otel_endpoint is None  # type: ignore[call-arg]
+    monkeypatch.setenv("SWITCHYARD_OTEL_ENDPOINT", "http://127.0.0.1:4318")
+    assert Settings(_env_file=None).otel_endpoint == "http://127.0.0.1:4318"  # type: ignore[call-arg]
+    monkeypatch.setenv("SWITCHYARD_OTEL_ENDPOINT", "collector:4318")
+    with pytest.raises(SettingsError, match="SWITCHYARD_OTEL_ENDPOINT='collector:4318': an http"):
+        Settings(_env_file=None)  # type: ignore[call-arg]

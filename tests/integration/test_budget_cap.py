@@ -26,6 +26,7 @@ from gateway.control import MIN_CAPPED_OUTPUT
 from gateway.planner import InOrderPlanner
 from gateway.settings import Settings
 from gateway.usage import prompt_tokens
+from providers.anthropic_translate import anthropic_request_to_openai
 from tests.fakes import anthropic_upstream, verbose_upstream
 from tests.fakes.server import ServerThread
 from tests.integration.gateway_proc import MASTER_KEY
@@ -489,3 +490,29 @@ async def test_the_anthropic_door_caps_its_required_max_tokens(gw: Gateway, pg_u
     err = unpriced.value.body
     assert isinstance(err, dict) and err["error"]["type"] == "permission_error", err
     assert "price:" in err["error"]["message"]
+
+
+async def test_a_prompt_marked_for_caching_is_reserved_at_the_cache_write_price(
+    gw: Gateway, pg_url: str
+) -> None:
+    """The whole prompt may be written to a 1-hour cache at twice the input price (claude's default
+    multiples): the cap leaves room for that, so the settled cost stays within the budget."""
+    creds = await new_key(pg_url, key={"budget_usd": Decimal("2.00")})
+    marker = f"cached-{gw.limiter}"
+    system = [{"type": "text", "text": words(10), "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    messages = chat_of(marker)
+    prompt = prompt_tokens(
+        anthropic_request_to_openai({"system": system, "messages": messages, "max_tokens": 1})
+    )
+    async with _anthropic(gw, creds.key) as client:
+        raw = await client.messages.with_raw_response.create(
+            model="claude",
+            max_tokens=1000,
+            system=system,
+            messages=messages,  # type: ignore[arg-type]
+        )
+    # A cent a token in and out, two cents a token written for an hour.
+    assert int(raw.headers["x-switchyard-max-tokens-capped"]) == 200 - 2 * prompt
+    usage = (await raw.parse()).usage
+    assert usage.cache_creation_input_tokens == 10
+    assert Decimal(raw.headers["x-switchyard-cost-usd"]) <= Decimal("2.00")

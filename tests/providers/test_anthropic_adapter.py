@@ -85,11 +85,13 @@ async def test_stream(provider: AnthropicProvider) -> None:
 async def test_cache_usage_is_counted_once(provider: AnthropicProvider) -> None:
     # cached* models report input 3 + cache_read 10 + cache_creation 5.
     result = await provider.complete(chat(model="cached-model"))
-    assert result.usage == Usage(prompt_tokens=18, completion_tokens=3, cached_tokens=10)
+    assert result.usage == Usage(
+        prompt_tokens=18, completion_tokens=3, cached_tokens=10, cache_write_5m_tokens=5
+    )
     assert result.data["usage"]["total_tokens"] == 21
     chunks = await collect(provider.stream(chat(model="cached-model", stream=True)))
     assert Usage.from_openai(chunks[-1].data["usage"]) == Usage(
-        prompt_tokens=18, completion_tokens=3, cached_tokens=10
+        prompt_tokens=18, completion_tokens=3, cached_tokens=10, cache_write_5m_tokens=5
     )
 
 
@@ -188,10 +190,13 @@ async def direct(server: ServerThread, body: dict[str, Any]) -> bytes:
 
 async def test_native_messages_passthrough(provider: AnthropicProvider, server: ServerThread) -> None:
     body = native_body()
+    server.app.state.cache.clear()
     result = await provider.messages(body, headers={"anthropic-beta": "x"})
+    server.app.state.cache.clear()  # the direct call writes the prompt cache again, as the first did
     assert result.body == await direct(server, body)
     assert result.data["type"] == "message"
-    assert result.usage == Usage(prompt_tokens=6, completion_tokens=3)
+    # "be nice" is written to the prompt cache: 2 of the 6 input tokens.
+    assert result.usage == Usage(prompt_tokens=6, completion_tokens=3, cache_write_5m_tokens=2)
     assert requests_of(server)[-2]["headers"]["anthropic-beta"] == "x"
     with pytest.raises(UpstreamError) as info:
         await provider.messages({**body, "model": "fail-429"})
@@ -200,7 +205,9 @@ async def test_native_messages_passthrough(provider: AnthropicProvider, server: 
 
 async def test_native_stream_passthrough(provider: AnthropicProvider, server: ServerThread) -> None:
     body = native_body(stream=True)
+    server.app.state.cache.clear()
     chunks = await collect(provider.messages_stream(body))
+    server.app.state.cache.clear()
     assert b"".join(c.raw for c in chunks) == await direct(server, body)
     assert [c.data["type"] for c in chunks] == [
         "message_start",
@@ -217,7 +224,7 @@ async def test_native_stream_passthrough(provider: AnthropicProvider, server: Se
     tracker = AnthropicStreamUsage()
     for chunk in chunks:
         tracker.feed(chunk.data)
-    assert tracker.usage == Usage(prompt_tokens=6, completion_tokens=3)
+    assert tracker.usage == Usage(prompt_tokens=6, completion_tokens=3, cache_write_5m_tokens=2)
     with pytest.raises(UpstreamError) as info:
         await anext(provider.messages_stream({**body, "model": "overloaded-midstream"}))
     assert info.value.status == 529
@@ -233,7 +240,9 @@ def test_usage_from_anthropic() -> None:
         "cache_creation_input_tokens": 20,
         "output_tokens": 9,
     }
-    assert usage_from_anthropic(usage) == Usage(prompt_tokens=127, completion_tokens=9, cached_tokens=100)
+    assert usage_from_anthropic(usage) == Usage(
+        prompt_tokens=127, completion_tokens=9, cached_tokens=100, cache_write_5m_tokens=20
+    )
     assert usage_from_anthropic(None) is None
 
 

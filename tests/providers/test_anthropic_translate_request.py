@@ -265,3 +265,30 @@ def test_fake_validation_catches_translation_bugs() -> None:
     for case in bad_cases:
         with pytest.raises(InvalidRequest):
             validate(case)
+
+
+def test_message_level_cache_control_marks_its_last_block() -> None:
+    """LiteLLM's form for string content: the mark goes on the block the message becomes."""
+    mark = {"type": "ephemeral", "ttl": "1h"}
+    out = openai_request_to_anthropic(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": "Be brief.", "cache_control": mark},
+                {"role": "user", "content": "Hi", "cache_control": mark},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "42", "cache_control": mark},
+            ],
+        }
+    )
+    assert out["system"] == [{"type": "text", "text": "Be brief.", "cache_control": mark}]
+    assert out["messages"][0]["content"] == [{"type": "text", "text": "Hi", "cache_control": mark}]
+    assert out["messages"][2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "c1", "content": "42", "cache_control": mark}
+    ]

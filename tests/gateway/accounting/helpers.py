@@ -42,6 +42,8 @@ def make_record(i: int, *, run: str | None = None) -> RequestRecord:
         prompt_tokens=100 + i,
         completion_tokens=7 * i % 1000,
         cached_tokens=i % 17,
+        cache_write_5m_tokens=i % 11,
+        cache_write_1h_tokens=i % 5,
         # Ten decimal places, so float arithmetic anywhere would show.
         cost_usd=None if i % 9 == 0 else Decimal(i * 1_234_567 + 1).scaleb(-10),
         latency_ms=1000.25 + i,
@@ -67,12 +69,20 @@ async def fetch_daily(engine: AsyncEngine) -> dict[tuple[Any, ...], tuple[Any, .
     async with engine.connect() as conn:
         rows = (await conn.execute(select(t))).mappings().all()
     key = ("day", "team_id", "key_id", "model", "tier")
-    sums = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "errors")
+    sums = (
+        "requests",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "cache_write_tokens",
+        "cost_usd",
+        "errors",
+    )
     return {tuple(r[k] for k in key): tuple(r[s] for s in sums) for r in rows}
 
 
 def expected_daily(records: list[RequestRecord]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
-    acc: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, 0, 0, Decimal(0), 0])
+    acc: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, 0, 0, 0, Decimal(0), 0])
     for r in records:
         model = r.deployment or r.requested_model
         a = acc[(r.ts.date(), r.team_id or "", r.key_id or "", model, r.tier or "")]
@@ -80,8 +90,9 @@ def expected_daily(records: list[RequestRecord]) -> dict[tuple[Any, ...], tuple[
         a[1] += r.prompt_tokens
         a[2] += r.completion_tokens
         a[3] += r.cached_tokens
-        a[4] += r.cost_usd or 0
-        a[5] += r.status >= 400 or r.error_type is not None
+        a[4] += r.cache_write_5m_tokens + r.cache_write_1h_tokens
+        a[5] += r.cost_usd or 0
+        a[6] += r.status >= 400 or r.error_type is not None
     return {k: tuple(v) for k, v in acc.items()}
 
 
@@ -90,6 +101,8 @@ def assert_logged_exactly(log: dict[str, dict[str, Any]], records: list[RequestR
     for r in records:
         row = log[r.request_id]
         for field in ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "latency_ms"):
+            assert row[field] == getattr(r, field), (field, row, r)
+        for field in ("cache_write_5m_tokens", "cache_write_1h_tokens"):
             assert row[field] == getattr(r, field), (field, row, r)
         for field in ("ttft_ms", "status", "team_id", "key_id", "deployment", "tier", "streamed"):
             assert row[field] == getattr(r, field), (field, row, r)
@@ -203,6 +216,8 @@ def random_records(n: int, seed: int, *, start: datetime = START, hours: int = 6
                 prompt_tokens=rng.randrange(5000),
                 completion_tokens=rng.randrange(2000),
                 cached_tokens=rng.randrange(100),
+                cache_write_5m_tokens=rng.randrange(50),
+                cache_write_1h_tokens=rng.randrange(20),
                 cost_usd=cost,
                 latency_ms=latency,
                 ttft_ms=latency * rng.random() if streamed else None,
@@ -235,7 +250,7 @@ HISTOGRAMS = ("latency_hist", "ttft_hist", "difficulty_hist")
 def expected_hourly(
     records: list[RequestRecord], table: str = "hourly_spend"
 ) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """An hourly or daily rollup as a plain reading of the records (independent of store.rollups)."""
+    """An hourly or daily rollup as a plain reading of the records (independent of grains.rollups)."""
     names = ROLLUP_KEYS[table]
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in records:
@@ -256,6 +271,7 @@ def expected_hourly(
                 "prompt_tokens": 0,
                 "completion_tokens": 0,
                 "cached_tokens": 0,
+                "cache_write_tokens": 0,
                 "cost_usd": Decimal(0),
                 "baseline_cost_usd": Decimal(0),
                 "unpriced": 0,
@@ -269,6 +285,7 @@ def expected_hourly(
         row["prompt_tokens"] += r.prompt_tokens
         row["completion_tokens"] += r.completion_tokens
         row["cached_tokens"] += r.cached_tokens
+        row["cache_write_tokens"] += r.cache_write_5m_tokens + r.cache_write_1h_tokens
         row["cost_usd"] += r.cost_usd or 0
         if r.cost_usd is None or r.baseline_cost_usd is None:
             row["unpriced"] += 1

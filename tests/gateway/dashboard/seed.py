@@ -105,6 +105,8 @@ def make_records(
             prompt_tokens=prompt,
             completion_tokens=completion,
             cached_tokens=cached,
+            cache_write_5m_tokens=0 if refused else (i % 3) * 5,
+            cache_write_1h_tokens=0 if refused else (i % 5) * 2,
             cost_usd=cost,
             latency_ms=latency,
             ttft_ms=latency / 4 if i % 2 == 0 else None,

@@ -97,9 +97,13 @@ def test_spend_keeps_the_costliest_groups_and_sums_the_rest(dash: Dash) -> None:
     costliest = max(s.teams.values(), key=lambda t: total_cost([r for r in s.records if r.team_id == t]))
     assert {r["group"] for r in two} == {costliest, "(other)"}
     assert {r["label"] for r in two if r["group"] == "(other)"} == {"other teams"}
-    for field in ("requests", "errors", "prompt_tokens"):
+    for field in ("requests", "errors", "prompt_tokens", "cached_tokens", "cache_write_tokens"):
         assert sum(r[field] for r in two) == sum(r[field] for r in every)
     assert sum(r["requests"] for r in two) == len(s.records)
+    # The token chart's cache series: reads, and writes of both lifetimes.
+    assert sum(r["cached_tokens"] for r in every) == sum(r.cached_tokens for r in s.records)
+    written = sum(r.cache_write_5m_tokens + r.cache_write_1h_tokens for r in s.records)
+    assert written > 0 and sum(r["cache_write_tokens"] for r in every) == written
     # A limit no smaller than the number of groups changes nothing.
     assert get(dash, "spend", by="team", limit=2, **dash.range()).json()["rows"] == every
 

@@ -51,6 +51,9 @@ async def test_admin_and_team_member_see_the_seeded_figures(
     assert await admin.value("budget-limit") == "1000"
     assert within_one_bucket(float(await admin.value("latency-p95")), p95_latency(records))
     assert await admin.page.get_by_test_id("budget-table-row").count() == 3  # the team and its two keys
+    # The token chart draws the prompt cache's reads and writes beside prompt and completion tokens.
+    legend = await admin.page.locator("[data-testid=tokens-chart] .u-legend").inner_text()
+    assert "cached tokens" in legend and "cache write tokens" in legend
     await admin.shot(shots, "team")
 
     # The same range in New York: the requests fall on other days, the total stays.
