@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     # (a new master key ends every session; with this set, only the admins').
     dashboard_session_ttl_s: float = Field(default=12 * 3600.0, gt=0)
     dashboard_secret: SecretStr | None = None
+    # A /dashboard/api answer is served again to the same viewer for this long (0: never): a page
+    # refreshed every second then costs the gateway a query every few seconds (gateway/dashboard/answers.py).
+    dashboard_cache_s: float = Field(default=5.0, ge=0, le=300)
     # Shadow judging (a route's `shadow:`, gateway/quality/shadow.py): jobs waiting past this many are
     # dropped (and counted), never waited for; the tasks that work them; a seed makes the sampling
     # repeatable (tests).

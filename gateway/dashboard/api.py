@@ -24,6 +24,7 @@ from gateway.api.openapi_schemas import OPENAI_ERROR
 from gateway.auth_store import now_utc
 from gateway.dashboard import explorer, figures, lookups, schemas
 from gateway.dashboard.access import admin_only, scope_for
+from gateway.dashboard.answers import CachedRoute
 from gateway.dashboard.budgets import budgets as budget_rows
 from gateway.dashboard.params import Bucket, Range, make_range
 from gateway.dashboard.session import Viewer, current_viewer
@@ -47,7 +48,11 @@ _CSV: dict[int | str, dict[str, Any]] = {
 }
 
 router = APIRouter(
-    prefix="/dashboard/api", tags=["dashboard"], dependencies=[Depends(reject_nul)], responses=_ERRORS
+    prefix="/dashboard/api",
+    tags=["dashboard"],
+    dependencies=[Depends(reject_nul)],
+    responses=_ERRORS,
+    route_class=CachedRoute,
 )
 
 ViewerDep = Annotated[Viewer, Depends(current_viewer)]
