@@ -50,7 +50,7 @@ def test_eval_prints_the_table_with_intervals_and_writes_plot_and_json(
     low, high = data["mean"]["switchyard"]["apgr_ci95"]
     assert low <= data["mean"]["switchyard"]["apgr"] <= high
     # the marker word transfers from the other two files: every held-out file routes well
-    assert all(f["switchyard"]["apgr"] > 0.7 for f in data["folds"])
+    assert all(f["switchyard"]["apgr"] > 0.6 for f in data["folds"])
 
 
 def test_score_uses_the_trained_artifact(trained: Path, tmp_path: Path) -> None:
