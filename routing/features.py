@@ -182,7 +182,7 @@ def hash_words(text: str) -> tuple[np.ndarray, np.ndarray]:
     words (two or more word characters) and word bigrams of `text`."""
     words = _WORD.findall(text.lower())
     crc = {w: zlib.crc32(w.encode()) for w in set(words)}
-    codes = np.fromiter((crc[w] for w in words), dtype=np.int64, count=len(words))
+    codes = np.array(list(map(crc.__getitem__, words)), dtype=np.int64)
     return _bag(codes, WORD_HASH_SIZE, TOKEN_HASH_SIZE)
 
 
