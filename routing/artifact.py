@@ -3,11 +3,12 @@ once at start.
 
 Arrays (float32 unless noted):
 - `dense_mean`, `dense_scale`, `w_dense`: standardisation and weights of `features.DENSE_NAMES`.
-- `w_hashed`: one weight per hashed-token bucket (`features.HASH_SIZE`).
-- `tier_a`, `tier_b`: per tier in `TIERS`, success probability = sigmoid(a + b * skill), where
-  skill = -score; `score` is the classifier's raw difficulty logit.
+- `w_hashed`: one weight per hashed bucket, token bag then word bag (`features.HASH_SIZE`).
+- `tier_a`, `tier_b`: per tier in `TIERS`, success probability = sigmoid(a - b * score); `score` is
+  the classifier's raw output, the predicted tier gain (format 2: large-tier minus small-tier
+  success; format 1 scored a within-dataset difficulty logit).
 - `score_quantiles`: the training prompts' score distribution (101 points), so a raw score maps to a
-  difficulty in 0..1 (the share of training prompts that are easier) and a `strong_fraction` maps
+  difficulty in 0..1 (the share of training prompts with less to gain) and a `strong_fraction` maps
   to a threshold.
 - `completion_coef`: the completion-length prior (see `routing.cost`).
 - `meta`: JSON (uint8 bytes): format version, what it was trained on, fold results.
@@ -25,7 +26,7 @@ import numpy as np
 
 from routing.features import DENSE_NAMES, HASH_SIZE
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 TIERS: tuple[str, ...] = ("local", "small", "medium", "large")
 DEFAULT_PATH = Path(__file__).resolve().parent / "artifacts" / "router-v1.npz"
 

@@ -1,11 +1,12 @@
 """Difficulty classifier: a linear model over `routing.features`, loaded from the artifact.
 
-Shaped like a one-parameter item-response model: every prompt gets one raw `score` (a difficulty
-logit, higher = harder); each tier has an ability curve, P(success | tier) =
-sigmoid(a_tier - b_tier * score). The score was fitted with one intercept per training dataset, so
-the weights learn what makes a prompt harder than its neighbours rather than which benchmark it came
-from. `difficulty` is the score's percentile among the training prompts (0..1), which is what
-`x-switchyard-route` shows and what a `strong_fraction` is calibrated against.
+Every prompt gets one raw `score`: the predicted *tier gain*, how much more often a frontier (large)
+model answers it correctly than a small 1-9B one (trained on soft labels from many models, without
+per-dataset intercepts; see `gateway.route_cli.train`). Each tier has a success curve on that score,
+P(success | tier) = sigmoid(a_tier - b_tier * score), ordered so that a higher tier never does worse.
+`difficulty` is the score's percentile among the training prompts (0..1: 0.8 means more to gain from
+a large model than 80% of them), which is what `x-switchyard-route` shows and what a
+`strong_fraction` is calibrated against.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ import numpy as np
 
 from routing.artifact import TIERS, RouterArtifact
 from routing.features import Features
+
+# Standardised dense features are clipped to this many standard deviations: a signal that barely
+# varied in training (CJK script when no training file has any) would otherwise get a huge z-score
+# on the first prompt that has it, and swamp the score.
+DENSE_CLIP = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +49,9 @@ class DifficultyModel:
         self._grid = np.linspace(0.0, 1.0, self._quantiles.size)
 
     def score(self, features: Features) -> float:
-        dense = (features.dense.astype(np.float64) - self._mean) * self._inv_scale
+        dense = np.clip(
+            (features.dense.astype(np.float64) - self._mean) * self._inv_scale, -DENSE_CLIP, DENSE_CLIP
+        )
         hashed = (
             float(self._w_hashed[features.hashed] @ features.hashed_values) if features.hashed.size else 0.0
         )

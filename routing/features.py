@@ -1,17 +1,19 @@
 """Request features for the router: pure functions of an OpenAI chat body, no I/O.
 
 `extract(body)` returns a `Features`: a small dense vector of named, explainable signals (token
-counts, turns, system prompt, code, math, script, constraints, output limits, tools) plus a hashed
-bag of tiktoken token ids and id bigrams. Token ids come for free from the count we need anyway,
-are deterministic across processes (unlike `hash()`), and their BPE rank doubles as a word-rarity
-signal. Everything here runs on every routed request, so it stays at a few hundred microseconds
-for a 1,000-token prompt.
+counts, turns, system prompt, code, math, script, constraints, output limits, tools) plus two hashed
+bags: tiktoken token ids and id bigrams (ids come for free from the count we need anyway, and their
+BPE rank doubles as a word-rarity signal), and lower-cased word unigrams and bigrams hashed with
+CRC-32 (deterministic across processes, unlike `hash()`; whole words and word pairs carry topic that
+sub-word pieces split up). Each bag is L2-normalised on its own. Everything here runs on every routed
+request, so it stays well under a millisecond for a 1,000-token prompt.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,8 +23,10 @@ import numpy as np
 
 from routing.tokens import encoding
 
-HASH_BITS = 14
-HASH_SIZE = 1 << HASH_BITS
+TOKEN_HASH_SIZE = 1 << 14
+WORD_HASH_SIZE = 1 << 18
+# Bucket ids: the token bag in [0, TOKEN_HASH_SIZE), the word bag after it.
+HASH_SIZE = TOKEN_HASH_SIZE + WORD_HASH_SIZE
 # The hashed bag only looks at the last user turn's tail and the system prompt's head: long pasted
 # context adds little signal and would make the cost linear in conversation length.
 MAX_HASHED_TOKENS = 1536
@@ -31,6 +35,10 @@ MAX_HASHED_TOKENS = 1536
 MAX_EXACT_CHARS = 24_000
 _WINDOW_CHARS = 12_000
 _BIGRAM_MULT = 1_000_003
+# The word bag reads the same spans as the token bag, by characters: the last user turn's tail and
+# the system prompt's head.
+MAX_HASHED_CHARS = 6_000
+_WORD = re.compile(r"\w\w+")
 
 DENSE_NAMES: tuple[str, ...] = (
     "log_prompt_tokens",
@@ -99,7 +107,7 @@ _DIGITS = tuple("0123456789")
 @dataclass(frozen=True, slots=True)
 class Features:
     """One request's features: `dense` is aligned with DENSE_NAMES; `hashed` are bucket ids in
-    [0, HASH_SIZE) with `hashed_values` their weights (already L2-normalised)."""
+    [0, HASH_SIZE) with `hashed_values` their weights (each bag already L2-normalised)."""
 
     dense: np.ndarray
     hashed: np.ndarray
@@ -152,16 +160,30 @@ def _ratio(count: int, total: int) -> float:
     return count / total if total else 0.0
 
 
-def hash_tokens(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bucket ids and L2-normalised log-count weights of token unigrams and bigrams."""
-    if ids.size == 0:
+def _bag(codes: np.ndarray, size: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """Buckets (shifted by `offset`) and L2-normalised log-count weights of the codes' unigrams and
+    bigrams hashed into `size` buckets."""
+    if codes.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    ids = ids.astype(np.int64)
-    bigrams = (ids[:-1] * _BIGRAM_MULT + ids[1:] + HASH_SIZE // 2) % HASH_SIZE
-    buckets, counts = np.unique(np.concatenate([ids % HASH_SIZE, bigrams]), return_counts=True)
+    bigrams = (codes[:-1] * _BIGRAM_MULT + codes[1:] + size // 2) % size
+    buckets, counts = np.unique(np.concatenate([codes % size, bigrams]), return_counts=True)
     values = np.log1p(counts).astype(np.float32)
     values /= np.float32(np.sqrt(float(values @ values)))
-    return buckets, values
+    return buckets + offset, values
+
+
+def hash_tokens(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket ids and L2-normalised log-count weights of token unigrams and bigrams."""
+    return _bag(ids.astype(np.int64), TOKEN_HASH_SIZE, 0)
+
+
+def hash_words(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket ids (after the token bag's) and L2-normalised log-count weights of the lower-cased
+    words (two or more word characters) and word bigrams of `text`."""
+    words = _WORD.findall(text.lower())
+    crc = {w: zlib.crc32(w.encode()) for w in set(words)}
+    codes = np.array(list(map(crc.__getitem__, words)), dtype=np.int64)
+    return _bag(codes, WORD_HASH_SIZE, TOKEN_HASH_SIZE)
 
 
 def _encode(text: str, counts: dict[str, int], tail: bool = True) -> tuple[list[int], int]:
@@ -201,8 +223,12 @@ def extract(body: Mapping[str, Any]) -> Features:
     prompt_tokens = last_count + system_count + earlier_tokens + 4 * (len(users) + assistants)
 
     hashed_ids = last_ids[-MAX_HASHED_TOKENS:] + system_ids[: MAX_HASHED_TOKENS // 4]
-    ids = np.asarray(hashed_ids, dtype=np.int64)
-    buckets, values = hash_tokens(ids)
+    token_buckets, token_values = hash_tokens(np.asarray(hashed_ids, dtype=np.int64))
+    word_buckets, word_values = hash_words(
+        last_user[-MAX_HASHED_CHARS:] + "\n" + system[: MAX_HASHED_CHARS // 4]
+    )
+    buckets = np.concatenate([token_buckets, word_buckets])
+    values = np.concatenate([token_values, word_values])
 
     text = last_user if len(last_user) <= MAX_EXACT_CHARS else last_user[-_WINDOW_CHARS:]
     n_chars = max(len(text), 1)

@@ -89,51 +89,39 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from gateway.route_cli.baselines import LiteLLMComplexity
-    from gateway.route_cli.evaluate import format_reference, format_table, run_folds, target_check
+    from gateway.route_cli.evaluate import run_folds
     from gateway.route_cli.plot import write_plot
+    from gateway.route_cli.report import format_reference, format_table, target_check, to_json
     from gateway.route_cli.train import TrainConfig
 
     sets, matrices = _load(args.data)
     litellm = LiteLLMComplexity()
-    litellm_scores = [litellm.scores(s.prompts) for s in sets]
-    results = run_folds(sets, matrices, litellm_scores, TrainConfig())
-    print("Routing folds (leave one dataset out; APGR higher is better, CPT lower is better):\n")
-    print(format_table(results, routing_folds=True))
-    print("\nSame-size pairs (RouterDC seven 7B models; reported apart, see `route eval --help`):\n")
-    print(format_table(results, routing_folds=False))
+    # Files that are not held out need no baseline scores.
+    litellm_scores = [litellm.scores(s.prompts) if s.has_gap else np.zeros(0) for s in sets]
+    report = run_folds(sets, matrices, litellm_scores, TrainConfig(), args.resamples, args.seed)
+    if not report.folds:
+        raise RouteInputError(f"no outcome file in {args.data} has two tiers to hold out")
+    print(
+        "Leave one dataset out; each file judged on its lowest -> highest tier (per-prompt mean over the"
+        " tier's models). APGR higher is better, CPT(50%) lower is better; [95% bootstrap interval,"
+        f" {report.resamples} resamples, seed {report.seed}]:\n"
+    )
+    print(format_table(report))
     print(
         "\nIn-domain reference (the same features fitted on each file's own gain, 5-fold cross-validated;"
         " labels no router here has):\n"
     )
-    print(format_reference(results))
+    print(format_reference(report))
     print()
-    for line in target_check(results):
+    for line in target_check(report):
         print(line)
-    write_plot(results, args.plot)
+    write_plot(report, args.plot)
     print(f"\nplot: {args.plot}")
     if args.json:
-        rows = [
-            {
-                "fold": r.name,
-                "routing_fold": r.routing_fold,
-                "n": r.n,
-                "weak": r.weak,
-                "strong": r.strong,
-                **{
-                    f"{m}_{k}": getattr(v, k)
-                    for m, v in r.metrics.items()
-                    for k in ("apgr", "cpt50", "cpt80")
-                },
-                **(
-                    {f"in_domain_{k}": getattr(r.reference, k) for k in ("apgr", "cpt50", "cpt80")}
-                    if r.reference
-                    else {}
-                ),
-            }
-            for r in results
-        ]
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps(to_json(report), indent=1))
     return 0
 
 
@@ -174,12 +162,14 @@ def add_route_commands(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
         help="leave-one-dataset-out APGR/CPT table against baselines, and the plot",
-        description="Routing folds are the files whose weak/strong pair differs in capability class; "
-        "RouterDC's seven-7B files (one size class) are reported apart.",
+        description="Every file with two tiers or more is held out in turn; RouterDC's seven-7B files (one "
+        "tier) only train the tier curves.",
     )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="outcome data folder")
     p.add_argument("--plot", type=Path, default=DEFAULT_PLOT, help="PNG to write")
-    p.add_argument("--json", type=Path, help="also write per-fold figures as JSON")
+    p.add_argument("--json", type=Path, help="also write the figures and intervals as JSON")
+    p.add_argument("--resamples", type=int_in(10), default=1000, help="bootstrap resamples")
+    p.add_argument("--seed", type=int_in(0), default=0, help="bootstrap seed")
     p.set_defaults(func=_one_line(cmd_eval))
 
     p = sub.add_parser("score", help="score requests offline (JSONL in, JSONL out)")

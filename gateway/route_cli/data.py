@@ -1,9 +1,10 @@
 """Readers for the per-prompt outcome data in `../shared/data/routing` (see its README).
 
-Each file becomes one `OutcomeSet`: prompts, a score matrix (prompts x models, NaN where blank),
-each model's tier, and the weak/strong pair its held-out fold is judged on. The pair follows the
-literature where it exists (RouteLLM: Mixtral-8x7B vs GPT-4 on MMLU and RouterBench) and is the
-weakest vs the strongest model by mean score elsewhere.
+Each file becomes one `OutcomeSet`: prompts, a score matrix (prompts x models, NaN where blank) and
+each model's tier from `routing/model_tiers.tsv`. A file's weak/strong pair is its lowest and its
+highest tier, each as the per-prompt mean over the tier's models (a soft label): small -> large
+where the file has both (RouterBench, the many-model matrices), Mixtral -> GPT-4 on RouteLLM's MMLU,
+small -> medium on DCRouter. The seven-7B files have one tier and no gap.
 """
 
 from __future__ import annotations
@@ -19,28 +20,40 @@ from pathlib import Path
 
 import numpy as np
 
-# Capability class of each model in the data, by size and generation (not by its score here, so the
-# per-tier success heads are not fitted to the very labels they are judged on).
-_LARGE = ("gpt-4", "gpt4")
-_MEDIUM = (
-    "gpt-3.5",
-    "claude",
-    "mixtral",
-    "llama-2-70b",
-    "yi-34b",
-    "code-llama-instruct-34b",
-    "chatqa-1.5-70b",
-    "nemotron",
-)
+TIER_TABLE = Path(__file__).resolve().parents[2] / "routing" / "model_tiers.tsv"
+OUTCOME_TIERS = ("small", "medium", "large")
 
 
-def model_tier(model: str) -> str:
-    name = model.lower()
-    if any(key in name for key in _LARGE):
-        return "large"
-    if any(key in name for key in _MEDIUM):
-        return "medium"
-    return "small"
+class TierTableError(ValueError):
+    """A model name that no row of the tier table matches, or a malformed table."""
+
+
+@dataclass(frozen=True)
+class TierTable:
+    """`routing/model_tiers.tsv`: (pattern, tier) rows; a lower-cased model name takes the tier of
+    the first row whose pattern is a substring of it. Tiers are by size and generation, not by the
+    model's score in the data, so the labels a router is judged on do not define its tiers."""
+
+    rows: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def read(cls, path: Path = TIER_TABLE) -> TierTable:
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            parts = line.split("\t")
+            if len(parts) != 2 or parts[1] not in OUTCOME_TIERS:
+                raise TierTableError(f"{path}:{number}: expected 'pattern<TAB>small|medium|large'")
+            rows.append((parts[0].lower(), parts[1]))
+        return cls(tuple(rows))
+
+    def tier(self, model: str) -> str:
+        name = model.lower()
+        for pattern, tier in self.rows:
+            if pattern in name:
+                return tier
+        raise TierTableError(f"model {model!r} matches no row of the tier table; add one")
 
 
 @dataclass
@@ -49,18 +62,40 @@ class OutcomeSet:
     source: str
     prompts: list[str]
     models: list[str]
-    scores: np.ndarray  # (n_prompts, n_models), NaN where the data has no label
-    weak: str
-    strong: str
+    scores: np.ndarray  # (n_prompts, n_models), 0..1, NaN where the data has no label
+    tiers: list[str]  # each model's tier (see TierTable)
     # Completion lengths in characters, one list per prompt (RouterBench only), for the cost prior.
     response_chars: list[list[int]] = field(default_factory=list)
 
     @property
-    def tiers(self) -> list[str]:
-        return [model_tier(m) for m in self.models]
+    def tiers_present(self) -> list[str]:
+        return [t for t in OUTCOME_TIERS if t in self.tiers]
 
-    def column(self, model: str) -> np.ndarray:
-        return self.scores[:, self.models.index(model)]
+    @property
+    def has_gap(self) -> bool:
+        """Two tiers or more: a file that can teach and judge the tier gap."""
+        return len(self.tiers_present) >= 2
+
+    @property
+    def weak(self) -> str:
+        return self.tiers_present[0]
+
+    @property
+    def strong(self) -> str:
+        return self.tiers_present[-1]
+
+    def tier_mean(self, tier: str) -> np.ndarray:
+        """Per prompt, the mean outcome over the tier's models that were run on it (a soft label;
+        NaN where none was)."""
+        cols = self.scores[:, [m for m, t in enumerate(self.tiers) if t == tier]]
+        counts = (~np.isnan(cols)).sum(axis=1)
+        total = np.nansum(cols, axis=1)
+        return np.where(counts > 0, total / np.maximum(counts, 1), np.nan)
+
+    def pair(self) -> tuple[np.ndarray, np.ndarray]:
+        """The lowest and the highest tier's per-prompt mean outcome: what a held-out fold is judged on
+        and what the gain target is (strong - weak)."""
+        return self.tier_mean(self.weak), self.tier_mean(self.strong)
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -71,31 +106,30 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), rows
 
 
-def _float(value: str) -> float:
+def _float(value: str | None) -> float:
     return float(value) if value not in ("", None) else float("nan")
 
 
-def _extreme_pair(models: list[str], scores: np.ndarray) -> tuple[str, str]:
-    means = np.nanmean(scores, axis=0)
-    return models[int(np.argmin(means))], models[int(np.argmax(means))]
+def _matrix(rows: list[dict[str, str]], models: list[str]) -> np.ndarray:
+    return np.array([[_float(r[m]) for m in models] for r in rows], dtype=np.float64).reshape(
+        len(rows), len(models)
+    )
 
 
-def load_mmlu(path: Path) -> OutcomeSet:
+def load_mmlu(path: Path, table: TierTable) -> OutcomeSet:
     _, rows = _read_csv(path)
     models = ["mixtral_8x7b_correct", "gpt4_1106_correct"]
-    scores = np.array([[_float(r[m]) for m in models] for r in rows], dtype=np.float64)
     return OutcomeSet(
         name="mmlu",
         source="routellm",
         prompts=[r["prompt"] for r in rows],
         models=models,
-        scores=scores,
-        weak=models[0],
-        strong=models[1],
+        scores=_matrix(rows, models),
+        tiers=[table.tier(m) for m in models],
     )
 
 
-def load_routerbench(path: Path) -> OutcomeSet:
+def load_routerbench(path: Path, table: TierTable) -> OutcomeSet:
     fields, rows = _read_csv(path)
     models = [
         f
@@ -107,7 +141,6 @@ def load_routerbench(path: Path) -> OutcomeSet:
     for row in rows:
         turns = ast.literal_eval(row["prompt"])
         prompts.append("\n\n".join(str(t) for t in turns) if isinstance(turns, list) else str(turns))
-    scores = np.array([[_float(r[m]) for m in models] for r in rows], dtype=np.float64)
     responses = [[len(r.get(f"{m}|model_response") or "") for m in models] for r in rows]
     name = "rb_" + re.sub(r"^routerbench_|_train$", "", path.name.split(".")[0])
     return OutcomeSet(
@@ -115,41 +148,66 @@ def load_routerbench(path: Path) -> OutcomeSet:
         source="routerbench",
         prompts=prompts,
         models=models,
-        scores=scores,
-        weak="mistralai/mixtral-8x7b-chat",
-        strong="gpt-4-1106-preview",
+        scores=_matrix(rows, models),
+        tiers=[table.tier(m) for m in models],
         response_chars=responses,
     )
 
 
-def load_scores_json(path: Path, name: str, source: str) -> OutcomeSet:
+def load_matrix_csv(path: Path, name: str, source: str, table: TierTable, meta: set[str]) -> OutcomeSet:
+    """A many-model matrix: `prompt`, the columns in `meta`, then one 0/1 column per model."""
+    fields, rows = _read_csv(path)
+    models = [f for f in fields if f not in meta and f != "prompt"]
+    return OutcomeSet(
+        name=name,
+        source=source,
+        prompts=[r["prompt"] for r in rows],
+        models=models,
+        scores=_matrix(rows, models),
+        tiers=[table.tier(m) for m in models],
+    )
+
+
+def load_scores_json(path: Path, name: str, source: str, table: TierTable) -> OutcomeSet:
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         items = json.load(handle)
     models = list(items[0]["scores"])
     scores = np.array(
         [[float(it["scores"].get(m, np.nan)) for m in models] for it in items], dtype=np.float64
     )
-    weak, strong = _extreme_pair(models, scores)
     return OutcomeSet(
         name=name,
         source=source,
         prompts=[it["question"] for it in items],
         models=models,
         scores=scores,
-        weak=weak,
-        strong=strong,
+        tiers=[table.tier(m) for m in models],
     )
 
 
-def load_all(data_dir: Path) -> list[OutcomeSet]:
-    """Every outcome file under `data_dir`, one OutcomeSet each, in a stable order."""
+def load_all(data_dir: Path, table: TierTable | None = None) -> list[OutcomeSet]:
+    """Every outcome file under `data_dir` that is there, one OutcomeSet each, in a stable order."""
     data_dir = Path(data_dir)
-    sets = [load_mmlu(data_dir / "mmlu_gpt4_vs_mixtral.csv.gz")]
-    sets += [load_routerbench(p) for p in sorted(data_dir.glob("routerbench_*_train.csv.gz"))]
-    sets.append(load_scores_json(data_dir / "dcrouter_train.json.gz", "dcrouter", "llmrouter"))
+    table = table or TierTable.read()
+    sets = []
+    if (data_dir / "mmlu_gpt4_vs_mixtral.csv.gz").exists():
+        sets.append(load_mmlu(data_dir / "mmlu_gpt4_vs_mixtral.csv.gz", table))
+    sets += [load_routerbench(p, table) for p in sorted(data_dir.glob("routerbench_*_train.csv.gz"))]
+    if (data_dir / "dcrouter_train.json.gz").exists():
+        sets.append(load_scores_json(data_dir / "dcrouter_train.json.gz", "dcrouter", "llmrouter", table))
+    matrices = (
+        ("mmlu_pro_outcomes.csv.gz", "mmlu_pro", "mmlu-pro", {"question_id", "category", "src", "answer"}),
+        ("zeroeval_math_l5.csv.gz", "math_l5", "zeroeval", {"id", "answer"}),
+        ("zeroeval_crux.csv.gz", "cruxeval", "zeroeval", {"id", "answer"}),
+    )
+    for file, name, source, meta in matrices:
+        if (data_dir / file).exists():
+            sets.append(load_matrix_csv(data_dir / file, name, source, table, meta))
     for path in sorted((data_dir / "seven_7b_models").glob("*.json.gz")):
         stem = path.name.split(".")[0].replace("-train", "").replace("_train", "")
-        sets.append(load_scores_json(path, "7b_" + stem.lower(), "routerdc"))
+        sets.append(load_scores_json(path, "7b_" + stem.lower(), "routerdc", table))
+    if not sets:
+        raise FileNotFoundError(f"no outcome files in {data_dir}")
     return sets
 
 

@@ -1,62 +1,95 @@
 """Leave-one-dataset-out evaluation of the router against baselines (offline tooling).
 
-For each held-out file: train on every other file, minus any prompt that also appears in the
-held-out one (the shared files overlap: all of RouterDC's MMLU split is inside RouteLLM's MMLU, its
-HumanEval inside DCRouter, half of ARC in both ARC files), score the held-out prompts, and compute
-APGR / CPT(50%) / CPT(80%) on its weak/strong pair for ours and each baseline.
+For each held-out file with two tiers or more: train on every other file, minus any prompt that also
+appears in the held-out one (the shared files overlap: all of RouterDC's MMLU split is inside
+RouteLLM's MMLU, its HumanEval inside DCRouter, half of ARC in both ARC files), score the held-out
+prompts, and compute APGR and CPT(50%) on the file's tier pair (`data.OutcomeSet.pair`: the lowest
+and the highest tier's mean outcome per prompt) for ours and each baseline, with 95% bootstrap
+intervals (`intervals`). Then two summaries: the mean over folds, and the pooled *mixed-traffic*
+score, every held-out prompt of every fold ranked together by its fold's score, each judged on its
+own file's pair. The seven-7B files (one tier, no gap) train the tier curves only and are not folds.
 
-Routing folds are the files whose weak/strong pair differs in capability class (Mixtral vs GPT-4,
-7-9B vs 49-70B). RouterDC's seven-7B files compare models of one size; they train the classifier
-and are evaluated too, but reported apart, since a "strong" 7B model beating a "weak" one there is
-mostly per-prompt noise that no prompt-only router can predict.
-
-Beside the routers, each routing fold gets an in-domain reference: the same features fitted on the
-held-out file's *own* labels (its pair's gain, strong minus weak), scored by cross-validation. No
-router here has those labels; the reference shows how much of the gap this feature family could
-close if it had them.
+Beside the routers, each fold gets an in-domain reference: the same features fitted on the held-out
+file's *own* gain, scored by cross-validation. No router here has those labels; the reference shows
+how much of the gap this feature family could close if it had them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.linear_model import Ridge
 
 from gateway.route_cli.data import OutcomeSet, normalise
-from gateway.route_cli.train import (
-    FeatureMatrix,
-    TrainConfig,
-    design,
-    fit_score,
-    mean_success,
-    standardisation,
+from gateway.route_cli.intervals import (
+    RESAMPLES,
+    SEED,
+    Interval,
+    bootstrap_metrics,
+    percentile_interval,
+    resample_indices,
 )
+from gateway.route_cli.train import FeatureMatrix, TrainConfig, design, fit_score, gain, standardisation
 from routing.metrics import RouterMetrics, evaluate
 
 METHODS = ("switchyard", "length", "litellm", "random")
+BOOTSTRAPPED = ("switchyard", "length", "litellm")
 RANDOM_SEEDS = 10
 REFERENCE_SPLITS = 5
+TARGET_APGR = 0.60
 
 
 @dataclass
 class FoldResult:
     name: str
-    routing_fold: bool
     n: int
     weak: str
     strong: str
     metrics: dict[str, RouterMetrics]
-    reference: RouterMetrics | None = None  # in-domain reference, routing folds only
+    # per bootstrapped method: (APGR on each resample, CPT(50%) on each resample)
+    resampled: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    reference: RouterMetrics | None = None  # in-domain reference
+
+    def interval(self, method: str, metric: str) -> Interval | None:
+        if method not in self.resampled:
+            return None
+        return percentile_interval(self.resampled[method][0 if metric == "apgr" else 1])
 
 
-def is_routing_fold(outcome: OutcomeSet) -> bool:
-    return outcome.source != "routerdc"
+@dataclass
+class EvalReport:
+    folds: list[FoldResult]
+    pooled: FoldResult
+    # The same pooling over the files judged small -> large only: one pair for every prompt, so the
+    # ranking is not also asked to guess which tiers a file happened to run (None: no such file).
+    pooled_common: FoldResult | None
+    resamples: int
+    seed: int
+
+    def mean(self, method: str) -> tuple[float, float]:
+        return (
+            float(np.mean([f.metrics[method].apgr for f in self.folds])),
+            float(np.mean([f.metrics[method].cpt50 for f in self.folds])),
+        )
+
+    def mean_interval(self, method: str, metric: str) -> Interval | None:
+        """Fold b's resample b, averaged over folds: the spread of the LODO mean."""
+        if method not in BOOTSTRAPPED:
+            return None
+        k = 0 if metric == "apgr" else 1
+        return percentile_interval(np.mean([f.resampled[method][k] for f in self.folds], axis=0))
+
+
+def folds_of(sets: list[OutcomeSet]) -> list[int]:
+    """Indices of the files that are held out in turn: those with a tier gap to judge."""
+    return [k for k, s in enumerate(sets) if s.has_gap]
 
 
 def training_parts(
     held: int, sets: list[OutcomeSet], matrices: list[FeatureMatrix]
 ) -> list[tuple[FeatureMatrix, np.ndarray]]:
+    """Every other file's features and gain target, minus the prompts the held-out file also has."""
     held_keys = {normalise(p) for p in sets[held].prompts}
     parts = []
     for j, (outcome, fm) in enumerate(zip(sets, matrices, strict=True)):
@@ -64,7 +97,7 @@ def training_parts(
             continue
         keep = np.array([normalise(p) not in held_keys for p in outcome.prompts])
         if keep.sum() >= 20:
-            parts.append((fm.rows(np.flatnonzero(keep)), mean_success(outcome)[keep]))
+            parts.append((fm.rows(np.flatnonzero(keep)), gain(outcome)[keep]))
     return parts
 
 
@@ -74,11 +107,11 @@ def in_domain_reference(
     """Out-of-fold scores of a ridge fitted on the file's own gain (strong - weak), over
     REFERENCE_SPLITS random splits."""
     x = design(fm, *standardisation(fm.dense), config.dense_weight)
-    gain = strong - weak
-    scores = np.empty(len(gain))
-    for part in np.array_split(np.random.default_rng(0).permutation(len(gain)), REFERENCE_SPLITS):
-        train = np.setdiff1d(np.arange(len(gain)), part)
-        scores[part] = Ridge(alpha=config.alpha).fit(x[train], gain[train]).predict(x[part])
+    target = strong - weak
+    scores = np.empty(len(target))
+    for part in np.array_split(np.random.default_rng(0).permutation(len(target)), REFERENCE_SPLITS):
+        train = np.setdiff1d(np.arange(len(target)), part)
+        scores[part] = Ridge(alpha=config.alpha).fit(x[train], target[train]).predict(x[part])
     return evaluate(scores, weak, strong)
 
 
@@ -101,114 +134,73 @@ def _random_metrics(n: int, weak: np.ndarray, strong: np.ndarray) -> RouterMetri
     )
 
 
+def _judge(
+    name: str,
+    weak_name: str,
+    strong_name: str,
+    scores: dict[str, np.ndarray],
+    weak: np.ndarray,
+    strong: np.ndarray,
+    index: np.ndarray,
+) -> FoldResult:
+    metrics = {m: evaluate(scores[m], weak, strong) for m in BOOTSTRAPPED}
+    metrics["random"] = _random_metrics(len(weak), weak, strong)
+    resampled = {m: bootstrap_metrics(scores[m], weak, strong, index) for m in BOOTSTRAPPED}
+    return FoldResult(name, len(weak), weak_name, strong_name, metrics, resampled)
+
+
 def run_folds(
     sets: list[OutcomeSet],
     matrices: list[FeatureMatrix],
     litellm_scores: list[np.ndarray],
     config: TrainConfig,
-) -> list[FoldResult]:
-    results = []
-    for k, held in enumerate(sets):
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    reference: bool = True,
+) -> EvalReport:
+    held_out = []
+    for k in folds_of(sets):
         ours = fit_score(training_parts(k, sets, matrices), config).score(matrices[k])
-        weak, strong = held.column(held.weak), held.column(held.strong)
-        ok = ~(np.isnan(weak) | np.isnan(strong))
-        weak, strong = weak[ok], strong[ok]
-        metrics = {
-            "switchyard": evaluate(ours[ok], weak, strong),
-            "length": evaluate(matrices[k].prompt_tokens[ok], weak, strong),
-            "litellm": evaluate(litellm_scores[k][ok], weak, strong),
-            "random": _random_metrics(int(ok.sum()), weak, strong),
+        weak, strong = sets[k].pair()
+        ok = np.flatnonzero(~(np.isnan(weak) | np.isnan(strong)))
+        scores = {
+            "switchyard": ours[ok],
+            "length": matrices[k].prompt_tokens[ok],
+            "litellm": litellm_scores[k][ok],
         }
-        routing = is_routing_fold(held)
-        reference = (
-            in_domain_reference(matrices[k].rows(np.flatnonzero(ok)), weak, strong, config)
-            if routing
-            else None
+        held_out.append((k, ok, scores, weak[ok], strong[ok]))
+    indices = resample_indices([len(ok) for _, ok, _, _, _ in held_out], resamples, seed)
+    folds = []
+    for (k, ok, scores, weak, strong), index in zip(held_out, indices, strict=True):
+        fold = _judge(sets[k].name, sets[k].weak, sets[k].strong, scores, weak, strong, index)
+        if reference:
+            fold.reference = in_domain_reference(matrices[k].rows(ok), weak, strong, config)
+        folds.append(fold)
+    pooled = _pool("pooled (mixed traffic)", "each file's pair", held_out, indices)
+    common = [i for i, h in enumerate(held_out) if (sets[h[0]].weak, sets[h[0]].strong) == ("small", "large")]
+    pooled_common = (
+        _pool(
+            "pooled small -> large files",
+            "small -> large",
+            [held_out[i] for i in common],
+            [indices[i] for i in common],
         )
-        results.append(
-            FoldResult(held.name, routing, int(ok.sum()), held.weak, held.strong, metrics, reference)
-        )
-    return results
-
-
-def _row(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def format_table(results: list[FoldResult], routing_folds: bool) -> str:
-    chosen = [r for r in results if r.routing_fold == routing_folds]
-    if not chosen:
-        return ""
-    header = ["fold (held out)", "n", "weak -> strong"]
-    for method in METHODS:
-        header += [f"{method} APGR", f"{method} CPT50", f"{method} CPT80"]
-    lines = [_row(header), _row(["---"] * len(header))]
-
-    def cells(metrics: dict[str, RouterMetrics]) -> list[str]:
-        out = []
-        for method in METHODS:
-            m = metrics[method]
-            out += [f"{m.apgr:.3f}", f"{100 * m.cpt50:.1f}%", f"{100 * m.cpt80:.1f}%"]
-        return out
-
-    for r in chosen:
-        pair = f"{r.weak.split('/')[-1]} -> {r.strong.split('/')[-1]}"
-        lines.append(_row([r.name, str(r.n), pair, *cells(r.metrics)]))
-    mean = {method: _mean([r.metrics[method] for r in chosen]) for method in METHODS}
-    lines.append(_row(["**mean**", str(sum(r.n for r in chosen)), "", *cells(mean)]))
-    return "\n".join(lines)
-
-
-def _mean(metrics: list[RouterMetrics]) -> RouterMetrics:
-    return RouterMetrics(
-        apgr=float(np.mean([m.apgr for m in metrics])),
-        cpt50=float(np.mean([m.cpt50 for m in metrics])),
-        cpt80=float(np.mean([m.cpt80 for m in metrics])),
-        weak_quality=0.0,
-        strong_quality=0.0,
-        curve=(),
+        if common
+        else None
     )
+    return EvalReport(folds, pooled, pooled_common, resamples, seed)
 
 
-def format_reference(results: list[FoldResult]) -> str:
-    """Ours on each held-out file beside the in-domain reference on the same file."""
-    chosen = [r for r in results if r.reference is not None]
-    header = ["fold", "switchyard APGR (held out)", "CPT50", "in-domain reference APGR", "CPT50"]
-    lines = [_row(header), _row(["---"] * len(header))]
-    rows = [(r.name, r.metrics["switchyard"], r.reference) for r in chosen]
-    rows.append(("**mean**", _mean([r[1] for r in rows]), _mean([r[2] for r in rows])))
-    for name, ours, ref in rows:
-        lines.append(
-            _row(
-                [
-                    name,
-                    f"{ours.apgr:.3f}",
-                    f"{100 * ours.cpt50:.1f}%",
-                    f"{ref.apgr:.3f}",
-                    f"{100 * ref.cpt50:.1f}%",
-                ]
-            )
-        )
-    return "\n".join(lines)
-
-
-def target_check(results: list[FoldResult]) -> list[str]:
-    """The issue's bar on routing folds, stated plainly (pass or fail)."""
-    chosen = [r for r in results if r.routing_fold]
-    mean_apgr = float(np.mean([r.metrics["switchyard"].apgr for r in chosen]))
-    mean_cpt = float(np.mean([r.metrics["switchyard"].cpt50 for r in chosen]))
-    beats = [
-        r.name
-        for r in chosen
-        if r.metrics["switchyard"].apgr > max(r.metrics["length"].apgr, r.metrics["litellm"].apgr)
-    ]
-    return [
-        f"mean APGR {mean_apgr:.3f} (target >= 0.70): {'PASS' if mean_apgr >= 0.70 else 'FAIL'}",
-        f"mean CPT(50%) {100 * mean_cpt:.1f}% (target <= 30%): {'PASS' if mean_cpt <= 0.30 else 'FAIL'}",
-        f"beats length and litellm APGR on {len(beats)}/{len(chosen)} routing folds"
-        + (
-            ""
-            if len(beats) == len(chosen)
-            else f" (not on: {', '.join(r.name for r in chosen if r.name not in beats)})"
-        ),
-    ]
+def _pool(name: str, pair: str, held_out: list, indices: list[np.ndarray]) -> FoldResult:
+    """Every held-out prompt of the given folds ranked together by its own fold's score; resample b
+    of the pool is every fold's resample b (a bootstrap stratified by file)."""
+    offsets = np.cumsum([0] + [len(h[1]) for h in held_out])[:-1]
+    return _judge(
+        name,
+        pair,
+        "",
+        {m: np.concatenate([h[2][m] for h in held_out]) for m in BOOTSTRAPPED},
+        np.concatenate([h[3] for h in held_out]),
+        np.concatenate([h[4] for h in held_out]),
+        np.hstack([index + offset for index, offset in zip(indices, offsets, strict=True)]),
+    )

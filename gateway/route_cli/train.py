@@ -1,10 +1,12 @@
 """Fit the router artifact from outcome sets (offline tooling; needs scikit-learn from `.[dev]`).
 
-The difficulty score is a logistic regression on `routing.features` whose target is each prompt's
-mean success over the dataset's models, with one free intercept per dataset: the weights then
-explain why a prompt is harder than others *of its dataset*, which is what transfers to data it
-never saw (a benchmark's overall level does not). The per-tier curves are then fitted on the
-score alone, pooling every (prompt, model) outcome of models in that tier.
+The routing score is a ridge regression on `routing.features` whose target is each prompt's *tier
+gain*: the large tier's mean success minus the small tier's, soft labels averaged over each tier's
+models. There are no per-dataset intercepts: that one kind of prompt gains more from a frontier model
+than another (a MATH level-5 problem more than a Winogrande pronoun) is what routing mixed traffic
+needs. Only files with both a small and a large tier train the score (see `gain`); the others are
+held out in `route eval` and fit the tier curves. The per-tier curves are then fitted on the score
+alone, pooling every (prompt, model) outcome of models in that tier.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from sklearn.linear_model import LogisticRegression, Ridge
 
 from gateway.route_cli.data import OutcomeSet
 from routing.artifact import TIERS, RouterArtifact
+from routing.classifier import DENSE_CLIP
 from routing.cost import fit_completion_prior
 from routing.features import DENSE_NAMES, HASH_SIZE, Features, extract
 
 # A sub-1B local model has no rows in the data; its curve is the small tier's shifted down by this
 # many logits (about: a 7B model that solves half the prompts -> a local one solves a fifth).
 LOCAL_OFFSET = 1.4
-_FE_SCALE = 30.0  # dataset intercept columns are scaled up so the L2 penalty barely touches them
 
 
 @dataclass
@@ -52,7 +54,7 @@ def featurize(prompts: list[str]) -> FeatureMatrix:
 
 @dataclass
 class TrainConfig:
-    alpha: float = 30.0  # L2 strength of the difficulty regression
+    alpha: float = 100.0  # L2 strength of the gain regression (chosen by the LODO mean over 30, 100, 300)
     dense_weight: float = 1.0  # scales the dense block against the hashed one before the penalty
     dataset_power: float = 0.5  # each dataset weighs n**power in total, so MMLU does not drown the rest
 
@@ -65,7 +67,7 @@ class FittedScore:
     w_hashed: np.ndarray
 
     def score(self, fm: FeatureMatrix) -> np.ndarray:
-        dense = (fm.dense - self.dense_mean) / self.dense_scale
+        dense = np.clip((fm.dense - self.dense_mean) / self.dense_scale, -DENSE_CLIP, DENSE_CLIP)
         return dense @ self.w_dense + fm.hashed @ self.w_hashed
 
 
@@ -80,34 +82,32 @@ def standardisation(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def design(fm: FeatureMatrix, mean: np.ndarray, scale: np.ndarray, dense_weight: float) -> sparse.csr_matrix:
-    dense = (fm.dense - mean) / scale * dense_weight
+    dense = np.clip((fm.dense - mean) / scale, -DENSE_CLIP, DENSE_CLIP) * dense_weight
     return sparse.hstack([sparse.csr_matrix(dense), fm.hashed], format="csr")
 
 
 def fit_score(parts: list[tuple[FeatureMatrix, np.ndarray]], config: TrainConfig) -> FittedScore:
-    """`parts`: per dataset, its features and per-prompt mean success (0..1)."""
+    """`parts`: per dataset, its features and per-prompt tier gain (-1..1; NaN rows are dropped).
+    Higher score = more to gain from the strong tier."""
+    parts = [(fm.rows(np.flatnonzero(~np.isnan(y))), y[~np.isnan(y)]) for fm, y in parts]
+    parts = [(fm, y) for fm, y in parts if len(y)]
     mean, scale = standardisation(np.vstack([fm.dense for fm, _ in parts]))
     blocks, targets, weights = [], [], []
-    for k, (fm, y) in enumerate(parts):
+    for fm, y in parts:
         n = len(y)
-        onehot = sparse.csr_matrix(
-            (np.full(n, _FE_SCALE), (np.arange(n), np.full(n, k))), shape=(n, len(parts))
-        )
-        blocks.append(sparse.hstack([design(fm, mean, scale, config.dense_weight), onehot], format="csr"))
+        blocks.append(design(fm, mean, scale, config.dense_weight))
         targets.append(y)
         weights.append(np.full(n, n**config.dataset_power / n))
     sample_weight = np.concatenate(weights)
     sample_weight *= len(sample_weight) / sample_weight.sum()
     # A linear probability model: only the ranking of prompts matters for routing (the tier curves
     # are fitted on this score afterwards), and it solves in seconds where a logistic fit takes minutes.
-    model = Ridge(alpha=config.alpha, fit_intercept=False, solver="sparse_cg", tol=1e-5)
+    # The dense block's constant `bias` column is the intercept (one for all datasets).
+    model = Ridge(alpha=config.alpha, fit_intercept=False, solver="sparse_cg", tol=1e-6)
     model.fit(sparse.vstack(blocks, format="csr"), np.concatenate(targets), sample_weight=sample_weight)
     coef = model.coef_
     n_dense = len(DENSE_NAMES)
-    # Success -> difficulty score: flip the sign so that higher means harder.
-    return FittedScore(
-        mean, scale, -coef[:n_dense] * config.dense_weight, -coef[n_dense : n_dense + HASH_SIZE]
-    )
+    return FittedScore(mean, scale, coef[:n_dense] * config.dense_weight, coef[n_dense : n_dense + HASH_SIZE])
 
 
 def fit_tiers(scores: list[np.ndarray], sets: list[OutcomeSet]) -> tuple[np.ndarray, np.ndarray]:
@@ -145,20 +145,30 @@ def fit_tiers(scores: list[np.ndarray], sets: list[OutcomeSet]) -> tuple[np.ndar
         b[TIERS.index(tier)] = -coef[len(sets) + len(tiers) + t]
     local, small = TIERS.index("local"), TIERS.index("small")
     a[local], b[local] = a[small] - LOCAL_OFFSET, b[small]
-    # Abilities must rise with the tier whatever the data says: the policy climbs this ladder.
+    # Success must rise with the tier at every score a prompt is likely to get, whatever the data
+    # says: the policy climbs this ladder. The logits are linear in the score, so checking both ends
+    # of the training prompts' central range covers all of it.
+    ends = np.percentile(np.concatenate(scores), [1.0, 99.0])
     for t in range(1, len(TIERS)):
-        a[t] = max(a[t], a[t - 1] + 0.05)
+        shortfall = (a[t - 1] - b[t - 1] * ends) - (a[t] - b[t] * ends) + 0.05
+        a[t] += max(float(shortfall.max()), 0.0)
     return a, b
 
 
-def mean_success(outcome: OutcomeSet) -> np.ndarray:
-    return np.nan_to_num(np.nanmean(outcome.scores, axis=1), nan=0.5).clip(0.0, 1.0)
+def gain(outcome: OutcomeSet) -> np.ndarray:
+    """Per prompt, the large tier's mean success minus the small tier's: NaN where either tier has no
+    label or the file lacks one of them. A file with only medium and large (RouteLLM's MMLU) or only
+    small and medium (DCRouter) has a narrower gap whose size says which tiers were run, not how much
+    the prompt needs a frontier model; measured, training on those gaps too lowered every summary."""
+    if "small" not in outcome.tiers or "large" not in outcome.tiers:
+        return np.full(len(outcome.prompts), np.nan)
+    return outcome.tier_mean("large") - outcome.tier_mean("small")
 
 
 def train_artifact(
     sets: list[OutcomeSet], matrices: list[FeatureMatrix], config: TrainConfig, meta: dict
 ) -> RouterArtifact:
-    fitted = fit_score([(fm, mean_success(s)) for fm, s in zip(matrices, sets, strict=True)], config)
+    fitted = fit_score([(fm, gain(s)) for fm, s in zip(matrices, sets, strict=True)], config)
     scores = [fitted.score(fm) for fm in matrices]
     tier_a, tier_b = fit_tiers(scores, sets)
     all_scores = np.concatenate(scores)

@@ -21,7 +21,7 @@ def test_round_trip(tmp_path: Path, artifact: RouterArtifact) -> None:
     loaded = load(path)
     assert np.allclose(loaded.w_dense, artifact.w_dense)
     assert np.allclose(loaded.score_quantiles, artifact.score_quantiles)
-    assert loaded.meta["note"] == "test" and loaded.meta["format_version"] == 1
+    assert loaded.meta["note"] == "test" and loaded.meta["format_version"] == 2
 
 
 def test_shipped_artifact_loads_and_is_small() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from routing.features import DENSE_NAMES, HASH_SIZE, extract, hash_tokens
+from routing.features import DENSE_NAMES, HASH_SIZE, TOKEN_HASH_SIZE, extract, hash_tokens, hash_words
 from routing.tokens import count_tokens
 
 
@@ -71,6 +71,17 @@ def test_hashing_is_normalised_and_in_range() -> None:
     buckets, values = hash_tokens(np.array([1, 2, 3, 2, 1, 99999], dtype=np.int64))
     assert buckets.min() >= 0 and buckets.max() < HASH_SIZE
     assert np.isclose(float(values @ values), 1.0)
+
+
+def test_word_bag_is_case_blind_normalised_and_after_the_token_bag() -> None:
+    buckets, values = hash_words("Prove the theorem, then PROVE the lemma.")
+    assert np.array_equal(buckets, hash_words("prove the theorem then prove the lemma")[0])
+    assert buckets.min() >= TOKEN_HASH_SIZE and buckets.max() < HASH_SIZE
+    assert np.isclose(float(values @ values), 1.0)
+    # 5 distinct words + 6 bigrams ("a" and "," are not words); "prove"/"the" repeat
+    assert buckets.size <= 11 and hash_words("a , .")[0].size == 0
+    both = extract(_body("Prove the theorem"))
+    assert (both.hashed < TOKEN_HASH_SIZE).any() and (both.hashed >= TOKEN_HASH_SIZE).any()
 
 
 def test_very_long_prompts_are_counted_on_a_window() -> None:

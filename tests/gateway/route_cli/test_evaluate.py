@@ -1,4 +1,4 @@
-"""The in-domain reference of `route eval`: out-of-fold scores from the file's own labels."""
+"""`route eval`'s pieces: the in-domain reference, the fold report and its table."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from gateway.route_cli.evaluate import FoldResult, format_reference, in_domain_reference
-from gateway.route_cli.train import FeatureMatrix, TrainConfig
+from gateway.route_cli.data import OutcomeSet
+from gateway.route_cli.evaluate import in_domain_reference, run_folds
+from gateway.route_cli.report import format_table, target_check, to_json
+from gateway.route_cli.train import FeatureMatrix, TrainConfig, featurize
 from routing.features import DENSE_NAMES, HASH_SIZE
 from routing.metrics import evaluate
 
@@ -49,17 +51,49 @@ def test_features_unrelated_to_the_gain_give_random_routing() -> None:
     assert in_domain_reference(unrelated, weak, strong, TrainConfig()).apgr == pytest.approx(0.5, abs=0.12)
 
 
-def test_reference_table_has_a_row_per_routing_fold_and_a_mean() -> None:
-    weak = np.array([0.0, 1.0, 0.0, 1.0])
-    strong = np.array([1.0, 1.0, 1.0, 0.0])
-    ours = evaluate(np.array([0.9, 0.1, 0.8, 0.2]), weak, strong)
-    ref = evaluate(np.array([0.1, 0.9, 0.2, 0.8]), weak, strong)
-    results = [
-        FoldResult("a", True, 4, "w", "s", {"switchyard": ours}, ref),
-        FoldResult("b", True, 4, "w", "s", {"switchyard": ref}, ours),
-        FoldResult("7b", False, 4, "w", "s", {"switchyard": ours}, None),
+def _toy_sets() -> list[OutcomeSet]:
+    """Three files where the word 'proof' marks the prompts only the large tier solves, plus a
+    medium -> large file and a one-tier file."""
+    rng = np.random.default_rng(4)
+    sets = []
+    for name, tiers in (
+        ("a", ["small", "large"]),
+        ("b", ["small", "medium", "large"]),
+        ("c", ["small", "large"]),
+        ("d", ["medium", "large"]),
+        ("e", ["small"]),
+    ):
+        hard = rng.random(80) < 0.4
+        prompts = [f"{name} item {i} " + ("write a proof" if h else "say hello") for i, h in enumerate(hard)]
+        scores = np.column_stack(
+            [rng.random(80) < (0.95 if t == "large" else np.where(hard, 0.1, 0.9)) for t in tiers]
+        ).astype(float)
+        sets.append(OutcomeSet(name, "toy", prompts, [f"{name}{t}" for t in tiers], scores, tiers))
+    return sets
+
+
+def test_report_holds_every_gap_file_a_mean_and_two_pools() -> None:
+    sets = _toy_sets()
+    matrices = [featurize(s.prompts) for s in sets]
+    lengths = [m.prompt_tokens for m in matrices]
+    report = run_folds(sets, matrices, lengths, TrainConfig(alpha=1.0), resamples=40, seed=3)
+    assert [f.name for f in report.folds] == ["a", "b", "c", "d"]
+    assert report.pooled.n == 320 and report.pooled_common is not None and report.pooled_common.n == 240
+    assert report.folds[0].metrics["switchyard"].apgr > 0.7  # the marker transfers across files
+    interval = report.mean_interval("switchyard", "apgr")
+    assert interval is not None and interval.low <= report.mean("switchyard")[0] <= interval.high
+    again = run_folds(sets, matrices, lengths, TrainConfig(alpha=1.0), resamples=40, seed=3)
+    assert to_json(again) == to_json(report)  # seeded: same intervals
+    lines = format_table(report).splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == [
+        "| a",
+        "| b",
+        "| c",
+        "| d",
+        "| **LODO mean**",
+        "| **pooled (mixed traffic)**",
+        "| **pooled small -> large files**",
     ]
-    lines = format_reference(results).splitlines()
-    assert [line.split(" | ")[0] for line in lines[2:]] == ["| a", "| b", "| **mean**"]
-    mean_apgr = (ours.apgr + ref.apgr) / 2
-    assert lines[-1].split(" | ")[1] == f"{mean_apgr:.3f}" == lines[-1].split(" | ")[3]
+    assert " [" in lines[2]  # intervals printed
+    check = target_check(report)
+    assert len(check) == 3 and all(line.endswith(("PASS", "FAIL")) for line in check)
