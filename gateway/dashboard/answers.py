@@ -3,9 +3,10 @@
 A page open on a wall screen, refreshed every few seconds, asks the same ten questions each time; under
 load the gateway would spend ~90 ms of CPU a load re-reading rollups that change a little each flush.
 An answer is kept for `dashboard_cache_s` seconds (5 by default, 0: off) and served again to the same
-credential asking the same URL: the cache key holds the request's cookie and key headers, so one
-viewer's answer never reaches another. Only 200 answers of GET are kept, up to MAX_ENTRIES (oldest
-dropped first). The figures a page shows may then be that many seconds older than the log.
+viewer (the admins, or one key of a team) asking the same URL. The viewer is found first, as for any
+answer, so a revoked key or an expired session gets its 401 at once, never a kept answer. Only 200
+answers of GET are kept, up to MAX_ENTRIES (oldest dropped first). The figures a page shows may then
+be that many seconds older than the log.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from fastapi import Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
+from gateway.dashboard.session import current_viewer
+
 MAX_ENTRIES = 512
 MAX_BODY = 2 * 1024 * 1024
-_CREDENTIALS = ("cookie", "authorization", "x-api-key")
 
-Key = tuple[str, ...]
+Key = tuple[str | None, ...]
 
 
 class AnswerCache:
@@ -48,14 +50,14 @@ class AnswerCache:
             self._entries.popitem(last=False)
 
 
-def _key(request: Request) -> Key:
-    headers = request.headers
-    return (request.url.path, request.url.query, *(headers.get(h, "") for h in _CREDENTIALS))
+async def _key(request: Request) -> Key:
+    viewer = await current_viewer(request)
+    return (request.url.path, request.url.query, viewer.role, viewer.team_id, viewer.key_id)
 
 
 class CachedRoute(APIRoute):
-    """The dashboard API's routes: an answer given in the last ttl seconds to the same credential and
-    URL is given again without a query."""
+    """The dashboard API's routes: an answer given in the last ttl seconds to the same viewer for the
+    same URL is given again without a query."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -64,7 +66,7 @@ class CachedRoute(APIRoute):
             cache: AnswerCache | None = request.app.state.dashboard_answers
             if cache is None or request.method != "GET":
                 return await handler(request)
-            key = _key(request)
+            key = await _key(request)
             hit = cache.get(key)
             if hit is not None:
                 return hit

@@ -157,7 +157,16 @@ async def viewer_from_session(request: Request) -> Viewer | None:
 
 async def current_viewer(request: Request) -> Viewer:
     """The signed-in viewer, else the caller of a key header (the master key: an admin; a virtual key:
-    its team), for scripts that fetch the JSON and CSV. 401 for nobody, 403 with no master key."""
+    its team), for scripts that fetch the JSON and CSV. 401 for nobody, 403 with no master key.
+    Once per request: the answer cache (gateway.dashboard.answers) asks first."""
+    known: Viewer | None = getattr(request.state, "dashboard_viewer", None)
+    if known is not None:
+        return known
+    request.state.dashboard_viewer = viewer = await _find_viewer(request)
+    return viewer
+
+
+async def _find_viewer(request: Request) -> Viewer:
     sessions: Sessions = request.app.state.dashboard_sessions
     if not sessions.enabled:
         raise _disabled()
