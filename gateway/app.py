@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from gateway.accounting.queries import durable_spend_reader
 from gateway.accounting.thread import WriterThread
-from gateway.api import admin, config_admin, health, messages, openai
+from gateway.api import admin, config_admin, health, messages, openai, responses
 from gateway.api.docs import install_docs
 from gateway.api.openapi_schemas import install_openapi
 from gateway.auth import KeyCache
@@ -40,6 +40,7 @@ from gateway.pipeline.core import Pipeline
 from gateway.planner import RoutePlanner
 from gateway.pricing import TokenPrice, load_price_map
 from gateway.readiness import Readiness
+from gateway.responses.store import ResponseStore
 from gateway.settings import Settings
 from routing.tokens import encoding
 
@@ -89,6 +90,7 @@ def create_app(
         document=seed_document,
     )
     key_cache = KeyCache.from_settings(sessions, settings)
+    response_store = ResponseStore(sessions, settings.responses_retention_days)
     writer = WriterThread(
         settings.database_url,
         spool_dir=str(settings.spool_dir),
@@ -133,6 +135,7 @@ def create_app(
         await writer.start()
         await key_cache.start(settings.redis_url)
         await readiness.start(schema_checked)
+        response_store.start()
         if config_service.mode != "pinned":
             # Before the service starts, so a version it records at start (a changed file) is announced.
             await config_sync.start()
@@ -166,6 +169,7 @@ def create_app(
             await writer.stop()
             await key_cache.aclose()
             await readiness.aclose()
+            await response_store.aclose()
             await engine.dispose()
 
     app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -177,11 +181,13 @@ def create_app(
     app.state.master_key = master.encode() if master else None
     app.state.sessions = sessions
     app.state.key_cache = key_cache
+    app.state.responses = response_store
     app.state.readiness = readiness
     install_handlers(app)
     app.include_router(openai.router)
     app.include_router(health.router)
     app.include_router(messages.router)
+    app.include_router(responses.router)
     app.include_router(admin.router)
     app.include_router(config_admin.router)
     install_dashboard(app)

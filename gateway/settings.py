@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     dashboard_session_ttl_s: float = Field(default=12 * 3600.0, gt=0)
     dashboard_secret: SecretStr | None = None
 
+    # Responses API answers stored with `store: true` (the default) are deleted this many days after
+    # they were made; previous_response_id and GET /v1/responses/{id} find them until then. 0 keeps
+    # them until deleted.
+    responses_retention_days: float = Field(default=30.0, ge=0)
+
     # Provider keys for the embedded defaults (no config file), under their usual names.
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SWITCHYARD_OPENAI_API_KEY", "OPENAI_API_KEY")

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -28,7 +28,7 @@ from gateway.live.runtime import LiveConfig
 from gateway.live.snapshot import Snapshot
 from gateway.metrics import Metrics
 from gateway.pipeline.budget import budgeted, cap_output, needs_cap, output_field, priced_names
-from gateway.pipeline.door import Door, Parsed
+from gateway.pipeline.door import Door, Parsed, StatefulDoor
 from gateway.pipeline.gate import Gate
 from gateway.pipeline.outcome import Outcome
 from gateway.pipeline.race import ClientGone, race_disconnect
@@ -105,6 +105,8 @@ class Pipeline:
         if isinstance(model, str):
             outcome.requested_model = model
         parsed = door.parse(body)
+        if door.stateful:
+            parsed = await cast(StatefulDoor, door).load(parsed)
         names = self.resolve(request, parsed, outcome)
         snap = outcome.snapshot
         names = priced_names(names, snap.dispatcher.deployments, snap.prices, parsed.model, outcome)

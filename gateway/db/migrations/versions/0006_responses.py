@@ -1,0 +1,39 @@
+"""stored_responses: Responses API answers kept per key for previous_response_id and GET.
+
+Revision ID: 0006
+Revises: 0004
+Create Date: 2026-12-07
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "0006"
+down_revision: str | None = "0004"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+TS = sa.DateTime(timezone=True)
+JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "stored_responses",
+        sa.Column("id", sa.String(64), nullable=False),
+        sa.Column("owner", sa.String(64), nullable=False),
+        sa.Column("context", JSON, nullable=False),
+        sa.Column("response", JSON, nullable=False),
+        sa.Column("created_at", TS, server_default=sa.text("CURRENT_TIMESTAMP"), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_stored_responses")),
+    )
+    # The retention purge deletes by age.
+    op.create_index(op.f("ix_stored_responses_created_at"), "stored_responses", ["created_at"])
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_stored_responses_created_at"), table_name="stored_responses")
+    op.drop_table("stored_responses")
