@@ -77,7 +77,7 @@ async def responses(request: Request, fake: Any, greeting: str) -> Response:
         pieces = pieces[:cap]
     usage = {
         "input_tokens": _prompt_tokens(body, items),
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
         "output_tokens": len(pieces) if cut else OUTPUT_TOKENS,
         "output_tokens_details": {"reasoning_tokens": 0},
     }

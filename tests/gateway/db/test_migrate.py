@@ -47,6 +47,7 @@ TABLES = {
     "daily_team_totals",
     "audit_log",
     "config_versions",
+    "stored_responses",
     "alembic_version",
 }
 
