@@ -11,6 +11,7 @@ from decimal import Decimal
 import httpx
 import openai
 import pytest
+from openai.types.responses import Response
 
 from tests.e2e.gateway_harness import CLIENT_TIMEOUT_S, Gateway, error_of, expected_cost
 
@@ -57,6 +58,9 @@ def test_create_with_text_input(client: openai.OpenAI, model: str) -> None:
         model=model, input="Say hello to me", instructions="Be brief.", metadata={"case": "text"}
     )
     resp = raw.parse()
+    # Every field the SDK's own type requires, with the type it requires (the SDK parses leniently).
+    Response.model_validate(raw.http_response.json())
+    Response.model_validate(client.responses.with_raw_response.retrieve(resp.id).http_response.json())
     assert resp.object == "response" and resp.status == "completed"
     assert resp.output_text == BACKENDS[model]
     assert resp.metadata == {"case": "text"} and resp.store is True
@@ -278,6 +282,36 @@ def test_builtin_tool_on_a_translated_upstream_is_a_400(client: openai.OpenAI, m
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model=model, input="Search the news", tools=[{"type": "web_search"}])
     assert "web_search" in caught.value.message and "OpenAI's Responses API" in caught.value.message
+
+
+def test_items_chat_cannot_carry_are_a_400_on_a_translated_upstream(
+    client: openai.OpenAI, gateway: Gateway
+) -> None:
+    reference = [{"type": "item_reference", "id": "msg_123"}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="claude", input=reference)  # type: ignore[list-item]
+    assert "item_reference" in caught.value.message
+    pdf = [{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="gpt-4o-mini", input=pdf)  # type: ignore[list-item]
+    assert "input_file" in caught.value.message
+    # OpenAI's own Responses API is sent them as they are.
+    client.responses.create(model=NATIVE, input=reference)  # type: ignore[list-item]
+    sent = [r for r in gateway.openai_requests if r.path == "/v1/responses"][-1].body
+    assert sent["input"] == reference
+
+
+def test_input_items_paging_and_its_errors(client: openai.OpenAI, raw: httpx.Client) -> None:
+    first = client.responses.create(model="gpt-4o-mini", input="one two")
+    resp = client.responses.create(model="gpt-4o-mini", input="three", previous_response_id=first.id)
+    page = client.responses.input_items.list(resp.id, limit=1, order="asc")
+    assert len(page.data) == 1 and page.has_more is True
+    rest = client.responses.input_items.list(resp.id, order="asc", after=page.data[0].id)
+    assert [i.id for i in rest.data][:1] != [page.data[0].id] and len(rest.data) == 2
+    for query in ("?limit=0", "?order=sideways", "?after=nope"):
+        error = raw.get(f"/v1/responses/{resp.id}/input_items{query}")
+        assert error.status_code == 400, error.text
+        assert error_of(error)["type"] == "invalid_request_error"
 
 
 def test_builtin_tool_goes_to_native(client: openai.OpenAI, gateway: Gateway) -> None:
