@@ -27,7 +27,7 @@ from gateway.responses.relay import relay_native, relay_translated
 from gateway.responses.store import ResponseStore, owner_of
 from gateway.responses.stream import ChatToEvents
 from gateway.responses.translate import Untranslatable, from_chat, shell, to_chat
-from gateway.usage import completion_tokens
+from gateway.usage import StreamCounter, completion_tokens
 from gateway.validate import model_of, stream_flag
 from providers.base import Endpoint, Provider, UpstreamCall, UpstreamError
 
@@ -37,6 +37,20 @@ _LOCAL_FIELDS = ("previous_response_id", "store", "stream")
 
 def _native(provider: Provider) -> bool:
     return getattr(provider, "responses_url", None) is not None
+
+
+def _output_tokens(response: dict[str, Any]) -> int:
+    """The output's token count, for an upstream answer that came without usage."""
+    counter = StreamCounter()
+    for item in response.get("output") or ():
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "function_call":
+            counter.parts.append(f"{item.get('name') or ''}{item.get('arguments') or ''}")
+        for part in item.get("content") or ():
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                counter.parts.append(part["text"])
+    return counter.tokens()
 
 
 class ResponsesDoor:
@@ -122,8 +136,7 @@ class ResponsesDoor:
             resp = await provider.responses(self._native_body(provider, parsed))  # type: ignore[attr-defined]
             data = self._echo(resp.data)
             await self._keep(data)
-            usage = resp.usage
-            return Completed(orjson.dumps(data), usage, lambda: 0)
+            return Completed(orjson.dumps(data), resp.usage, lambda: _output_tokens(data))
         self._translatable()
         call = UpstreamCall(provider.deployment.upstream_body(parsed.routing), Endpoint.CHAT)
         resp = await provider.complete(call)

@@ -112,4 +112,3 @@ async def relay_translated(
         await end_stream(outcome, usage, counted, rest, finish, done)
     if completed:
         await keep(converter.response)
-
