@@ -5,10 +5,7 @@ Endpoints: `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/embedd
 `app.state.requests` as a `RecordedRequest` `(path, headers, body)` (headers lower-cased, body the
 parsed JSON or None), appended before anything is validated, so tests can check what was forwarded.
 
-Usage from a test:
-
-    from tests.fakes.openai_upstream import create_app
-    from tests.fakes.server import ServerThread
+Usage from a test (`from tests.fakes.server import ServerThread`):
 
     with ServerThread(create_app()) as srv:
         api_base = srv.url + "/v1"        # what a Deployment / the openai SDK is pointed at
