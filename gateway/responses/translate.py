@@ -62,13 +62,13 @@ def _content(content: Any, where: str) -> str | list[dict[str, Any]]:
     raise bad_request(f"{where} must be a string or an array of content parts", param=where)
 
 
-def _output_text(output: Any) -> str:
+def _output_text(output: Any, where: str) -> str:
     """A function_call_output's `output`: a string, or content parts of which the text is kept."""
     if isinstance(output, str):
         return output
     if isinstance(output, list):
         return "".join(p["text"] for p in output if isinstance(p, dict) and isinstance(p.get("text"), str))
-    raise bad_request("function_call_output.output must be a string", param="input")
+    raise bad_request(f"{where}.output must be a string", param=f"{where}.output")
 
 
 def items_to_messages(items: list[Any], refused: list[Untranslatable] | None = None) -> list[dict[str, Any]]:
@@ -110,7 +110,7 @@ def _add(messages: list[dict[str, Any]], item: Any, where: str) -> None:
         if not isinstance(call_id, str):
             raise bad_request(f"{where}.call_id must be a string", param=where)
         messages.append(
-            {"role": "tool", "tool_call_id": call_id, "content": _output_text(item.get("output"))}
+            {"role": "tool", "tool_call_id": call_id, "content": _output_text(item.get("output"), where)}
         )
     elif kind != "reasoning":  # reasoning: another model's, nothing a chat upstream can read
         raise Untranslatable(

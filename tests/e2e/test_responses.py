@@ -260,6 +260,20 @@ def test_unknown_id_is_not_found(client: openai.OpenAI) -> None:
         ({"model": "gpt-4o-mini", "input": "hi", "tools": [{"type": "function"}]}, "tools[0].name"),
         ({"model": "gpt-4o-mini", "input": "hi", "metadata": {"a": 1}}, "metadata"),
         ({"model": "gpt-4o-mini", "input": "hi", "background": True}, "background"),
+        ({"model": "gpt-4o-mini", "input": [{"type": "function_call", "name": "f"}]}, "input[0]"),
+        ({"model": "gpt-4o-mini", "input": [{"type": "function_call_output", "output": "x"}]}, "input[0]"),
+        (
+            {
+                "model": "gpt-4o-mini",
+                "input": [{"type": "function_call_output", "call_id": "c", "output": 5}],
+            },
+            "input[0].output",
+        ),
+        ({"model": "gpt-4o-mini", "input": "hi", "text": {"format": {"type": "json_schema"}}}, "text.format"),
+        ({"model": "gpt-4o-mini", "input": "hi", "instructions": 7}, "instructions"),
+        ({"model": "gpt-4o-mini", "input": "hi", "previous_response_id": 7}, "previous_response_id"),
+        ({"model": "gpt-4o-mini", "input": "hi", "store": "yes"}, "store"),
+        ({"model": "gpt-4o-mini", "input": [], "reasoning": {"effort": 1}}, "input"),
     ],
 )
 def test_bad_input_is_a_400(raw: httpx.Client, body: dict[str, object], param: str) -> None:
