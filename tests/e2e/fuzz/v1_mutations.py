@@ -1,7 +1,7 @@
 """Random, reproducible mutations of valid /v1 request bodies: wrong types at every field, nested garbage,
 huge numbers, NULs and odd unicode. `bodies(seed, count)` yields (path, body) pairs.
 
-Each body is a valid seed (chat, legacy completions, embeddings, Anthropic messages; every model of
+Each body is a valid seed (chat, legacy completions, embeddings, Anthropic messages, Responses; every model of
 FUZZ_MODELS; streamed or not) with one to three mutations at random places in its JSON tree, so most
 of the request stays valid and the fault reaches deep into validation and translation.
 """
@@ -90,11 +90,42 @@ def _messages_seeds(model: str) -> list[dict[str, Any]]:
     ]
 
 
+def _responses_seeds(model: str) -> list[dict[str, Any]]:
+    tool = {"type": "function", "name": "get_weather", "parameters": _TOOL_SCHEMA}
+    schema = {"type": "json_schema", "name": "v", "schema": {"type": "object"}, "strict": True}
+    return [
+        {"model": model, "input": "Hi", "instructions": "Be brief.", "max_output_tokens": 20},
+        {
+            "model": model,
+            "input": [
+                {"role": "developer", "content": "Terse."},
+                {"role": "user", "content": [{"type": "input_text", "text": "What is this?"}]},
+                {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_image", "image_url": _IMAGE}],
+                },
+                {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+            ],
+            "tools": [tool],
+            "tool_choice": {"type": "function", "name": "get_weather"},
+            "text": {"format": schema},
+            "reasoning": {"effort": "low"},
+            "metadata": {"k": "v"},
+            "store": False,
+            "stream": True,
+        },
+    ]
+
+
 def seeds() -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
     for model in (*CHAT_MODELS, "auto"):
         out += [("/v1/chat/completions", b) for b in _chat_seeds(model)]
         out += [("/v1/messages", b) for b in _messages_seeds(model)]
+    for model in (*CHAT_MODELS, "gpt-native"):
+        out += [("/v1/responses", b) for b in _responses_seeds(model)]
     out += [
         ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi", "max_tokens": 5}),
         ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": ["a", "b"], "stream": True}),
