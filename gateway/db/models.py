@@ -370,14 +370,15 @@ class StoredResponse(Base):
     key that made it reads it (`owner`), and it is purged past the retention setting.
 
     `context` is every input item the response answered, the earlier turns' included, so a chain is
-    read back with one lookup whatever its length."""
+    read back with one lookup whatever its length. Both documents are JSON text, never queried
+    inside: text holds what a client may send (a NUL in a string) that PostgreSQL's JSONB refuses."""
 
     __tablename__ = "stored_responses"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64))
-    context: Mapped[list[Any]] = mapped_column(JSONType)
-    response: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    context: Mapped[str] = mapped_column(Text)
+    response: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, server_default=_NOW, index=True
     )

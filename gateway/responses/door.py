@@ -161,7 +161,14 @@ class ResponsesDoor:
     def relay(self, parsed: Parsed, opened: Opened, outcome: Outcome, finish: Finish) -> AsyncIterator[bytes]:
         if opened.native:
             return relay_native(
-                opened.first, opened.rest, outcome, parsed.routing, self._echo, self._keep, finish
+                opened.first,
+                opened.rest,
+                outcome,
+                parsed.routing,
+                self.response,
+                self._echo,
+                self._keep,
+                finish,
             )
         converter = ChatToEvents(self.response)
         return relay_translated(

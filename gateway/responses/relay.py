@@ -26,13 +26,15 @@ async def relay_native(
     rest: AsyncIterator[Chunk],
     outcome: Outcome,
     routing: dict[str, Any],
+    shell: dict[str, Any],
     echo: Echo,
     keep: Keep,
     finish: Finish,
 ) -> AsyncIterator[bytes]:
+    """`shell` is what a failure reports as the response until the upstream has sent its own."""
     counter = StreamCounter()
     usage: Usage | None = None
-    latest: dict[str, Any] = {}
+    latest = shell
     final: dict[str, Any] | None = None
     sequence = 0
     chunk: Chunk | None = first

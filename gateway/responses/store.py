@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,6 +35,11 @@ def not_found(response_id: str) -> GatewayError:
     return GatewayError(
         404, f"No response found with id '{response_id[:100]}'.", code="not_found", param="response_id"
     )
+
+
+def _storable(response_id: str) -> bool:
+    # PostgreSQL text holds no NUL: such an id was never stored, and asking would be an error.
+    return "\x00" not in response_id
 
 
 def unavailable() -> GatewayError:
@@ -63,12 +69,21 @@ class ResponseStore:
         """Keep `response`; a database that fails here costs the client its chain, not its answer."""
         try:
             async with self._sessions.begin() as s:
-                s.add(StoredResponse(id=response["id"], owner=owner, context=context, response=response))
-        except (SQLAlchemyError, OSError):
+                s.add(
+                    StoredResponse(
+                        id=response["id"],
+                        owner=owner,
+                        context=orjson.dumps(context).decode(),
+                        response=orjson.dumps(response).decode(),
+                    )
+                )
+        except (SQLAlchemyError, OSError, TypeError):
             log.warning("response %s could not be stored", response["id"], exc_info=True)
 
     async def get(self, owner: str, response_id: str) -> Stored:
         """The stored response, or a 404 when there is none this owner may read."""
+        if not _storable(response_id):
+            raise not_found(response_id)
         try:
             async with self._sessions() as s:
                 row = await s.get(StoredResponse, response_id[:64])
@@ -78,9 +93,11 @@ class ResponseStore:
         since = self._live_since(datetime.now(UTC))
         if row is None or row.owner != owner or (since is not None and row.created_at < since):
             raise not_found(response_id)
-        return Stored(row.context, row.response)
+        return Stored(orjson.loads(row.context), orjson.loads(row.response))
 
     async def delete(self, owner: str, response_id: str) -> None:
+        if not _storable(response_id):
+            raise not_found(response_id)
         try:
             async with self._sessions.begin() as s:
                 gone = await s.execute(

@@ -238,7 +238,10 @@ def test_another_keys_response_is_not_found(client: openai.OpenAI, other_client:
     assert client.responses.retrieve(mine.id).id == mine.id
 
 
-def test_unknown_id_is_not_found(client: openai.OpenAI) -> None:
+def test_unknown_id_is_not_found(client: openai.OpenAI, raw: httpx.Client) -> None:
+    for method in ("GET", "DELETE"):
+        assert raw.request(method, "/v1/responses/a%00b").status_code == 404
+    assert raw.get("/v1/responses/a%00b/input_items").status_code == 404
     with pytest.raises(openai.NotFoundError) as caught:
         client.responses.retrieve("resp_nope")
     assert "resp_nope" in caught.value.message

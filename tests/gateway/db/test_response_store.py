@@ -22,7 +22,7 @@ async def test_owner_reads_its_chain_and_no_one_else_does(engine: AsyncEngine) -
     await store.save("key-a", RESPONSE, CONTEXT)
     stored = await store.get("key-a", "resp_1")
     assert stored.history() == [*CONTEXT, *RESPONSE["output"]]
-    for owner, rid in (("key-b", "resp_1"), ("key-a", "resp_2"), ("key-a", "x" * 500)):
+    for owner, rid in (("key-b", "resp_1"), ("key-a", "resp_2"), ("key-a", "x" * 500), ("key-a", "a\x00b")):
         with pytest.raises(GatewayError) as caught:
             await store.get(owner, rid)
         assert caught.value.status == 404
@@ -31,6 +31,14 @@ async def test_owner_reads_its_chain_and_no_one_else_does(engine: AsyncEngine) -
     await store.delete("key-a", "resp_1")
     with pytest.raises(GatewayError):
         await store.get("key-a", "resp_1")
+
+
+async def test_any_json_a_client_sends_is_kept_as_sent(engine: AsyncEngine) -> None:
+    """PostgreSQL's JSONB refuses a NUL in a string; the store keeps it."""
+    store = ResponseStore(session_factory(engine), retention_days=30)
+    context = [{"type": "message", "role": "user", "content": "a\x00b \u2028 \U0001f600"}]
+    await store.save("key-a", {**RESPONSE, "id": "resp_nul"}, context)
+    assert (await store.get("key-a", "resp_nul")).context == context
 
 
 async def test_retention_hides_then_purges(engine: AsyncEngine) -> None:

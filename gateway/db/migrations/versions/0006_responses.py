@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 revision: str = "0006"
 down_revision: str | None = "0004"
@@ -17,7 +16,6 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 TS = sa.DateTime(timezone=True)
-JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 
 
 def upgrade() -> None:
@@ -25,8 +23,9 @@ def upgrade() -> None:
         "stored_responses",
         sa.Column("id", sa.String(64), nullable=False),
         sa.Column("owner", sa.String(64), nullable=False),
-        sa.Column("context", JSON, nullable=False),
-        sa.Column("response", JSON, nullable=False),
+        # JSON text: PostgreSQL's JSONB refuses a NUL in a string, which a client may send.
+        sa.Column("context", sa.Text(), nullable=False),
+        sa.Column("response", sa.Text(), nullable=False),
         sa.Column("created_at", TS, server_default=sa.text("CURRENT_TIMESTAMP"), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_stored_responses")),
     )
