@@ -63,6 +63,11 @@ def _tools(body: dict[str, Any]) -> None:
     choice = body.get("tool_choice")
     if choice is not None and not isinstance(choice, str | dict):
         raise bad_request("tool_choice must be a string or an object", param="tool_choice")
+    if isinstance(choice, dict) and (
+        not isinstance(choice.get("type"), str)
+        or (choice["type"] == "function" and not isinstance(choice.get("name"), str))
+    ):
+        raise bad_request("tool_choice must have a type, and a function's a name string", param="tool_choice")
 
 
 def _text(body: dict[str, Any]) -> None:

@@ -276,6 +276,7 @@ def test_unknown_id_is_not_found(client: openai.OpenAI, raw: httpx.Client) -> No
         ({"model": "gpt-4o-mini", "input": "hi", "instructions": 7}, "instructions"),
         ({"model": "gpt-4o-mini", "input": "hi", "previous_response_id": 7}, "previous_response_id"),
         ({"model": "gpt-4o-mini", "input": "hi", "store": "yes"}, "store"),
+        ({"model": "claude", "input": "hi", "tool_choice": {"type": "function", "name": {}}}, "tool_choice"),
         ({"model": "gpt-4o-mini", "input": [], "reasoning": {"effort": 1}}, "input"),
     ],
 )

@@ -1,9 +1,10 @@
 """Random, reproducible mutations of valid /v1 request bodies: wrong types at every field, nested garbage,
 huge numbers, NULs and odd unicode. `bodies(seed, count)` yields (path, body) pairs.
 
-Each body is a valid seed (chat, legacy completions, embeddings, Anthropic messages, Responses; every model of
+Each body is a valid seed (chat, legacy completions, embeddings, Anthropic messages; every model of
 FUZZ_MODELS; streamed or not) with one to three mutations at random places in its JSON tree, so most
-of the request stays valid and the fault reaches deep into validation and translation.
+of the request stays valid and the fault reaches deep into validation and translation. The Responses
+API's seeds (`responses_seeds`) are a pool of their own.
 """
 
 from __future__ import annotations
@@ -119,13 +120,16 @@ def _responses_seeds(model: str) -> list[dict[str, Any]]:
     ]
 
 
+def responses_seeds() -> list[tuple[str, dict[str, Any]]]:
+    """The Responses door's seeds: a pool of their own, so the other doors' sequences stay as they were."""
+    return [("/v1/responses", b) for model in (*CHAT_MODELS, "gpt-native") for b in _responses_seeds(model)]
+
+
 def seeds() -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
     for model in (*CHAT_MODELS, "auto"):
         out += [("/v1/chat/completions", b) for b in _chat_seeds(model)]
         out += [("/v1/messages", b) for b in _messages_seeds(model)]
-    for model in (*CHAT_MODELS, "gpt-native"):
-        out += [("/v1/responses", b) for b in _responses_seeds(model)]
     out += [
         ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi", "max_tokens": 5}),
         ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": ["a", "b"], "stream": True}),
@@ -203,9 +207,11 @@ def _mutate(rng: random.Random, body: dict[str, Any]) -> None:
         parent[last] = _garbage(rng)
 
 
-def bodies(seed: int, count: int) -> Iterator[tuple[str, dict[str, Any]]]:
+def bodies(
+    seed: int, count: int, pool: list[tuple[str, dict[str, Any]]] | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
     rng = random.Random(seed)
-    pool = seeds()
+    pool = pool or seeds()
     for _ in range(count):
         path, body = rng.choice(pool)
         body = copy.deepcopy(body)
