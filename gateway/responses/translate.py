@@ -16,7 +16,7 @@ from gateway.responses.ids import new_id
 from providers.base import Usage
 
 # What a chat body takes from a Responses body as it is.
-_SAME = ("temperature", "top_p", "user", "parallel_tool_calls", "top_logprobs", "stream")
+_SAME = ("temperature", "top_p", "user", "stream")
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 
 
@@ -155,9 +155,12 @@ def to_chat(
         chat["max_tokens"] = body["max_output_tokens"]
     tools = [_tool(t) for t in body.get("tools") or () if t.get("type") == "function"]
     if tools:
+        # Chat servers refuse tool settings in a request without tools.
         chat["tools"] = tools
         if body.get("tool_choice") is not None:
             chat["tool_choice"] = _tool_choice(body["tool_choice"])
+        if body.get("parallel_tool_calls") is not None:
+            chat["parallel_tool_calls"] = body["parallel_tool_calls"]
     fmt = (body.get("text") or {}).get("format")
     if isinstance(fmt, dict) and (response_format := _response_format(fmt)) is not None:
         chat["response_format"] = response_format
@@ -241,7 +244,7 @@ def shell(body: dict[str, Any], response_id: str, model: str) -> dict[str, Any]:
         "max_output_tokens": body.get("max_output_tokens"),
         "model": model,
         "output": [],
-        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
         "previous_response_id": body.get("previous_response_id"),
         "reasoning": {"effort": reasoning.get("effort"), "summary": None},
         "store": body.get("store", True),

@@ -93,6 +93,7 @@ def test_translated_request_reaches_chat(client: openai.OpenAI, gateway: Gateway
         instructions="Be kind.",
         reasoning={"effort": "low"},
         max_output_tokens=40,
+        parallel_tool_calls=False,
         user="responses-translated",
     )
     (sent,) = gateway.openai_sent("responses-translated")
@@ -102,6 +103,7 @@ def test_translated_request_reaches_chat(client: openai.OpenAI, gateway: Gateway
         {"role": "user", "content": "Say hello"},
     ]
     assert sent["reasoning_effort"] == "low" and sent["max_tokens"] == 40
+    assert "parallel_tool_calls" not in sent, "chat servers refuse it without tools"
 
 
 def test_stream(client: openai.OpenAI, model: str) -> None:
