@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from gateway.accounting.queries import durable_spend_reader
 from gateway.accounting.thread import WriterThread
-from gateway.api import admin, config_admin, health, messages, openai, quality
+from gateway.api import admin, config_admin, health, messages, openai, quality, responses
 from gateway.api.docs import install_docs
 from gateway.api.openapi_schemas import install_openapi
 from gateway.auth import KeyCache
@@ -43,6 +43,7 @@ from gateway.pricing import TokenPrice, load_price_map
 from gateway.quality.capture import purge_every
 from gateway.quality.shadow import Shadower
 from gateway.readiness import Readiness
+from gateway.responses.store import ResponseStore
 from gateway.settings import Settings
 from routing.tokens import encoding
 
@@ -96,6 +97,7 @@ def create_app(
         document=seed_document,
     )
     key_cache = KeyCache.from_settings(sessions, settings)
+    response_store = ResponseStore(sessions, settings.responses_retention_days)
     writer = WriterThread(
         settings.database_url,
         spool_dir=str(settings.spool_dir),
@@ -149,6 +151,7 @@ def create_app(
         await writer.start()
         await key_cache.start(settings.redis_url, cluster=settings.redis_cluster)
         await readiness.start(schema_checked)
+        response_store.start()
         if config_service.mode != "pinned":
             # Before the service starts, so a version it records at start (a changed file) is announced.
             await config_sync.start()
@@ -190,6 +193,7 @@ def create_app(
             await writer.stop()
             await key_cache.aclose()
             await readiness.aclose()
+            await response_store.aclose()
             await engine.dispose()
             if tracing is not None:
                 await asyncio.to_thread(tracing.shutdown)
@@ -203,12 +207,14 @@ def create_app(
     app.state.master_key = master.encode() if master else None
     app.state.sessions = sessions
     app.state.key_cache = key_cache
+    app.state.responses = response_store
     app.state.readiness = readiness
     app.state.shadower = shadower
     install_handlers(app)
     app.include_router(openai.router)
     app.include_router(health.router)
     app.include_router(messages.router)
+    app.include_router(responses.router)
     app.include_router(admin.router)
     app.include_router(config_admin.router)
     app.include_router(quality.feedback_router)

@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     # How often finished spans are sent (they are batched in between).
     otel_export_interval_s: float = Field(default=1.0, gt=0, le=60)
 
+    # Responses API answers stored with `store: true` (the default) are deleted this many days after
+    # they were made; previous_response_id and GET /v1/responses/{id} find them until then. 0 keeps
+    # them until deleted.
+    responses_retention_days: float = Field(default=30.0, ge=0)
+
     # Provider keys for the embedded defaults (no config file), under their usual names.
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SWITCHYARD_OPENAI_API_KEY", "OPENAI_API_KEY")

@@ -82,6 +82,19 @@ class Usage:
         hour = min(hour, written)
         return cls(prompt, completion, cached, written - hour, hour)
 
+    @classmethod
+    def from_responses(cls, usage: Any) -> Usage | None:
+        """The same from a Responses API usage object (input_tokens, output_tokens)."""
+        if not usage or not isinstance(usage, dict):
+            return None
+        details = usage.get("input_tokens_details")
+        prompt = token_count(usage.get("input_tokens"))
+        completion = token_count(usage.get("output_tokens"))
+        cached = token_count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+        if prompt is None or completion is None or cached is None:
+            return None
+        return cls(prompt, completion, min(cached, prompt))
+
 
 @dataclass(slots=True)
 class UpstreamCall:

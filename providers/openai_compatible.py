@@ -17,6 +17,7 @@ from providers.base import (
     UpstreamCall,
     UpstreamError,
     UpstreamResponse,
+    Usage,
     http_error,
     midstream_error,
     parse_retry_after,
@@ -33,6 +34,9 @@ _OPENAI_HOST = "api.openai.com"
 
 class OpenAICompatibleProvider:
     native_text = True
+    # OpenAI's own API serves /v1/responses; other OpenAI-compatible servers and Azure are reached
+    # through chat completions (gateway.responses.translate).
+    responses_url: str | None = None
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
@@ -48,6 +52,8 @@ class OpenAICompatibleProvider:
         else:
             base = (deployment.api_base or "https://api.openai.com/v1").rstrip("/")
             self._urls = {ep: base + path for ep, path in _PATHS.items()}
+            if deployment.provider == "openai":
+                self.responses_url = base + "/responses"
             if deployment.api_key:
                 headers["authorization"] = f"Bearer {deployment.api_key}"
         headers.update(deployment.headers)
@@ -96,6 +102,46 @@ class OpenAICompatibleProvider:
                         raise _error_payload(parsed, 502 if started else 500)
                     started = True
                     yield Chunk(raw=b"data: " + data + b"\n\n", data=parsed)
+            except UpstreamError as exc:
+                raise stalled(exc, started).without(self._secrets) from None
+            if not started:
+                raise midstream_error("upstream closed the stream before sending anything")
+
+    async def responses(self, body: dict[str, Any]) -> UpstreamResponse:
+        """A Responses API request (model already replaced) sent as is; the answer's bytes and usage
+        as the upstream gave them."""
+        assert self.responses_url is not None
+        resp = await self._http.post(self.responses_url, orjson.dumps(body))
+        if resp.status >= 400:
+            raise _error_from(resp.status, resp.headers, resp.body).without(self._secrets)
+        try:
+            data = orjson.loads(resp.body)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(502, "upstream returned a body that is not JSON", retryable=True) from None
+        if not isinstance(data, dict):
+            raise UpstreamError(502, "upstream returned a body that is not an object", retryable=True)
+        return UpstreamResponse(resp.body, data, Usage.from_responses(data.get("usage")))
+
+    async def responses_stream(self, body: dict[str, Any]) -> AsyncIterator[Chunk]:
+        """Each typed event of a streamed Responses request as `Chunk(raw=<event as received>, data)`."""
+        assert self.responses_url is not None
+        async with self._http.stream(self.responses_url, orjson.dumps({**body, "stream": True})) as resp:
+            if resp.status >= 400:
+                raise _error_from(resp.status, resp.headers, await resp.read()).without(self._secrets)
+            started = False
+            try:
+                async for event, data in sse_events(resp.pieces()):
+                    try:
+                        parsed = orjson.loads(data)
+                    except orjson.JSONDecodeError:
+                        raise midstream_error("upstream sent a malformed event") from None
+                    if not isinstance(parsed, dict):
+                        raise midstream_error("upstream sent an event that is not an object")
+                    if parsed.get("type") == "error" and not started:
+                        raise _error_payload({"error": parsed}, 500)
+                    started = True
+                    name = event or str(parsed.get("type") or "").encode()
+                    yield Chunk(raw=b"event: " + name + b"\ndata: " + data + b"\n\n", data=parsed)
             except UpstreamError as exc:
                 raise stalled(exc, started).without(self._secrets) from None
             if not started:

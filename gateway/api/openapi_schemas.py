@@ -198,11 +198,33 @@ MESSAGES_REQUEST: dict[str, Any] = {
     },
 }
 
+_ITEM = {"type": "object", "properties": {"type": {"type": "string"}}}
+RESPONSES_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "required": ["model", "input"],
+    "properties": {
+        "model": _MODEL,
+        "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": _ITEM}]},
+        "instructions": _STRING_OR_NULL,
+        "previous_response_id": _STRING_OR_NULL,
+        "store": {"type": "boolean"},
+        "stream": {"type": "boolean"},
+        "tools": {"type": "array", "items": {"type": "object", "required": ["type"]}},
+        "text": {"type": "object", "properties": {"format": {"type": "object", "required": ["type"]}}},
+        "reasoning": {"type": "object", "properties": {"effort": _STRING_OR_NULL}},
+        "max_output_tokens": _POSITIVE,
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+        "temperature": _TEMPERATURE,
+        "top_p": _TOP_P,
+    },
+}
+
 _OBJECT_WITH = {
     "chat": ["id", "object", "choices"],
     "text": ["id", "object", "choices"],
     "embed": ["object", "data"],
     "messages": ["id", "type", "role", "content"],
+    "responses": ["id", "object", "output"],
 }
 
 

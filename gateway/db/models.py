@@ -1,5 +1,6 @@
 """The database schema: teams, API keys, the request log, daily and hourly spend aggregates (with
-latency, TTFT and difficulty histograms), the audit log and the routing config's versions.
+latency, TTFT and difficulty histograms), the audit log, the routing config's versions and the
+Responses API's stored responses.
 
 Every table reads and writes identically on PostgreSQL and SQLite (see gateway.db.types).
 """
@@ -365,6 +366,25 @@ class ConfigVersion(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, server_default=_NOW)
     # SHA-256 of the document's canonical JSON: an unchanged document is not a new version.
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class StoredResponse(Base):
+    """A Responses API answer kept for `previous_response_id` and GET /v1/responses/{id}: only the
+    key that made it reads it (`owner`), and it is purged past the retention setting.
+
+    `context` is every input item the response answered, the earlier turns' included, so a chain is
+    read back with one lookup whatever its length. Both documents are JSON text, never queried
+    inside: text holds what a client may send (a NUL in a string) that PostgreSQL's JSONB refuses."""
+
+    __tablename__ = "stored_responses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    context: Mapped[str] = mapped_column(Text)
+    response: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=utcnow, server_default=_NOW, index=True
+    )
 
 
 # The measurement tables (feedback, verdicts, captured prompts) live in their own module; imported

@@ -50,6 +50,7 @@ def _count_anthropic(message: dict[str, Any]) -> int:
 class AnthropicDoor:
     endpoint = "messages"
     anthropic = True
+    stateful = False
 
     def parse(self, body: dict[str, Any]) -> Parsed:
         model = model_of(body)

@@ -15,7 +15,7 @@ from gateway.pricing import TokenPrice
 from providers.deployment import Deployment
 from routing.capabilities import served_by
 
-OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens")
+OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 # Providers whose chat API takes max_completion_tokens (their reasoning models refuse max_tokens).
 _COMPLETION_TOKENS_PROVIDERS = frozenset({"openai", "azure"})
 
@@ -78,6 +78,8 @@ def needs_cap(endpoint: str, parsed: Parsed) -> bool:
 
 def output_field(endpoint: str, dep: Deployment) -> str:
     """The field that carries an output cap the client did not set."""
+    if endpoint == "responses":
+        return "max_output_tokens"
     if endpoint == "chat" and dep.provider in _COMPLETION_TOKENS_PROVIDERS:
         return "max_completion_tokens"
     return "max_tokens"

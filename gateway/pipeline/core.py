@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -30,7 +30,7 @@ from gateway.live.runtime import LiveConfig
 from gateway.live.snapshot import Snapshot
 from gateway.metrics import Metrics
 from gateway.pipeline.budget import budgeted, cap_output, needs_cap, output_field, priced_names
-from gateway.pipeline.door import Door, Parsed
+from gateway.pipeline.door import Door, Parsed, StatefulDoor
 from gateway.pipeline.gate import Gate
 from gateway.pipeline.outcome import Outcome
 from gateway.pipeline.race import ClientGone, race_disconnect
@@ -136,6 +136,8 @@ class Pipeline:
         if isinstance(model, str):
             outcome.requested_model = model
         parsed = door.parse(body)
+        if door.stateful:
+            parsed = await cast(StatefulDoor, door).load(parsed)
         if outcome.trace is None:
             names = self.route(request, parsed, outcome)
         else:

@@ -44,10 +44,12 @@ class Opened:
 
 
 class Door(Protocol):
-    # The request kind in records and metrics ("chat", "text", "embed", "messages").
+    # The request kind in records and metrics ("chat", "text", "embed", "messages", "responses").
     endpoint: str
     # Whether errors leave in Anthropic's shape rather than OpenAI's.
     anthropic: bool
+    # Whether the request is whole only once `StatefulDoor.load` has read the rest of it.
+    stateful: bool
 
     def parse(self, body: dict[str, Any]) -> Parsed: ...
 
@@ -59,3 +61,10 @@ class Door(Protocol):
         """The stream as the client receives it, metered on the way; calls `finish` once, however
         it ends."""
         ...
+
+
+class StatefulDoor(Door, Protocol):
+    """A door whose requests refer to what the gateway stored (the Responses API's
+    previous_response_id): the pipeline awaits `load` after `parse`, before routing."""
+
+    async def load(self, parsed: Parsed) -> Parsed: ...

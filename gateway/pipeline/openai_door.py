@@ -18,6 +18,7 @@ from providers.base import Endpoint, Provider, UpstreamCall, UpstreamResponse
 
 class OpenAIDoor:
     anthropic = False
+    stateful = False
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.kind = endpoint

@@ -4,6 +4,8 @@
 load-balanced name never disturb each other:
 
   gpt-4o-mini        openai_compatible fake, upstream id `gpt-4o-mini-upstream`
+  gpt-native         openai fake as `provider: openai` (its own /v1/responses), price 1.0 / 2.0;
+                     native-<fault> the same for the fake's fault models
   priced             openai fake, price 1.0 / 2.0 USD per Mtok (exact cost header)
   claude             anthropic fake (native Messages API), upstream id `claude-upstream`
   gemini             gemini fake, upstream id `gemini-upstream`
@@ -75,6 +77,13 @@ def gateway_config(openai_url: str, anthropic_url: str, gemini_url: str, slow_ur
         oa("text-embedding-3-small", "text-embedding-3-small"),
         oa("gpt-3.5-turbo-instruct", "gpt-3.5-turbo-instruct"),
         oa("priced", "priced-upstream", price={"input_per_mtok": 1.0, "output_per_mtok": 2.0}),
+        oa(
+            "gpt-native",
+            "gpt-native-upstream",
+            provider="openai",
+            price={"input_per_mtok": 1.0, "output_per_mtok": 2.0},
+        ),
+        *(oa(f"native-{f}", f, provider="openai") for f in ("fail-400", "die-midstream")),
         {
             "name": "claude",
             "provider": "anthropic",

@@ -1,14 +1,11 @@
 """A fake OpenAI-compatible upstream on the real wire format (see `tests.fakes` for the fault convention).
 
 Endpoints: `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/embeddings`, `GET /v1/models`
-(and `GET /v1/models/{id}`). Every request is recorded in `app.state.requests` as a `RecordedRequest`
-`(path, headers, body)` (headers lower-cased, body the parsed JSON or None), appended before anything
-is validated, so tests can check exactly what an adapter forwarded.
+(and `GET /v1/models/{id}`), `POST /v1/responses` (`openai_responses`). Every request is recorded in
+`app.state.requests` as a `RecordedRequest` `(path, headers, body)` (headers lower-cased, body the
+parsed JSON or None), appended before anything is validated, so tests can check what was forwarded.
 
-Usage from a test:
-
-    from tests.fakes.openai_upstream import create_app
-    from tests.fakes.server import ServerThread
+Usage from a test (`from tests.fakes.server import ServerThread`):
 
     with ServerThread(create_app()) as srv:
         api_base = srv.url + "/v1"        # what a Deployment / the openai SDK is pointed at
@@ -26,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from functools import partial
 from typing import Any, NamedTuple
 
 import orjson
@@ -36,6 +34,7 @@ from starlette.routing import Route
 
 from tests.fakes.echo_faults import echoed_credentials
 from tests.fakes.openai_faults import dying_body, inject_fault
+from tests.fakes.openai_responses import responses
 from tests.fakes.openai_validation import (
     check_auth,
     encoding_format,
@@ -390,6 +389,7 @@ def create_app(*, hang_seconds: float = 60.0, models: Iterable[str] = DEFAULT_MO
             Route("/v1/chat/completions", fake.chat, methods=["POST"]),
             Route("/v1/completions", fake.completions, methods=["POST"]),
             Route("/v1/embeddings", fake.embeddings, methods=["POST"]),
+            Route("/v1/responses", partial(responses, fake=fake, greeting=GREETING), methods=["POST"]),
             Route("/v1/models", fake.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", fake.get_model, methods=["GET"]),
         ]

@@ -44,14 +44,15 @@ def fuzz_config(openai_url: str, anthropic_url: str, gemini_url: str) -> Gateway
         "price": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
     }
 
-    def oa(name: str, tier: str = "small") -> dict[str, Any]:
-        base = {"provider": "openai_compatible", "api_base": openai_url + "/v1", "api_key": "sk-up"}
+    def oa(name: str, tier: str = "small", provider: str = "openai_compatible") -> dict[str, Any]:
+        base = {"provider": provider, "api_base": openai_url + "/v1", "api_key": "sk-up"}
         return {"name": name, "model": name, "tier": tier, **base, **common}
 
     models = [
         oa("gpt-4o-mini"),
         oa("text-embedding-3-small"),
         oa("gpt-3.5-turbo-instruct"),
+        oa("gpt-native", provider="openai"),  # /v1/responses passed through
         {"name": "claude", "provider": "anthropic", "model": "claude-upstream", "api_base": anthropic_url}
         | {"api_key": "sk-ant-up", "tier": "large", **common},
         {"name": "gemini", "provider": "gemini", "model": "gemini-upstream", "api_base": gemini_url}

@@ -15,14 +15,14 @@ import httpx
 import pytest
 
 from tests.e2e.fuzz.fuzz_harness import AUTH, FuzzGateway
-from tests.e2e.fuzz.v1_mutations import bodies
+from tests.e2e.fuzz.v1_mutations import bodies, responses_seeds
 
 FUZZ_COUNT = 1000
 SLOW_FUZZ_COUNT = 4000
 TIMEOUT_S = 10.0
 
 
-def _fuzz(gateway: FuzzGateway, seed: int, count: int) -> None:
+def _fuzz(gateway: FuzzGateway, seed: int, count: int, pool: list[tuple[str, Any]] | None = None) -> None:
     connects = 0
 
     def trace(name: str, info: dict[str, Any]) -> None:
@@ -35,7 +35,7 @@ def _fuzz(gateway: FuzzGateway, seed: int, count: int) -> None:
     slowest: list[tuple[float, int, str]] = []
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     with httpx.Client(base_url=gateway.url, headers=AUTH, timeout=TIMEOUT_S, limits=limits) as client:
-        for n, (path, body) in enumerate(bodies(seed, count)):
+        for n, (path, body) in enumerate(bodies(seed, count, pool)):
             # The stdlib encoder: orjson refuses integers past 64 bits, which are part of the fuzz.
             content = json.dumps(body).encode()
             headers = {"content-type": "application/json"}
@@ -65,3 +65,7 @@ def test_fuzzed_v1_bodies_get_no_server_error(fuzz_gateway: FuzzGateway) -> None
 @pytest.mark.slow
 def test_fuzzed_v1_bodies_get_no_server_error_4000(fuzz_gateway: FuzzGateway) -> None:
     _fuzz(fuzz_gateway, seed=1414, count=SLOW_FUZZ_COUNT)
+
+
+def test_fuzzed_responses_bodies_get_no_server_error(fuzz_gateway: FuzzGateway) -> None:
+    _fuzz(fuzz_gateway, seed=20, count=FUZZ_COUNT, pool=responses_seeds())

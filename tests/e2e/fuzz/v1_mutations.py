@@ -3,7 +3,8 @@ huge numbers, NULs and odd unicode. `bodies(seed, count)` yields (path, body) pa
 
 Each body is a valid seed (chat, legacy completions, embeddings, Anthropic messages; every model of
 FUZZ_MODELS; streamed or not) with one to three mutations at random places in its JSON tree, so most
-of the request stays valid and the fault reaches deep into validation and translation.
+of the request stays valid and the fault reaches deep into validation and translation. The Responses
+API's seeds (`responses_seeds`) are a pool of their own.
 """
 
 from __future__ import annotations
@@ -90,6 +91,40 @@ def _messages_seeds(model: str) -> list[dict[str, Any]]:
     ]
 
 
+def _responses_seeds(model: str) -> list[dict[str, Any]]:
+    tool = {"type": "function", "name": "get_weather", "parameters": _TOOL_SCHEMA}
+    schema = {"type": "json_schema", "name": "v", "schema": {"type": "object"}, "strict": True}
+    return [
+        {"model": model, "input": "Hi", "instructions": "Be brief.", "max_output_tokens": 20},
+        {
+            "model": model,
+            "input": [
+                {"role": "developer", "content": "Terse."},
+                {"role": "user", "content": [{"type": "input_text", "text": "What is this?"}]},
+                {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_image", "image_url": _IMAGE}],
+                },
+                {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+            ],
+            "tools": [tool],
+            "tool_choice": {"type": "function", "name": "get_weather"},
+            "text": {"format": schema},
+            "reasoning": {"effort": "low"},
+            "metadata": {"k": "v"},
+            "store": False,
+            "stream": True,
+        },
+    ]
+
+
+def responses_seeds() -> list[tuple[str, dict[str, Any]]]:
+    """The Responses door's seeds: a pool of their own, so the other doors' sequences stay as they were."""
+    return [("/v1/responses", b) for model in (*CHAT_MODELS, "gpt-native") for b in _responses_seeds(model)]
+
+
 def seeds() -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
     for model in (*CHAT_MODELS, "auto"):
@@ -172,9 +207,11 @@ def _mutate(rng: random.Random, body: dict[str, Any]) -> None:
         parent[last] = _garbage(rng)
 
 
-def bodies(seed: int, count: int) -> Iterator[tuple[str, dict[str, Any]]]:
+def bodies(
+    seed: int, count: int, pool: list[tuple[str, dict[str, Any]]] | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
     rng = random.Random(seed)
-    pool = seeds()
+    pool = pool or seeds()
     for _ in range(count):
         path, body = rng.choice(pool)
         body = copy.deepcopy(body)

@@ -51,6 +51,7 @@ TABLES = {
     "feedback",
     "shadow_verdicts",
     "captured_prompts",
+    "stored_responses",
     "alembic_version",
 }
 
