@@ -38,6 +38,10 @@ class RequestRecord:
     # request its own cost. None when unknown (no price for that candidate, or a record spilled by an
     # older version).
     baseline_cost_usd: Decimal | None = None
+    # A cascade that escalated (gateway.pipeline.cascade): `cost_usd` and the tokens are both calls',
+    # `wasted_cost_usd` the first, discarded one's (None when its price is unknown).
+    escalated: bool = False
+    wasted_cost_usd: Decimal | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types (for the spill file): Decimal as string, datetime as ISO 8601."""
@@ -45,6 +49,7 @@ class RequestRecord:
         out["ts"] = self.ts.isoformat()
         out["cost_usd"] = None if self.cost_usd is None else str(self.cost_usd)
         out["baseline_cost_usd"] = None if self.baseline_cost_usd is None else str(self.baseline_cost_usd)
+        out["wasted_cost_usd"] = None if self.wasted_cost_usd is None else str(self.wasted_cost_usd)
         return out
 
     @classmethod
@@ -54,6 +59,8 @@ class RequestRecord:
         data["cost_usd"] = None if data.get("cost_usd") is None else Decimal(data["cost_usd"])
         baseline = data.get("baseline_cost_usd")
         data["baseline_cost_usd"] = None if baseline is None else Decimal(baseline)
+        wasted = data.get("wasted_cost_usd")
+        data["wasted_cost_usd"] = None if wasted is None else Decimal(wasted)
         return cls(**data)
 
 

@@ -153,6 +153,9 @@ class RequestLog(Base):
     # What the same usage would have cost on the route's strongest candidate (its price in the config
     # the request ran on); a direct request's own cost. None when that price (or the cost) is unknown.
     baseline_cost_usd: Mapped[Decimal | None] = mapped_column(Money())
+    # A cascade that escalated: cost_usd and the tokens cover both calls, wasted_cost_usd the first.
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    wasted_cost_usd: Mapped[Decimal | None] = mapped_column(Money())
 
 
 class DailySpend(Base):
