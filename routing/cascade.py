@@ -129,7 +129,9 @@ class ConfidenceWindows:
     def threshold(self, dep_id: str, fraction: float) -> tuple[float | None, int]:
         """(the `fraction` quantile of `dep_id`'s recent confidences, how many there are); None until
         MIN_SAMPLES were seen."""
-        q = self._get(dep_id)
+        q = self._by_dep.get(dep_id)
+        if q is None:
+            return None, 0
         return (q.quantile(fraction) if len(q) >= MIN_SAMPLES else None), len(q)
 
     def add(self, dep_id: str, value: float) -> None:
