@@ -2,11 +2,12 @@
 answer it was unsure of (routing.cascade) is asked again of the next tier up; the client receives
 only the answer that is kept.
 
-- Which calls are checked: chat and messages requests on a deployment whose provider returns
-  logprobs (openai, azure, openai_compatible, local) and that keeps the `logprobs` capability. The
-  others (anthropic, gemini, litellm, a legacy completion) skip the check: the candidate the router
-  chose answers as on a route without a cascade (`cascade=unchecked` in `x-switchyard-route`).
-  Starting them one tier up instead would make a cascade dearer than the plain route it replaces.
+- Which calls are checked: chat and messages requests (legacy completions and embeddings on a
+  cascade route are served as on any route) on a deployment whose provider returns logprobs
+  (openai, azure, openai_compatible, local) and that keeps the `logprobs` capability. The others
+  (anthropic, gemini, litellm) skip the check: the candidate the router chose answers as on a route
+  without a cascade (`cascade=unchecked; no_logprobs=<provider>` in `x-switchyard-route`). Starting
+  them one tier up instead would make a cascade dearer than the plain route it replaces.
 - Logprobs the client did not ask for are taken out of what it receives (`Probe`); a client that asked
   gets the kept answer's own.
 - Streams: up to `cascade_hold_tokens` answer tokens are held back; the decision is taken on them
@@ -199,7 +200,7 @@ class Cascade:
         outcome.route_explain += "; from=" + _UNSAFE.sub("_", first)[:64]
         return served.result
 
-    def _wasted(self, outcome: Outcome, dep: Deployment, usage: Usage) -> None:
+    def _wasted(self, outcome: Outcome, dep: Deployment, usage: Usage | None) -> None:
         outcome.escalated = True
         outcome.wasted_usage = usage
         outcome.wasted_cost = self._pipeline.cost_of(outcome, dep, usage)
@@ -218,7 +219,7 @@ class Cascade:
         if outcome.gate is not None:
             outcome.gate.spend(first_cost)
         final = await self._escalate(request, door, parsed, outcome, self._higher(outcome, dep), False)
-        if final is None or first_usage is None:
+        if final is None:
             return done
         self._wasted(outcome, dep, first_usage)
         self._pipeline.settle(outcome, self._pipeline.used(parsed, final, outcome))

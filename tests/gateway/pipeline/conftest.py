@@ -101,20 +101,23 @@ class CascadeGateway:
         return [r for r in self.openai_fake.app.state.requests if r.path == "/v1/chat/completions"]
 
     def record(self, request_id: str, within_s: float = 10.0) -> RequestLog:
-        return asyncio.run(_record(self.db_url, request_id, within_s))
+        return asyncio.run(_record(self.db_url, RequestLog.request_id == request_id, within_s))
+
+    def record_of(self, route: str, status: int, within_s: float = 10.0) -> RequestLog:
+        """The (one) record of a request to `route` that ended with `status`."""
+        where = (RequestLog.requested_model == route) & (RequestLog.status == status)
+        return asyncio.run(_record(self.db_url, where, within_s))
 
 
-async def _record(url: str, request_id: str, within_s: float) -> RequestLog:
+async def _record(url: str, where: Any, within_s: float) -> RequestLog:
     engine = make_engine(url)
     deadline = time.monotonic() + within_s
     try:
         while True:
             async with session_factory(engine)() as s:
-                row = (
-                    await s.execute(select(RequestLog).where(RequestLog.request_id == request_id))
-                ).scalar_one_or_none()
+                row = (await s.execute(select(RequestLog).where(where))).scalar_one_or_none()
             if row is not None or time.monotonic() > deadline:
-                assert row is not None, f"no record of {request_id}"
+                assert row is not None, f"no record where {where}"
                 return row
             await asyncio.sleep(0.1)
     finally:

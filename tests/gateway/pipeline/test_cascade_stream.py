@@ -151,3 +151,17 @@ def test_cost_header_of_a_kept_stream_is_pending_and_recorded(gateway: CascadeGa
     row = gateway.record(got.headers["x-switchyard-request-id"])
     assert row.cost_usd == cost(WORDS, 6, SMALL_PRICE) and row.wasted_cost_usd is None
     assert Decimal(0) < row.cost_usd
+
+
+def test_a_client_that_leaves_during_the_hold_is_recorded_and_billed(gateway: CascadeGateway) -> None:
+    body = {"model": "cascade-long-sure", "messages": HELLO, "stream": True}
+    headers = {"authorization": f"Bearer {MASTER_KEY}"}
+    # Gone after half the hold: before the gateway answers anything.
+    timeout = httpx.Timeout(5.0, read=HOLD * 0.01 / 2)
+    with httpx.Client(base_url=gateway.url, timeout=timeout) as http, pytest.raises(httpx.ReadTimeout):
+        http.post("/v1/chat/completions", json=body, headers=headers)
+    row = gateway.record_of("cascade-long-sure", 499)
+    assert row.error_type == "client_disconnected" and row.deployment == "long-sure"
+    assert row.tokens_estimated is True and 0 < row.completion_tokens < HOLD
+    assert row.cost_usd == cost(row.prompt_tokens, row.completion_tokens, SMALL_PRICE)
+    assert row.escalated is False
