@@ -3,11 +3,14 @@ it, logprobs only where the client asked, both calls billed and recorded."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from decimal import Decimal
 
 import openai
+import orjson
 import pytest
 
+from gateway.accounting.record import RequestRecord
 from tests.gateway.pipeline.conftest import BIG_PRICE, FINAL, SMALL_PRICE, CascadeGateway, cost
 
 HELLO = [{"role": "user", "content": "say hello to me"}]
@@ -114,3 +117,13 @@ def test_escalate_fraction_escalates_below_the_deployments_recent_quantile(clien
             model="cascade-fraction", messages=[{"role": "user", "content": f"p={p}"}]
         )
         assert f"cascade={verdict}; ef=0.30" in raw.headers["x-switchyard-route"]
+
+
+def test_an_escalated_record_survives_the_spill_file(gateway: CascadeGateway, client: openai.OpenAI) -> None:
+    """The spend writer spills records as JSON when the database is away: the cascade's columns too."""
+    headers, _ = _ask(client, "cascade-c41")
+    row = gateway.record(headers["x-switchyard-request-id"])
+    record = RequestRecord(**{f.name: getattr(row, f.name) for f in fields(RequestRecord)})
+    again = RequestRecord.from_json(orjson.loads(orjson.dumps(record.to_json())))
+    assert again == record and again.escalated is True
+    assert again.wasted_cost_usd == cost(WORDS, SMALL_TOKENS, SMALL_PRICE)
