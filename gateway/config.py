@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
@@ -45,6 +45,24 @@ class Route(BaseModel):
     # Admin pin: requests that offer tools go to at least this tier.
     tools_min_tier: Tier | None = "medium"
     shadow: Shadow | None = None
+    # `cascade`: the chosen candidate answers first, and an answer it was unsure of (its token
+    # logprobs, routing.cascade) goes to the next tier up; `single`: one candidate answers.
+    mode: Literal["single", "cascade"] = "single"
+    # The cascade's threshold: a fixed confidence, or the share of answers to escalate (the threshold
+    # is then the quantile of the deployment's recent confidences). One of the two with `cascade`.
+    min_confidence: Fraction | None = None
+    escalate_fraction: Fraction | None = None
+    # Streamed tokens held back before the cascade decides (a shorter answer is decided at its end).
+    cascade_hold_tokens: int = Field(default=64, ge=1, le=4096, strict=True)
+
+    @model_validator(mode="after")
+    def _cascade(self) -> Route:
+        knobs = [k for k in ("min_confidence", "escalate_fraction") if getattr(self, k) is not None]
+        if self.mode == "cascade" and len(knobs) != 1:
+            raise ValueError("mode: cascade takes one of min_confidence or escalate_fraction")
+        if self.mode != "cascade" and knobs:
+            raise ValueError(f"{knobs[0]} applies to mode: cascade only")
+        return self
 
 
 class GatewayConfig(BaseModel):

@@ -236,7 +236,7 @@ class Control:
 
     def finish(self, outcome: Outcome, principal: Principal) -> None:
         adm: Admission | None = outcome.admission
-        usage = outcome.usage
+        usage = outcome.billed_usage()
         if adm is not None and adm.ticket is not None:
             tokens = usage.prompt_tokens + usage.completion_tokens if usage else 0
             cost = outcome.cost if outcome.status < 400 or usage else Decimal(0)
@@ -277,7 +277,7 @@ def baseline_cost(o: Outcome, cost: Decimal | None) -> Decimal | None:
 
 def record_of(o: Outcome, principal: Principal) -> RequestRecord:
     dep = o.deployment
-    usage = o.usage
+    usage = o.billed_usage()
     cost = o.cost if usage or o.cost is not None else Decimal(0)
     return RequestRecord(
         request_id=o.request_id,
@@ -305,4 +305,6 @@ def record_of(o: Outcome, principal: Principal) -> RequestRecord:
         tokens_estimated=o.usage_counted,
         baseline_cost_usd=baseline_cost(o, cost),
         capture=o.capture,
+        escalated=o.escalated,
+        wasted_cost_usd=o.wasted_cost,
     )

@@ -68,6 +68,10 @@ class RequestRecord:
     # All three are parts of prompt_tokens.
     cache_write_5m_tokens: int = 0
     cache_write_1h_tokens: int = 0
+    # A cascade that escalated (gateway.pipeline.cascade): `cost_usd` and the tokens are both calls',
+    # `wasted_cost_usd` the first, discarded one's (None when its price is unknown).
+    escalated: bool = False
+    wasted_cost_usd: Decimal | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types (for the spill file): Decimal as string, datetime as ISO 8601."""
@@ -76,6 +80,7 @@ class RequestRecord:
         out["cost_usd"] = None if self.cost_usd is None else str(self.cost_usd)
         out["baseline_cost_usd"] = None if self.baseline_cost_usd is None else str(self.baseline_cost_usd)
         out["capture"] = None if self.capture is None else self.capture.to_json()
+        out["wasted_cost_usd"] = None if self.wasted_cost_usd is None else str(self.wasted_cost_usd)
         return out
 
     @classmethod
@@ -87,6 +92,8 @@ class RequestRecord:
         data["baseline_cost_usd"] = None if baseline is None else Decimal(baseline)
         capture = data.get("capture")
         data["capture"] = None if capture is None else Capture.from_json(capture)
+        wasted = data.get("wasted_cost_usd")
+        data["wasted_cost_usd"] = None if wasted is None else Decimal(wasted)
         return cls(**data)
 
 

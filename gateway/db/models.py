@@ -151,6 +151,9 @@ class RequestLog(Base):
     # Prompt-cache writes by lifetime, parts of prompt_tokens as cached_tokens (the reads) is.
     cache_write_5m_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cache_write_1h_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A cascade that escalated: cost_usd and the tokens cover both calls, wasted_cost_usd the first.
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    wasted_cost_usd: Mapped[Decimal | None] = mapped_column(Money())
 
 
 class DailySpend(Base):

@@ -30,7 +30,8 @@ from gateway.live.runtime import LiveConfig
 from gateway.live.snapshot import Snapshot
 from gateway.metrics import Metrics
 from gateway.pipeline.budget import budgeted, cap_output, needs_cap, output_field, priced_names
-from gateway.pipeline.door import Door, Parsed, StatefulDoor
+from gateway.pipeline.cascade import CASCADE_ENDPOINTS, Cascade
+from gateway.pipeline.door import Completed, Door, Parsed, StatefulDoor
 from gateway.pipeline.gate import Gate
 from gateway.pipeline.outcome import Outcome
 from gateway.pipeline.race import ClientGone, race_disconnect
@@ -41,6 +42,7 @@ from gateway.usage import max_output_of
 from providers.base import Provider, UpstreamError, Usage
 from providers.deployment import Deployment
 from routing.capabilities import needs_of
+from routing.cascade import ConfidenceWindows
 
 if TYPE_CHECKING:
     from gateway.quality.shadow import Shadower
@@ -104,6 +106,8 @@ class Pipeline:
         self.background = Background()
         # Set at startup: shadow judging of routed requests (None: nothing is shadowed).
         self.shadow: Shadower | None = None
+        # Recent cascade confidences per deployment, for routes with `escalate_fraction`.
+        self.confidences = ConfidenceWindows()
 
     async def handle(self, request: Request, door: Door, principal: Principal) -> Response:
         outcome = Outcome(new_request_id(), "", door.endpoint, principal, snapshot=self.live.enter())
@@ -145,9 +149,10 @@ class Pipeline:
         snap = outcome.snapshot
         self.check_output(parsed, names, snap)
         await self.admit(outcome, names, parsed)
+        cascade = self.cascade(door, parsed, names, outcome)
         if parsed.stream:
-            return await self._stream(request, door, parsed, names, outcome)
-        return await self._complete(request, door, parsed, names, outcome)
+            return await self._stream(request, door, parsed, names, outcome, cascade)
+        return await self._complete(request, door, parsed, names, outcome, cascade)
 
     # -- steps --------------------------------------------------------------------------------
     def route(self, request: Request, parsed: Parsed, outcome: Outcome) -> list[str]:
@@ -176,6 +181,13 @@ class Pipeline:
         outcome.route_explain = plan.explain
         outcome.difficulty = plan.difficulty
         return plan.names
+
+    def cascade(self, door: Door, parsed: Parsed, names: list[str], outcome: Outcome) -> Cascade | None:
+        """The request's cascade, when it came on a route in cascade mode (gateway.pipeline.cascade)."""
+        route = outcome.snapshot.config.routes.get(outcome.route) if outcome.route else None  # type: ignore[union-attr]
+        if route is None or route.mode != "cascade" or door.endpoint not in CASCADE_ENDPOINTS:
+            return None
+        return Cascade(self, route, names, self.confidences, parsed)
 
     def check_output(self, parsed: Parsed, names: list[str], snap: Snapshot) -> None:
         """A requested output longer than every deployment it may reach can give is the client's
@@ -233,11 +245,24 @@ class Pipeline:
         """A budgeted key's calls go only where they can be charged (see budget.priced_names)."""
         return outcome.snapshot.chargeable if budgeted(outcome.principal) else None
 
+    def cost_of(self, outcome: Outcome, dep: Deployment | None, usage: Usage | None) -> Decimal | None:
+        price = outcome.snapshot.prices.get(dep.id) if dep is not None else None  # type: ignore[union-attr]
+        return price.cost(usage) if price is not None and usage is not None else None
+
     def settle(self, outcome: Outcome, usage: Usage | None) -> None:
         outcome.usage = usage
-        dep = outcome.deployment
-        price = outcome.snapshot.prices.get(dep.id) if dep is not None else None
-        outcome.cost = price.cost(usage) if price is not None and usage is not None else None
+        cost = self.cost_of(outcome, outcome.deployment, usage)
+        if outcome.escalated:
+            # Both calls were paid for; unknown when either price is.
+            cost = None if cost is None or outcome.wasted_cost is None else cost + outcome.wasted_cost
+        outcome.cost = cost
+
+    def used(self, parsed: Parsed, done: Completed, outcome: Outcome) -> Usage:
+        """A complete answer's usage, counted by the gateway when the upstream gave none."""
+        if done.usage is not None:
+            return done.usage
+        outcome.usage_counted = True
+        return Usage(outcome.count_prompt(parsed.routing), done.completion_tokens())
 
     def finish(self, outcome: Outcome) -> None:
         if outcome.finished:
@@ -258,19 +283,24 @@ class Pipeline:
 
     # -- answers ------------------------------------------------------------------------------
     async def _complete(
-        self, request: Request, door: Door, parsed: Parsed, names: list[str], outcome: Outcome
+        self,
+        request: Request,
+        door: Door,
+        parsed: Parsed,
+        names: list[str],
+        outcome: Outcome,
+        cascade: Cascade | None,
     ) -> Response:
+        wrap = cascade.wrap if cascade is not None else _same
         served = await self.dispatch(
-            request, names, lambda p: door.complete(p, self.capped(door, parsed, p, outcome)), outcome
+            request, names, lambda p: door.complete(wrap(p), self.capped(door, parsed, p, outcome)), outcome
         )
         done = served.result
-        usage = done.usage
-        if usage is None:
-            outcome.usage_counted = True
-            usage = Usage(outcome.count_prompt(parsed.routing), done.completion_tokens())
-        self.settle(outcome, usage)
+        self.settle(outcome, self.used(parsed, done, outcome))
         if outcome.gate is not None:
             outcome.gate.confirm()
+        if cascade is not None:
+            done = await cascade.complete(request, door, parsed, done, outcome)
         if outcome.principal.capture_prompts:
             outcome.capture = capture_of(outcome.principal, door.endpoint, parsed.routing, done.payload)
         self.finish(outcome)
@@ -283,10 +313,17 @@ class Pipeline:
         )
 
     async def _stream(
-        self, request: Request, door: Door, parsed: Parsed, names: list[str], outcome: Outcome
+        self,
+        request: Request,
+        door: Door,
+        parsed: Parsed,
+        names: list[str],
+        outcome: Outcome,
+        cascade: Cascade | None,
     ) -> Response:
+        wrap = cascade.wrap if cascade is not None else _same
         served = await self.dispatch(
-            request, names, lambda p: door.open(p, self.capped(door, parsed, p, outcome)), outcome
+            request, names, lambda p: door.open(wrap(p), self.capped(door, parsed, p, outcome)), outcome
         )
         opened = served.result
         if outcome.gate is not None:
@@ -298,6 +335,8 @@ class Pipeline:
                 outcome.usage_counted = True
                 self.settle(outcome, Usage(outcome.count_prompt(parsed.routing), 0))
                 raise
+        if cascade is not None:
+            opened = await cascade.stream(request, door, parsed, opened, outcome)
         outcome.streamed = True
         outcome.ttft_s = time.perf_counter() - outcome.started
 
@@ -335,3 +374,7 @@ class Pipeline:
             outcome.cost = Decimal(0)
         self.finish(outcome)
         return from_upstream(exc, outcome.headers(), anthropic=door.anthropic)
+
+
+def _same(provider: Provider) -> Provider:
+    return provider

@@ -11,8 +11,10 @@ however the request ended, so no refusal is left unretrieved and no check is lef
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 from gateway.control import Check, Control
+from gateway.limits import usd_to_nano_up
 from gateway.pipeline.outcome import Outcome
 from providers.deployment import Deployment
 
@@ -39,6 +41,12 @@ class Gate:
     def output_cap(self, dep: Deployment) -> int | None:
         """The max_tokens a call on `dep` must carry to cost no more than its budgets hold."""
         return self._control.output_cap(self._check, dep, self.held_nano)
+
+    def spend(self, cost: Decimal | None) -> None:
+        """A cascade's first answer was paid out of what the budgets hold: the escalated call is
+        capped to what is left (a deployment it cannot pay for is passed over)."""
+        if cost:
+            self.held_nano = max(0, self.held_nano - usd_to_nano_up(cost))
 
     def confirm(self) -> None:
         """Raise the refusal of an admission that ran beside the call and answered after it (the

@@ -61,6 +61,11 @@ class Outcome:
     # The limiter's answer when limits or budgets applied, and the admission's life (Gate).
     admission: Admission | None = None
     gate: Gate | None = None
+    # A cascade that escalated: the first answer was paid for and thrown away. `cost` and the
+    # record's tokens include it (`billed_usage`); `usage` is the final answer's.
+    escalated: bool = False
+    wasted_usage: Usage | None = None
+    wasted_cost: Decimal | None = None
     # Set once the record is written: a request is recorded exactly once, however it ended.
     finished: bool = False
     # The prompt's tiktoken count, taken at most once: the limits' estimate, then any usage the
@@ -78,6 +83,19 @@ class Outcome:
         if self.prompt_count is None:
             self.prompt_count = prompt_tokens(body, self.token_counts, count)
         return self.prompt_count
+
+    def billed_usage(self) -> Usage | None:
+        """The tokens of every call the request paid for: the final answer's, and a cascade's first."""
+        usage, wasted = self.usage, self.wasted_usage
+        if wasted is None:
+            return usage
+        if usage is None:
+            return wasted
+        return Usage(
+            usage.prompt_tokens + wasted.prompt_tokens,
+            usage.completion_tokens + wasted.completion_tokens,
+            usage.cached_tokens + wasted.cached_tokens,
+        )
 
     def failed(self, exc: Exception) -> None:
         self.status = getattr(exc, "status", 500)

@@ -21,7 +21,10 @@ load-balanced name never disturb each other:
   broken             openai fake `fail-500` (only ever used as the first candidate of `auto-fallback`)
   slow               `tests.e2e.slow_upstream.SlowUpstream`: streams slowly and records client disconnects
   defaulted, embed-defaulted, claude-defaulted   the openai / anthropic fakes behind `defaults:`
-  routes: auto -> [gpt-4o-mini, claude]; auto-fallback -> [broken, gpt-4o-mini]
+  cascade-unsure, cascade-sure   openai fake `conf-0.41` / `conf-0.9` (tests.fakes.confidence), small
+  routes: auto -> [gpt-4o-mini, claude]; auto-fallback -> [broken, gpt-4o-mini];
+          auto-cascade-unsure / auto-cascade-sure -> [cascade-unsure / cascade-sure, claude], mode
+          cascade at min_confidence 0.6
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ PRICE_IN = Decimal("1.0")
 PRICE_OUT = Decimal("2.0")
 MTOK = Decimal(1_000_000)
 CLIENT_TIMEOUT_S = 10.0
+CASCADE_THRESHOLD = 0.6
 # The `defaults:` of the deployments named *-defaulted behind the OpenAI fake.
 DEFAULTS = {"temperature": 0.3, "top_p": 0.8, "max_tokens": 50}
 
@@ -167,11 +171,16 @@ def gateway_config(openai_url: str, anthropic_url: str, gemini_url: str, slow_ur
             "connect_timeout": 1.0,
             "defaults": {"temperature": 0.4, "top_k": 7, "max_tokens": 33},
         },
+        oa("cascade-unsure", "conf-0.41", tier="small"),
+        oa("cascade-sure", "conf-0.9", tier="small"),
     ]
+    cascade = {"quality": 0.0, "mode": "cascade", "min_confidence": CASCADE_THRESHOLD}
     routes = {
         # A loose quality knob: the small tier is good enough for a greeting.
         "auto": {"candidates": ["gpt-4o-mini", "claude"], "quality": 0.5},
         "auto-fallback": {"candidates": ["broken", "gpt-4o-mini"]},
+        "auto-cascade-unsure": {"candidates": ["cascade-unsure", "claude"], **cascade},
+        "auto-cascade-sure": {"candidates": ["cascade-sure", "claude"], **cascade},
     }
     return parse_config({"models": models, "routes": routes}, env={})
 

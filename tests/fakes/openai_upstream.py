@@ -15,6 +15,8 @@ Usage from a test (`from tests.fakes.server import ServerThread`):
 Normal answers are deterministic: content "Hello from openai!" (3 chunks when streamed), usage
 prompt_tokens = whitespace-separated words in all message text (at least 1), completion_tokens = 3;
 `cached-*` models report all messages but the last as cached_tokens (OpenAI's automatic caching).
+Models named `conf-<p>...` answer with logprobs of a chosen confidence (`tests.fakes.confidence`).
+
 The pieces live beside it: `openai_wire` (JSON/SSE framing, error body, usage, logprobs, embeddings),
 `openai_validation` (the 400s the real API answers) and `openai_faults` (the fault convention).
 """
@@ -32,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes.confidence import Confident
 from tests.fakes.echo_faults import echoed_credentials
 from tests.fakes.openai_faults import dying_body, inject_fault
 from tests.fakes.openai_responses import responses
@@ -51,6 +54,7 @@ from tests.fakes.openai_wire import (
     SSE_DONE,
     ApiError,
     cached_prefix_tokens,
+    chat_answer,
     chat_logprobs,
     content_text,
     embeddings_doc,
@@ -119,24 +123,6 @@ class _Fake:
 
     # ---- chat
 
-    def _chat_answer(self, body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
-        """What the assistant says: {"content": str} or {"tool": (name, arguments)}."""
-        tools = body.get("tools") or []
-        choice = body.get("tool_choice")
-        has_result = any(m.get("role") in ("tool", "function") for m in messages)
-        if tools and choice != "none" and not has_result:
-            name = tools[0]["function"]["name"]
-            if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-                name = choice["function"].get("name") or name
-            return {"tool": (name, '{"city": "Paris"}')}
-        if has_result:
-            last = next(m for m in reversed(messages) if m.get("role") in ("tool", "function"))
-            return {"content": f"The tool said: {content_text(last.get('content'))}"}
-        fmt = body.get("response_format")
-        if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
-            return {"content": '{"ok": true}'}
-        return {"content": GREETING}
-
     async def chat(self, request: Request) -> Response:
         try:
             body = await self._read(request)
@@ -152,17 +138,20 @@ class _Fake:
 
         words = [word_count(content_text(m.get("content"))) for m in messages]
         prompt_tokens, cached = max(1, sum(words)), cached_prefix_tokens(model, words)
-        answer = self._chat_answer(body, messages)
+        answer = chat_answer(body, messages)
         created, fingerprint = self._meta(body)
         cid = self.next_id("chatcmpl")
         want_logprobs = bool(body.get("logprobs"))
         stream = bool(body.get("stream"))
+        confident = Confident.of(model, content_text(messages[-1].get("content")))
+        logprobs = confident.logprobs if confident else chat_logprobs
 
         finish = "stop"
         pieces: list[str] = []
         completion_tokens = COMPLETION_TOKENS
         if "content" in answer:
-            pieces = split3(answer["content"])
+            pieces = confident.pieces() if confident else split3(answer["content"])
+            completion_tokens = len(pieces) if confident else completion_tokens
             if max_tokens is not None and max_tokens < len(pieces):
                 pieces, finish, completion_tokens = pieces[:max_tokens], "length", max_tokens
         else:
@@ -196,7 +185,7 @@ class _Fake:
                     {
                         "index": i,
                         "message": message,
-                        "logprobs": chat_logprobs(pieces, top) if want_logprobs else None,
+                        "logprobs": logprobs(pieces, top) if want_logprobs else None,
                         "finish_reason": finish,
                     }
                 )
@@ -236,7 +225,7 @@ class _Fake:
         if "content" in answer:
             for k, piece in enumerate(pieces):
                 for i in range(n):
-                    lp = chat_logprobs([piece], top, start=k) if want_logprobs else None
+                    lp = logprobs([piece], top, start=k) if want_logprobs else None
                     frames.append(chunk([delta(i, {"content": piece}, logprobs=lp)]))
         else:
             for arg_piece in split3(answer["tool"][1]):
@@ -265,7 +254,8 @@ class _Fake:
         if include_usage:
             frames.append(chunk([], usage=usage_doc(prompt_tokens, completion_tokens * n, cached)))
         frames.append(SSE_DONE)
-        return StreamingResponse(iterate_frames(frames), media_type="text/event-stream")
+        sent = confident.frames(frames) if confident else iterate_frames(frames)
+        return StreamingResponse(sent, media_type="text/event-stream")
 
     # ---- legacy completions
 

@@ -95,6 +95,25 @@ def split3(text: str) -> list[str]:
     return out
 
 
+def chat_answer(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the assistant says: {"content": str} or {"tool": (name, arguments)}."""
+    tools = body.get("tools") or []
+    choice = body.get("tool_choice")
+    has_result = any(m.get("role") in ("tool", "function") for m in messages)
+    if tools and choice != "none" and not has_result:
+        name = tools[0]["function"]["name"]
+        if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+            name = choice["function"].get("name") or name
+        return {"tool": (name, '{"city": "Paris"}')}
+    if has_result:
+        last = next(m for m in reversed(messages) if m.get("role") in ("tool", "function"))
+        return {"content": f"The tool said: {content_text(last.get('content'))}"}
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
+        return {"content": '{"ok": true}'}
+    return {"content": "Hello from openai!"}
+
+
 def usage_doc(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt_tokens,
