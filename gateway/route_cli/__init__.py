@@ -69,11 +69,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     started = time.monotonic()
     sets, matrices = _load(args.data)
     meta = {"datasets": {s.name: len(s.prompts) for s in sets}}
-    artifact = train_artifact(sets, matrices, TrainConfig(), meta)
+    artifact = train_artifact(sets, matrices, TrainConfig(target=args.target), meta)
     save(artifact, args.out)
     size = args.out.stat().st_size
     print(
-        f"trained on {artifact.meta['prompts']} prompts from {len(sets)} files in "
+        f"trained ({args.target} target) on {artifact.meta['prompts']} prompts from {len(sets)} files in "
         f"{time.monotonic() - started:.0f}s; wrote {args.out} ({size / 1024:.0f} KiB)"
     )
     print(
@@ -101,10 +101,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     litellm = LiteLLMComplexity()
     # Files that are not held out need no baseline scores.
     litellm_scores = [litellm.scores(s.prompts) if s.has_gap else np.zeros(0) for s in sets]
-    report = run_folds(sets, matrices, litellm_scores, TrainConfig(), args.resamples, args.seed)
+    report = run_folds(
+        sets, matrices, litellm_scores, TrainConfig(target=args.target), args.resamples, args.seed
+    )
     if not report.folds:
         raise RouteInputError(f"no outcome file in {args.data} has two tiers to hold out")
     print(
+        f"Router trained on the {args.target} target. "
         "Leave one dataset out; each file judged on its lowest -> highest tier (per-prompt mean over the"
         " tier's models). APGR higher is better, CPT(50%) lower is better; [95% bootstrap interval,"
         f" {report.resamples} resamples, seed {report.seed}]:\n"
@@ -150,6 +153,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _target_option(p: argparse.ArgumentParser) -> None:
+    from gateway.route_cli.data import TARGETS
+
+    p.add_argument(
+        "--target",
+        choices=TARGETS,
+        default=TARGETS[0],
+        help="what the score learns: difficulty (within-dataset mean failure, the default) or gain "
+        "(large-tier minus small-tier success); routing/README.md compares them",
+    )
+
+
 def add_route_commands(subparsers: argparse._SubParsersAction) -> None:
     route = subparsers.add_parser("route", help="train, evaluate and replay the request router")
     sub = route.add_subparsers(dest="route_command", required=True)
@@ -157,6 +172,7 @@ def add_route_commands(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="rebuild the router artifact from the outcome data")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="outcome data folder")
     p.add_argument("--out", type=Path, default=DEFAULT_PATH, help="artifact path to write")
+    _target_option(p)
     p.set_defaults(func=_one_line(cmd_train))
 
     p = sub.add_parser(
@@ -170,6 +186,7 @@ def add_route_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="also write the figures and intervals as JSON")
     p.add_argument("--resamples", type=int_in(10), default=1000, help="bootstrap resamples")
     p.add_argument("--seed", type=int_in(0), default=0, help="bootstrap seed")
+    _target_option(p)
     p.set_defaults(func=_one_line(cmd_eval))
 
     p = sub.add_parser("score", help="score requests offline (JSONL in, JSONL out)")
