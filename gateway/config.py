@@ -14,14 +14,16 @@ import logging
 import re
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from gateway.quality.route_config import Shadow
 from gateway.settings import Settings, SettingsError
 from providers.deployment import Deployment, Price, Tier
+from routing.artifact import loadable
 from routing.overrides import Fraction
 
 log = logging.getLogger("switchyard.config")
@@ -70,6 +72,8 @@ class GatewayConfig(BaseModel):
 
     models: list[Deployment] = Field(default_factory=list)
     routes: dict[str, Route] = Field(default_factory=dict)
+    # Live config: a router artifact (a path on the gateway's host) to use instead of the embedded one.
+    router_artifact: Annotated[str, pydantic.AfterValidator(loadable)] | None = None
     # From a LiteLLM file's general_settings.master_key; SWITCHYARD_MASTER_KEY wins over it.
     master_key: str | None = Field(default=None, repr=False)
     # Settings fields (gateway/settings.py) the file sets, as a LiteLLM file's router_settings do:

@@ -195,7 +195,7 @@ def build_planner(config: GatewayConfig, prices: dict[str, TokenPrice | None]) -
     if not config.routes:
         return InOrderPlanner(config)
     try:
-        router = Router.load()
+        router = Router.load(config.router_artifact)
     except (OSError, ValueError, KeyError) as exc:
         log.warning("router artifact unavailable (%s): routes try their candidates in order", exc)
         return InOrderPlanner(config)

@@ -114,3 +114,11 @@ def load(path: Path | str | None = None) -> RouterArtifact:
     except TypeError as exc:
         raise ArtifactError(f"router artifact at {path} lacks fields: {exc}") from exc
     return artifact.validate()
+
+
+def loadable(path: str) -> str:
+    """`path`, once it has loaded as an artifact (ArtifactError otherwise): wherever a config naming
+    one is read (file, admin API, another replica's stored version), a version whose artifact is
+    missing or unreadable is refused rather than run without it."""
+    load(path)
+    return path

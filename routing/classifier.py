@@ -1,12 +1,15 @@
 """Difficulty classifier: a linear model over `routing.features`, loaded from the artifact.
 
-Every prompt gets one raw `score`: the predicted *tier gain*, how much more often a frontier (large)
-model answers it correctly than a small 1-9B one (trained on soft labels from many models, without
-per-dataset intercepts; see `gateway.route_cli.train`). Each tier has a success curve on that score,
+Every prompt gets one raw `score`, higher meaning more reason to send it to a stronger tier. What it
+predicts depends on the recipe that trained the artifact (`route train --target`, recorded in its
+meta): the shipped `difficulty` recipe predicts a prompt's failure rate relative to others of its
+benchmark; `gain` predicts how much more often a frontier model answers it than a small one; an
+artifact retrained on a team's traffic (`route train --traffic`) is the prior's score corrected on
+the team's judged prompts. Each tier has a success curve on that score,
 P(success | tier) = sigmoid(a_tier - b_tier * score), ordered so that a higher tier never does worse.
-`difficulty` is the score's percentile among the training prompts (0..1: 0.8 means more to gain from
-a large model than 80% of them), which is what `x-switchyard-route` shows and what a
-`strong_fraction` is calibrated against.
+`difficulty` is the score's percentile among the training prompts (0..1: 0.8 means a higher score
+than 80% of them), which is what `x-switchyard-route` shows and what a `strong_fraction` is
+calibrated against.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The routing config as a document (what is stored, shown and edited): `models:` and `routes:`, the
-YAML file's shape; how its model entries are told apart; and a compact diff of two documents.
+"""The routing config as a document (what is stored, shown and edited): `models:`, `routes:` and an
+optional `router_artifact:`, the YAML file's shape; how its model entries are told apart; and a
+compact diff of two documents.
 
 A document is plain JSON data. Secrets in it are `${ENV}` references or values encrypted by
 gateway.live.secrets; what leaves the gateway is masked (`secrets.mask`).
@@ -16,7 +17,7 @@ from providers.deployment import PROVIDER_CAPABILITIES
 
 # The sections of a document that are live config; a file's other sections (`settings:`, LiteLLM's
 # `general_settings:` ...) are read at start only.
-NATIVE_SECTIONS = ("models", "routes")
+NATIVE_SECTIONS = ("models", "routes", "router_artifact")
 LITELLM_SECTIONS = ("model_list", "routes")
 # The key naming a model entry in each list section.
 NAME_KEY = {"models": "name", "model_list": "model_name"}
@@ -73,7 +74,10 @@ def config_document(config: GatewayConfig, refs: Mapping[str, str] | None = None
             entry.pop("defaults")
         models.append(entry)
     routes = {name: r.model_dump(mode="json", exclude_defaults=True) for name, r in config.routes.items()}
-    return {"models": models, "routes": routes}
+    document: dict[str, Any] = {"models": models, "routes": routes}
+    if config.router_artifact is not None:
+        document["router_artifact"] = config.router_artifact
+    return document
 
 
 # -- diff -----------------------------------------------------------------------------------------

@@ -85,7 +85,9 @@ def validate_document(
                 if source == "api":
                     errors.append(issue(str(key), f"{key} are read at start only: {_AT_START}"))
             elif source == "api":
-                errors.append(issue(str(key), "unknown section: a config has models: and routes:"))
+                errors.append(
+                    issue(str(key), "unknown section: a config has models:, routes: and router_artifact:")
+                )
     secrets = resolve(document, box, previous, source)
     errors += secrets.errors
     if source == "api":

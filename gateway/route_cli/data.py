@@ -22,6 +22,9 @@ import numpy as np
 
 TIER_TABLE = Path(__file__).resolve().parents[2] / "routing" / "model_tiers.tsv"
 OUTCOME_TIERS = ("small", "medium", "large")
+# What a router score can be trained to predict from these files (`train.target_of`); the first is
+# `route train`'s default.
+TARGETS = ("difficulty", "gain")
 
 
 class TierTableError(ValueError):

@@ -30,7 +30,7 @@ from gateway.route_cli.intervals import (
     percentile_interval,
     resample_indices,
 )
-from gateway.route_cli.train import FeatureMatrix, TrainConfig, design, fit_score, gain, standardisation
+from gateway.route_cli.train import FeatureMatrix, TrainConfig, design, fit_score, standardisation, target_of
 from routing.metrics import RouterMetrics, evaluate
 
 METHODS = ("switchyard", "length", "litellm", "random")
@@ -87,9 +87,9 @@ def folds_of(sets: list[OutcomeSet]) -> list[int]:
 
 
 def training_parts(
-    held: int, sets: list[OutcomeSet], matrices: list[FeatureMatrix]
+    held: int, sets: list[OutcomeSet], matrices: list[FeatureMatrix], config: TrainConfig
 ) -> list[tuple[FeatureMatrix, np.ndarray]]:
-    """Every other file's features and gain target, minus the prompts the held-out file also has."""
+    """Every other file's features and training target, minus the prompts the held-out file also has."""
     held_keys = {normalise(p) for p in sets[held].prompts}
     parts = []
     for j, (outcome, fm) in enumerate(zip(sets, matrices, strict=True)):
@@ -97,7 +97,7 @@ def training_parts(
             continue
         keep = np.array([normalise(p) not in held_keys for p in outcome.prompts])
         if keep.sum() >= 20:
-            parts.append((fm.rows(np.flatnonzero(keep)), gain(outcome)[keep]))
+            parts.append((fm.rows(np.flatnonzero(keep)), target_of(outcome, config)[keep]))
     return parts
 
 
@@ -160,7 +160,7 @@ def run_folds(
 ) -> EvalReport:
     held_out = []
     for k in folds_of(sets):
-        ours = fit_score(training_parts(k, sets, matrices), config).score(matrices[k])
+        ours = fit_score(training_parts(k, sets, matrices, config), config).score(matrices[k])
         weak, strong = sets[k].pair()
         ok = np.flatnonzero(~(np.isnan(weak) | np.isnan(strong)))
         scores = {

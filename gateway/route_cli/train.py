@@ -1,12 +1,16 @@
 """Fit the router artifact from outcome sets (offline tooling; needs scikit-learn from `.[dev]`).
 
-The routing score is a ridge regression on `routing.features` whose target is each prompt's *tier
-gain*: the large tier's mean success minus the small tier's, soft labels averaged over each tier's
-models. There are no per-dataset intercepts: that one kind of prompt gains more from a frontier model
-than another (a MATH level-5 problem more than a Winogrande pronoun) is what routing mixed traffic
-needs. Only files with both a small and a large tier train the score (see `gain`); the others are
-held out in `route eval` and fit the tier curves. The per-tier curves are then fitted on the score
-alone, pooling every (prompt, model) outcome of models in that tier.
+The routing score is a ridge regression on `routing.features`; `TrainConfig.target` picks what it
+predicts (both recipes write the same format-2 artifact on the same features):
+- `difficulty` (the v1 recipe, the shipped default): each prompt's mean failure over every model that
+  ran it, with one free intercept per dataset, so the weights explain why a prompt is harder than
+  others *of its dataset*; every file trains it.
+- `gain`: the large tier's mean success minus the small tier's (soft labels averaged over each tier's
+  models), without per-dataset intercepts; only files with both a small and a large tier train it
+  (see `gain`).
+Higher score = send to a stronger tier. The per-tier curves are then fitted on the score alone,
+pooling every (prompt, model) outcome of models in that tier. routing/README.md has both recipes'
+leave-one-dataset-out figures and why the default is what it is.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from gateway.route_cli.data import OutcomeSet
+from gateway.route_cli.data import TARGETS, OutcomeSet
 from routing.artifact import TIERS, RouterArtifact
 from routing.classifier import DENSE_CLIP
 from routing.cost import fit_completion_prior
@@ -26,6 +30,8 @@ from routing.features import DENSE_NAMES, HASH_SIZE, Features, extract
 # A sub-1B local model has no rows in the data; its curve is the small tier's shifted down by this
 # many logits (about: a 7B model that solves half the prompts -> a local one solves a fifth).
 LOCAL_OFFSET = 1.4
+# Dataset intercept columns (difficulty target) are scaled up so the L2 penalty barely touches them.
+_FE_SCALE = 30.0
 
 
 @dataclass
@@ -43,7 +49,12 @@ def body_for(prompt: str) -> dict:
 
 
 def featurize(prompts: list[str]) -> FeatureMatrix:
-    feats: list[Features] = [extract(body_for(p)) for p in prompts]
+    return featurize_bodies([body_for(p) for p in prompts])
+
+
+def featurize_bodies(bodies: list[dict]) -> FeatureMatrix:
+    """Features of chat bodies as the router sees them live (`routing.features.extract`)."""
+    feats: list[Features] = [extract(b) for b in bodies]
     indptr = np.cumsum([0] + [f.hashed.size for f in feats])
     indices = np.concatenate([f.hashed for f in feats]) if feats else np.zeros(0, np.int64)
     values = np.concatenate([f.hashed_values for f in feats]) if feats else np.zeros(0, np.float32)
@@ -54,9 +65,23 @@ def featurize(prompts: list[str]) -> FeatureMatrix:
 
 @dataclass
 class TrainConfig:
-    alpha: float = 100.0  # L2 strength of the gain regression (chosen by the LODO mean over 30, 100, 300)
+    target: str = "difficulty"  # one of TARGETS
+    # L2 strength of the regression; None: the recipe's own (difficulty 30 as v1 shipped, gain 100,
+    # chosen by the LODO mean over 30, 100, 300).
+    alpha: float | None = None
     dense_weight: float = 1.0  # scales the dense block against the hashed one before the penalty
     dataset_power: float = 0.5  # each dataset weighs n**power in total, so MMLU does not drown the rest
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {self.target!r}")
+        if self.alpha is None:
+            self.alpha = 30.0 if self.target == "difficulty" else 100.0
+
+    @property
+    def intercepts(self) -> bool:
+        """One free intercept per dataset: what makes the difficulty target within-dataset."""
+        return self.target == "difficulty"
 
 
 @dataclass
@@ -87,22 +112,29 @@ def design(fm: FeatureMatrix, mean: np.ndarray, scale: np.ndarray, dense_weight:
 
 
 def fit_score(parts: list[tuple[FeatureMatrix, np.ndarray]], config: TrainConfig) -> FittedScore:
-    """`parts`: per dataset, its features and per-prompt tier gain (-1..1; NaN rows are dropped).
-    Higher score = more to gain from the strong tier."""
+    """`parts`: per dataset, its features and per-prompt target (`target_of`; NaN rows are dropped).
+    Higher score = more reason to send the prompt to a stronger tier."""
     parts = [(fm.rows(np.flatnonzero(~np.isnan(y))), y[~np.isnan(y)]) for fm, y in parts]
     parts = [(fm, y) for fm, y in parts if len(y)]
     mean, scale = standardisation(np.vstack([fm.dense for fm, _ in parts]))
     blocks, targets, weights = [], [], []
-    for fm, y in parts:
+    for k, (fm, y) in enumerate(parts):
         n = len(y)
-        blocks.append(design(fm, mean, scale, config.dense_weight))
+        block = design(fm, mean, scale, config.dense_weight)
+        if config.intercepts:
+            onehot = sparse.csr_matrix(
+                (np.full(n, _FE_SCALE), (np.arange(n), np.full(n, k))), shape=(n, len(parts))
+            )
+            block = sparse.hstack([block, onehot], format="csr")
+        blocks.append(block)
         targets.append(y)
         weights.append(np.full(n, n**config.dataset_power / n))
     sample_weight = np.concatenate(weights)
     sample_weight *= len(sample_weight) / sample_weight.sum()
     # A linear probability model: only the ranking of prompts matters for routing (the tier curves
     # are fitted on this score afterwards), and it solves in seconds where a logistic fit takes minutes.
-    # The dense block's constant `bias` column is the intercept (one for all datasets).
+    # The dense block's constant `bias` column is the intercept (one for all datasets, or the dataset
+    # columns' baseline when they are there).
     model = Ridge(alpha=config.alpha, fit_intercept=False, solver="sparse_cg", tol=1e-6)
     model.fit(sparse.vstack(blocks, format="csr"), np.concatenate(targets), sample_weight=sample_weight)
     coef = model.coef_
@@ -155,6 +187,18 @@ def fit_tiers(scores: list[np.ndarray], sets: list[OutcomeSet]) -> tuple[np.ndar
     return a, b
 
 
+def difficulty(outcome: OutcomeSet) -> np.ndarray:
+    """Per prompt, the mean failure rate over every model that ran it (v1's target, sign flipped so
+    that higher means harder); a prompt no model ran counts as 0.5."""
+    with np.errstate(all="ignore"):
+        success = np.nanmean(outcome.scores, axis=1) if outcome.scores.size else np.zeros(0)
+    return 1.0 - np.nan_to_num(success, nan=0.5).clip(0.0, 1.0)
+
+
+def target_of(outcome: OutcomeSet, config: TrainConfig) -> np.ndarray:
+    return difficulty(outcome) if config.target == "difficulty" else gain(outcome)
+
+
 def gain(outcome: OutcomeSet) -> np.ndarray:
     """Per prompt, the large tier's mean success minus the small tier's: NaN where either tier has no
     label or the file lacks one of them. A file with only medium and large (RouteLLM's MMLU) or only
@@ -168,7 +212,7 @@ def gain(outcome: OutcomeSet) -> np.ndarray:
 def train_artifact(
     sets: list[OutcomeSet], matrices: list[FeatureMatrix], config: TrainConfig, meta: dict
 ) -> RouterArtifact:
-    fitted = fit_score([(fm, gain(s)) for fm, s in zip(matrices, sets, strict=True)], config)
+    fitted = fit_score([(fm, target_of(s, config)) for fm, s in zip(matrices, sets, strict=True)], config)
     scores = [fitted.score(fm) for fm in matrices]
     tier_a, tier_b = fit_tiers(scores, sets)
     all_scores = np.concatenate(scores)

@@ -30,9 +30,20 @@ def test_train_writes_a_small_artifact_deterministically(
     central = artifact.score_quantiles[1:-1]  # the 1st to the 99th percentile
     logits = np.stack([artifact.tier_a[t] - artifact.tier_b[t] * central for t in range(4)])
     assert np.all(np.diff(logits, axis=0) > 0), "a higher tier never does worse"
+    assert artifact.meta["config"]["target"] == "difficulty"
     again = tmp_path / "again.npz"
     assert main(["route", "train", "--data", str(outcome_folder), "--out", str(again)]) == 0
     assert again.read_bytes() == trained.read_bytes()
+    gain = tmp_path / "gain.npz"
+    assert (
+        main(["route", "train", "--data", str(outcome_folder), "--out", str(gain), "--target", "gain"]) == 0
+    )
+    assert load(gain).meta["config"] == {
+        "target": "gain",
+        "alpha": 100.0,
+        "dense_weight": 1.0,
+        "dataset_power": 0.5,
+    }
 
 
 def test_eval_prints_the_table_with_intervals_and_writes_plot_and_json(

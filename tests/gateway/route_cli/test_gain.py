@@ -9,7 +9,7 @@ import pytest
 
 from gateway.route_cli.data import OutcomeSet, TierTable, TierTableError, load_all
 from gateway.route_cli.evaluate import folds_of, training_parts
-from gateway.route_cli.train import featurize, gain
+from gateway.route_cli.train import TrainConfig, difficulty, featurize, gain
 
 NAN = np.nan
 
@@ -86,7 +86,7 @@ def test_folds_are_files_with_a_gap_trained_without_overlapping_prompts() -> Non
     matrices = [featurize(s.prompts * 20) for s in sets]
     for s in sets:  # 20 copies so each part clears the 20-prompt minimum
         s.prompts, s.scores = s.prompts * 20, np.tile(s.scores, (20, 1))
-    parts = training_parts(0, sets, matrices)
+    parts = training_parts(0, sets, matrices, TrainConfig(target="gain"))
     # b's "shared item" is dropped (same question as a's), c has no gain: only b's own prompt is left
     assert len(parts) == 2
     fm, y = parts[0]
@@ -100,3 +100,18 @@ def test_loader_reads_every_format_of_the_fixture(outcome_folder: Path) -> None:
     for s in sets:
         assert s.scores.shape == (60, len(s.models)) and s.tiers_present == ["small", "medium", "large"]
         assert np.nanmean(gain(s)) > 0.2
+
+
+def test_difficulty_target_is_mean_failure_of_every_file() -> None:
+    a = _set("a", ["p", "q"], ["small", "large"], [[0, 1], [1, 1]])
+    c = _set("c", ["x", "y"], ["small"], [[1], [np.nan]])
+    assert difficulty(a) == pytest.approx([0.5, 0.0])
+    assert difficulty(c) == pytest.approx([0.0, 0.5])  # a prompt no model ran counts as 0.5
+    sets = [a, c, _set("d", ["z"], ["small", "large"], [[0, 0]])]
+    matrices = [featurize(s.prompts * 20) for s in sets]
+    for s in sets:
+        s.prompts, s.scores = s.prompts * 20, np.tile(s.scores, (20, 1))
+    parts = training_parts(2, sets, matrices, TrainConfig())  # one-tier files train it too
+    assert [len(y) for _, y in parts] == [40, 40] and not np.isnan(parts[1][1]).any()
+    with pytest.raises(ValueError, match="target must be one of"):
+        TrainConfig(target="vibes")
