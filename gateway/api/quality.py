@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 
 from gateway.api.admin import Session, reject_nul, require_master
 from gateway.api.deps import PrincipalDep
-from gateway.api.openapi_schemas import ADMIN_ERRORS
+from gateway.api.openapi_schemas import ADMIN_ERRORS, error_responses
 from gateway.errors import bad_request
 from gateway.quality.feedback import FeedbackIn, FeedbackOut, rate
 from gateway.quality.report import quality_rows
@@ -27,7 +27,12 @@ admin_router = APIRouter(
 )
 
 
-@feedback_router.post("/v1/feedback", response_model=FeedbackOut, summary="Rate one of your requests")
+@feedback_router.post(
+    "/v1/feedback",
+    response_model=FeedbackOut,
+    summary="Rate one of your requests",
+    responses=error_responses(401, 404, 503),
+)
 async def post_feedback(body: FeedbackIn, principal: PrincipalDep, session: Session) -> FeedbackOut:
     return await rate(session, principal, body)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,7 +27,8 @@ class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: RequestId = Field(description="The x-switchyard-request-id of the request rated")
-    score: float = Field(ge=0, le=1, allow_inf_nan=False, description="0 (bad) to 1 (good)")
+    # Strict: a JSON true or "0.5" is not a score (lax mode would read them as 1.0 and 0.5).
+    score: StrictInt | StrictFloat = Field(ge=0, le=1, allow_inf_nan=False, description="0 (bad) to 1 (good)")
     label: Label | None = None
     comment: Comment | None = None
 

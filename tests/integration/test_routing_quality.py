@@ -101,6 +101,8 @@ async def test_a_team_rates_its_own_requests_only(pg_url: str, gateway: str, htt
         {"request_id": "req_x", "score": 1.5},
         {"request_id": "req_x", "score": -0.1},
         {"request_id": "req_x", "score": "good"},
+        {"request_id": "req_x", "score": "0.5"},
+        {"request_id": "req_x", "score": False},
         {"request_id": "req_x", "score": 0.5, "stars": 5},
         {"request_id": "req_x\u0000", "score": 0.5},
         [1, 2],
