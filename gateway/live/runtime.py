@@ -58,6 +58,10 @@ class LiveConfig:
         snap.users.count += 1
         return snap
 
+    def in_flight(self) -> int:
+        """Requests (and background jobs) inside any snapshot now."""
+        return self.current.users.count + sum(s.users.count for s in self._retired)
+
     def leave(self, snap: Snapshot | None) -> None:
         if snap is None:
             return

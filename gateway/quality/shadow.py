@@ -41,6 +41,11 @@ from providers.deployment import TIER_RANK, Deployment
 log = logging.getLogger("switchyard.quality")
 # What a judge needs to say A, B or TIE (a little slack for models that open with a word or two).
 JUDGE_MAX_TOKENS = 16
+# Shadow calls share the process with clients' requests: each waits for a moment with none in flight,
+# polling this often, for at most this long; under full load the calls then take a few milliseconds
+# of CPU a second and the queue drops the rest, and with upstreams that take time they run at once.
+IDLE_POLL_S = 0.002
+IDLE_WAIT_S = 1.0
 # The body fields of the original request that the shadow call leaves out: it is never streamed.
 _UNSHADOWED = ("stream", "stream_options")
 
@@ -81,6 +86,7 @@ class Shadower:
         self._queue: asyncio.Queue[ShadowJob] = asyncio.Queue(queue_size)
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
+        self._busy = 0  # workers inside a job (each holds a snapshot, so counts as in flight)
         self._random = random.Random(seed)
         self.budget = ShadowBudget(sessions)
         self.counts = {"sampled": 0, "dropped": 0, "over_budget": 0, "judged": 0, "failed": 0}
@@ -135,13 +141,21 @@ class Shadower:
         while True:
             job = await self._queue.get()
             snap = self._live.enter()
+            self._busy += 1
             try:
                 await self._judge(job, snap)
             except Exception:
                 self.counts["failed"] += 1
                 log.exception("shadow judging of request %s failed", job.request_id)
             finally:
+                self._busy -= 1
                 self._live.leave(snap)
+
+    async def _until_idle(self) -> None:
+        # Polled rather than signalled: an event set as each request leaves would cost every request.
+        deadline = time.monotonic() + IDLE_WAIT_S
+        while self._live.in_flight() > self._busy and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(IDLE_POLL_S)
 
     async def _judge(self, job: ShadowJob, snap: Snapshot) -> None:
         team = job.principal.team_id
@@ -204,6 +218,7 @@ class Shadower:
             upstream = provider.deployment.upstream_body(body)
             return await provider.complete(UpstreamCall(upstream, Endpoint.CHAT))
 
+        await self._until_idle()
         started, arrived = time.perf_counter(), datetime.now(UTC)
         try:
             served = await snap.dispatcher.run([name], invoke)
