@@ -159,11 +159,7 @@ def create_app(
         # Token counts (TPM estimates, budget reservations, routing) need the BPE table: loading it
         # took ~0.9 s of the first counting request here (cProfile), which belongs to start-up.
         await asyncio.to_thread(encoding)
-        # Overlapping a call with its admission trusts the last reply to be Redis' latest state: true
-        # on the one pipelined connection to a single Redis, not on a cluster client's several, where
-        # an older reply read last showed room already spent and let refused calls reach the upstream.
-        overlap = settings.limits_overlap_margin < 1 and not settings.redis_cluster
-        headroom = Headroom(settings.limits_overlap_margin) if overlap else None
+        headroom = Headroom(settings.limits_overlap_margin) if settings.limits_overlap_margin < 1 else None
         pipeline.control = Control(limiter, writer, headroom)
         await shadower.start()
         pipeline.shadow = shadower

@@ -188,7 +188,7 @@ class Control:
         """The admission as a task that runs beside the upstream call, when the figures leave room
         (see limits/headroom.py); None when the call must wait for `acquire`."""
         room = self.headroom
-        if room is None or not self.limiter.round_trip:
+        if room is None or not self.limiter.overlappable:
             return None
         if not room.clear(
             check.limits, check.budgets, check.est_tokens, check.reserve_nano, time.monotonic()

@@ -27,7 +27,6 @@ class FailoverLimiter:
     outage costs one timeout per interval, not one per request."""
 
     origin = "failover"
-    round_trip = True
 
     def __init__(
         self,
@@ -43,6 +42,7 @@ class FailoverLimiter:
         if mode == "open" and fallback is None:
             raise ValueError("fail-open needs a fallback limiter")
         self.primary = primary
+        self.overlappable = primary.overlappable
         self.fallback = fallback
         self.mode = mode
         self._probe_interval = probe_interval_s

@@ -83,7 +83,7 @@ class _Budget:
 
 class MemoryLimiter:
     origin = "memory"
-    round_trip = False
+    overlappable = False
 
     def __init__(
         self,

@@ -167,8 +167,9 @@ class Admission:
 
 
 class Limiter(Protocol):
-    # Whether acquire waits on another process (Redis): only then may a call overlap it.
-    round_trip: bool
+    # Whether a call may go upstream beside its acquire (limits/headroom.py): only when acquire waits
+    # on another process (Redis) whose replies are read in the order it ran the commands.
+    overlappable: bool
 
     async def acquire(
         self,

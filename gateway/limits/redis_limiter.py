@@ -55,7 +55,6 @@ def _pack(args: list[object]) -> str:
 
 class RedisLimiter:
     origin = "redis"
-    round_trip = True
 
     def __init__(
         self,
@@ -73,6 +72,7 @@ class RedisLimiter:
         without it a budget starts from its BudgetSpec.seed_usd. With it, budgets are also reconciled
         against it every `reconcile_interval_s` (0: never)."""
         self.client = client
+        self.overlappable = client.ordered_replies
         self.prefix = prefix
         self._window_ms = round(window_s * 1000)
         # Long enough for the slowest stream; a reservation outliving it is released early, never leaked.

@@ -169,6 +169,10 @@ class RespConnection:
     waited for it: +40 us at c=1 (gateway bench), and nothing gained at c=64, where commands issued
     in one pass share a write anyway."""
 
+    # One connection, pipelined: replies are read in the order Redis ran the commands, so the last
+    # one read is its latest state (what lets a call overlap its admission, limits/headroom.py).
+    ordered_replies = True
+
     def __init__(self, url: str, timeout_s: float = 0.1, linger_s: float = 0.0) -> None:
         u = urlparse(url)
         if u.scheme not in ("redis", "rediss", "unix"):

@@ -45,6 +45,8 @@ class Snapshot:
     # Route -> the price of its strongest candidate: what a routed request's usage is priced at for
     # its baseline cost (the saving routing made). None where that candidate has no known price.
     baselines: Mapping[str, TokenPrice | None] = field(default_factory=dict)
+    # Route -> its strongest candidate (what shadow judging compares a cheaper answer against).
+    strongest: Mapping[str, Deployment] = field(default_factory=dict)
     users: Users = field(default_factory=Users, compare=False)
 
 
@@ -52,19 +54,23 @@ def _same(a: Deployment, b: Deployment) -> bool:
     return a.model_dump(mode="json") == b.model_dump(mode="json")
 
 
-def strongest_prices(
-    config: GatewayConfig, prices: Mapping[str, TokenPrice | None]
-) -> dict[str, TokenPrice | None]:
-    """Each route's strongest candidate's price: the highest tier, the first listed among equals; a
-    name's first deployment stands for it, as in the router (gateway.planner)."""
+def strongest_candidates(config: GatewayConfig) -> dict[str, Deployment]:
+    """Each route's strongest candidate: the highest tier, the first listed among equals; a name's
+    first deployment stands for it, as in the router (gateway.planner)."""
     first: dict[str, Deployment] = {}
     for dep in config.models:
         first.setdefault(dep.name, dep)
-    out: dict[str, TokenPrice | None] = {}
-    for name, route in config.routes.items():
-        strongest = max(route.candidates, key=lambda c: TIER_RANK[first[c].tier])  # first of equals
-        out[name] = prices.get(first[strongest].id)
-    return out
+    return {
+        name: first[max(route.candidates, key=lambda c: TIER_RANK[first[c].tier])]  # first of equals
+        for name, route in config.routes.items()
+    }
+
+
+def strongest_prices(
+    config: GatewayConfig, prices: Mapping[str, TokenPrice | None]
+) -> dict[str, TokenPrice | None]:
+    """Each route's strongest candidate's price (None where it has no known price)."""
+    return {name: prices.get(dep.id) for name, dep in strongest_candidates(config).items()}
 
 
 def build_snapshot(
@@ -98,6 +104,7 @@ def build_snapshot(
         for name in config.names()
         if dispatcher.deployments(name)
     }
+    strongest = strongest_candidates(config)
     return Snapshot(
         version=version,
         config=config,
@@ -109,7 +116,8 @@ def build_snapshot(
         output_caps=output_caps,
         names=tuple(config.names()),
         chargeable=chargeable(prices),
-        baselines=strongest_prices(config, prices),
+        baselines={name: prices.get(dep.id) for name, dep in strongest.items()},
+        strongest=strongest,
     )
 
 

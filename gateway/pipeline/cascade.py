@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:/@+#-]")
 LOGPROB_PROVIDERS = frozenset({"openai", "azure", "openai_compatible", "local"})
-CASCADE_ENDPOINTS = frozenset({"chat", "messages"})
 
 
 def probes(dep: Deployment) -> bool:

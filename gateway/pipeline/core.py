@@ -30,8 +30,8 @@ from gateway.live.runtime import LiveConfig
 from gateway.live.snapshot import Snapshot
 from gateway.metrics import Metrics
 from gateway.pipeline.budget import budgeted, cap_output, needs_cap, output_field, priced_names
-from gateway.pipeline.cascade import CASCADE_ENDPOINTS, Cascade
-from gateway.pipeline.door import Completed, Door, Parsed, StatefulDoor
+from gateway.pipeline.cascade import Cascade
+from gateway.pipeline.door import CHAT_DOORS, Completed, Door, Parsed, StatefulDoor
 from gateway.pipeline.gate import Gate
 from gateway.pipeline.outcome import Outcome
 from gateway.pipeline.race import ClientGone, race_disconnect
@@ -50,8 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchyard")
 T = TypeVar("T")
-# The doors whose routed answers can be shadowed: a chat the strongest candidate can be asked again.
-SHADOWED = ("chat", "messages")
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 # A client's x-request-id is echoed only when it is short and plain: it reaches response headers,
 # logs and traces, where a long or odd value could do harm.
@@ -185,7 +183,7 @@ class Pipeline:
     def cascade(self, door: Door, parsed: Parsed, names: list[str], outcome: Outcome) -> Cascade | None:
         """The request's cascade, when it came on a route in cascade mode (gateway.pipeline.cascade)."""
         route = outcome.snapshot.config.routes.get(outcome.route) if outcome.route else None  # type: ignore[union-attr]
-        if route is None or route.mode != "cascade" or door.endpoint not in CASCADE_ENDPOINTS:
+        if route is None or route.mode != "cascade" or door.endpoint not in CHAT_DOORS:
             return None
         return Cascade(self, route, names, self.confidences, parsed)
 
@@ -306,7 +304,7 @@ class Pipeline:
         self.finish(outcome)
         # Shadow sampling runs once the client has the whole answer (gateway.quality.shadow).
         after = None
-        if self.shadow is not None and door.endpoint in SHADOWED and self.shadow.wanted(outcome):
+        if self.shadow is not None and door.endpoint in CHAT_DOORS and self.shadow.wanted(outcome):
             after = BackgroundTask(self.shadow.offer, outcome, parsed.routing, done.payload)
         return Response(
             done.payload, media_type="application/json", headers=outcome.headers(), background=after

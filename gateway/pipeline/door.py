@@ -43,6 +43,11 @@ class Opened:
     native: bool
 
 
+# The doors whose requests are chats one deployment can be asked again: a cascade escalates them, shadow
+# judging asks the strongest candidate the same.
+CHAT_DOORS = frozenset({"chat", "messages"})
+
+
 class Door(Protocol):
     # The request kind in records and metrics ("chat", "text", "embed", "messages", "responses").
     endpoint: str

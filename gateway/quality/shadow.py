@@ -62,13 +62,6 @@ class ShadowJob:
     answer: bytes
 
 
-def strongest(snap: Snapshot, route: str) -> Deployment:
-    """The route's strongest candidate: the highest tier, the first listed among equals (as for the
-    baseline cost, gateway.live.snapshot.strongest_prices)."""
-    firsts = {name: snap.dispatcher.deployments(name)[0] for name in snap.config.routes[route].candidates}
-    return max(firsts.values(), key=lambda d: TIER_RANK[d.tier])
-
-
 class Shadower:
     def __init__(
         self,
@@ -102,7 +95,7 @@ class Shadower:
         config = snap.config.routes.get(route)
         if config is None or config.shadow is None:
             return False
-        return bool(TIER_RANK[dep.tier] < TIER_RANK[strongest(snap, route).tier])
+        return bool(TIER_RANK[dep.tier] < TIER_RANK[snap.strongest[route].tier])
 
     async def offer(self, outcome: Outcome, body: dict[str, Any], answer: bytes) -> None:
         """Maybe shadow this wanted request, once the client has its answer: one random draw and a
@@ -165,7 +158,7 @@ class Shadower:
             return
         if job.route not in snap.config.routes or job.shadow.judge not in snap.names:
             return  # the config changed since: nothing to compare against
-        strong = strongest(snap, job.route)
+        strong = snap.strongest[job.route]
         body = {k: v for k, v in job.body.items() if k not in _UNSHADOWED}
         shadowed = await self._call(snap, strong.name, body, job, "shadow")
         if shadowed is None:

@@ -58,7 +58,6 @@ class TrafficLabels:
     weak: np.ndarray
     strong: np.ndarray
     judged: np.ndarray
-    ts: list[str]
     teams: list[str | None]
 
     def __len__(self) -> int:
@@ -67,16 +66,6 @@ class TrafficLabels:
     @property
     def gain(self) -> np.ndarray:
         return self.strong - self.weak
-
-    def rows(self, index: np.ndarray) -> TrafficLabels:
-        return TrafficLabels(
-            [self.bodies[i] for i in index],
-            self.weak[index],
-            self.strong[index],
-            self.judged[index],
-            [self.ts[i] for i in index],
-            [self.teams[i] for i in index],
-        )
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -145,7 +134,6 @@ def labels_of(rows: Iterable[dict[str, Any]], source: str = "traffic") -> Traffi
         np.array([q[0] for *_, q, _ in kept], dtype=np.float64),
         np.array([q[1] for *_, q, _ in kept], dtype=np.float64),
         np.array([q[2] for *_, q, _ in kept], dtype=bool),
-        [ts for ts, *_ in kept],
         [row.get("team_id") for _, _, row, _, _ in kept],
     )
 

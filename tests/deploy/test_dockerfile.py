@@ -181,7 +181,7 @@ def test_dockerignore_keeps_local_artefacts_out_and_the_build_inputs_in() -> Non
         "LICENSE",
         "gateway/app.py",
         "gateway/db/migrations/env.py",
-        "routing/artifacts/router.json",
+        "routing/artifacts/router-v1.npz",
         "providers/base.py",
         "local_backend/kernels/cpu_decode.c",
     ):

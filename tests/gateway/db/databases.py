@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.engine import make_engine
 from gateway.db.migrate import upgrade
+from gateway.db.models import Base
 from tests.stores import create_pg_database, drop_pg_database, pg_url
 
 # Nothing listens here (port 9 is discard; a connect is refused at once on loopback).
@@ -21,22 +22,8 @@ CLOSED_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:9/nowhere"
 
 
 async def truncate_all(engine: AsyncEngine) -> None:
-    tables = (
-        "request_log",
-        "daily_spend",
-        "hourly_spend",
-        "hourly_team_spend",
-        "hourly_model_spend",
-        "hourly_team_totals",
-        "daily_key_totals",
-        "daily_team_spend",
-        "daily_model_spend",
-        "daily_team_totals",
-        "audit_log",
-        "api_keys",
-        "teams",
-        "config_versions",
-    )
+    # Every table the models declare, children first (SQLite deletes one by one).
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     async with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
