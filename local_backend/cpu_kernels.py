@@ -158,6 +158,8 @@ class CpuKernels:
     def __init__(self, lib: ctypes.CDLL, threads: int) -> None:
         lib.pool_start.argtypes = [ctypes.c_int]
         self.threads = lib.pool_start(max(1, threads))
+        lib.amx_start.restype = ctypes.c_int
+        self.amx = bool(lib.amx_start())  # Xeon tiles for batches, where the CPU has them and Linux allows
         self._gemv = lib.gemv_f32
         self._gemv.argtypes = [_P, _P, _P, _L, _L]
         self._gemv.restype = None

@@ -110,20 +110,49 @@ static struct gemm_x gemm_rows(const float *x, int64_t rows, int64_t K, const fl
   return (struct gemm_x){.pairs = pairs ? buf : NULL, .flat = buf, .rows = rows, .K = K};
 }
 
+/* One row's product in pieces of about GEMV_ITEM_BYTES of weights, claimed by the pool's threads: one
+ * core does not fill the memory bandwidth everywhere (a 2-core Xeon: 13 GB/s from one core, 27 from two;
+ * a 2-core EPYC nearly filled it from one). */
+#define GEMV_SPLIT 2
+struct gemv_job {
+  const void *W;
+  int bf16, accumulate;
+  const float *x;
+  float *y;
+  int64_t N, K, per_item; /* panels (bf16) or rows (fp32) an item */
+  float scale;
+};
+
+static void gemv_item(void *arg, int64_t item, int tid) {
+  (void)tid;
+  const struct gemv_job *g = arg;
+  int64_t lo = item * g->per_item;
+  if (g->bf16) {
+    int64_t panels = (g->N + PANEL - 1) / PANEL, hi = lo + g->per_item < panels ? lo + g->per_item : panels;
+    gemv_panels(g->W, g->x, g->y, g->N, g->K, lo, hi, g->scale, g->accumulate);
+  } else {
+    int64_t n = lo + g->per_item < g->N ? g->per_item : g->N - lo;
+    gemv_rows((const float *)g->W + lo * g->K, g->x, g->y + lo, n, g->K, g->scale, g->accumulate);
+  }
+}
+
+static void gemv(const void *W, int bf16, int64_t N, int64_t K, const float *x, float scale, float *y,
+                 int accumulate) {
+  int64_t unit = bf16 ? K * PANEL * 2 : K * 4, units = bf16 ? (N + PANEL - 1) / PANEL : N;
+  int64_t per_item = (units + GEMV_SPLIT * pool.n - 1) / (GEMV_SPLIT * pool.n);
+  (void)unit;
+  struct gemv_job g = {.W = W, .bf16 = bf16, .accumulate = accumulate, .x = x, .y = y, .N = N, .K = K,
+                       .per_item = per_item, .scale = scale};
+  pool_run(gemv_item, &g, (units + per_item - 1) / per_item);
+}
+
 /* y[r] = (scales[r] x[r]) @ W.T (+ bias) (+ y[r]) for rows x [rows][K] (scales may be NULL: 1). `buf`
- * holds the rows rounded, K floats' room a row for rows_padded(rows). One fp32-weight row only.
- *
- * One row runs on the calling thread: it is bound by memory bandwidth, which one core nearly fills here
- * (all 121 of SmolLM2's matrices: 9.6 ms on one thread, 9.0 on two of a quiet 2-core EPYC, slower on
- * two when another process wants a core). Several rows are bound by arithmetic and use the pool. */
+ * holds the rows rounded, K floats' room a row for rows_padded(rows). One fp32-weight row only. One row
+ * is bound by memory bandwidth, several by arithmetic. */
 static void product(const void *W, int bf16, int64_t N, int64_t K, const float *x, int64_t rows,
                     const float *scales, const float *bias, float *y, int accumulate, void *buf) {
-  float scale = scales ? scales[0] : 1.f;
   if (rows == 1) {
-    if (bf16)
-      gemv_panels(W, x, y, N, K, 0, (N + PANEL - 1) / PANEL, scale, accumulate);
-    else
-      gemv_rows(W, x, y, N, K, scale, accumulate);
+    gemv(W, bf16, N, K, x, scales ? scales[0] : 1.f, y, accumulate);
     if (bias)
       for (int64_t n = 0; n < N; n++) y[n] += bias[n];
     return;

@@ -3,6 +3,8 @@ and bf16 weights) against the torch path with the same weights, and the engine w
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -63,9 +65,9 @@ SHAPES = [(300, 96), (49, 64), (16, 2), (33, 78), (17, 6), (960, 576), (576, 153
 
 @pytest.mark.parametrize(("n", "k"), SHAPES)
 def test_matmul_matches_torch_on_bf16_rounded_rows(kernels: CpuKernels, n: int, k: int) -> None:
-    """One row multiplies in fp32; several are rounded to bf16 first (tiles of panels x rows: AVX512-BF16
-    3 x 8, AVX2 1 x 4, plain 1 x 4, and every leftover size). Both against torch's fp32 product of the
-    same rounded numbers."""
+    """One row multiplies in fp32; several are rounded to bf16 first (tiles of panels x rows: AMX 3 x 16,
+    AVX512-BF16 3 x 8, AVX2 1 x 4, plain 1 x 4, and every leftover size). Both against torch's fp32
+    product of the same rounded numbers."""
     g = torch.Generator().manual_seed(n)
     w, bias = torch.randn(n, k, generator=g), torch.randn(n, generator=g)
     panels, dense = _panels(w), w.bfloat16().float()
@@ -82,6 +84,16 @@ def test_matmul_matches_torch_on_bf16_rounded_rows(kernels: CpuKernels, n: int, 
     every = kernels.matmul(panels, x, exact=torch.arange(4))
     torch.testing.assert_close(every, x @ dense.t(), **tol)
     assert kernels.matmul(panels, torch.empty(0, k)).shape == (0, n)
+
+
+def test_xeon_tiles_take_the_batches_where_the_cpu_has_them(kernels: CpuKernels) -> None:
+    """On a CPU with AMX (and Linux granting it), the tests above ran on its tiles for k a multiple of
+    32 and on the AVX512-BF16 tiles for the other shapes: both paths were checked."""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = set(cpuinfo.read_text().split()) if cpuinfo.exists() else set()
+    if not {"amx_tile", "amx_bf16", "avx512_bf16"} <= flags:
+        pytest.skip("no AMX on this CPU")
+    assert kernels.amx
 
 
 @pytest.mark.parametrize(("n", "k"), SHAPES)
