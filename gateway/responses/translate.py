@@ -176,8 +176,10 @@ def to_chat(
 def usage_of(usage: Usage, reasoning: int = 0) -> dict[str, Any]:
     return {
         "input_tokens": usage.prompt_tokens,
-        # Chat usage tells no cache writes apart; OpenAI's types require the field.
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
+        "input_tokens_details": {
+            "cached_tokens": usage.cached_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+        },
         "output_tokens": usage.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,

@@ -52,6 +52,17 @@ async def test_responses_complete(make: MakeProvider) -> None:
     assert doc.usage is not None and doc.usage.output_tokens == 3 and doc.usage.input_tokens > 0
 
 
+def test_translated_usage_tells_cache_reads_and_writes() -> None:
+    """The usage a translated answer reports carries the cache writes its record bills (both lives)."""
+    body, _ = _request("m")
+    message = {"role": "assistant", "content": "Hi"}
+    chat = {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+    usage = Usage(20, 3, cached_tokens=5, cache_write_5m_tokens=4, cache_write_1h_tokens=7)
+    doc = from_chat(chat, shell(body, "resp_1", "m"), usage)
+    assert doc["usage"]["input_tokens_details"] == {"cached_tokens": 5, "cache_write_tokens": 11}
+    assert Response.model_validate(doc).usage.input_tokens == 20
+
+
 async def test_responses_tool_round_trip(make: MakeProvider) -> None:
     provider = make()
     body, items = _request(provider.deployment.model, tools=[TOOL])
