@@ -164,8 +164,44 @@ typedef void (*gemm_tile_fn)(const uint16_t *, const struct gemm_x *, int64_t, i
                              const struct gemm_y *);
 
 #if !defined(MATMUL_AVX2)
-/* Sums of one panel p for rows [r, r + nr) of flat x, the first `keep` rows stored: fp32 products. */
+/* Sums of one panel p for rows [r, r + nr) of flat x, the first `keep` rows stored: fp32 products.
+ * gcc 12 at -O3 vectorised the plain loop of the 4-row tile into code that read x up to 6 KB past the
+ * tile's last row (every K tried, AVX-512 and SSE2 builds alike): harmless inside the heap, a segfault
+ * about one bench run in ten where the rows' buffer ended the heap. So AVX-512 builds use intrinsics
+ * (one row's sum does not depend on the tile's size), and the plain loop is not vectorised. */
 #define F32_ROWS 4
+#if defined(__AVX512F__)
+static inline __attribute__((always_inline)) void tile_f32(const uint16_t *W, const struct gemm_x *x,
+                                                           int64_t p, int64_t r, int nr, int64_t keep,
+                                                           const struct gemm_y *o) {
+  int64_t K = x->K, k2 = K / 2;
+  const __m512i *w = (const __m512i *)(W + p * K * PANEL);
+  const float *xr = x->flat + r * K;
+  const __m512i hi_mask = _mm512_set1_epi32((int)0xffff0000u);
+  __m512 acc[F32_ROWS];
+  for (int b = 0; b < nr; b++) acc[b] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < k2; i++) {
+    __m512i v = _mm512_loadu_si512(w + i);
+    __m512 lo = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+    __m512 hi = _mm512_castsi512_ps(_mm512_and_si512(v, hi_mask));
+    for (int b = 0; b < nr; b++) {
+      const float *xi = xr + b * K + 2 * i;
+      acc[b] = _mm512_fmadd_ps(hi, _mm512_set1_ps(xi[1]), _mm512_fmadd_ps(lo, _mm512_set1_ps(xi[0]), acc[b]));
+    }
+  }
+  float sums[PANEL];
+  for (int b = 0; b < nr && b < keep; b++) {
+    _mm512_storeu_ps(sums, acc[b]);
+    gemm_store(o, r + b, p * PANEL, sums);
+  }
+}
+#define F32_NO_VECTORIZE
+#elif defined(__GNUC__) && !defined(__clang__)
+#define F32_NO_VECTORIZE __attribute__((optimize("no-tree-vectorize")))
+#else
+#define F32_NO_VECTORIZE
+#endif
+#if !defined(__AVX512F__)
 static inline __attribute__((always_inline)) void tile_f32(const uint16_t *W, const struct gemm_x *x,
                                                            int64_t p, int64_t r, int nr, int64_t keep,
                                                            const struct gemm_y *o) {
@@ -186,14 +222,14 @@ static inline __attribute__((always_inline)) void tile_f32(const uint16_t *W, co
   }
   for (int b = 0; b < nr && b < keep; b++) gemm_store(o, r + b, p * PANEL, acc[b]);
 }
+#endif
 
 /* A run of rows shorter than a tile takes the next size up, on rows that x pads with zeros, and stores
  * only its own. */
-#define F32_TILE_FN(NR)                                                                          \
-  static __attribute__((noinline)) void tile_f32_##NR(const uint16_t *W, const struct gemm_x *x, \
-                                                      int64_t p, int64_t r, int64_t keep,        \
-                                                      const struct gemm_y *o) {                  \
-    tile_f32(W, x, p, r, NR, keep, o);                                                           \
+#define F32_TILE_FN(NR)                                                                           \
+  static __attribute__((noinline)) F32_NO_VECTORIZE void tile_f32_##NR(                           \
+      const uint16_t *W, const struct gemm_x *x, int64_t p, int64_t r, int64_t keep, const struct gemm_y *o) { \
+    tile_f32(W, x, p, r, NR, keep, o);                                                            \
   }
 F32_TILE_FN(1) F32_TILE_FN(2) F32_TILE_FN(4)
 static const gemm_tile_fn f32_tiles[3] = {tile_f32_1, tile_f32_2, tile_f32_4};
