@@ -236,7 +236,7 @@ def _tool_choice_to_openai(choice: Mapping[str, Any]) -> Any:
         return "required"
     if kind == "none":
         return "none"
-    if kind == "tool" and choice.get("name"):
+    if kind == "tool" and isinstance(choice.get("name"), str) and choice["name"]:
         return {"type": "function", "function": {"name": choice["name"]}}
     raise TranslationError(f"unsupported tool_choice {dict(choice)!r}", param="tool_choice")
 

@@ -279,8 +279,9 @@ def _tool_choice_to_anthropic(choice: Any) -> dict[str, Any]:
     if choice == "required":
         return {"type": "any"}
     if isinstance(choice, Mapping) and choice.get("type") == "function":
-        name = (choice.get("function") or {}).get("name")
-        if name:
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, Mapping) else None
+        if isinstance(name, str) and name:
             return {"type": "tool", "name": name}
     raise TranslationError(f"unsupported tool_choice {choice!r}", param="tool_choice")
 

@@ -134,6 +134,20 @@ def test_anthropic_tool_choice_to_openai(choice: dict[str, Any], expected: Any) 
     assert anthropic_request_to_openai(body)["tool_choice"] == expected
 
 
+@pytest.mark.parametrize("choice", [{"type": "tool", "name": 7}, {"type": "tool"}, {"type": "function"}])
+def test_malformed_anthropic_tool_choice_is_a_client_error(choice: dict[str, Any]) -> None:
+    body = {
+        "model": "m",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "x"}],
+        "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+        "tool_choice": choice,
+    }
+    with pytest.raises(TranslationError) as info:
+        anthropic_request_to_openai(body)
+    assert info.value.param == "tool_choice"
+
+
 def test_anthropic_error_tool_result_and_server_tools() -> None:
     body = {
         "model": "m",

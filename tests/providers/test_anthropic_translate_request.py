@@ -177,6 +177,24 @@ def test_tool_choice(choice: Any, parallel: bool | None, expected: dict[str, Any
     validate(out)
 
 
+@pytest.mark.parametrize(
+    "choice",
+    [
+        {"type": "function", "function": {"name": 7}},
+        {"type": "function", "function": "get_weather"},
+        {"type": "function", "function": {"name": ""}},
+        {"type": "function"},
+        {"type": "tool", "name": "get_weather"},
+        7,
+    ],
+)
+def test_malformed_tool_choice_is_a_client_error(choice: Any) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [WEATHER_TOOL]}
+    with pytest.raises(TranslationError) as info:
+        openai_request_to_anthropic({**body, "tool_choice": choice})
+    assert info.value.param == "tool_choice"
+
+
 def test_tool_choice_without_tools_is_dropped() -> None:
     out = openai_request_to_anthropic(
         {"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "none"}
