@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gateway.route_cli import RouteInputError
+
 TIER_TABLE = Path(__file__).resolve().parents[2] / "routing" / "model_tiers.tsv"
 OUTCOME_TIERS = ("small", "medium", "large")
 # What a router score can be trained to predict from these files (`train.target_of`); the first is
@@ -27,7 +29,7 @@ OUTCOME_TIERS = ("small", "medium", "large")
 TARGETS = ("difficulty", "gain")
 
 
-class TierTableError(ValueError):
+class TierTableError(RouteInputError):
     """A model name that no row of the tier table matches, or a malformed table."""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from gateway.cli import main
 from routing.artifact import load
+from tests.gateway.route_cli.conftest import _write_csv
 
 MAX_BYTES = 20 * 1024 * 1024
 
@@ -83,8 +85,21 @@ def test_score_uses_the_trained_artifact(trained: Path, tmp_path: Path) -> None:
     assert scored["hard"]["difficulty"] > scored["easy"]["difficulty"]
 
 
-def test_eval_without_a_gap_file_is_an_input_error(
+def test_eval_without_a_data_folder_is_an_input_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["route", "eval", "--data", str(tmp_path / "none")]) == 2
     assert "no training data" in capsys.readouterr().err
+
+
+def test_a_model_outside_the_tier_table_is_one_line(
+    outcome_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(outcome_folder, data)
+    rows = [[i, f"question {i}", "42", 1, 0] for i in range(5)]
+    header = ["id", "prompt", "answer", "gpt-4o-2024-05-13", "mystery-9"]
+    _write_csv(data / "zeroeval_crux.csv.gz", header, rows)  # a file the loader reads, by its name
+    assert main(["route", "train", "--data", str(data), "--out", str(tmp_path / "r.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'mystery-9' matches no row of the tier table" in err
