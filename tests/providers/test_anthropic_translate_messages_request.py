@@ -124,27 +124,23 @@ def test_anthropic_request_to_openai_full() -> None:
     ],
 )
 def test_anthropic_tool_choice_to_openai(choice: dict[str, Any], expected: Any) -> None:
-    body = {
+    assert anthropic_request_to_openai(_with_tool_choice(choice))["tool_choice"] == expected
+
+
+def _with_tool_choice(choice: dict[str, Any]) -> dict[str, Any]:
+    return {
         "model": "m",
         "max_tokens": 5,
         "messages": [{"role": "user", "content": "x"}],
         "tools": [{"name": "f", "input_schema": {"type": "object"}}],
         "tool_choice": choice,
     }
-    assert anthropic_request_to_openai(body)["tool_choice"] == expected
 
 
 @pytest.mark.parametrize("choice", [{"type": "tool", "name": 7}, {"type": "tool"}, {"type": "function"}])
 def test_malformed_anthropic_tool_choice_is_a_client_error(choice: dict[str, Any]) -> None:
-    body = {
-        "model": "m",
-        "max_tokens": 5,
-        "messages": [{"role": "user", "content": "x"}],
-        "tools": [{"name": "f", "input_schema": {"type": "object"}}],
-        "tool_choice": choice,
-    }
     with pytest.raises(TranslationError) as info:
-        anthropic_request_to_openai(body)
+        anthropic_request_to_openai(_with_tool_choice(choice))
     assert info.value.param == "tool_choice"
 
 
