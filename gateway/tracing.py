@@ -10,6 +10,8 @@ last event; an attempt's when its answer, or its stream's first event, arrives.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
@@ -29,6 +31,12 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+log = logging.getLogger("switchyard.tracing")
+# How long stopping waits for the last spans to reach the collector. The SDK's own shutdown waits up
+# to 30 s for its export thread, each export up to 10 s with retries: a collector down or hung made
+# the gateway take 14-20 s to stop (tests/e2e/test_tracing_faults.py).
+SHUTDOWN_TIMEOUT_S = 2.0
+
 # gen_ai.operation.name per request kind (the GenAI conventions' names).
 OPERATIONS = {"chat": "chat", "messages": "chat", "text": "text_completion", "embed": "embeddings"}
 # gen_ai.provider.name where the conventions name a provider otherwise than the config does.
@@ -45,6 +53,7 @@ class Tracing:
     """The tracer and its exporter, one per process."""
 
     def __init__(self, endpoint: str, service_name: str, export_interval_s: float) -> None:
+        self._endpoint = endpoint
         # A provider of our own, not the global one: whatever else runs in the process keeps its own.
         self._provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
         self._provider.add_span_processor(
@@ -67,9 +76,19 @@ class Tracing:
         )
         return RequestTrace(self, span, operation)
 
-    def shutdown(self) -> None:
-        """Export what is left (blocking: run it off the event loop)."""
-        self._provider.shutdown()
+    def shutdown(self, timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
+        """Export what is left, for at most `timeout_s` (blocking: run it off the event loop)."""
+        # A daemon thread of its own, not the loop's executor: asyncio.run waits for those at exit,
+        # while an export the collector never answers is left behind here and dies with the process.
+        flush = threading.Thread(target=self._provider.shutdown, name="otel-shutdown", daemon=True)
+        flush.start()
+        flush.join(timeout_s)
+        if flush.is_alive():
+            log.warning(
+                "tracing: the collector at %s took no spans in %.1f s; the last ones are dropped",
+                self._endpoint,
+                timeout_s,
+            )
 
 
 class RequestTrace:

@@ -5,7 +5,6 @@ until the team's retention has passed; the purge job deletes them then."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,11 +37,15 @@ async def purge(engine: AsyncEngine) -> int:
 
 
 async def purge_every(engine: AsyncEngine, interval_s: float) -> None:
-    """The purge job of a running gateway: at start, then every `interval_s` (a database that does not
-    answer is tried again next time)."""
+    """The purge job of a running gateway: at start, then every `interval_s`. A purge that fails (a
+    database that does not answer) is logged and tried again next time; cancelling ends the job."""
     while True:
-        with contextlib.suppress(Exception):
+        try:
             gone = await purge(engine)
+        except Exception:
+            # Said each time: prompts kept past their retention are a compliance matter, not noise.
+            log.warning("captured prompts could not be purged, next try in %g s", interval_s, exc_info=True)
+        else:
             if gone:
                 log.info("purged %d captured prompts past their retention", gone)
         await asyncio.sleep(interval_s)

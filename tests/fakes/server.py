@@ -47,10 +47,12 @@ class ServerThread:
             time.sleep(0.01)
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 5.0) -> bool:
+        """True when the server (its lifespan's shutdown included) finished within `timeout_s`."""
         # A graceful exit lets the lifespan finish; open streams are cut after timeout_graceful_shutdown.
         self._server.should_exit = True
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=timeout_s)
+        return not self._thread.is_alive()
 
     def __enter__(self) -> ServerThread:
         return self.start()
