@@ -120,6 +120,8 @@ class OpenAICompatibleProvider:
             raise UpstreamError(502, "upstream returned a body that is not JSON", retryable=True) from None
         if not isinstance(data, dict):
             raise UpstreamError(502, "upstream returned a body that is not an object", retryable=True)
+        if not isinstance(data.get("output"), list):
+            raise UpstreamError(502, "upstream returned a body that is not a Response", retryable=True)
         return UpstreamResponse(resp.body, data, Usage.from_responses(data.get("usage")))
 
     async def responses_stream(self, body: dict[str, Any]) -> AsyncIterator[Chunk]:

@@ -13,7 +13,7 @@ from gateway.pipeline.outcome import Outcome
 from gateway.responses.stream import RESPONSE_EVENTS, ChatToEvents, failed_events
 from gateway.streaming import end_stream, stream_failed
 from gateway.usage import StreamCounter
-from providers.base import Chunk, Usage
+from providers.base import Chunk, UpstreamError, Usage, midstream_error
 
 Keep = Callable[[dict[str, Any]], Awaitable[None]]
 Echo = Callable[[dict[str, Any]], dict[str, Any]]
@@ -36,6 +36,8 @@ async def relay_native(
     usage: Usage | None = None
     latest = shell
     final: dict[str, Any] | None = None
+    # An `error` event relayed as it came: the stream has failed, and the client has been told why.
+    errored: dict[str, Any] | None = None
     sequence = 0
     chunk: Chunk | None = first
     done = False
@@ -60,19 +62,40 @@ async def relay_native(
             else:
                 if kind in _DELTAS and isinstance(data.get("delta"), str):
                     counter.parts.append(data["delta"])
+                elif kind == "error":
+                    errored = data
                 yield chunk.raw
             chunk = await anext(rest, None)
+        if final is None:
+            # A clean end of stream without a final event would leave the client waiting on a response
+            # that never finishes: it is a broken stream like a dropped connection.
+            if errored is not None:
+                raise _failure({"error": errored})
+            raise midstream_error("the upstream ended the stream before the response finished")
+        if final.get("status") == "failed":
+            # The client has the upstream's own response.failed; the record says it failed too.
+            outcome.failed(_failure(final))
         done = True
     except Exception as exc:
         done = True
         final = None
-        for event in failed_events(latest, stream_failed(outcome, exc), sequence + 1):
+        events = failed_events(latest, stream_failed(outcome, exc), sequence + 1)
+        # After the upstream's own error event only its response.failed is missing.
+        for event in events[1:] if errored is not None else events:
             yield event
     finally:
         counted = lambda: Usage(outcome.count_prompt(routing), counter.tokens())  # noqa: E731
         await end_stream(outcome, usage, counted, rest, finish, done)
     if final is not None and final.get("status") != "failed":
         await keep(final)
+
+
+def _failure(response: dict[str, Any]) -> UpstreamError:
+    """A response the upstream itself reported failed, as the error it is recorded with."""
+    error = response.get("error") if isinstance(response.get("error"), dict) else {}
+    message = str(error.get("message") or "the upstream reported the response failed")
+    code = error.get("code")
+    return UpstreamError(502, message, type="api_error", code=None if code is None else str(code))
 
 
 async def relay_translated(

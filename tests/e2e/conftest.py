@@ -15,7 +15,14 @@ import openai
 import pytest
 
 from gateway.app import create_app
-from tests.e2e.gateway_harness import CLIENT_TIMEOUT_S, MASTER_KEY, Gateway, gateway_config, gateway_settings
+from tests.e2e.gateway_harness import (
+    CLIENT_TIMEOUT_S,
+    MASTER_KEY,
+    Gateway,
+    db_url,
+    gateway_config,
+    gateway_settings,
+)
 from tests.e2e.slow_upstream import SlowUpstream
 from tests.fakes import anthropic_upstream, gemini_upstream, openai_upstream
 from tests.fakes.server import ServerThread
@@ -35,7 +42,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     ):
         config = gateway_config(oa.url, an.url, ge.url, sl.url)
         with ServerThread(create_app(gateway_settings(state_dir), config)) as gw:
-            yield Gateway(gw.url, oa, an, ge, slow)
+            yield Gateway(gw.url, oa, an, ge, slow, db_url(state_dir))
 
 
 # --------------------------------------------------------------------------- SDK clients

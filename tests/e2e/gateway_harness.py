@@ -5,7 +5,8 @@ load-balanced name never disturb each other:
 
   gpt-4o-mini        openai_compatible fake, upstream id `gpt-4o-mini-upstream`
   gpt-native         openai fake as `provider: openai` (its own /v1/responses), price 1.0 / 2.0;
-                     native-<fault> the same for the fake's fault models
+                     native-<fault> the same for the fake's fault models (fail-400, die-midstream
+                     and the malformed 200s of `tests.fakes.responses_faults`)
   priced             openai fake, price 1.0 / 2.0 USD per Mtok (exact cost header)
   claude             anthropic fake (native Messages API), upstream id `claude-upstream`
   gemini             gemini fake, upstream id `gemini-upstream`
@@ -29,6 +30,7 @@ load-balanced name never disturb each other:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,10 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from gateway.config import GatewayConfig, parse_config
+from gateway.db.engine import make_engine
+from gateway.db.models import RequestLog
 from gateway.settings import Settings
 from tests.e2e.slow_upstream import SlowUpstream
+from tests.fakes.responses_faults import FAULTS as RESPONSE_FAULTS
 from tests.fakes.server import ServerThread, closed_port
 
 MASTER_KEY = "sk-master"
@@ -87,7 +93,7 @@ def gateway_config(openai_url: str, anthropic_url: str, gemini_url: str, slow_ur
             provider="openai",
             price={"input_per_mtok": 1.0, "output_per_mtok": 2.0},
         ),
-        *(oa(f"native-{f}", f, provider="openai") for f in ("fail-400", "die-midstream")),
+        *(oa(f"native-{f}", f, provider="openai") for f in ("fail-400", "die-midstream", *RESPONSE_FAULTS)),
         {
             "name": "claude",
             "provider": "anthropic",
@@ -185,10 +191,14 @@ def gateway_config(openai_url: str, anthropic_url: str, gemini_url: str, slow_ur
     return parse_config({"models": models, "routes": routes}, env={})
 
 
+def db_url(state_dir: Path) -> str:
+    return f"sqlite+aiosqlite:///{state_dir / 'switchyard.db'}"
+
+
 def gateway_settings(state_dir: Path) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
-        database_url=f"sqlite+aiosqlite:///{state_dir / 'switchyard.db'}",
+        database_url=db_url(state_dir),
         spool_dir=state_dir / "spool",
         master_key=MASTER_KEY,
         retries=1,
@@ -207,6 +217,7 @@ class Gateway:
     anthropic_fake: ServerThread
     gemini_fake: ServerThread
     slow: SlowUpstream
+    db_url: str
 
     @property
     def openai_requests(self) -> list[Any]:
@@ -232,6 +243,25 @@ class Gateway:
 
     def healthy(self) -> bool:
         return httpx.get(self.url + "/health/live", timeout=CLIENT_TIMEOUT_S).status_code == 200
+
+    def record(self, request_id: str) -> RequestLog:
+        """The request log's row of `request_id`, once the writer has flushed it (asserts it comes)."""
+        return asyncio.run(_record(self.db_url, request_id))
+
+
+async def _record(url: str, request_id: str) -> RequestLog:
+    engine = make_engine(url)
+    try:
+        for _ in range(200):
+            async with engine.connect() as conn:
+                query = select(RequestLog).where(RequestLog.request_id == request_id)
+                row = (await conn.execute(query)).first()
+            if row is not None:
+                return row  # type: ignore[return-value]
+            await asyncio.sleep(0.05)
+    finally:
+        await engine.dispose()
+    raise AssertionError(f"no record of {request_id}")
 
 
 # --------------------------------------------------------------------------- helpers

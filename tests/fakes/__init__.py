@@ -12,6 +12,8 @@ for Gemini is the model in the URL path):
   stall-midstream streams two content chunks (streamed chat only), then sends nothing until the
                   client gives up: for read timeouts after the stream started
   echo-key-*      error messages that quote the request's credentials (`echo_faults`)
+  resp-*          (OpenAI's /v1/responses only) a 200 that is not a Response or a broken event
+                  stream (`responses_faults`)
   anything else   a normal, deterministic answer
 Connection refused is tested by pointing a deployment at a closed port (`closed_port()`).
 

@@ -20,6 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from tests.fakes.openai_faults import dying_body, inject_fault
 from tests.fakes.openai_validation import require_model
 from tests.fakes.openai_wire import ApiError, content_text, iterate_frames, json_response, split3, word_count
+from tests.fakes.responses_faults import FAULTS, faulty
 
 OUTPUT_TOKENS = 3
 
@@ -128,13 +129,16 @@ async def responses(request: Request, fake: Any, greeting: str) -> Response:
         "metadata": body.get("metadata") or {},
     }
     if not body.get("stream"):
-        return json_response(response)
-    return _stream(response, item, pieces, failure)
+        return faulty(model, response, None) if model in FAULTS else json_response(response)
+    frames = _frames(response, item, pieces)
+    if model in FAULTS:
+        return faulty(model, response, frames)
+    if failure == "die":
+        return StreamingResponse(dying_body(b"".join(frames[:5])), media_type="text/event-stream")
+    return StreamingResponse(iterate_frames(frames), media_type="text/event-stream")
 
 
-def _stream(
-    response: dict[str, Any], item: dict[str, Any], pieces: list[str], failure: str | None
-) -> Response:
+def _frames(response: dict[str, Any], item: dict[str, Any], pieces: list[str]) -> list[bytes]:
     frames: list[bytes] = []
 
     def event(data: dict[str, Any]) -> None:
@@ -189,6 +193,4 @@ def _stream(
     event({"type": "response.output_item.done", "output_index": 0, "item": item})
     kind = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
     event({"type": kind, "response": response})
-    if failure == "die":
-        return StreamingResponse(dying_body(b"".join(frames[:5])), media_type="text/event-stream")
-    return StreamingResponse(iterate_frames(frames), media_type="text/event-stream")
+    return frames
