@@ -55,7 +55,11 @@ class Tracing:
     def __init__(self, endpoint: str, service_name: str, export_interval_s: float) -> None:
         self._endpoint = endpoint
         # A provider of our own, not the global one: whatever else runs in the process keeps its own.
-        self._provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+        # No exit hook of the SDK's own: `shutdown` is bounded, and a hook left after a timeout would
+        # wait on the collector again at interpreter exit (older SDKs join their export thread unbounded).
+        self._provider = TracerProvider(
+            resource=Resource.create({"service.name": service_name}), shutdown_on_exit=False
+        )
         self._provider.add_span_processor(
             BatchSpanProcessor(
                 OTLPSpanExporter(endpoint=traces_url(endpoint)),

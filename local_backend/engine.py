@@ -73,6 +73,9 @@ class LLMEngine:
         self.num_preemptions = 0
         self.load_seconds = time.perf_counter() - started
         runner, kernels = self.runner, self.runner.model.kernels
+        products = f"torch ops on {runner.device}"
+        if kernels:
+            products = f"C kernels on {kernels.threads} thread(s)" + (", AMX tiles" if kernels.amx else "")
         log.info(
             "loaded %s in %.1f s, weights %.0f MB (%s), kv cache %.0f MB (%d tokens, taken as used), %s",
             self.model_name,
@@ -81,7 +84,7 @@ class LLMEngine:
             runner.model.layout,
             runner.kv_cache_bytes / 1e6,
             runner.num_blocks * runner.block_size,
-            f"C kernels on {kernels.threads} thread(s)" if kernels else f"torch ops on {runner.device}",
+            products,
         )
 
     @property

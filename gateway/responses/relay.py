@@ -36,6 +36,7 @@ async def relay_native(
     usage: Usage | None = None
     latest = shell
     final: dict[str, Any] | None = None
+    failed = False  # the final event was response.failed, whatever its response's status says
     # An `error` event relayed as it came: the stream has failed, and the client has been told why.
     errored: dict[str, Any] | None = None
     sequence = 0
@@ -51,6 +52,7 @@ async def relay_native(
                 latest = echo(data["response"])
                 if kind in _FINAL:
                     final = latest
+                    failed = kind == "response.failed" or latest.get("status") == "failed"
                     usage = Usage.from_responses(latest.get("usage"))
                 yield (
                     b"event: "
@@ -72,21 +74,23 @@ async def relay_native(
             if errored is not None:
                 raise _failure({"error": errored})
             raise midstream_error("the upstream ended the stream before the response finished")
-        if final.get("status") == "failed":
+        if failed:
             # The client has the upstream's own response.failed; the record says it failed too.
             outcome.failed(_failure(final))
         done = True
     except Exception as exc:
         done = True
         final = None
-        events = failed_events(latest, stream_failed(outcome, exc), sequence + 1)
-        # After the upstream's own error event only its response.failed is missing.
+        # After the upstream's own error event only its response.failed is missing: it takes the next
+        # sequence number, where the left-out error event would have taken it.
+        start = sequence if errored is not None else sequence + 1
+        events = failed_events(latest, stream_failed(outcome, exc), start)
         for event in events[1:] if errored is not None else events:
             yield event
     finally:
         counted = lambda: Usage(outcome.count_prompt(routing), counter.tokens())  # noqa: E731
         await end_stream(outcome, usage, counted, rest, finish, done)
-    if final is not None and final.get("status") != "failed":
+    if final is not None and not failed:
         await keep(final)
 
 

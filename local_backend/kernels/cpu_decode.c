@@ -110,9 +110,11 @@ static struct gemm_x gemm_rows(const float *x, int64_t rows, int64_t K, const fl
   return (struct gemm_x){.pairs = pairs ? buf : NULL, .flat = buf, .rows = rows, .K = K};
 }
 
-/* One row's product in pieces of about GEMV_ITEM_BYTES of weights, claimed by the pool's threads: one
- * core does not fill the memory bandwidth everywhere (a 2-core Xeon: 13 GB/s from one core, 27 from two;
- * a 2-core EPYC nearly filled it from one). */
+/* One row's product in GEMV_SPLIT contiguous pieces a thread, claimed by the pool's threads: one core
+ * does not fill the memory bandwidth everywhere (a 2-core Xeon read 13 GB/s from one core, 27 from two;
+ * a 2-core EPYC 9.6 ms a step on one thread, 9.0 on two). Two pieces a thread read faster than one
+ * (25.0 against 22.6 GB/s on the lm_head), and a thread another process holds delays only its piece;
+ * fixed 64 KB-1 MB pieces read 17-25 (docs/perf/local-backend.md). */
 #define GEMV_SPLIT 2
 struct gemv_job {
   const void *W;
@@ -138,9 +140,9 @@ static void gemv_item(void *arg, int64_t item, int tid) {
 
 static void gemv(const void *W, int bf16, int64_t N, int64_t K, const float *x, float scale, float *y,
                  int accumulate) {
-  int64_t unit = bf16 ? K * PANEL * 2 : K * 4, units = bf16 ? (N + PANEL - 1) / PANEL : N;
+  int64_t units = bf16 ? (N + PANEL - 1) / PANEL : N;
+  if (units == 0) return;
   int64_t per_item = (units + GEMV_SPLIT * pool.n - 1) / (GEMV_SPLIT * pool.n);
-  (void)unit;
   struct gemv_job g = {.W = W, .bf16 = bf16, .accumulate = accumulate, .x = x, .y = y, .N = N, .K = K,
                        .per_item = per_item, .scale = scale};
   pool_run(gemv_item, &g, (units + per_item - 1) / per_item);

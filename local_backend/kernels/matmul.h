@@ -13,10 +13,10 @@
  *    give the same sums up to their order. Those fp32 tiles also serve rows that must not be rounded
  *    (a prompt's last row, whose logits pick the answer's first token).
  * Three builds, by what the compiler targets (-march=native):
- *  - AVX-512: intrinsics for one row and for the AVX512-BF16 tiles; the fp32 tiles are plain C that
- *    -O3 vectorises. Where the CPU has AMX too, its tiles take the rounded rows (below).
- * One row prefetches 2 KB ahead: on a 2-core Xeon its two threads read 26-28 GB/s of the 28-31 that
- * torch.sum reads, 23-25 without (512: 22-25, 4096: 23-25).
+ *  - AVX-512: intrinsics for one row, for the AVX512-BF16 tiles and for the fp32 tiles (see tile_f32).
+ *    Where the CPU has AMX too, its tiles take the rounded rows (below). One row prefetches 2 KB
+ *    ahead: on a 2-core Xeon its two threads read 26-28 GB/s of SmolLM2's lm_head, 23-25 without (a
+ *    distance of 512 B read 22-25, of 4 KB 23-25), where torch.sum reads 28-31.
  *  - AVX2 + FMA without AVX-512 (MATMUL_AVX2: Zen 1-3, Haswell to Comet Lake): intrinsics for one row
  *    and for the fp32 tiles. gcc 12 vectorised the plain loops of both badly there (across k, with
  *    permutes and spills): one row read 7.4 GB/s against 14.5 with intrinsics, and 16 rows ran at 32
@@ -417,6 +417,8 @@ static void tile_amx(const uint16_t *W, const struct gemm_x *x, int64_t p, int n
   for (int b = 0; b < AMX_ROWS && b < keep; b++)
     for (int a2 = 0; a2 < np; a2++) gemm_store(o, r + b, (p + a2) * PANEL, sums[a2][b]);
 }
+/* An A tile reads 16 rows: x's paired rows are padded with zeros to a multiple of 16 (their buffers
+ * are sized for as many fp32 rows, twice what the pairs take, but the pad is what the tile relies on). */
 #define GEMM_ROW_PAD AMX_ROWS
 #else
 #define GEMM_ROW_PAD 8

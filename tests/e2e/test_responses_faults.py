@@ -82,6 +82,8 @@ def test_a_stream_that_breaks_ends_in_response_failed(
     assert [e.type for e in events[-len(kinds) :]] == kinds, [e.type for e in events]
     assert [e.type for e in events].count("error") == kinds.count("error"), "one error event, not two"
     assert events[-1].response.status == "failed"  # type: ignore[union-attr]
+    numbers = [e.sequence_number for e in events]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
     row = gateway.record(_request_id(raw.http_response))
     assert row.status == 502, (row.status, row.error_type)
 

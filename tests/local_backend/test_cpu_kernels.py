@@ -3,6 +3,8 @@ and bf16 weights) against the torch path with the same weights, and the engine w
 
 from __future__ import annotations
 
+import platform
+import re
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,11 @@ def test_gemv_matches_torch(kernels: CpuKernels) -> None:
     g = torch.Generator().manual_seed(0)
     w, x = torch.randn(300, 96, generator=g), torch.randn(1, 96, generator=g)
     torch.testing.assert_close(kernels.gemv(w, x), x @ w.t(), atol=1e-4, rtol=1e-5)
+
+
+def test_a_product_with_no_outputs_is_empty(kernels: CpuKernels) -> None:
+    assert kernels.gemv(torch.empty(0, 8), torch.randn(1, 8)).shape == (1, 0)
+    assert kernels.matmul(_panels(torch.empty(0, 8)), torch.randn(1, 8)).shape == (1, 0)
 
 
 def test_panels_hold_the_rounded_matrix_filled_at_once_or_by_runs() -> None:
@@ -93,6 +100,9 @@ def test_xeon_tiles_take_the_batches_where_the_cpu_has_them(kernels: CpuKernels)
     flags = set(cpuinfo.read_text().split()) if cpuinfo.exists() else set()
     if not {"amx_tile", "amx_bf16", "avx512_bf16"} <= flags:
         pytest.skip("no AMX on this CPU")
+    kernel = tuple(int(part) for part in re.findall(r"\d+", platform.release())[:2])
+    if kernel < (5, 16):
+        pytest.skip(f"Linux {platform.release()} cannot grant the tile state (5.16 on)")
     assert kernels.amx
 
 
