@@ -17,12 +17,16 @@ class SlowUpstream:
 
     Streamed: a role chunk, then one content chunk every `interval` s for up to `chunks` chunks.
     Not streamed: waits up to `hold_s` for the client to disconnect before answering.
+    Either way, `head_s` first delays the response's start (a model slow to its first token).
     `disconnected` is set when the gateway's connection to it closes mid-request."""
 
-    def __init__(self, interval: float = 0.05, chunks: int = 200, hold_s: float = 10.0) -> None:
+    def __init__(
+        self, interval: float = 0.05, chunks: int = 200, hold_s: float = 10.0, head_s: float = 0.0
+    ) -> None:
         self.interval = interval
         self.chunks = chunks
         self.hold_s = hold_s
+        self.head_s = head_s
         self.started = threading.Event()
         self.disconnected = threading.Event()
         self.finished = threading.Event()
@@ -55,6 +59,10 @@ class SlowUpstream:
         self.started.set()
         watcher = asyncio.ensure_future(self._watch(receive))
         try:
+            if self.head_s:
+                await asyncio.wait([watcher], timeout=self.head_s)
+                if watcher.done():
+                    return
             if body.get("stream"):
                 await self._stream(body, send, watcher)
             else:
