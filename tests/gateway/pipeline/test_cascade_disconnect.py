@@ -31,9 +31,9 @@ from gateway.db.models import RequestLog
 from gateway.settings import Settings
 from tests.e2e.gateway_harness import wait_for
 from tests.e2e.slow_upstream import SlowUpstream
-from tests.fakes import openai_upstream
+from tests.fakes import anthropic_upstream, openai_upstream
 from tests.fakes.server import ServerThread
-from tests.gateway.pipeline.conftest import BIG_PRICE, MASTER_KEY, SMALL_PRICE, _oa, _route, cost
+from tests.gateway.pipeline.conftest import BIG_PRICE, MASTER_KEY, MTOK, SMALL_PRICE, _oa, _route, cost
 
 HELLO = [{"role": "user", "content": "say hello to me"}]
 HOLD = 16
@@ -93,18 +93,29 @@ async def _key(url: str) -> tuple[str, str]:
     return made.key, made.row.id
 
 
-def _config(openai_url: str, small_url: str, big_url: str) -> Any:
+def _config(openai_url: str, small_url: str, big_url: str, anthropic_url: str) -> Any:
     base = openai_url + "/v1"
     models = [
         _oa(base, "unsure", "conf-0.41", "small", SMALL_PRICE),
         _oa(small_url + "/v1", "slow-small", "slow-small", "small", SMALL_PRICE),
         _oa(base, "big", "gpt-4o", "large", BIG_PRICE),
         _oa(big_url + "/v1", "slow-big", "slow-big", "large", BIG_PRICE),
+        {
+            # The Anthropic fake's `cached*` models report 10 cache-read and 5 cache-written tokens.
+            "name": "cached-big",
+            "provider": "anthropic",
+            "model": "cached-upstream",
+            "api_base": anthropic_url,
+            "api_key": "sk-ant-upstream",
+            "tier": "large",
+            "price": {"input_per_mtok": float(BIG_PRICE[0]), "output_per_mtok": float(BIG_PRICE[1])},
+        },
     ]
     routes = {
         "leave-hold": _route("slow-small", min_confidence=0.6, cascade_hold_tokens=HOLD),
         "leave-escalated": _route("unsure", "slow-big", min_confidence=0.6),
         "leave-next": _route("unsure", min_confidence=0.6),
+        "leave-cached": _route("unsure", "cached-big", min_confidence=0.6),
     }
     return parse_config({"models": models, "routes": routes}, env={})
 
@@ -124,10 +135,11 @@ def leaving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Leaving]:
     small, big = SlowUpstream(), SlowUpstream()
     with (
         ServerThread(openai_upstream.create_app()) as oa,
+        ServerThread(anthropic_upstream.create_app()) as an,
         ServerThread(small) as sm,
         ServerThread(big) as bg,
     ):
-        app = create_app(settings, _config(oa.url, sm.url, bg.url))
+        app = create_app(settings, _config(oa.url, sm.url, bg.url, an.url))
         with ServerThread(app) as gw:
             yield Leaving(gw.url, db_url, app, small, big)
 
@@ -275,3 +287,26 @@ def test_a_client_that_leaves_before_the_escalated_stream_begins(
     assert row.cost_usd == FIRST and (row.prompt_tokens, row.completion_tokens) == (4, 6)
     _settled(leaving, key_id, row)
     _still_serving(leaving, secret)
+
+
+def test_an_escalated_answer_s_cache_tokens_are_recorded(leaving: Leaving, key: tuple[str, str]) -> None:
+    secret, key_id = key
+    headers = {"authorization": f"Bearer {secret}"}
+    before = leaving.counters()
+    resp = httpx.post(
+        leaving.url + "/v1/chat/completions", json=_body("leave-cached", False), headers=headers, timeout=10
+    )
+    assert resp.status_code == 200 and "cascade=escalated" in resp.headers["x-switchyard-route"]
+    row = _one_record(leaving, key_id)
+    assert row.escalated is True and row.deployment == "cached-big"
+    # The record keeps the parts of the prompt that its cost prices apart, whichever call they were in.
+    assert (row.cached_tokens, row.cache_write_5m_tokens) == (10, 5)
+    # Priced as Anthropic does when no cache prices are set: reads 0.1x the input, 5-minute writes 1.25x.
+    big_prompt, big_out = row.prompt_tokens - 4, row.completion_tokens - 6
+    big = (
+        (big_prompt - 15) * BIG_PRICE[0] + 10 * BIG_PRICE[0] / 10 + 5 * BIG_PRICE[0] * Decimal("1.25")
+    ) / MTOK
+    assert row.wasted_cost_usd == FIRST and row.cost_usd == FIRST + big + cost(0, big_out, BIG_PRICE)
+    after = leaving.counters()
+    assert after["cache_read"] - before.get("cache_read", 0) == 10
+    assert after["cache_write"] - before.get("cache_write", 0) == 5
