@@ -10,6 +10,7 @@ the small tier (a stream of one token every 50 ms, held back for HOLD of them), 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import select
 
@@ -48,6 +50,7 @@ class Leaving:
     app: Any
     slow_small: SlowUpstream
     slow_big: SlowUpstream
+    slow_unsure: SlowUpstream
 
     def records(self, key_id: str) -> list[RequestLog]:
         return asyncio.run(_records(self.db_url, key_id))
@@ -93,13 +96,17 @@ async def _key(url: str) -> tuple[str, str]:
     return made.key, made.row.id
 
 
-def _config(openai_url: str, small_url: str, big_url: str, anthropic_url: str) -> Any:
+def _config(openai_url: str, small_url: str, big_url: str, anthropic_url: str, unsure_url: str) -> Any:
     base = openai_url + "/v1"
     models = [
         _oa(base, "unsure", "conf-0.41", "small", SMALL_PRICE),
         _oa(small_url + "/v1", "slow-small", "slow-small", "small", SMALL_PRICE),
         _oa(base, "big", "gpt-4o", "large", BIG_PRICE),
         _oa(big_url + "/v1", "slow-big", "slow-big", "large", BIG_PRICE),
+        _oa(unsure_url + "/v1", "slow-unsure", "slow-unsure", "small", SMALL_PRICE),
+        _oa(base, "long-unsure", "conf-0.3-words-200-ms-10", "small", SMALL_PRICE),
+        # Answers nothing: its calls time out after 0.3 s, a 504.
+        {**_oa(base, "hang-big", "hang", "large", BIG_PRICE), "timeout": 0.3},
         {
             # The Anthropic fake's `cached*` models report 10 cache-read and 5 cache-written tokens.
             "name": "cached-big",
@@ -116,6 +123,8 @@ def _config(openai_url: str, small_url: str, big_url: str, anthropic_url: str) -
         "leave-escalated": _route("unsure", "slow-big", min_confidence=0.6),
         "leave-next": _route("unsure", min_confidence=0.6),
         "leave-cached": _route("unsure", "cached-big", min_confidence=0.6),
+        "leave-failed": _route("long-unsure", "hang-big", min_confidence=0.6, cascade_hold_tokens=HOLD),
+        "leave-cut": _route("slow-unsure", "slow-big", min_confidence=0.6, cascade_hold_tokens=HOLD),
     }
     return parse_config({"models": models, "routes": routes}, env={})
 
@@ -132,22 +141,24 @@ def leaving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Leaving]:
         spend_flush_interval_s=0.1,
         retries=0,
     )
-    small, big = SlowUpstream(), SlowUpstream()
+    small, big, unsure = SlowUpstream(), SlowUpstream(), SlowUpstream(logprob=math.log(0.3))
     with (
         ServerThread(openai_upstream.create_app()) as oa,
         ServerThread(anthropic_upstream.create_app()) as an,
         ServerThread(small) as sm,
         ServerThread(big) as bg,
+        ServerThread(unsure) as un,
     ):
-        app = create_app(settings, _config(oa.url, sm.url, bg.url, an.url))
+        app = create_app(settings, _config(oa.url, sm.url, bg.url, an.url, un.url))
         with ServerThread(app) as gw:
-            yield Leaving(gw.url, db_url, app, small, big)
+            yield Leaving(gw.url, db_url, app, small, big, unsure)
 
 
 @pytest.fixture
 def key(leaving: Leaving) -> tuple[str, str]:
     leaving.slow_small.reset()
     leaving.slow_big.reset()
+    leaving.slow_unsure.reset()
     leaving.slow_big.head_s = 0.0
     return asyncio.run(_key(leaving.db_url))
 
@@ -310,3 +321,64 @@ def test_an_escalated_answer_s_cache_tokens_are_recorded(leaving: Leaving, key: 
     after = leaving.counters()
     assert after["cache_read"] - before.get("cache_read", 0) == 10
     assert after["cache_write"] - before.get("cache_write", 0) == 5
+
+
+def test_the_first_stream_is_billed_for_what_it_sent_while_the_escalation_was_awaited(
+    leaving: Leaving, key: tuple[str, str]
+) -> None:
+    secret, key_id = key
+    headers = {"authorization": f"Bearer {secret}"}
+    leaving.slow_big.head_s = 1.0  # the first stream goes on meanwhile: about 20 tokens more
+    with (
+        httpx.Client(timeout=10.0) as http,
+        http.stream(
+            "POST", leaving.url + "/v1/chat/completions", json=_body("leave-cut", True), headers=headers
+        ) as resp,
+    ):
+        assert "cascade=escalated; conf=0.30<0.60" in resp.headers["x-switchyard-route"]
+        for line in resp.iter_lines():
+            if '"content":"t' in line:
+                break
+    assert wait_for(leaving.slow_unsure.disconnected.is_set) and wait_for(
+        leaving.slow_big.disconnected.is_set
+    )
+    sent = leaving.slow_unsure.sent
+    assert sent > HOLD + 10
+    row = _one_record(leaving, key_id)
+    assert row.status == 499 and row.escalated is True and row.tokens_estimated is True
+    # Neither upstream gave usage: each prompt is the gateway's count, and the first call's answer is
+    # what it sent until it was hung up on (the chunk in flight then, at most, unread).
+    prompt = row.prompt_tokens // 2
+    first_out = (row.wasted_cost_usd * MTOK - prompt * SMALL_PRICE[0]) / SMALL_PRICE[1]
+    assert sent - 1 <= first_out <= sent, (first_out, sent)
+    assert row.cost_usd == row.wasted_cost_usd + cost(
+        prompt, row.completion_tokens - int(first_out), BIG_PRICE
+    )
+    _settled(leaving, key_id, row)
+    _still_serving(leaving, secret)
+
+
+def test_a_stream_whose_escalation_fails_keeps_all_of_the_first_answer(
+    leaving: Leaving, key: tuple[str, str]
+) -> None:
+    secret, key_id = key
+    headers = {"authorization": f"Bearer {secret}"}
+    with (
+        httpx.Client(timeout=10.0) as http,
+        http.stream(
+            "POST", leaving.url + "/v1/chat/completions", json=_body("leave-failed", True), headers=headers
+        ) as resp,
+    ):
+        assert "cascade=kept; conf=0.30<0.60; escalation_failed=504" in resp.headers["x-switchyard-route"]
+        text = "".join(
+            orjson.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+            for line in resp.iter_lines()
+            if line.startswith("data: {") and '"choices":[{' in line
+        )
+    # What was read on while the escalation was awaited (about 30 tokens) comes in order, then the rest.
+    assert text == " ".join(f"tok{i}" for i in range(200))
+    row = _one_record(leaving, key_id)
+    assert row.status == 200 and row.escalated is False and row.deployment == "long-unsure"
+    assert (row.prompt_tokens, row.completion_tokens) == (4, 200)
+    assert row.cost_usd == cost(4, 200, SMALL_PRICE)
+    _settled(leaving, key_id, row)
