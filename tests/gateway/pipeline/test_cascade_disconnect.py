@@ -347,10 +347,10 @@ def test_the_first_stream_is_billed_for_what_it_sent_while_the_escalation_was_aw
     row = _one_record(leaving, key_id)
     assert row.status == 499 and row.escalated is True and row.tokens_estimated is True
     # Neither upstream gave usage: each prompt is the gateway's count, and the first call's answer is
-    # what it sent until it was hung up on (the chunk in flight then, at most, unread).
+    # what it sent until it was hung up on (but the chunks in flight then: one, two on a busy machine).
     prompt = row.prompt_tokens // 2
     first_out = (row.wasted_cost_usd * MTOK - prompt * SMALL_PRICE[0]) / SMALL_PRICE[1]
-    assert sent - 1 <= first_out <= sent, (first_out, sent)
+    assert sent - 2 <= first_out <= sent, (first_out, sent)
     assert row.cost_usd == row.wasted_cost_usd + cost(
         prompt, row.completion_tokens - int(first_out), BIG_PRICE
     )
