@@ -38,17 +38,20 @@ class Metrics:
         # random names would grow the series without bound.
         model = o.requested_model if o.known_model else "(unresolved)"
         self.requests[(model, dep, o.status)] += 1
-        if o.usage is not None:
-            self.tokens[(dep, "prompt")] += o.usage.prompt_tokens
-            self.tokens[(dep, "completion")] += o.usage.completion_tokens
+        # Every call the request paid for (a cascade's discarded first answer too), on the deployment
+        # its record names: what `cost` covers, so the token and cost series agree with the records.
+        usage = o.billed_usage()
+        if usage is not None:
+            self.tokens[(dep, "prompt")] += usage.prompt_tokens
+            self.tokens[(dep, "completion")] += usage.completion_tokens
             # Parts of the prompt's count, as prices split it; a series only once there is one.
-            if o.usage.cached_tokens:
-                self.tokens[(dep, "cache_read")] += o.usage.cached_tokens
-            if o.usage.cache_write_tokens:
-                self.tokens[(dep, "cache_write")] += o.usage.cache_write_tokens
+            if usage.cached_tokens:
+                self.tokens[(dep, "cache_read")] += usage.cached_tokens
+            if usage.cache_write_tokens:
+                self.tokens[(dep, "cache_write")] += usage.cache_write_tokens
         if o.cost is not None:
             self.cost[dep] += o.cost
-        elif o.deployment is not None and o.usage is not None:
+        elif o.deployment is not None and usage is not None:
             self.unpriced[dep] += 1
         buckets = self.latency[dep]
         for i, bound in enumerate(_BUCKETS):

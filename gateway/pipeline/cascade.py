@@ -13,11 +13,15 @@ only the answer that is kept.
 - Streams: up to `cascade_hold_tokens` answer tokens are held back; the decision is taken on them
   (or on the whole answer, if shorter). A kept stream releases what it held and streams on.
 - An escalated request is billed for both calls (Outcome.wasted_*); an escalation that fails (no
-  higher tier, an upstream error, a budget that cannot pay) keeps the first answer.
+  higher tier, an upstream error, a budget that cannot pay) keeps the first answer. While a stream's
+  escalation is awaited its first answer is read on (`Drain`): the upstream goes on generating, and
+  bills, until it is hung up on, so those tokens are counted too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -104,11 +108,18 @@ class Probe:
 
 
 class Replay:
-    """The chunks held back, then the rest of the stream; closing it closes the upstream."""
+    """The chunks held back, then the read a `Drain` left in flight (if any), then the rest of the
+    stream; closing it closes the upstream."""
 
-    def __init__(self, held: list[Chunk], rest: AsyncIterator[Chunk]) -> None:
+    def __init__(
+        self,
+        held: list[Chunk],
+        rest: AsyncIterator[Chunk],
+        pending: asyncio.Future[Chunk | None] | None = None,
+    ) -> None:
         self._held = held
         self._rest = rest
+        self._pending = pending
 
     def __aiter__(self) -> Replay:
         return self
@@ -116,11 +127,52 @@ class Replay:
     async def __anext__(self) -> Chunk:
         if self._held:
             return self._held.pop(0)
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            chunk = await pending
+            if chunk is None:
+                raise StopAsyncIteration
+            return chunk
         return await anext(self._rest)
 
     async def aclose(self) -> None:
         self._held = []
-        await close_quietly(self._rest)
+        await _hang_up(self._pending, self._rest)
+
+
+class Drain:
+    """Reads a held stream on into `held` while its escalation is awaited. `stop` leaves the stream
+    whole: a read in flight is handed over (`Replay` or `_hang_up` finishes it), never cancelled midway."""
+
+    def __init__(self, rest: AsyncIterator[Chunk], held: list[Chunk]) -> None:
+        self._rest = rest
+        self._held = held
+        self._next: asyncio.Future[Chunk | None] | None = None
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self._next = asyncio.ensure_future(anext(self._rest, None))
+            # Shielded: cancelling the drain must not cancel the read, which would end the stream.
+            chunk = await asyncio.shield(self._next)
+            if chunk is None:
+                return
+            self._held.append(chunk)
+
+    async def stop(self) -> asyncio.Future[Chunk | None] | None:
+        """The read in flight, whose chunk is not in `held` (None when there is none)."""
+        self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._task  # an upstream error stays in the read, for whoever finishes it
+        return self._next
+
+
+async def _hang_up(pending: asyncio.Future[Chunk | None] | None, rest: AsyncIterator[Chunk]) -> None:
+    if pending is not None:
+        pending.cancel()
+        with contextlib.suppress(BaseException):
+            await pending
+    await close_quietly(rest)
 
 
 class Cascade:
@@ -241,26 +293,29 @@ class Cascade:
             self._pipeline.settle(outcome, probe.usage or self._counted(parsed, probe, outcome))
             self._pipeline.background.spawn(close_quietly(opened.rest))
             raise
-        kept = Opened(held[0], Replay(held[1:], opened.rest), opened.native)
         if not self._verdict(outcome, dep, probe.logprobs).escalate:
-            return kept
-        usage = probe.usage or self._counted(parsed, probe, outcome)
+            return Opened(held[0], Replay(held[1:], opened.rest), opened.native)
         if outcome.gate is not None:
+            usage = probe.usage or self._counted(parsed, probe, outcome)
             outcome.gate.spend(self._pipeline.cost_of(outcome, dep, usage))
+        drain = Drain(opened.rest, held)
         try:
             final = await self._escalate(request, door, parsed, outcome, self._higher(outcome, dep), True)
         except BaseException:
             # The client left while the next tier was being asked: the first call is what it cost.
+            pending = await drain.stop()
             outcome.usage_counted = probe.usage is None
-            self._pipeline.settle(outcome, usage)
-            self._pipeline.background.spawn(close_quietly(opened.rest))
+            self._pipeline.settle(outcome, probe.usage or self._counted(parsed, probe, outcome))
+            self._pipeline.background.spawn(_hang_up(pending, opened.rest))
             raise
+        pending = await drain.stop()
         if final is None:
-            return kept
+            return Opened(held[0], Replay(held[1:], opened.rest, pending), opened.native)
+        # Billed for what it sent until now: the read in flight, if it came, passed the probe already.
         if probe.usage is None:
             outcome.usage_counted = True
-        self._wasted(outcome, dep, usage)
-        self._pipeline.background.spawn(close_quietly(opened.rest))
+        self._wasted(outcome, dep, probe.usage or self._counted(parsed, probe, outcome))
+        self._pipeline.background.spawn(_hang_up(pending, opened.rest))
         return final  # type: ignore[no-any-return]
 
     async def _hold(self, opened: Opened, probe: Probe) -> list[Chunk]:

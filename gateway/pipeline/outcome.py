@@ -95,6 +95,8 @@ class Outcome:
             usage.prompt_tokens + wasted.prompt_tokens,
             usage.completion_tokens + wasted.completion_tokens,
             usage.cached_tokens + wasted.cached_tokens,
+            usage.cache_write_5m_tokens + wasted.cache_write_5m_tokens,
+            usage.cache_write_1h_tokens + wasted.cache_write_1h_tokens,
         )
 
     def failed(self, exc: Exception) -> None:

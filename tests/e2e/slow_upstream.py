@@ -17,12 +17,23 @@ class SlowUpstream:
 
     Streamed: a role chunk, then one content chunk every `interval` s for up to `chunks` chunks.
     Not streamed: waits up to `hold_s` for the client to disconnect before answering.
+    Either way, `head_s` first delays the response's start (a model slow to its first token).
+    With `logprob` set, a stream asked for logprobs gives each token that logprob (a cascade's probe).
     `disconnected` is set when the gateway's connection to it closes mid-request."""
 
-    def __init__(self, interval: float = 0.05, chunks: int = 200, hold_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        interval: float = 0.05,
+        chunks: int = 200,
+        hold_s: float = 10.0,
+        head_s: float = 0.0,
+        logprob: float | None = None,
+    ) -> None:
         self.interval = interval
         self.chunks = chunks
         self.hold_s = hold_s
+        self.head_s = head_s
+        self.logprob = logprob
         self.started = threading.Event()
         self.disconnected = threading.Event()
         self.finished = threading.Event()
@@ -55,6 +66,10 @@ class SlowUpstream:
         self.started.set()
         watcher = asyncio.ensure_future(self._watch(receive))
         try:
+            if self.head_s:
+                await asyncio.wait([watcher], timeout=self.head_s)
+                if watcher.done():
+                    return
             if body.get("stream"):
                 await self._stream(body, send, watcher)
             else:
@@ -72,14 +87,23 @@ class SlowUpstream:
                 self.disconnected.set()
                 return
 
-    @staticmethod
-    def _chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def _chunk(self, body: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
+        token = delta.get("content")
+        if token and self.logprob is not None and body.get("logprobs"):
+            entry = {
+                "token": token,
+                "logprob": self.logprob,
+                "bytes": list(token.encode()),
+                "top_logprobs": [],
+            }
+            choice["logprobs"] = {"content": [entry], "refusal": None}
         doc = {
             "id": "chatcmpl-slow",
             "object": "chat.completion.chunk",
             "created": 0,
             "model": body.get("model"),
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            "choices": [choice],
         }
         return b"data: " + orjson.dumps(doc) + b"\n\n"
 

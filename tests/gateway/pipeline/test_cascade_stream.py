@@ -118,11 +118,12 @@ def test_a_long_unsure_answer_is_dropped_at_the_hold(gateway: CascadeGateway) ->
     # Decided after HOLD tokens: the rest of the first answer is never waited for.
     assert got.total_s < LONG * 0.01 / 2
     row = gateway.record(got.headers["x-switchyard-request-id"])
-    # The first stream was cut before its usage came: its tokens are counted (the prompt by tiktoken).
-    first_prompt = row.prompt_tokens - WORDS
+    # The first stream was cut before its usage came: its tokens are counted (the prompt by tiktoken),
+    # the held ones and any it sent while the escalation was awaited.
+    first_prompt, first_out = row.prompt_tokens - WORDS, row.completion_tokens - 3
     assert row.escalated is True and row.tokens_estimated is True
-    assert row.completion_tokens == HOLD + 3
-    assert row.wasted_cost_usd == cost(first_prompt, HOLD, SMALL_PRICE)
+    assert HOLD <= first_out < LONG / 2
+    assert row.wasted_cost_usd == cost(first_prompt, first_out, SMALL_PRICE)
     assert row.cost_usd == row.wasted_cost_usd + cost(WORDS, 3, BIG_PRICE)
 
 
