@@ -104,7 +104,8 @@ async def spend(
     """Spend totals grouped by day (ascending), model, key, tier or team, `limit` groups a page.
 
     `start` and `end` are inclusive UTC days. Rows: {<group_by>: value, "requests", "prompt_tokens",
-    "completion_tokens", "cached_tokens", "errors", "cost_usd" (exact decimal string)}; a missing
+    "completion_tokens", "cached_tokens" (cache reads), "cache_write_tokens", "errors", "cost_usd" (exact
+    decimal string)}; a missing
     key, team or tier reads None. Returns the rows and the cursor for the next page (None at the end).
     Raises InvalidCursorError for a cursor it did not make, ValueError for a bad group_by or limit.
     """
@@ -124,6 +125,7 @@ async def spend(
             func.sum(DailySpend.prompt_tokens),
             func.sum(DailySpend.completion_tokens),
             func.sum(DailySpend.cached_tokens),
+            func.sum(DailySpend.cache_write_tokens),
             func.sum(DailySpend.errors),
             func.sum(DailySpend.cost_usd),
         )
@@ -134,7 +136,7 @@ async def spend(
     )
     result = (await session.execute(stmt)).all()
     rows = []
-    for value, requests, prompt, completion, cached, errors, cost in result[:limit]:
+    for value, requests, prompt, completion, cached, written, errors, cost in result[:limit]:
         rows.append(
             {
                 group_by: value.isoformat() if isinstance(value, date) else (value or None),
@@ -142,6 +144,7 @@ async def spend(
                 "prompt_tokens": int(prompt),
                 "completion_tokens": int(completion),
                 "cached_tokens": int(cached),
+                "cache_write_tokens": int(written),
                 "errors": int(errors),
                 "cost_usd": format_usd(cost or Decimal(0)),
             }

@@ -196,7 +196,8 @@ class SpendRow(BaseModel):
     requests: int
     prompt_tokens: int
     completion_tokens: int
-    cached_tokens: int
+    cached_tokens: int = Field(description="Prompt tokens read from a prompt cache")
+    cache_write_tokens: int = Field(description="Prompt tokens written to a prompt cache (both lifetimes)")
     errors: int
     cost_usd: str = Field(description="Exact decimal USD", examples=["0.0123"])
 

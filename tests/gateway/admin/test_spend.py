@@ -14,7 +14,17 @@ from tests.gateway.accounting.helpers import random_records
 from tests.gateway.admin.conftest import Admin, assert_error
 
 
-def record(i: int, day: int, team: str, key: str, model: str, tier: str, cost: str) -> RequestRecord:
+def record(
+    i: int,
+    day: int,
+    team: str,
+    key: str,
+    model: str,
+    tier: str,
+    cost: str,
+    cache: tuple[int, int, int] = (0, 0, 0),
+) -> RequestRecord:
+    """`cache`: tokens read from a prompt cache, and written to it for 5 minutes and for an hour."""
     return RequestRecord(
         request_id=f"req-{i}",
         ts=datetime(2026, 4, day, 12, 0, tzinfo=UTC),
@@ -30,7 +40,9 @@ def record(i: int, day: int, team: str, key: str, model: str, tier: str, cost: s
         error_type=None,
         prompt_tokens=100 + i,
         completion_tokens=10 * i,
-        cached_tokens=0,
+        cached_tokens=cache[0],
+        cache_write_5m_tokens=cache[1],
+        cache_write_1h_tokens=cache[2],
         cost_usd=Decimal(cost),
         latency_ms=10.0,
         ttft_ms=None,
@@ -42,7 +54,7 @@ def record(i: int, day: int, team: str, key: str, model: str, tier: str, cost: s
 async def test_spend_groups_and_pages(admin: Admin) -> None:
     records = [
         record(0, 1, "t1", "k1", "gpt-4o-mini", "small", "0.0000000001"),
-        record(1, 1, "t1", "k2", "gpt-4o", "large", "0.25"),
+        record(1, 1, "t1", "k2", "gpt-4o", "large", "0.25", cache=(20, 30, 5)),
         record(2, 2, "t1", "k1", "gpt-4o-mini", "small", "0.1"),
         record(3, 3, "t2", "k3", "smollm2", "local", "0"),
         record(4, 3, "t1", "k2", "gpt-4o", "large", "1.2"),
@@ -73,6 +85,7 @@ async def test_spend_groups_and_pages(admin: Admin) -> None:
         "prompt_tokens",
         "completion_tokens",
         "cached_tokens",
+        "cache_write_tokens",
         "errors",
         "cost_usd",
     }
@@ -98,7 +111,8 @@ async def test_spend_groups_and_pages(admin: Admin) -> None:
                 "requests": 1,
                 "prompt_tokens": 101,
                 "completion_tokens": 10,
-                "cached_tokens": 0,
+                "cached_tokens": 20,
+                "cache_write_tokens": 35,
                 "errors": 0,
                 "cost_usd": "0.25",
             },
@@ -108,6 +122,7 @@ async def test_spend_groups_and_pages(admin: Admin) -> None:
                 "prompt_tokens": 104,
                 "completion_tokens": 40,
                 "cached_tokens": 0,
+                "cache_write_tokens": 0,
                 "errors": 0,
                 "cost_usd": "1.2",
             },
@@ -135,7 +150,14 @@ async def test_the_dashboard_rollups_give_what_spend_gives_for_the_same_range(ad
         await write_records(conn, records)
     first, last = date(2026, 3, 2), date(2026, 3, 4)
     w = window(first, last + timedelta(days=1), "UTC")
-    fields = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "errors")
+    fields = (
+        "requests",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "cache_write_tokens",
+        "errors",
+    )
     for group_by in ("day", "model", "key", "tier", "team"):
         r = await admin.client.get(
             "/admin/spend",
