@@ -142,7 +142,7 @@ class Replay:
 
 class Drain:
     """Reads a held stream on into `held` while its escalation is awaited. `stop` leaves the stream
-    whole: a read in flight is handed over (`Replay` or `_hang_up` finishes it), never cancelled midway."""
+    whole: the read in flight is handed over, for `Replay` to finish or `_hang_up` to cancel."""
 
     def __init__(self, rest: AsyncIterator[Chunk], held: list[Chunk]) -> None:
         self._rest = rest
@@ -159,11 +159,12 @@ class Drain:
                 return
             self._held.append(chunk)
 
-    async def stop(self) -> asyncio.Future[Chunk | None] | None:
-        """The read in flight, whose chunk is not in `held` (None when there is none)."""
+    def stop(self) -> asyncio.Future[Chunk | None] | None:
+        """The read in flight, whose chunk is not in `held` (None when there is none). The drain's task
+        is cancelled and not waited for: suspended at its read, it can append nothing more, and an
+        await here would take a cancel aimed at the request for the drain's own (an upstream error
+        stays in the read, for whoever finishes it)."""
         self._task.cancel()
-        with contextlib.suppress(BaseException):
-            await self._task  # an upstream error stays in the read, for whoever finishes it
         return self._next
 
 
@@ -303,12 +304,12 @@ class Cascade:
             final = await self._escalate(request, door, parsed, outcome, self._higher(outcome, dep), True)
         except BaseException:
             # The client left while the next tier was being asked: the first call is what it cost.
-            pending = await drain.stop()
+            pending = drain.stop()
             outcome.usage_counted = probe.usage is None
             self._pipeline.settle(outcome, probe.usage or self._counted(parsed, probe, outcome))
             self._pipeline.background.spawn(_hang_up(pending, opened.rest))
             raise
-        pending = await drain.stop()
+        pending = drain.stop()
         if final is None:
             return Opened(held[0], Replay(held[1:], opened.rest, pending), opened.native)
         # Billed for what it sent until now: the read in flight, if it came, passed the probe already.
