@@ -28,4 +28,3 @@ async def test_stop_hands_over_the_read_in_flight_and_appends_nothing_more() -> 
     # Replay gives the held chunks, the one in flight, then the rest: every chunk once, in order.
     replay = Replay(list(held), rest, pending)
     assert [c.data["i"] async for c in replay] == list(range(10))
-
