@@ -246,10 +246,11 @@ class Gateway:
 
     def record(self, request_id: str) -> RequestLog:
         """The request log's row of `request_id`, once the writer has flushed it (asserts it comes)."""
-        return asyncio.run(_record(self.db_url, request_id))
+        return asyncio.run(read_record(self.db_url, request_id))
 
 
-async def _record(url: str, request_id: str) -> RequestLog:
+async def read_record(url: str, request_id: str) -> RequestLog:
+    """The request log's row of `request_id` in the database at `url`, waiting for the writer's flush."""
     engine = make_engine(url)
     try:
         for _ in range(200):

@@ -19,13 +19,11 @@ import anthropic
 import httpx
 import openai
 import pytest
-from sqlalchemy import select
 
 from gateway.app import create_app
 from gateway.config import parse_config
-from gateway.db.engine import make_engine
 from gateway.db.models import RequestLog
-from tests.e2e.gateway_harness import CLIENT_TIMEOUT_S, MASTER_KEY, MTOK, gateway_settings
+from tests.e2e.gateway_harness import CLIENT_TIMEOUT_S, MASTER_KEY, MTOK, gateway_settings, read_record
 from tests.fakes import anthropic_upstream, gemini_upstream, openai_upstream
 from tests.fakes.server import ServerThread
 
@@ -47,23 +45,7 @@ class Stack:
         return self.anthropic_fake.app.state.requests[-1]["body"]
 
     def record(self, request_id: str) -> RequestLog:
-        return asyncio.run(_record(f"sqlite+aiosqlite:///{self.db}", request_id))
-
-
-async def _record(url: str, request_id: str) -> RequestLog:
-    engine = make_engine(url)
-    try:
-        for _ in range(200):
-            async with engine.connect() as conn:
-                row = (
-                    await conn.execute(select(RequestLog).where(RequestLog.request_id == request_id))
-                ).first()
-            if row is not None:
-                return row  # type: ignore[return-value]
-            await asyncio.sleep(0.05)
-    finally:
-        await engine.dispose()
-    raise AssertionError(f"no record of {request_id}")
+        return asyncio.run(read_record(f"sqlite+aiosqlite:///{self.db}", request_id))
 
 
 @pytest.fixture(scope="module")

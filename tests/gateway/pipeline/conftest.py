@@ -124,18 +124,23 @@ async def _record(url: str, where: Any, within_s: float) -> RequestLog:
         await engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CascadeGateway]:
-    state = tmp_path_factory.mktemp("cascade")
-    db_url = f"sqlite+aiosqlite:///{Path(state) / 'switchyard.db'}"
-    settings = Settings(
+def cascade_settings(state: Path) -> Settings:
+    """A gateway on SQLite in `state`, flushing records every 0.1 s, without retries."""
+    return Settings(
         _env_file=None,  # type: ignore[call-arg]
-        database_url=db_url,
+        database_url=f"sqlite+aiosqlite:///{state / 'switchyard.db'}",
         spool_dir=state / "spool",
         master_key=MASTER_KEY,
         spend_flush_interval_s=0.1,
         retries=0,
     )
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CascadeGateway]:
+    state = tmp_path_factory.mktemp("cascade")
+    settings = cascade_settings(state)
+    db_url = settings.database_url
     with (
         ServerThread(openai_upstream.create_app()) as oa,
         ServerThread(anthropic_upstream.create_app()) as an,

@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,12 +29,19 @@ from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.db.engine import make_engine, session_factory
 from gateway.db.models import RequestLog
-from gateway.settings import Settings
 from tests.e2e.gateway_harness import wait_for
 from tests.e2e.slow_upstream import SlowUpstream
 from tests.fakes import anthropic_upstream, openai_upstream
 from tests.fakes.server import ServerThread
-from tests.gateway.pipeline.conftest import BIG_PRICE, MASTER_KEY, MTOK, SMALL_PRICE, _oa, _route, cost
+from tests.gateway.pipeline.conftest import (
+    BIG_PRICE,
+    MTOK,
+    SMALL_PRICE,
+    _oa,
+    _route,
+    cascade_settings,
+    cost,
+)
 
 HELLO = [{"role": "user", "content": "say hello to me"}]
 HOLD = 16
@@ -131,16 +137,8 @@ def _config(openai_url: str, small_url: str, big_url: str, anthropic_url: str, u
 
 @pytest.fixture(scope="module")
 def leaving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Leaving]:
-    state = tmp_path_factory.mktemp("cascade-leave")
-    db_url = f"sqlite+aiosqlite:///{Path(state) / 'switchyard.db'}"
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=db_url,
-        spool_dir=state / "spool",
-        master_key=MASTER_KEY,
-        spend_flush_interval_s=0.1,
-        retries=0,
-    )
+    settings = cascade_settings(tmp_path_factory.mktemp("cascade-leave"))
+    db_url = settings.database_url
     small, big, unsure = SlowUpstream(), SlowUpstream(), SlowUpstream(logprob=math.log(0.3))
     with (
         ServerThread(openai_upstream.create_app()) as oa,
