@@ -193,7 +193,9 @@ class Readiness:
     async def _probe_database(self) -> None:
         # Connect and query are each bounded by the engine's timeouts; this bounds the pair.
         try:
-            schema_checked = await asyncio.wait_for(self._query_database(), 2 * self._timeout)
+            # asyncio.timeout rather than wait_for, which on 3.11 can lose the cancel that stops the loop.
+            async with asyncio.timeout(2 * self._timeout):
+                schema_checked = await self._query_database()
         except SchemaNotCurrentError as exc:
             if self.database.state != "schema_outdated":
                 log.error("%s; not ready until it is migrated", exc)
@@ -231,7 +233,8 @@ class Readiness:
 
     async def _probe_redis(self) -> None:
         try:
-            await asyncio.wait_for(self._redis.ping(), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await self._redis.ping()
         except Exception as exc:
             self.redis = Check("down", {"error": type(exc).__name__}, time.monotonic())
             return
@@ -239,9 +242,8 @@ class Readiness:
 
     async def _probe_spool(self) -> None:
         try:
-            state = await asyncio.wait_for(
-                asyncio.to_thread(spool_state, self._settings.spool_dir), self._timeout
-            )
+            async with asyncio.timeout(self._timeout):
+                state = await asyncio.to_thread(spool_state, self._settings.spool_dir)
         except (OSError, TimeoutError) as exc:
             self.spool = Check("not_writable", {"error": type(exc).__name__}, time.monotonic())
             return

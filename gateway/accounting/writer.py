@@ -220,15 +220,18 @@ class SpendWriter:
                 continue
             if self._stopping:
                 return
+            # asyncio.timeout rather than wait_for, which on 3.11 can lose a cancel (gateway/live/sync.py).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_requested.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stop_requested.wait()
             delay = min(delay * 2, self._retry_max)
 
     async def _wait_for_work(self) -> None:
         while not self._stopping and len(self._pending) < self._batch_size:
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
             except TimeoutError:
                 if self._pending or self._spool_dirty:
                     return
@@ -309,7 +312,8 @@ class SpendWriter:
                 if not await self._spill(chunk):
                     self._pending.extend(chunk)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop_requested.wait(), 1.0)
+                        async with asyncio.timeout(1.0):
+                            await self._stop_requested.wait()
 
     async def _spill(self, records: list[RequestRecord]) -> bool:
         async with self._spool_lock:

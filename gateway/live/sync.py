@@ -133,9 +133,9 @@ class ConfigSync:
     async def aclose(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # Their ends (cancelled, or a failure already logged) are collected; a cancel of aclose itself
+        # is not taken for theirs.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         if self._redis is not None:
             with contextlib.suppress(Exception):
@@ -181,7 +181,10 @@ class ConfigSync:
         while True:
             await asyncio.sleep(self.poll_interval_s)
             try:
-                newest = await asyncio.wait_for(self._current_version(), _POLL_TIMEOUT_S)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel that comes as its call
+                # finishes, and this loop then outlived aclose (a shutdown that never ended).
+                async with asyncio.timeout(_POLL_TIMEOUT_S):
+                    newest = await self._current_version()
             except Exception as exc:
                 self._poll.failed(exc)
                 continue
@@ -194,7 +197,8 @@ class ConfigSync:
             await self._wanted.wait()
             self._wanted.clear()
             try:
-                await asyncio.wait_for(self._refresh(), _REFRESH_TIMEOUT_S)
+                async with asyncio.timeout(_REFRESH_TIMEOUT_S):
+                    await self._refresh()
             except Exception as exc:
                 # The poll wakes it again while the store stays ahead of this replica.
                 self._refreshing.failed(exc)

@@ -103,6 +103,18 @@ async def test_an_announcement_reaches_the_other_replica_at_once(redis_target: R
     assert lag < 1.0, lag
 
 
+async def test_closing_ends_a_poll_that_is_always_busy() -> None:
+    """A cancel that lands as a poll's read finishes still ends the poll: asyncio.wait_for lost it on
+    3.11, and aclose waited for ever (a full test run hung on the test below)."""
+    for _ in range(20):
+        sync = Replica(Store()).sync(None, channel(), poll_s=0.0005)
+        await sync.start()
+        await asyncio.sleep(0.002)
+        closing = asyncio.ensure_future(sync.aclose())
+        done, _ = await asyncio.wait([closing], timeout=2.0)
+        assert done, "aclose did not end: a task outlived its cancel"
+
+
 def test_only_a_newer_version_wakes_a_refresh() -> None:
     sync = Replica(Store()).sync(None, channel())
     sync._live_version = lambda: 5
