@@ -78,6 +78,41 @@ async def relay_openai(
         )
 
 
+class ChatRead:
+    """A chat-completions stream as a translating relay reads it: each chunk's data in turn
+    (`chunks`), the usage the upstream gave (`given`, None until it comes) and, without it, what the
+    gateway counted (`counted`), which `usage` marks as counted at the end."""
+
+    def __init__(
+        self, first: Chunk, rest: AsyncIterator[Chunk], outcome: Outcome, routing: dict[str, Any]
+    ) -> None:
+        self._first: Chunk | None = first
+        self._rest = rest
+        self._outcome = outcome
+        self._routing = routing
+        self.counter = StreamCounter()
+        self.given: Usage | None = None
+
+    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+        chunk, self._first = self._first, None
+        while chunk is not None:
+            if chunk.data.get("usage"):
+                self.given = Usage.from_openai(chunk.data["usage"])
+            self.counter.observe(chunk.data)
+            yield chunk.data
+            chunk = await anext(self._rest, None)
+
+    def counted(self) -> Usage:
+        return Usage(self._outcome.count_prompt(self._routing), self.counter.tokens())
+
+    def usage(self) -> Usage:
+        """The whole stream's: the upstream's, else counted (and so marked)."""
+        if self.given is not None:
+            return self.given
+        self._outcome.usage_counted = True
+        return self.counted()
+
+
 def stream_failed(outcome: Outcome, exc: Exception) -> UpstreamError:
     """How a relay that broke ends: with the upstream's error, or, for an event it could not handle
     (a bug of ours or an upstream's nonsense), a 502. Either way the request is recorded as failed and

@@ -12,7 +12,7 @@ from gateway.errors import bad_request
 from gateway.pipeline.anthropic_relay import relay_native, relay_translated
 from gateway.pipeline.door import Completed, Finish, Opened, Parsed
 from gateway.pipeline.outcome import Outcome
-from gateway.pipeline.race import open_stream
+from gateway.pipeline.race import open_chat_stream, open_stream
 from gateway.usage import StreamCounter
 from gateway.validate import model_of, stream_flag
 from providers.anthropic_translate import (
@@ -79,12 +79,7 @@ class AnthropicDoor:
         if _native(provider):
             first, rest = await open_stream(provider.messages_stream(dep.upstream_body(parsed.body)))  # type: ignore[attr-defined]
             return Opened(first, rest, True)
-        upstream = {
-            **dep.upstream_body(parsed.routing),
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        first, rest = await open_stream(provider.stream(UpstreamCall(upstream, Endpoint.CHAT)))
+        first, rest = await open_chat_stream(provider, parsed.routing)
         return Opened(first, rest, False)
 
     def relay(self, parsed: Parsed, opened: Opened, outcome: Outcome, finish: Finish) -> AsyncIterator[bytes]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway.pipeline.door import Finish
 from gateway.pipeline.outcome import Outcome
-from gateway.streaming import end_stream, stream_failed
+from gateway.streaming import ChatRead, end_stream, stream_failed
 from gateway.usage import StreamCounter
 from providers.anthropic import usage_from_anthropic
 from providers.anthropic_translate_stream import OpenAIStreamToAnthropic, anthropic_error_body, sse_event
@@ -78,21 +78,14 @@ async def relay_translated(
     finish: Finish,
 ) -> AsyncIterator[bytes]:
     converter = OpenAIStreamToAnthropic(model)
-    counter = StreamCounter()
-    usage: Usage | None = None
-    chunk: Chunk | None = first
+    read = ChatRead(first, rest, outcome, as_openai)
     done = False
     try:
-        while chunk is not None:
-            if chunk.data.get("usage"):
-                usage = Usage.from_openai(chunk.data["usage"])
-            counter.observe(chunk.data)
-            for event in converter.feed(chunk.data):
+        async for data in read.chunks():
+            for event in converter.feed(data):
                 yield event
-            chunk = await anext(rest, None)
-        if usage is None:
-            usage = Usage(outcome.count_prompt(as_openai), counter.tokens())
-            outcome.usage_counted = True
+        if read.given is None:
+            usage = read.usage()
             converter.usage = {
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
@@ -104,11 +97,4 @@ async def relay_translated(
         done = True
         yield _error_event(stream_failed(outcome, exc))
     finally:
-        await end_stream(
-            outcome,
-            usage,
-            lambda: Usage(outcome.count_prompt(as_openai), counter.tokens()),
-            rest,
-            finish,
-            done,
-        )
+        await end_stream(outcome, read.given, read.counted, rest, finish, done)

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
-from providers.base import Chunk, midstream_error
+from providers.base import Chunk, Endpoint, Provider, UpstreamCall, midstream_error
 
 T = TypeVar("T")
 
@@ -26,6 +26,17 @@ async def open_stream(events: AsyncIterator[Chunk]) -> tuple[Chunk, AsyncIterato
     except StopAsyncIteration:
         raise midstream_error("upstream closed the stream before sending anything") from None
     return first, it
+
+
+async def open_chat_stream(provider: Provider, routing: dict[str, Any]) -> tuple[Chunk, AsyncIterator[Chunk]]:
+    """A translating door's chat-completions stream (routing: the request as chat), with the usage
+    chunk asked for so that the bill is the upstream's."""
+    upstream = {
+        **provider.deployment.upstream_body(routing),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    return await open_stream(provider.stream(UpstreamCall(upstream, Endpoint.CHAT)))
 
 
 async def race_disconnect(

@@ -20,7 +20,7 @@ from gateway.dispatch import Skip
 from gateway.errors import GatewayError
 from gateway.pipeline.door import Completed, Finish, Opened, Parsed
 from gateway.pipeline.outcome import Outcome
-from gateway.pipeline.race import open_stream
+from gateway.pipeline.race import open_chat_stream, open_stream
 from gateway.responses.ids import new_id
 from gateway.responses.parse import builtin_tools, check
 from gateway.responses.relay import relay_native, relay_translated
@@ -150,12 +150,7 @@ class ResponsesDoor:
             first, rest = await open_stream(events)
             return Opened(first, rest, True)
         self._translatable()
-        upstream = {
-            **provider.deployment.upstream_body(parsed.routing),
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        first, rest = await open_stream(provider.stream(UpstreamCall(upstream, Endpoint.CHAT)))
+        first, rest = await open_chat_stream(provider, parsed.routing)
         return Opened(first, rest, False)
 
     def relay(self, parsed: Parsed, opened: Opened, outcome: Outcome, finish: Finish) -> AsyncIterator[bytes]:

@@ -11,7 +11,7 @@ import orjson
 from gateway.pipeline.door import Finish
 from gateway.pipeline.outcome import Outcome
 from gateway.responses.stream import RESPONSE_EVENTS, ChatToEvents, failed_events
-from gateway.streaming import end_stream, stream_failed
+from gateway.streaming import ChatRead, end_stream, stream_failed
 from gateway.usage import StreamCounter
 from providers.base import Chunk, UpstreamError, Usage, midstream_error
 
@@ -111,23 +111,15 @@ async def relay_translated(
     keep: Keep,
     finish: Finish,
 ) -> AsyncIterator[bytes]:
-    counter = StreamCounter()
-    usage: Usage | None = None
-    chunk: Chunk | None = first
+    read = ChatRead(first, rest, outcome, routing)
     done = completed = False
     try:
         for event in converter.start():
             yield event
-        while chunk is not None:
-            if chunk.data.get("usage"):
-                usage = Usage.from_openai(chunk.data["usage"])
-            counter.observe(chunk.data)
-            for event in converter.feed(chunk.data):
+        async for data in read.chunks():
+            for event in converter.feed(data):
                 yield event
-            chunk = await anext(rest, None)
-        if usage is None:
-            usage = Usage(outcome.count_prompt(routing), counter.tokens())
-            outcome.usage_counted = True
+        usage = read.usage()
         done = True
         for event in converter.finish(usage):
             yield event
@@ -137,7 +129,6 @@ async def relay_translated(
         for event in converter.failed(stream_failed(outcome, exc)):
             yield event
     finally:
-        counted = lambda: Usage(outcome.count_prompt(routing), counter.tokens())  # noqa: E731
-        await end_stream(outcome, usage, counted, rest, finish, done)
+        await end_stream(outcome, read.given, read.counted, rest, finish, done)
     if completed:
         await keep(converter.response)
